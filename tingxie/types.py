@@ -1,0 +1,148 @@
+"""Data that flows between the pipeline stages.
+
+audio (np.float32, 16 kHz mono) → vad (SpeechSpan) → windows (Window, ≤ 30 s of packed
+speech) → engine (WindowResult, batched across requests) → text (Segment with raw and
+final text) → Transcript (the canonical json result that the store keeps).
+
+Every later part (scheduler, real-time lane, queue workers) passes these objects, so
+they are plain dataclasses with no behaviour beyond (de)serialisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SAMPLE_RATE = 16000
+WINDOW_SECONDS = 30.0
+
+
+class TingxieError(Exception):
+    """An error the user can act on; its message names the problem."""
+
+
+class AudioError(TingxieError):
+    """The input is missing, empty, corrupt, not audio, or has no audio stream."""
+
+
+class OptionsError(TingxieError):
+    """A bad option value, refused before any work starts."""
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """A stretch of speech, in samples at 16 kHz, absolute within its file."""
+
+    start: int
+    end: int
+
+    @property
+    def duration(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+@dataclass
+class VadOptions:
+    """Silero VAD parameters. `max_speech_s` caps a segment; longer speech is cut at
+    the quietest frame near the limit so no word is split."""
+
+    threshold: float = 0.5
+    min_silence_ms: int = 300
+    speech_pad_ms: int = 200
+    min_speech_ms: int = 200
+    max_speech_s: float = 29.0
+
+
+@dataclass
+class DecodeOptions:
+    """How a window is decoded. `language=None` means detect per file."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    beam_size: int = 5
+    hotwords: list[str] = field(default_factory=list)
+    initial_prompt: str | None = None
+    word_timestamps: bool = False
+    temperature: float = 0.0
+
+
+@dataclass
+class TextOptions:
+    """Post-processing of model text: inverse text normalisation and Chinese script."""
+
+    itn: bool = True
+    zh_script: str = "hans"  # hans | hant | keep
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    word: str
+    probability: float = 0.0
+
+
+@dataclass
+class Segment:
+    """One recognised sentence-ish piece with absolute times in seconds.
+
+    `raw_text` is what the model said; `text` is after ITN and script conversion, so
+    ITN can be re-run from stored results without decoding again.
+    """
+
+    id: int
+    start: float
+    end: float
+    text: str
+    raw_text: str
+    words: list[Word] | None = None
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    flags: list[str] = field(default_factory=list)  # "truncated", "repetition_cut"
+
+
+@dataclass
+class Transcript:
+    """The canonical result of one file (or one real-time session)."""
+
+    language: str
+    duration: float
+    segments: list[Segment]
+    language_probability: float = 0.0
+    processing_time: float = 0.0
+    model: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        sep = "" if self.language in ("zh", "ja", "yue") else " "
+        return sep.join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @property
+    def rtf(self) -> float:
+        return self.processing_time / self.duration if self.duration > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["text"] = self.text
+        d["rtf"] = round(self.rtf, 4)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Transcript:
+        segments = []
+        for s in d.get("segments", []):
+            s = dict(s)
+            words = s.pop("words", None)
+            segments.append(
+                Segment(**s, words=[Word(**w) for w in words] if words is not None else None)
+            )
+        return cls(
+            language=d["language"],
+            duration=d["duration"],
+            segments=segments,
+            language_probability=d.get("language_probability", 0.0),
+            processing_time=d.get("processing_time", 0.0),
+            model=d.get("model", ""),
+            options=d.get("options", {}),
+        )
