@@ -1,0 +1,204 @@
+"""Core pipeline benchmark: tingxie vs the serial baseline vs per-file batching, one run.
+
+    python bench/core.py [--eval-dir ../shared/eval] [--long 20] [--methods serial,batched,tingxie]
+
+Sets: (a) the eval set; (b) N three-minute Mandarin recordings built by concatenating
+eval utterances with 0.5–3 s pauses (written to a temp dir, never to the repo).
+Methods, each in its own process so peak RSS is its own:
+  serial   faster-whisper WhisperModel.transcribe(beam_size=5, vad_filter=True), one file
+           at a time — the reference system's architecture
+  batched  faster-whisper BatchedInferencePipeline(batch_size=8), one file at a time
+  tingxie  `tingxie transcribe` on all files at once (cross-file batching)
+Prints RTF, audio seconds per wall second, peak RSS, CER/WER and ratios; writes JSON and
+Markdown to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tingxie import audio as audio_mod  # noqa: E402
+from tingxie.text import error_rate  # noqa: E402
+
+
+def write_wav(path: Path, x: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
+
+
+def load_manifest(eval_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (eval_dir / "manifest.jsonl").read_text().splitlines() if line.strip()]
+
+
+def build_long(eval_dir: Path, items: list[dict], n: int, seconds: float, out: Path, seed: int = 0) -> list[dict]:
+    """N recordings of `seconds` each from Mandarin utterances with 0.5–3 s pauses."""
+    zh = [m for m in items if m["lang"] == "zh"]
+    audio = {m["id"]: audio_mod.decode(eval_dir / m["audio"]) for m in zh}
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        parts, texts, total = [], [], 0
+        while True:
+            m = rng.choice(zh)
+            a = audio[m["id"]]
+            pause = np.zeros(int(rng.uniform(0.5, 3.0) * 16000), np.float32)
+            if total + len(a) > seconds * 16000:
+                break
+            parts += [a, pause]
+            texts.append(m["text"])
+            total += len(a) + len(pause)
+        x = np.concatenate(parts)
+        x = np.pad(x, (0, max(0, int(seconds * 16000) - len(x))))
+        path = out / f"long_{k:02d}.wav"
+        write_wav(path, x)
+        rows.append({"id": path.stem, "path": str(path), "lang": "zh", "text": "".join(texts), "duration": len(x) / 16000})
+    return rows
+
+
+# -- methods (run in a child process) -------------------------------------------------
+def run_method(method: str, rows: list[dict], model_dir: str, out_dir: Path) -> dict:
+    hyps: dict[str, str] = {}
+    t0 = time.perf_counter()
+    if method in ("serial", "batched"):
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=2)
+        pipe = BatchedInferencePipeline(model) if method == "batched" else None
+        t0 = time.perf_counter()
+        for r in rows:
+            lang = r.get("lang_hint")
+            if pipe:
+                segs, _ = pipe.transcribe(r["path"], batch_size=8, language=lang)
+            else:
+                segs, _ = model.transcribe(r["path"], beam_size=5, vad_filter=True, language=lang)
+            hyps[r["id"]] = "".join(s.text for s in segs)
+    else:
+        cmd = [sys.executable, "-m", "tingxie", "transcribe", "--quiet", "--format", "json", "-o", str(out_dir), *[r["path"] for r in rows]]
+        subprocess.run(cmd, check=True)
+        for r in rows:
+            d = json.loads((out_dir / (Path(r["path"]).stem + ".json")).read_text())
+            hyps[r["id"]] = "".join(s["raw_text"] for s in d["segments"])
+    return {"wall": time.perf_counter() - t0, "hyps": hyps}
+
+
+def child(args: argparse.Namespace) -> None:
+    rows = json.loads(Path(args.rows).read_text())
+    res = run_method(args.child, rows, args.model_dir, Path(args.out_dir))
+    Path(args.result).write_text(json.dumps(res, ensure_ascii=False))
+
+
+def measure(method: str, rows: list[dict], model_dir: str, work: Path) -> dict:
+    """Run one method in a child process; return wall time, hyps and the child's peak RSS."""
+    tag = f"{method}-{int(time.time() * 1000)}"
+    rows_f, res_f, out_d = work / f"{tag}.rows.json", work / f"{tag}.res.json", work / f"{tag}.out"
+    out_d.mkdir()
+    rows_f.write_text(json.dumps(rows, ensure_ascii=False))
+    proc = subprocess.Popen([sys.executable, __file__, "--child", method, "--rows", str(rows_f), "--result", str(res_f), "--model-dir", model_dir, "--out-dir", str(out_d)])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{method} failed with status {status}")
+    res = json.loads(res_f.read_text())
+    res["peak_rss_mb"] = usage.ru_maxrss / 1024  # includes the tingxie CLI grandchild via ru_maxrss of children
+    return res
+
+
+def score(rows: list[dict], hyps: dict[str, str]) -> dict:
+    out = {}
+    for lang in ("zh", "en"):
+        sel = [r for r in rows if r["lang"] == lang]
+        if sel:
+            out[lang] = round(100 * error_rate([r["text"] for r in sel], [hyps.get(r["id"], "") for r in sel], lang), 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
+    ap.add_argument("--long", type=int, default=20, help="number of 3-minute recordings")
+    ap.add_argument("--long-seconds", type=float, default=180.0)
+    ap.add_argument("--methods", default="serial,batched,tingxie")
+    ap.add_argument("--sets", default="eval,long")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--child")
+    ap.add_argument("--rows")
+    ap.add_argument("--result")
+    ap.add_argument("--model-dir")
+    ap.add_argument("--out-dir")
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    from tingxie import models as models_mod
+    from tingxie.settings import Settings
+
+    eval_dir = Path(args.eval_dir)
+    if not (eval_dir / "manifest.jsonl").exists():
+        raise SystemExit(f"eval set not found at {eval_dir}")
+    model_dir = str(models_mod.assemble_bundled(Settings().models_dir))
+    items = load_manifest(eval_dir)
+    work = Path(tempfile.mkdtemp(prefix="tingxie-bench-"))
+    sets: dict[str, list[dict]] = {}
+    if "eval" in args.sets:
+        sets["eval"] = [
+            {"id": m["id"], "path": str(eval_dir / m["audio"]), "lang": m["lang"], "text": m["text"], "duration": m.get("duration_s") or audio_mod.probe(eval_dir / m["audio"]).duration}
+            for m in items
+        ]
+    if "long" in args.sets:
+        sets["long"] = build_long(eval_dir, items, args.long, args.long_seconds, work)
+
+    report: dict = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "sets": {}}
+    for name, rows in sets.items():
+        audio_s = sum(r["duration"] for r in rows)
+        print(f"\n== set {name}: {len(rows)} files, {audio_s / 60:.1f} min audio", flush=True)
+        res_set = {"files": len(rows), "audio_seconds": round(audio_s, 1), "methods": {}}
+        for method in args.methods.split(","):
+            res = measure(method, rows, model_dir, work)
+            m = {
+                "wall_s": round(res["wall"], 2),
+                "rtf": round(res["wall"] / audio_s, 4),
+                "audio_s_per_s": round(audio_s / res["wall"], 2),
+                "peak_rss_mb": round(res["peak_rss_mb"], 0),
+                "error_pct": score(rows, res["hyps"]),
+            }
+            res_set["methods"][method] = m
+            print(f"  {method:<8} wall {m['wall_s']:7.1f} s  RTF {m['rtf']:.4f}  {m['audio_s_per_s']:6.1f} audio s/s  RSS {m['peak_rss_mb']:.0f} MB  err% {m['error_pct']}", flush=True)
+        base = res_set["methods"].get("serial")
+        if base:
+            for k, m in res_set["methods"].items():
+                m["speedup_vs_serial"] = round(base["wall_s"] / m["wall_s"], 2)
+            print("  speed-up vs serial: " + ", ".join(f"{k} {m['speedup_vs_serial']}x" for k, m in res_set["methods"].items()))
+        report["sets"][name] = res_set
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / "core.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    lines = [f"# Core pipeline benchmark ({stamp})", "", f"Machine: {report['machine']['cores']} cores, whisper-base int8, CPU.", ""]
+    for name, rs in report["sets"].items():
+        lines += [f"## Set `{name}`: {rs['files']} files, {rs['audio_seconds'] / 60:.1f} min of audio", "",
+                  "| method | wall s | RTF | audio s / s | × serial | peak RSS MB | zh CER % | en WER % |", "|---|---|---|---|---|---|---|---|"]
+        for k, m in rs["methods"].items():
+            lines.append(f"| {k} | {m['wall_s']} | {m['rtf']} | {m['audio_s_per_s']} | {m.get('speedup_vs_serial', '')} | {m['peak_rss_mb']:.0f} | {m['error_pct'].get('zh', '')} | {m['error_pct'].get('en', '')} |")
+        lines.append("")
+    (out / "core.md").write_text("\n".join(lines))
+    print(f"\nwrote {out / 'core.json'} and {out / 'core.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install system packages the tests use (idempotent), the project with its test extras,
+# then run the whole test suite. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for pkg in espeak-ng ffmpeg sox redis-server postgresql chromium; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+EXTRAS="[test]" bash scripts/install.sh
+exec .venv/bin/python -m pytest "$@"

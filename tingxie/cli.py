@@ -1,0 +1,209 @@
+"""`tingxie` command line: transcribe, models, serve, worker, keys, db, bench."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
+
+LANGUAGE_AUTO = ("auto", "", None)
+
+
+def _settings(args: argparse.Namespace):
+    from .settings import Settings
+
+    overrides = {}
+    for name in ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance"):
+        v = getattr(args, name, None)
+        if v is not None:
+            overrides[name] = v
+    return Settings(**overrides)
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and device")
+    g.add_argument("--model", help="model id (default whisper-base) or a CTranslate2 Whisper directory")
+    g.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default auto)")
+    g.add_argument("--compute-type", help="auto | int8 | int8_float16 | float16 | float32 (default auto)")
+    g.add_argument("--batch-size", type=int, help="max windows per batch (default: 4 on CPU, 16 on GPU)")
+    g.add_argument("--instances", type=int, help="model instances per device (default: one per core on CPU, 1 on GPU)")
+    g.add_argument("--threads-per-instance", type=int, help="CPU threads per instance (default: cores / instances)")
+
+
+def _add_decode_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("recognition")
+    g.add_argument("--language", default="auto", help="language code (zh, en, …) or auto to detect per file")
+    g.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    g.add_argument("--beam-size", type=int, default=5)
+    g.add_argument("--hotwords", default="", help='comma-separated words that bias the decoder, e.g. "词1,词2"')
+    g.add_argument("--initial-prompt", default=None)
+    g.add_argument("--word-timestamps", action="store_true")
+    g.add_argument("--no-itn", action="store_true", help="keep numbers as spoken (no inverse text normalisation)")
+    g.add_argument("--zh-script", default="hans", choices=["hans", "hant", "keep"])
+    v = p.add_argument_group("voice activity detection")
+    v.add_argument("--vad", default="on", choices=["on", "off"], help="off: decode fixed 30 s windows")
+    v.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
+    v.add_argument("--vad-min-silence-ms", type=int, default=VadOptions.min_silence_ms)
+    v.add_argument("--vad-speech-pad-ms", type=int, default=VadOptions.speech_pad_ms)
+    v.add_argument("--vad-max-segment-s", type=float, default=VadOptions.max_speech_s)
+
+
+def options_from_args(args: argparse.Namespace, languages: list[str] | None = None) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+    """Validate and build pipeline options; raises OptionsError before any work."""
+    from .options import build_options
+
+    return build_options(
+        language=args.language,
+        task=args.task,
+        beam_size=args.beam_size,
+        hotwords=args.hotwords,
+        initial_prompt=args.initial_prompt,
+        word_timestamps=args.word_timestamps,
+        itn=not args.no_itn,
+        zh_script=args.zh_script,
+        vad=args.vad != "off",
+        vad_threshold=args.vad_threshold,
+        vad_min_silence_ms=args.vad_min_silence_ms,
+        vad_speech_pad_ms=args.vad_speech_pad_ms,
+        vad_max_segment_s=args.vad_max_segment_s,
+    )
+
+
+def _output_names(files: list[str], out_dir: Path, ext: str) -> list[Path]:
+    """One output per input; inputs sharing a stem get -2, -3 … so none overwrite."""
+    seen: dict[str, int] = {}
+    names = []
+    for f in files:
+        stem = Path(f).stem or "audio"
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        names.append(out_dir / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}"))
+    return names
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from . import audio as audio_mod
+    from .manager import ModelManager
+    from .output import EXTENSIONS, FORMATS, render
+    from .transcribe import transcribe_many
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
+    decode, vad, text = options_from_args(args)
+    settings = _settings(args)
+    manager = ModelManager(settings)
+    sched = manager.scheduler(settings.model)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = {fmt: _output_names(args.files, out_dir, EXTENSIONS[fmt]) for fmt in formats}
+
+    durations = []
+    for f in args.files:
+        try:
+            durations.append(audio_mod.probe(f).duration)
+        except Exception:
+            durations.append(0.0)
+    t0 = time.perf_counter()
+    ok = failed = 0
+    audio_total = 0.0
+    bar = tqdm(total=round(sum(durations), 1), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}")
+    bar.set_postfix_str(f"files 0/{len(args.files)}")
+
+    def progress(i: int, delta: float) -> None:
+        bar.update(round(delta, 2))
+
+    try:
+        for outcome in transcribe_many(list(args.files), sched, decode, vad, text, on_progress=progress):
+            name = args.files[outcome.index]
+            if outcome.transcript is not None:
+                ok += 1
+                audio_total += outcome.transcript.duration
+                for fmt in formats:
+                    names[fmt][outcome.index].write_text(render(outcome.transcript, fmt), encoding="utf-8")
+            else:
+                failed += 1
+                tqdm.write(f"error: {name}: {outcome.error}", file=sys.stderr)
+            bar.set_postfix_str(f"files {ok + failed}/{len(args.files)}")
+    finally:
+        bar.close()
+        manager.close()
+    wall = time.perf_counter() - t0
+    rtf = wall / audio_total if audio_total else 0.0
+    print(
+        f"files ok: {ok}, failed: {failed}; audio {audio_total:.1f} s; wall {wall:.1f} s; RTF {rtf:.3f}"
+        f" ({audio_total / wall if wall else 0:.1f}x real time)"
+    )
+    return 1 if failed else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models as models_mod
+    from .device import choose
+
+    settings = _settings(args)
+    if args.prepare:
+        models_mod.assemble_bundled(settings.models_dir)
+    choice = choose(settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size)
+    print(f"models dir: {settings.models_dir}")
+    print(f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}")
+    for m in models_mod.list_models(settings.models_dir):
+        state = "ready" if m.ready else "not assembled yet (joined on first use)"
+        tag = " [bundled, default]" if m.bundled else ""
+        print(f"  {m.id:<16} {m.size_bytes / 1e6:7.1f} MB  {state}{tag}\n  {'':<16} {m.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tingxie", description="Self-hosted speech recognition (听写).")
+    p.add_argument("--version", action="version", version=f"tingxie {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("transcribe", help="transcribe audio/video files")
+    t.add_argument("files", nargs="+")
+    t.add_argument("--format", default="txt", help="txt, json, srt, vtt (comma-separated for several)")
+    t.add_argument("--output-dir", "-o", default=".")
+    t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    _add_decode_args(t)
+    _add_engine_args(t)
+    t.set_defaults(func=cmd_transcribe)
+
+    m = sub.add_parser("models", help="list models and where they live")
+    m.add_argument("--prepare", action="store_true", help="assemble the bundled model now")
+    _add_engine_args(m)
+    m.set_defaults(func=cmd_models)
+
+    from . import cli_server
+
+    cli_server.add_commands(sub, _add_engine_args)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except OptionsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TingxieError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

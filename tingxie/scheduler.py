@@ -1,0 +1,246 @@
+"""The dynamic batcher: every request's windows meet here and leave in shared batches.
+
+Two lanes: `interactive` (synchronous requests, real-time streams) always goes first;
+`batch` (jobs, CLI runs) is served round-robin by owner so a 500-file batch cannot
+starve a short request or another user's job. `instances` worker threads each take a
+batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
+whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
+back waiting for company.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .engine import Engine, WindowResult
+from .windows import Window
+
+log = logging.getLogger(__name__)
+
+INTERACTIVE, BATCH = "interactive", "batch"
+
+
+class Overloaded(Exception):
+    """The interactive lane is full: the caller should retry later (HTTP 503)."""
+
+
+@dataclass
+class _Item:
+    window: Window
+    future: Future
+    owner: str
+    key: tuple
+    enqueued: float
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    windows: int = 0
+    audio_seconds: float = 0.0
+    busy_seconds: float = 0.0
+    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
+    stage_seconds: collections.Counter = field(default_factory=collections.Counter)
+    failures: int = 0
+    oom_splits: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "batches": self.batches,
+            "windows": self.windows,
+            "audio_seconds": round(self.audio_seconds, 2),
+            "busy_seconds": round(self.busy_seconds, 2),
+            "mean_batch_size": round(self.windows / self.batches, 2) if self.batches else 0.0,
+            "max_batch_size": max(self.batch_sizes) if self.batch_sizes else 0,
+            "batch_sizes": dict(sorted(self.batch_sizes.items())),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "failures": self.failures,
+            "oom_splits": self.oom_splits,
+        }
+
+
+def _is_oom(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return "out of memory" in msg or "cuda_error_out_of_memory" in msg
+
+
+class Scheduler:
+    def __init__(
+        self,
+        engine: Engine | Callable[[], Engine],
+        max_batch_size: int = 4,
+        max_wait_ms: float = 5.0,
+        instances: int = 1,
+        interactive_limit: int = 64,
+        on_batch: Callable[[int, float, dict], None] | None = None,
+    ):
+        self._engine = engine
+        self.max_batch_size = max(1, max_batch_size)
+        self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.instances = max(1, instances)
+        self.interactive_limit = interactive_limit
+        self.on_batch = on_batch
+        self.stats = Stats()
+        self._interactive: collections.deque[_Item] = collections.deque()
+        self._owners: collections.OrderedDict[str, collections.deque[_Item]] = collections.OrderedDict()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = 0
+        self._threads = [
+            threading.Thread(target=self._worker, name=f"tingxie-instance-{i}", daemon=True) for i in range(self.instances)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- public ------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        return self._engine() if callable(self._engine) and not isinstance(self._engine, Engine) else self._engine  # type: ignore[return-value]
+
+    def submit(self, window: Window, lane: str = BATCH, owner: str = "", check_capacity: bool = False) -> Future:
+        """Queue one window; the future resolves to its WindowResult."""
+        fut: Future = Future()
+        engine = self.engine
+        item = _Item(window, fut, owner, engine.batch_key(window, len(engine.prompt_prefix(window))), time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("scheduler is closed")
+            if lane == INTERACTIVE:
+                if check_capacity and len(self._interactive) >= self.interactive_limit:
+                    raise Overloaded(f"{len(self._interactive)} windows already wait in the interactive lane")
+                self._interactive.append(item)
+            else:
+                self._owners.setdefault(owner, collections.deque()).append(item)
+            self._cond.notify()
+        return fut
+
+    def cancel(self, owner: str) -> int:
+        """Drop an owner's queued windows (a cancelled job); returns how many."""
+        with self._cond:
+            items = list(self._owners.pop(owner, ()))
+            keep = collections.deque(i for i in self._interactive if i.owner != owner)
+            items += [i for i in self._interactive if i.owner == owner]
+            self._interactive = keep
+        for i in items:
+            i.future.cancel()
+        return len(items)
+
+    def depth(self) -> dict[str, int]:
+        with self._cond:
+            return {
+                INTERACTIVE: len(self._interactive),
+                BATCH: sum(len(q) for q in self._owners.values()),
+                "busy_instances": self._busy,
+            }
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # -- batching ----------------------------------------------------------------
+    def _pending(self) -> int:
+        return len(self._interactive) + sum(len(q) for q in self._owners.values())
+
+    def _take(self) -> list[_Item]:
+        """Form one batch (caller holds the lock): interactive first, then batch owners
+        round-robin; every item must share the first item's batch key."""
+        batch: list[_Item] = []
+        key = None
+        if self._interactive:
+            key = self._interactive[0].key
+            kept: collections.deque[_Item] = collections.deque()
+            while self._interactive:
+                it = self._interactive.popleft()
+                if it.key == key and len(batch) < self.max_batch_size:
+                    batch.append(it)
+                else:
+                    kept.append(it)
+            self._interactive = kept
+        progress = True
+        while len(batch) < self.max_batch_size and self._owners and progress:
+            progress = False
+            for owner in list(self._owners):
+                q = self._owners[owner]
+                idx = next((k for k, it in enumerate(q) if key is None or it.key == key), None)
+                if idx is None:
+                    continue
+                it = q[idx]
+                del q[idx]
+                key = it.key
+                batch.append(it)
+                progress = True
+                # rotate: this owner goes to the back for fairness
+                self._owners.move_to_end(owner)
+                if not q:
+                    del self._owners[owner]
+                if len(batch) >= self.max_batch_size:
+                    break
+        return batch
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and self._pending() == 0:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                # top up: wait briefly for company when the queue is short
+                deadline = time.monotonic() + self.max_wait
+                while self._pending() < self.max_batch_size and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = self._take()
+                self._busy += 1
+            try:
+                if batch:
+                    self._run([b for b in batch if b.future.set_running_or_notify_cancel()])
+            finally:
+                with self._cond:
+                    self._busy -= 1
+
+    def _run(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        try:
+            results = self.engine.decode([b.window for b in batch])
+        except Exception as exc:  # split to isolate a bad window, or to survive GPU OOM
+            if _is_oom(exc):
+                self.stats.oom_splits += 1
+                log.warning("out of memory on a batch of %d windows: splitting", len(batch))
+            if len(batch) > 1:
+                half = len(batch) // 2
+                self._run(batch[:half])
+                self._run(batch[half:])
+                return
+            self.stats.failures += 1
+            log.exception("window failed")
+            batch[0].future.set_exception(exc)
+            return
+        elapsed = time.perf_counter() - t0
+        seconds = sum(b.window.seconds for b in batch)
+        with self._cond:
+            s = self.stats
+            s.batches += 1
+            s.windows += len(batch)
+            s.audio_seconds += seconds
+            s.busy_seconds += elapsed
+            s.batch_sizes[len(batch)] += 1
+            for r in results:
+                for k, v in r.timings.items():
+                    s.stage_seconds[k] += v
+        if self.on_batch:
+            self.on_batch(len(batch), seconds, results[0].timings if results else {})
+        for b, r in zip(batch, results):
+            b.future.set_result(r)

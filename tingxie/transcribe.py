@@ -1,0 +1,239 @@
+"""The offline pipeline: file → audio → VAD spans → windows → scheduler → Transcript.
+
+`transcribe` handles one source and blocks; it is what a synchronous request, a job and
+a worker task call. `transcribe_many` runs many sources at once so their windows share
+batches (cross-file batching), bounding how much decoded audio is held in memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+
+from . import audio as audio_mod
+from . import text as text_mod
+from . import vad as vad_mod
+from . import windows as windows_mod
+from .engine import WindowResult
+from .scheduler import BATCH, Scheduler
+from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, TextOptions, Transcript, VadOptions
+
+log = logging.getLogger(__name__)
+
+Source = str | Path | bytes | BinaryIO
+
+# Progress callback: (windows_done, windows_total, audio_seconds_done)
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class Prepared:
+    audio: np.ndarray
+    duration: float
+    windows: list[windows_mod.Window]
+    speech_seconds: float
+    timings: dict[str, float]
+
+
+def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None) -> Prepared:
+    """Decode and cut into windows. `vad=None` means fixed 30 s windows (`--vad off`)."""
+    t0 = time.perf_counter()
+    audio = source if isinstance(source, np.ndarray) else audio_mod.decode(source)
+    t1 = time.perf_counter()
+    if len(audio) == 0:
+        raise AudioError("contains no audio samples")
+    if vad is None:
+        wins = windows_mod.fixed(audio, decode)
+    else:
+        spans = vad_mod.detect_speech(audio, vad)
+        wins = windows_mod.pack(audio, spans, decode)
+    t2 = time.perf_counter()
+    return Prepared(
+        audio,
+        len(audio) / SAMPLE_RATE,
+        wins,
+        sum(w.seconds for w in wins),
+        {"decode": t1 - t0, "vad": t2 - t1},
+    )
+
+
+def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
+    """Text stage: cut repetition loops, then ITN and script; number the segments."""
+    segments: list[Segment] = []
+    for r in results:
+        for seg in r.segments:
+            raw, cut = text_mod.collapse_repetitions(seg.raw_text)
+            if cut and "repetition_cut" not in seg.flags:
+                seg.flags.append("repetition_cut")
+            seg.raw_text = raw
+            seg.text = text_mod.finalize(raw, language, opts)
+            if hasattr(seg, "_tokens"):
+                del seg._tokens  # type: ignore[attr-defined]
+            if seg.text.strip():
+                seg.id = len(segments)
+                segments.append(seg)
+    segments.sort(key=lambda s: s.start)
+    for i, s in enumerate(segments):
+        s.id = i
+    return segments
+
+
+def options_record(decode: DecodeOptions, vad: VadOptions | None, text: TextOptions) -> dict:
+    return {"decode": asdict(decode), "vad": asdict(vad) if vad else None, "text": asdict(text)}
+
+
+def transcribe(
+    source: Source | np.ndarray,
+    scheduler: Scheduler,
+    decode: DecodeOptions | None = None,
+    vad: VadOptions | None = VadOptions(),
+    text: TextOptions | None = None,
+    lane: str = BATCH,
+    owner: str = "",
+    on_progress: Progress | None = None,
+    prepared: Prepared | None = None,
+    check_capacity: bool = False,
+) -> Transcript:
+    """Transcribe one source through the shared scheduler (blocking).
+
+    With `language=None` the first window is decoded alone to detect the file's
+    language, and the rest follow in that language, so one file is never a mix of
+    languages picked window by window.
+    """
+    decode = decode or DecodeOptions()
+    text = text or TextOptions()
+    t0 = time.perf_counter()
+    p = prepared or prepare(source, decode, vad)
+    total = len(p.windows)
+    results: list[WindowResult | None] = [None] * total
+    language, lang_prob = decode.language or "", 1.0 if decode.language else 0.0
+    done = 0
+    done_seconds = 0.0
+    lock = threading.Lock()
+
+    def report(i: int, r: WindowResult) -> None:
+        nonlocal done, done_seconds
+        with lock:
+            results[i] = r
+            done += 1
+            done_seconds += p.windows[i].seconds
+            if on_progress:
+                on_progress(done, total, done_seconds)
+
+    futures: list[tuple[int, Future]] = []
+    first = 0
+    if total and not decode.language:
+        r = scheduler.submit(p.windows[0], lane, owner, check_capacity).result()
+        language, lang_prob = r.language, r.language_probability
+        report(0, r)
+        first = 1
+    if total > first:
+        fixed = replace(decode, language=language or decode.language)
+        for i in range(first, total):
+            p.windows[i].options = fixed
+            futures.append((i, scheduler.submit(p.windows[i], lane, owner, check_capacity and i == first)))
+        for i, f in futures:
+            report(i, f.result())
+    segments = finish_segments([r for r in results if r is not None], language or "en", text)
+    stage = dict(p.timings)
+    for r in results:
+        if r:
+            for k, v in r.timings.items():
+                stage[k] = stage.get(k, 0.0) + v
+    opts = options_record(decode, vad, text)
+    opts["stage_seconds"] = {k: round(v, 4) for k, v in stage.items()}
+    opts["speech_seconds"] = round(p.speech_seconds, 3)
+    return Transcript(
+        language=language or (decode.language or ""),
+        duration=round(p.duration, 3),
+        segments=segments,
+        language_probability=round(float(lang_prob), 4),
+        processing_time=round(time.perf_counter() - t0, 3),
+        model=scheduler.engine.model_id,
+        options=opts,
+    )
+
+
+class _Budget:
+    """Seconds of decoded audio allowed in memory; acquire() takes all it needs at once
+    (piecemeal acquiring by two threads could deadlock)."""
+
+    def __init__(self, total: float):
+        self.free = total
+        self._cond = threading.Condition()
+
+    def acquire(self, n: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= n)
+            self.free -= n
+
+    def release(self, n: float) -> None:
+        with self._cond:
+            self.free += n
+            self._cond.notify_all()
+
+
+@dataclass
+class FileOutcome:
+    index: int
+    source: Source
+    transcript: Transcript | None = None
+    error: str | None = None
+
+
+def transcribe_many(
+    sources: list[Source],
+    scheduler: Scheduler,
+    decode: DecodeOptions | None = None,
+    vad: VadOptions | None = VadOptions(),
+    text: TextOptions | None = None,
+    on_progress: Callable[[int, float], None] | None = None,
+    max_audio_in_memory_s: float = 4 * 3600,
+    max_files_in_flight: int | None = None,
+) -> Iterator[FileOutcome]:
+    """Transcribe many files concurrently; yields outcomes as files finish.
+
+    `on_progress(file_index, audio_seconds_done_delta)` feeds a progress bar. At most
+    `max_audio_in_memory_s` of decoded audio is held at once (a 2-hour file is ~460 MB).
+    """
+    in_flight = max_files_in_flight or max(2, scheduler.max_batch_size * scheduler.instances * 2)
+    budget = _Budget(max_audio_in_memory_s)
+
+    def one(i: int, src: Source) -> FileOutcome:
+        try:
+            try:
+                need = min(max_audio_in_memory_s, audio_mod.probe(src).duration + 1)
+            except Exception:
+                need = 1.0  # let decode() report the real problem
+            budget.acquire(need)
+            try:
+                last = [0.0]
+
+                def progress(done: int, total: int, secs: float) -> None:
+                    if on_progress:
+                        on_progress(i, secs - last[0])
+                    last[0] = secs
+
+                t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress)
+                return FileOutcome(i, src, t)
+            finally:
+                budget.release(need)
+        except AudioError as e:
+            return FileOutcome(i, src, error=str(e))
+        except Exception as e:  # one broken file must not stop the others
+            log.exception("file %d failed", i)
+            return FileOutcome(i, src, error=f"{type(e).__name__}: {e}")
+
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="tingxie-file") as pool:
+        pending = {pool.submit(one, i, s) for i, s in enumerate(sources)}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in sorted(finished, key=lambda f: f.result().index):
+                yield f.result()

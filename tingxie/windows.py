@@ -1,0 +1,111 @@
+"""Pack speech spans into ≤ 30 s windows — the unit of work the scheduler batches.
+
+Whisper always encodes 30 s, so a window half full of speech costs as much as a full one.
+Packing several short VAD spans of a file into one window (silence between them dropped)
+is what makes the encoder's work proportional to speech, not to file length. Each window
+remembers where its pieces came from, so timestamps map back to the original audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .types import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, SpeechSpan
+
+# Leave the model a little room after the last word: speech that runs to the very end
+# of the 30 s context is often dropped by Whisper.
+PACK_LIMIT_S = WINDOW_SECONDS - 0.5
+
+
+@dataclass
+class Piece:
+    offset: int  # sample offset inside the window
+    start: int  # absolute sample in the source audio
+    length: int
+
+
+@dataclass
+class Window:
+    """A ≤ 30 s slice of work: pieces of one source, decoded together."""
+
+    source: np.ndarray  # the whole file's audio (a reference, not a copy)
+    pieces: list[Piece]
+    options: DecodeOptions = field(default_factory=DecodeOptions)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(p.length for p in self.pieces)
+
+    @property
+    def seconds(self) -> float:
+        return self.num_samples / SAMPLE_RATE
+
+    @property
+    def start(self) -> float:
+        return self.pieces[0].start / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        last = self.pieces[-1]
+        return (last.start + last.length) / SAMPLE_RATE
+
+    def samples(self) -> np.ndarray:
+        """The packed audio, built on demand so queued windows hold no copies."""
+        if len(self.pieces) == 1:
+            p = self.pieces[0]
+            return self.source[p.start : p.start + p.length]
+        return np.concatenate([self.source[p.start : p.start + p.length] for p in self.pieces])
+
+    def to_absolute(self, t: float, is_end: bool = False) -> float:
+        """Map a time inside the packed window to seconds in the source.
+
+        A time on the boundary between two pieces belongs to the earlier piece when it
+        ends a segment and to the later one when it starts a segment.
+        """
+        s = max(0, int(round(t * SAMPLE_RATE)))
+        for i, p in enumerate(self.pieces):
+            last = i == len(self.pieces) - 1
+            inside = s < p.offset + p.length or (is_end and s == p.offset + p.length)
+            if inside or last:
+                s_in = min(s - p.offset, p.length)
+                return (p.start + max(0, s_in)) / SAMPLE_RATE
+        return self.end  # unreachable: the loop returns on the last piece
+
+
+def pack(
+    source: np.ndarray,
+    spans: list[SpeechSpan],
+    options: DecodeOptions | None = None,
+    limit_s: float = PACK_LIMIT_S,
+) -> list[Window]:
+    """Greedily pack consecutive spans into windows of at most `limit_s` seconds.
+
+    Spans longer than the limit (VAD should have split them) are cut into pieces.
+    """
+    options = options or DecodeOptions()
+    limit = int(limit_s * SAMPLE_RATE)
+    windows: list[Window] = []
+    pieces: list[Piece] = []
+    used = 0
+    for span in spans:
+        start, end = span.start, span.end
+        while end - start > 0:
+            length = min(end - start, limit)
+            if used + length > limit and pieces:
+                windows.append(Window(source, pieces, options))
+                pieces, used = [], 0
+            pieces.append(Piece(used, start, length))
+            used += length
+            start += length
+    if pieces:
+        windows.append(Window(source, pieces, options))
+    return windows
+
+
+def fixed(source: np.ndarray, options: DecodeOptions | None = None, seconds: float = WINDOW_SECONDS) -> list[Window]:
+    """Plain 30 s windows over the whole file, for `--vad off`."""
+    step = int(seconds * SAMPLE_RATE)
+    spans = [SpeechSpan(i, min(i + step, len(source))) for i in range(0, len(source), step)]
+    return pack(source, spans, options, limit_s=seconds)
