@@ -1,0 +1,45 @@
+"""Shared test helpers: synthetic speech (espeak-ng) and the real-speech corpus."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
+    """Speak `text` with espeak-ng into a 16 kHz mono 16-bit WAV at `path`."""
+    path = Path(path)
+    raw = path.with_name(path.stem + ".espeak.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
+    to_16k = ["-ar", "16000", "-ac", "1", str(path)]
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), *to_16k],
+        check=True,
+        capture_output=True,
+    )
+    raw.unlink()
+    return path
+
+
+@pytest.fixture(scope="session")
+def synth_speech() -> Callable[..., Path]:
+    """`synth_speech(text, path, voice='en') -> path`; skips when the tools are absent."""
+    missing = [t for t in ("espeak-ng", "ffmpeg") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed (apt-get install espeak-ng ffmpeg)")
+    return _synth_speech
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The real-speech evaluation corpus (`../shared/eval`, manifest.jsonl inside)."""
+    d = (REPO / ".." / "shared" / "eval").resolve()
+    if not (d / "manifest.jsonl").is_file():
+        pytest.skip(f"real-speech corpus not present at {d} (../shared/eval/manifest.jsonl)")
+    return d
