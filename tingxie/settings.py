@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     retention_audio_days: int = 0  # 0 = keep forever
     retention_keep_text: bool = True
     max_streams: int = 16
+    stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
 
     @property

@@ -64,6 +64,33 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
     )
 
 
+# Speech left undecoded at the end of a window worth a second pass (seconds).
+MIN_REMAINDER_S = 1.5
+MAX_PASSES = 3
+
+
+def complete(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
+    """Decode again what Whisper left out at the end of a window (it sometimes stops
+    early); the continuation batches with everyone else's windows."""
+    w = window
+    for _ in range(MAX_PASSES):
+        if not result.segments:
+            break
+        rest = windows_mod.remainder(w, result.segments[-1].end)
+        if rest is None or rest.seconds < MIN_REMAINDER_S:
+            break
+        more = scheduler.submit(rest, lane, owner).result()
+        if not more.segments:
+            break
+        result.segments.extend(more.segments)
+        result.tokens += more.tokens
+        for k, v in more.timings.items():
+            result.timings[k] = result.timings.get(k, 0.0) + v
+        w = rest
+        result = WindowResult(result.segments, result.language, result.language_probability, result.tokens, result.timings)
+    return result
+
+
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
     """Text stage: cut repetition loops, then ITN and script; number the segments."""
     segments: list[Segment] = []
@@ -121,26 +148,27 @@ def transcribe(
     def report(i: int, r: WindowResult) -> None:
         nonlocal done, done_seconds
         with lock:
-            results[i] = r
             done += 1
             done_seconds += p.windows[i].seconds
             if on_progress:
                 on_progress(done, total, done_seconds)
 
-    futures: list[tuple[int, Future]] = []
+    def run(indexes: list[int], capacity: bool) -> None:
+        futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
+        for i, f in futures:
+            results[i] = complete(p.windows[i], f.result(), scheduler, lane, owner)
+            report(i, results[i])
+
     first = 0
     if total and not decode.language:
-        r = scheduler.submit(p.windows[0], lane, owner, check_capacity).result()
-        language, lang_prob = r.language, r.language_probability
-        report(0, r)
+        run([0], check_capacity)
+        language, lang_prob = results[0].language, results[0].language_probability  # type: ignore[union-attr]
         first = 1
     if total > first:
         fixed = replace(decode, language=language or decode.language)
         for i in range(first, total):
             p.windows[i].options = fixed
-            futures.append((i, scheduler.submit(p.windows[i], lane, owner, check_capacity and i == first)))
-        for i, f in futures:
-            report(i, f.result())
+        run(list(range(first, total)), check_capacity and first == 0)
     segments = finish_segments([r for r in results if r is not None], language or "en", text)
     stage = dict(p.timings)
     for r in results:
@@ -155,7 +183,7 @@ def transcribe(
         duration=round(p.duration, 3),
         segments=segments,
         language_probability=round(float(lang_prob), 4),
-        processing_time=round(time.perf_counter() - t0, 3),
+        processing_time=round(time.perf_counter() - t0 + (sum(p.timings.values()) if prepared else 0.0), 3),
         model=scheduler.engine.model_id,
         options=opts,
     )
@@ -215,13 +243,20 @@ def transcribe_many(
             budget.acquire(need)
             try:
                 last = [0.0]
+                duration = [0.0]
 
                 def progress(done: int, total: int, secs: float) -> None:
+                    # report in file time (what the bar's total is), not speech time
+                    at = duration[0] * done / total if total else 0.0
                     if on_progress:
-                        on_progress(i, secs - last[0])
-                    last[0] = secs
+                        on_progress(i, at - last[0])
+                    last[0] = at
 
-                t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress)
+                p = prepare(src, decode, vad)
+                duration[0] = p.duration
+                t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
+                if on_progress and t.duration > last[0]:
+                    on_progress(i, t.duration - last[0])  # silent files have no windows
                 return FileOutcome(i, src, t)
             finally:
                 budget.release(need)

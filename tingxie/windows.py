@@ -109,3 +109,22 @@ def fixed(source: np.ndarray, options: DecodeOptions | None = None, seconds: flo
     step = int(seconds * SAMPLE_RATE)
     spans = [SpeechSpan(i, min(i + step, len(source))) for i in range(0, len(source), step)]
     return pack(source, spans, options, limit_s=seconds)
+
+
+def remainder(window: Window, after_s: float) -> Window | None:
+    """The part of a window after absolute time `after_s`, as a new window.
+
+    Whisper sometimes ends its output before the end of the audio it was given (it
+    stops at a sentence it considers complete); like Whisper's own seek loop, the
+    pipeline decodes what is left again."""
+    cut = int(round(after_s * SAMPLE_RATE))
+    pieces: list[Piece] = []
+    used = 0
+    for p in window.pieces:
+        end = p.start + p.length
+        if end <= cut:
+            continue
+        start = max(p.start, cut)
+        pieces.append(Piece(used, start, end - start))
+        used += end - start
+    return Window(window.source, pieces, window.options) if pieces else None

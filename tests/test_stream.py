@@ -1,0 +1,267 @@
+"""Real-time recognition end to end: a real `tingxie serve`, real WebSocket clients
+(`websockets`), real model inference on espeak and AISHELL speech."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+from server_fixture import Server
+
+from tingxie.text import error_rate
+
+SR = 16000
+
+
+def read_pcm(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        assert w.getframerate() == SR and w.getnchannels() == 1
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
+
+
+def write_wav(path: Path, pcm: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(pcm.astype("<i2").tobytes())
+    return path
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SR), "<i2")
+
+
+async def stream(url: str, pcm: np.ndarray, options: dict, paced: bool, chunk_ms: int = 100, stop_after: float | None = None) -> list[dict]:
+    """Send `pcm` (16 kHz PCM16) in chunks, then stop; return every message received,
+    each stamped with `_t`, seconds since the first audio was sent."""
+    msgs: list[dict] = []
+    async with websockets.connect(url.replace("http", "ws") + "/v1/stream") as ws:
+        await ws.send(json.dumps(options))
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready" and ready["session_id"]
+        t0 = time.monotonic()
+
+        async def reader() -> None:
+            async for m in ws:
+                d = json.loads(m)
+                d["_t"] = time.monotonic() - t0
+                msgs.append(d)
+
+        task = asyncio.create_task(reader())
+        n = SR * chunk_ms // 1000
+        end = len(pcm) if stop_after is None else int(stop_after * SR)
+        for i in range(0, end, n):
+            await ws.send(pcm[i : min(i + n, end)].tobytes())
+            if paced:
+                await asyncio.sleep(max(0.0, t0 + (i + n) / SR - time.monotonic()))
+        await ws.send(json.dumps({"type": "stop"}))
+        await asyncio.wait_for(task, 120)
+    return msgs
+
+
+def finals(msgs: list[dict]) -> list[dict]:
+    return [m for m in msgs if m["type"] == "final"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with Server(tmp_path_factory.mktemp("stream-home")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def english(tmp_path_factory, synth_speech) -> np.ndarray:
+    d = tmp_path_factory.mktemp("en")
+    a = read_pcm(synth_speech("The quick brown fox jumps over the lazy dog.", d / "a.wav"))
+    b = read_pcm(synth_speech("Please call Stella and ask her to bring these things.", d / "b.wav"))
+    return np.concatenate([silence(0.5), a, silence(1.2), b, silence(1.2)])
+
+
+def _words_in_order(text: str, words: list[str]) -> bool:
+    low, pos = text.lower(), 0
+    for w in words:
+        pos = low.find(w, pos)
+        if pos < 0:
+            return False
+    return True
+
+
+EXPECTED = ["quick", "brown", "fox", "lazy", "dog", "please", "call", "bring", "things"]
+
+
+def test_english_paced_partials_then_finals_in_order(server, english):
+    msgs = asyncio.run(stream(server.url, english, {"language": "en"}, paced=True))
+    fs = finals(msgs)
+    assert [f["segment_id"] for f in fs] == list(range(len(fs))) and len(fs) == 2
+    assert _words_in_order(" ".join(f["text"] for f in fs), EXPECTED), fs
+    assert fs[0]["start"] < fs[0]["end"] <= fs[1]["start"] < fs[1]["end"] <= len(english) / SR + 0.01
+    # At real-time pace the first sentence shows partial text before its final.
+    first_partial = next(m for m in msgs if m["type"] == "partial")
+    assert first_partial["_t"] < fs[0]["_t"] and first_partial["segment_id"] == 0 and first_partial["text"]
+    end = msgs[-1]
+    assert end["type"] == "end" and end["stats"]["final_s"]["n"] == 2
+
+
+def test_english_flat_out(server, english):
+    msgs = asyncio.run(stream(server.url, english, {"language": "auto", "partials": False}, paced=False, chunk_ms=320))
+    fs = finals(msgs)
+    assert len(fs) == 2 and not [m for m in msgs if m["type"] == "partial"]
+    assert _words_in_order(" ".join(f["text"] for f in fs), EXPECTED), fs
+
+
+def test_stop_mid_sentence_keeps_partial_sentence_in_history(server, english):
+    # Stop 1.0 s into the second sentence: its first words still come back as a final.
+    cut = (0.5 + 2.9 + 1.2) + 1.0
+    msgs = asyncio.run(stream(server.url, english, {"language": "en", "save_audio": True}, paced=False, stop_after=cut))
+    fs = finals(msgs)
+    assert len(fs) == 2 and "please" in fs[1]["text"].lower() and "things" not in fs[1]["text"].lower(), fs
+    job_id = msgs[-1]["job_id"]
+    jobs = httpx.get(server.url + "/api/jobs", params={"kind": "stream", "limit": 500}).json()["jobs"]
+    job = next(j for j in jobs if j["id"] == job_id)
+    assert job["state"] == "done" and job["filename"].startswith("realtime-")
+    result = httpx.get(f"{server.url}/api/jobs/{job_id}/result", params={"format": "json"}).json()
+    assert [s["text"] for s in result["segments"]] == [f["text"] for f in fs]
+    audio = httpx.get(f"{server.url}/api/jobs/{job_id}/audio")
+    assert audio.status_code == 200 and audio.content[:4] == b"RIFF"
+    assert abs(len(audio.content) - 44 - 2 * int(cut * SR)) < 2 * SR // 10  # the session's audio, 16 kHz
+
+
+def test_bad_frames_get_errors_naming_the_problem(server, english):
+    async def run() -> list[dict]:
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
+            await ws.send(json.dumps({"language": "en", "partials": False}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            await ws.send(b"\x00" * 3201)
+            odd = json.loads(await ws.recv())
+            await ws.send("{not json")
+            bad_json = json.loads(await ws.recv())
+            await ws.send(json.dumps({"type": "pause"}))
+            bad_type = json.loads(await ws.recv())
+            await ws.send(english.tobytes())  # the session survived: audio still works
+            await ws.send(json.dumps({"type": "stop"}))
+            rest = [json.loads(m) async for m in ws]
+            return [odd, bad_json, bad_type, *rest]
+
+    odd, bad_json, bad_type, *rest = asyncio.run(run())
+    assert odd["type"] == "error" and "odd number of bytes (3201)" in odd["message"]
+    assert bad_json["type"] == "error" and "not valid JSON" in bad_json["message"]
+    assert bad_type["type"] == "error" and "'pause'" in bad_type["message"]
+    assert _words_in_order(" ".join(f["text"] for f in finals(rest)), EXPECTED)
+
+
+@pytest.mark.parametrize(
+    "options, named",
+    [({"language": "en", "speed": 2}, "unknown option(s): speed"), ({"sample_rate": 22050}, "sample_rate"),
+     ({"endpoint_silence_ms": "fast"}, "endpoint_silence_ms"), ({"language": "klingon"}, "klingon")],
+)
+def test_bad_options_refused_with_4400(server, options, named):
+    async def run():
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
+            await ws.send(json.dumps(options))
+            msg = json.loads(await ws.recv())
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                await ws.recv()
+            return msg, e.value.rcvd.code
+
+    msg, code = asyncio.run(run())
+    assert msg["type"] == "error" and named in msg["message"] and code == 4400
+
+
+def test_invalid_first_message(server):
+    async def run():
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
+            await ws.send("language=en")
+            return json.loads(await ws.recv())
+
+    msg = asyncio.run(run())
+    assert msg["type"] == "error" and "not valid JSON" in msg["message"]
+
+
+def test_too_many_streams_refused(tmp_path):
+    async def run(url: str):
+        async with websockets.connect(url + "/v1/stream") as first:
+            await first.send(json.dumps({"language": "en"}))
+            assert json.loads(await first.recv())["type"] == "ready"
+            async with websockets.connect(url + "/v1/stream") as second:
+                with pytest.raises(websockets.ConnectionClosed) as e:
+                    await second.recv()
+                return e.value.rcvd
+
+    with Server(tmp_path, env={"TINGXIE_MAX_STREAMS": "1"}, wait_ready=False) as srv:
+        close = asyncio.run(run(srv.url.replace("http", "ws")))
+    assert close.code == 1013 and close.reason == "server at capacity: 1 streams"
+
+
+# ----------------------------------------------------------------- real Mandarin speech
+
+
+@pytest.fixture(scope="module")
+def mandarin(corpus_dir, tmp_path_factory):
+    rows = [json.loads(line) for line in (corpus_dir / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if r["lang"] == "zh"][:14]
+    parts = [silence(0.5)]
+    for r in rows:
+        parts += [read_pcm(corpus_dir / r["audio"]), silence(1.0)]
+    pcm = np.concatenate(parts)
+    return pcm, [r["text"] for r in rows], write_wav(tmp_path_factory.mktemp("zh") / "zh.wav", pcm)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: sentence-by-sentence finals lose the cross-sentence context "
+                   "offline windows have (measured CER 15.5 % streamed vs 10.7 % offline on 14 AISHELL utterances)")
+def test_mandarin_stream_matches_offline_accuracy(server, mandarin):
+    pcm, refs, path = mandarin
+    msgs = asyncio.run(stream(server.url, pcm, {"language": "zh"}, paced=False, chunk_ms=200))
+    streamed = "".join(f["text"] for f in finals(msgs))
+    with path.open("rb") as f:
+        r = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": ("zh.wav", f, "audio/wav")},
+                       data={"model": "whisper-base", "language": "zh"}, timeout=300)
+    offline = r.json()["text"]
+    ref = "".join(refs)
+    cer_stream, cer_offline = error_rate([ref], [streamed], "zh"), error_rate([ref], [offline], "zh")
+    assert cer_stream <= cer_offline + 0.02, (cer_stream, cer_offline, streamed, offline)
+    assert len(finals(msgs)) >= len(refs) - 1  # one final per utterance (1 s pauses)
+
+
+# ----------------------------------------------------------------- FunASR protocol
+
+
+async def funasr_client(url: str, pcm: np.ndarray, mode: str, chunk_ms: int = 60) -> list[dict]:
+    """A client written from FunASR's runtime/docs/websocket_protocol.md."""
+    msgs: list[dict] = []
+    async with websockets.connect(url.replace("http", "ws") + "/funasr") as ws:
+        await ws.send(json.dumps({"mode": mode, "wav_name": "test", "wav_format": "pcm", "is_speaking": True,
+                                  "chunk_size": [5, 10, 5], "chunk_interval": 10, "audio_fs": SR,
+                                  "hotwords": json.dumps({"Stella": 20}), "itn": True}))
+        n = SR * chunk_ms // 1000
+        for i in range(0, len(pcm), n):
+            await ws.send(pcm[i : i + n].tobytes())
+        await ws.send(json.dumps({"is_speaking": False}))
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            msgs.append(m)
+            if m["is_final"]:
+                return msgs
+
+
+def test_funasr_2pass_and_offline(server, english):
+    for mode in ("2pass", "offline"):
+        msgs = asyncio.run(funasr_client(server.url, english, mode))
+        for m in msgs:
+            assert set(m) >= {"mode", "wav_name", "text", "is_final"} and m["wav_name"] == "test"
+            assert isinstance(m["text"], str) and isinstance(m["is_final"], bool)
+        kinds = {"2pass": {"2pass-online", "2pass-offline"}, "offline": {"offline"}}[mode]
+        assert {m["mode"] for m in msgs} <= kinds
+        final_text = " ".join(m["text"] for m in msgs if m["mode"] in ("2pass-offline", "offline"))
+        assert _words_in_order(final_text, EXPECTED), msgs
+        stamped = [m for m in msgs if m["text"] and m["mode"] != "2pass-online"]
+        for m in stamped:
+            spans = json.loads(m["timestamp"])  # a JSON string, as in FunASR's doc
+            assert all(0 <= a < b for a, b in spans)

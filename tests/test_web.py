@@ -1,0 +1,319 @@
+"""The web UI end to end: a real Chromium (Debian package, driven by Playwright) against a
+real `tingxie serve`. Each page is used the way a person would use it, and a screenshot
+of it goes to test-artifacts/ and docs/screenshots/ (1280×800)."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from server_fixture import Server  # noqa: E402
+
+CHROMIUM = os.environ.get("TINGXIE_CHROMIUM", "/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SHOTS = ROOT / "docs" / "screenshots"
+VIEWPORT = {"width": 1280, "height": 800}
+RT_SENTENCE = "Hello world. The weather is nice today."
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+
+
+def _pad(wav: Path, seconds: float) -> Path:
+    """Trailing silence, so the stream's VAD sees the utterance end before the fake
+    microphone loops the file."""
+    out = wav.with_name(wav.stem + "-padded.wav")
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-af", f"apad=pad_dur={seconds}",
+                    "-ar", "48000", "-ac", "1", str(out)], check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, synth_speech):
+    d = tmp_path_factory.mktemp("audio")
+    out = {
+        "rt": _pad(synth_speech(RT_SENTENCE, d / "rt.wav"), 2.0),
+        "history": synth_speech("Please remember the purple elephant meeting on Friday.", d / "elephant.wav"),
+        "delete": synth_speech("This recording should be deleted.", d / "delete-me.wav"),
+    }
+    for i, text in enumerate(["Good morning everyone.", "The bank opens at nine.", "Send the report to the office.", "Thank you very much."]):
+        out[f"batch{i}"] = synth_speech(text, d / f"batch-{i + 1}.wav")
+    bad = d / "bad.wav"
+    bad.write_bytes(os.urandom(4096))
+    out["bad"] = bad
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = Server(tmp_path_factory.mktemp("home")).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(files):
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={files['rt']}",
+            "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        except Exception as e:  # noqa: BLE001 - any launch failure means: no usable browser here
+            pytest.skip(f"chromium at {CHROMIUM} did not start under Playwright: {e}")
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport=VIEWPORT, locale="en-US", accept_downloads=True)
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.base = server.url  # type: ignore[attr-defined]
+    yield pg
+    ctx.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def shot(pg, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    pg.screenshot(path=str(path))
+    shutil.copyfile(path, SHOTS / f"{name}.png")
+
+
+def submit_and_wait(server, path: Path) -> dict:
+    with open(path, "rb") as f:
+        r = httpx.post(server.url + "/api/jobs", files={"files": (path.name, f, "audio/wav")}, data={"language": "en"}, timeout=60)
+    r.raise_for_status()
+    job_id = r.json()["jobs"][0]["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        job = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()
+        if job["state"] in ("done", "failed", "cancelled"):
+            assert job["state"] == "done", job
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} not done in time")
+
+
+def test_root_redirects_to_ui_and_pages_switch(page):
+    page.goto(page.base + "/")
+    assert page.url.endswith("/ui/")
+    for tab in ("Real-time", "Batch", "History", "VAD", "System", "Recognise"):
+        page.get_by_role("link", name=tab, exact=True).click()
+        assert page.locator(".page:not([hidden])").count() == 1
+    # language switch is remembered
+    page.click("#lang-switch")
+    assert page.locator(".tabs a[data-page=recognise]").inner_text() == "识别"
+    page.reload()
+    assert page.locator(".tabs a[data-page=recognise]").inner_text() == "识别"
+    assert page.locator("#rec-submit").inner_text() == "开始识别"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "recognise-zh.png"))
+    page.click("#lang-switch")
+    assert page.locator(".tabs a[data-page=recognise]").inner_text() == "Recognise"
+
+
+@pytest.fixture(scope="module")
+def recognise_wav(request, tmp_path_factory) -> Path:
+    """A real recording from the eval corpus; espeak speech where the corpus is absent."""
+    try:
+        return request.getfixturevalue("corpus_dir") / "deepspeech_LDC93S1.wav"
+    except pytest.skip.Exception:
+        synth = request.getfixturevalue("synth_speech")
+        return synth("She had your dark suit in greasy wash water all year.", tmp_path_factory.mktemp("rec") / "dark-suit.wav")
+
+
+def test_recognise_file_shows_text_player_and_downloads(page, recognise_wav):
+    wav = recognise_wav  # "She had your dark suit in greasy wash water all year."
+    page.goto(page.base + "/ui/#recognise")
+    page.set_input_files("#rec-file", str(wav))
+    page.select_option("#rec-options select[name=language]", "en")
+    page.click("#rec-submit")
+    page.wait_for_selector(".result .segment", timeout=90_000)
+    text = page.locator(".result .segments").inner_text().lower()
+    assert "dark suit" in text and "water" in text, text
+    assert page.locator(".result audio").get_attribute("src").endswith("/audio")
+    # clicking a segment seeks the player and highlights it while it plays
+    page.locator(".result .segment").first.click()
+    page.wait_for_selector(".result .segment.playing", timeout=10_000)
+    # the SRT download link is the server's rendering of this job
+    href = page.locator(".result a", has_text="SRT").get_attribute("href")
+    srt = httpx.get(page.base + href).text
+    assert "-->" in srt and "suit" in srt.lower()
+    page.evaluate("document.querySelector('.result audio').pause()")
+    shot(page, "recognise")
+
+
+def test_batch_with_a_corrupt_file_then_export_zip(page, files):
+    page.goto(page.base + "/ui/#batch")
+    page.select_option("#batch-options select[name=language]", "en")
+    paths = [str(files[f"batch{i}"]) for i in range(4)] + [str(files["bad"])]
+    page.set_input_files("#batch-files", paths)
+    # dropping the same files again uploads nothing twice
+    page.set_input_files("#batch-files", paths[:2])
+    page.wait_for_function(
+        "document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 4"
+        " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1",
+        timeout=120_000,
+    )
+    rows = page.locator("#batch-table tbody tr")
+    assert rows.count() == 5
+    bad = page.locator("#batch-table tbody tr[data-state=failed]")
+    assert "bad.wav" in bad.inner_text()
+    reason = bad.locator(".err").inner_text()
+    assert len(reason) > 10, reason  # the server's reason, e.g. "could not decode audio…"
+    stats = page.locator("#batch-stats").inner_text()
+    assert "4\ndone" in stats and "1\nfailed" in stats, stats
+    audio = re.search(r"([\d.]+) s\nAudio transcribed", stats)
+    assert audio and float(audio.group(1)) > 3, stats  # four ~1.5 s files
+    page.wait_for_function("document.querySelector('#batch-bar').style.width === '100%'")
+    page.wait_for_timeout(400)  # the bar's width transition
+    shot(page, "batch")
+
+    # the batch survives leaving and reopening the page
+    page.goto(page.base + "/ui/#history")
+    page.reload()
+    page.goto(page.base + "/ui/#batch")
+    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr').length === 5")
+
+    with page.expect_download() as dl:
+        page.click("#batch-export")
+    data = Path(dl.value.path()).read_bytes()
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    want = {f"batch-{i}.{ext}" for i in range(1, 5) for ext in ("txt", "srt", "json")} | {"summary.csv"}
+    assert names == want, names
+    summary = zipfile.ZipFile(io.BytesIO(data)).read("summary.csv").decode("utf-8-sig")
+    assert "bad.wav" in summary and "failed" in summary
+
+
+def test_history_search_open_and_delete(page, server, files):
+    submit_and_wait(server, files["history"])
+    submit_and_wait(server, files["delete"])
+    page.goto(page.base + "/ui/#history")
+    page.fill("#hist-q", "elephant")
+    page.wait_for_function("[...document.querySelectorAll('#hist-table tbody tr')].length === 1"
+                           " && document.querySelector('#hist-table tbody').innerText.includes('elephant.wav')")
+    assert "elephant" in page.locator("#hist-table tbody").inner_text().lower()
+    # the detail view reuses the result component
+    page.click("#hist-table tbody a.fname")
+    page.wait_for_selector("#hist-detail .result .segment")
+    assert "elephant" in page.locator("#hist-detail .segments").inner_text().lower()
+    page.click("#hist-back")
+
+    page.fill("#hist-q", "")
+    page.wait_for_selector("#hist-table tbody tr:has-text('delete-me.wav')")
+    before = page.locator("#hist-table tbody tr").count()
+    # export of the selected rows is a link to the server's zip
+    page.locator("#hist-table tbody tr:has-text('elephant.wav') input[type=checkbox]").check()
+    assert "ids=" in page.locator("#hist-export").get_attribute("href")
+    shot(page, "history")
+    dialogs: list[str] = []
+
+    def accept(d):
+        dialogs.append(d.message)
+        d.accept()
+
+    page.once("dialog", accept)
+    page.locator("#hist-table tbody tr:has-text('delete-me.wav') button", has_text="Delete").click()
+    page.wait_for_selector("#hist-table tbody tr:has-text('delete-me.wav')", state="detached")
+    assert dialogs and "delete-me.wav" in dialogs[0]
+    assert page.locator("#hist-table tbody tr").count() == before - 1
+    listed = httpx.get(server.url + "/api/jobs", params={"q": "deleted"}).json()["jobs"]
+    assert not [j for j in listed if j["filename"] == "delete-me.wav"]
+
+
+def test_vad_page_draws_segments(page, files):
+    page.goto(page.base + "/ui/#vad")
+    page.set_input_files("#vad-file", str(files["rt"]))
+    page.wait_for_selector("[data-stat=count] strong")
+    count = int(page.locator("[data-stat=count] strong").inner_text())
+    assert count > 0
+    assert page.locator("#vad-list li").count() == count
+    assert "%" in page.locator("[data-stat=ratio]").inner_text()
+    # a stricter threshold is recomputed by the server
+    page.locator("#vad-threshold").fill("0.9")
+    page.wait_for_function("document.querySelector('#vad-canvas').dataset.threshold === '0.90'")
+    assert int(page.locator("[data-stat=count] strong").inner_text()) > 0
+    # the canvas really has drawing on it (segment bars are the accent blue)
+    blue = page.evaluate("""() => { const c = document.querySelector('#vad-canvas');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] === 37 && d[i+1] === 99 && d[i+2] === 235) n++; return n; }""")
+    assert blue > 100
+    shot(page, "vad")
+
+
+def test_system_page_figures_and_clear_cache(page):
+    page.goto(page.base + "/ui/#system")
+    page.wait_for_selector("[data-tile=version] strong")
+    assert page.locator("[data-tile=device] strong").inner_text().strip()
+    assert page.locator("#sys-models tbody tr").count() >= 1
+    assert "whisper" in page.locator("#sys-models").inner_text()
+    page.click("#sys-empty-cache")
+    page.wait_for_selector("#sys-message:not(.hidden)")
+    assert "CPU" in page.locator("#sys-message").inner_text()
+    page.wait_for_timeout(4500)  # two throughput samples for the chart
+    shot(page, "system")
+
+
+def test_realtime_dictation_from_fake_microphone(page, server):
+    if not (ROOT / "tingxie" / "server" / "stream_api.py").exists():
+        pytest.skip("the real-time lane (tingxie/server/stream_api.py) is not part of this build")
+    page.goto(page.base + "/ui/#realtime")
+    page.select_option("#rt-language", "en")
+    page.click("#rt-start")
+    page.wait_for_selector("#rt-status.live", timeout=30_000)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /weather/i.test(p.innerText))", timeout=90_000)
+    shot(page, "realtime")  # while listening: status, level meter, text
+    page.click("#rt-stop")
+    page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
+    text = page.locator("#rt-transcript").inner_text().lower()
+    assert "weather" in text and "today" in text, text
+    assert not page.locator("#rt-error").is_visible(), page.locator("#rt-error").inner_text()
+
+
+def test_narrow_window_keeps_navigation_usable(page):
+    page.set_viewport_size({"width": 420, "height": 800})
+    page.goto(page.base + "/ui/#recognise")
+    assert page.locator(".tabs a[data-page=system]").is_visible() or page.locator(".tabs").evaluate("e => e.scrollWidth > e.clientWidth")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 1, f"page scrolls sideways by {overflow}px at 420px"
+    # keyboard: Tab reaches the drop zone, Enter would open the picker
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "recognise-narrow.png"))
+
+
+def test_api_key_prompt_then_retry(page, server):
+    """Runs last: creating a key switches the server to keys-required."""
+    out = subprocess.run([sys.executable, "-m", "tingxie", "keys", "create", "ui-test", "--admin"], capture_output=True, text=True,
+                         env={**os.environ, "TINGXIE_HOME": str(server.home)}, cwd=str(ROOT), check=True).stdout
+    secret = re.search(r"(tx-\S+)", out).group(1)
+    time.sleep(2.1)  # the server caches "keys exist?" for 2 s
+    page.goto(page.base + "/ui/#system")
+    page.wait_for_selector("#key-dialog[open]")
+    page.fill("#key-input", secret)
+    page.click("#key-dialog button[type=submit]")
+    page.wait_for_selector("[data-tile=keys] strong")
+    assert page.locator("[data-tile=keys] strong").inner_text() == "required"
+    assert page.evaluate("localStorage.getItem('tingxie.apiKey')") == secret

@@ -1,0 +1,1 @@
+"""HTTP/WebSocket server: FastAPI app, one router per API area."""

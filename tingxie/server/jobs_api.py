@@ -1,0 +1,244 @@
+"""Jobs: asynchronous and batch transcription, and the history.
+
+`POST /api/jobs` answers only after every upload is on disk and its row is committed, so
+an acknowledged job survives a crash; the queue picks it up again at the next start.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+import zipfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+
+from .. import output
+from ..options import build_options
+from ..types import Transcript
+from .auth import Principal, principal
+from .errors import ApiError
+from .openai_api import resolve_model
+from .uploads import display_name, store_upload
+
+router = APIRouter(prefix="/api", tags=["jobs and history"])
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+def _owned(state, who: Principal, job_id: str) -> dict:
+    job = state.store.get_job(job_id)
+    if job is None or (who.owner_filter is not None and job["owner"] != who.owner_filter):
+        raise ApiError(404, f"no job {job_id!r}", "not_found_error", "id", "job_not_found")
+    return job
+
+
+def _since(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ApiError(400, f"{name} must be an ISO-8601 date or time, not {value!r}", param=name) from e
+
+
+@router.post("/jobs", status_code=202, summary="Submit one or many files for transcription")
+async def create_jobs(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    files: Annotated[list[UploadFile], File(description="one or more audio/video files")],
+    model: Annotated[str, Form()] = "whisper-base",
+    language: Annotated[str | None, Form()] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    hotwords: Annotated[str | None, Form()] = None,
+    itn: Annotated[bool, Form()] = True,
+    zh_script: Annotated[str, Form()] = "hans",
+    beam_size: Annotated[int, Form()] = 5,
+    word_timestamps: Annotated[bool, Form()] = False,
+    vad: Annotated[bool, Form()] = True,
+    vad_threshold: Annotated[float, Form()] = 0.5,
+    vad_min_silence_ms: Annotated[int, Form()] = 300,
+    vad_speech_pad_ms: Annotated[int, Form()] = 200,
+    vad_max_segment_s: Annotated[float, Form()] = 29.0,
+    batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
+    callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
+):
+    state = request.app.state.tx
+    model_id = resolve_model(state, model)
+    options = dict(
+        language=language, initial_prompt=prompt, hotwords=hotwords, itn=itn, zh_script=zh_script, beam_size=beam_size,
+        word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
+        vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
+    )
+    build_options(**options)  # refuse bad options before storing anything
+    if callback_url and not callback_url.startswith(("http://", "https://")):
+        raise ApiError(400, "callback_url must be an http(s) URL", param="callback_url")
+    if not files:
+        raise ApiError(400, "no files uploaded", param="files")
+    batch_id = batch_id or (uuid.uuid4().hex if len(files) > 1 else None)
+    jobs = []
+    stored = []
+    for f in files:
+        job_id, path, size = store_upload(f, state.settings.audio_dir)
+        stored.append((job_id, f, path, size))
+    for job_id, f, path, size in stored:
+        state.store.create_job(
+            id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
+            audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
+        )
+        jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
+    for j in jobs:
+        state.queue.submit(j["id"])
+    return {"batch_id": batch_id, "jobs": jobs}
+
+
+@router.get("/jobs", summary="History: list, search and page through jobs")
+def list_jobs(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    q: str | None = None,
+    state: str | None = None,
+    kind: str | None = None,
+    batch_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+):
+    st = request.app.state.tx
+    if state and state not in STATES:
+        raise ApiError(400, f"state must be one of {', '.join(STATES)}", param="state")
+    try:
+        rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
+                                       since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
+    except ValueError as e:
+        raise ApiError(400, f"bad cursor: {e}", param="cursor") from e
+    return {"jobs": rows, "next_cursor": nxt}
+
+
+def _export_zip(jobs: list[dict]) -> bytes:
+    buf = io.BytesIO()
+    summary = io.StringIO()
+    w = csv.writer(summary)
+    w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
+    used: dict[str, int] = {}
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for j in jobs:
+            w.writerow([j["id"], j["filename"], j["state"], j.get("language") or "", j.get("duration") or "", j.get("processing_time") or "",
+                        j.get("error") or "", j["created_at"], (j.get("text") or "")[:32000]])
+            if j["state"] != "done" or not j.get("result"):
+                continue
+            stem = Path(j["filename"]).stem or j["id"]
+            n = used.get(stem, 0) + 1
+            used[stem] = n
+            stem = stem if n == 1 else f"{stem}-{n}"
+            t = Transcript.from_dict(j["result"])
+            for fmt in ("txt", "srt", "json"):
+                z.writestr(f"{stem}.{fmt}", output.render(t, fmt))
+        z.writestr("summary.csv", "\ufeff" + summary.getvalue())
+    return buf.getvalue()
+
+
+@router.get("/jobs/export", summary="Zip of results (txt, srt, json per file) and a CSV summary")
+def export_jobs(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    ids: str | None = Query(None, description="comma-separated job ids; otherwise the filters below"),
+    q: str | None = None,
+    state: str | None = None,
+    batch_id: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+):
+    st = request.app.state.tx
+    if ids:
+        jobs = [_owned(st, who, i.strip()) for i in ids.split(",") if i.strip()]
+    else:
+        rows, _ = st.store.list_jobs(owner=who.owner_filter, q=q, state=state, batch_id=batch_id, since=_since(since, "since"),
+                                     until=_since(until, "until"), limit=limit)
+        jobs = [st.store.get_job(r["id"]) for r in rows]
+    data = _export_zip([j for j in jobs if j])
+    return Response(data, media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="tingxie-export.zip"'})
+
+
+@router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
+def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
+    return _owned(request.app.state.tx, who, job_id)
+
+
+@router.get("/jobs/{job_id}/result", summary="A finished job's result as txt, json, srt or vtt")
+def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)], format: str = "json"):
+    job = _owned(request.app.state.tx, who, job_id)
+    if format not in output.FORMATS:
+        raise ApiError(400, f"format must be one of {', '.join(output.FORMATS)}", param="format")
+    if job["state"] != "done":
+        raise ApiError(409, f"job is {job['state']}, not done" + (f": {job['error']}" if job.get("error") else ""), code="job_not_done")
+    t = Transcript.from_dict(job["result"])
+    if format == "json":
+        return JSONResponse(t.to_dict())
+    name = (Path(job["filename"]).stem or job_id) + "." + output.EXTENSIONS[format]
+    return PlainTextResponse(output.render(t, format), headers={"Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}"})
+
+
+def _quote(s: str) -> str:
+    from urllib.parse import quote
+
+    return quote(s)
+
+
+@router.get("/jobs/{job_id}/audio", summary="The stored audio of a job (for the player)")
+def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
+    job = _owned(request.app.state.tx, who, job_id)
+    if not job.get("audio_path") or not Path(job["audio_path"]).exists():
+        raise ApiError(404, "the audio of this job was deleted", "not_found_error", code="audio_gone")
+    return FileResponse(job["audio_path"])
+
+
+@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed or cancelled job again")
+def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
+    st = request.app.state.tx
+    job = _owned(st, who, job_id)
+    if job["state"] not in ("failed", "cancelled"):
+        raise ApiError(409, f"only failed or cancelled jobs can be retried; this one is {job['state']}")
+    if not st.store.retry_job(job_id):
+        raise ApiError(409, "job changed state meanwhile; try again")
+    st.queue.submit(job_id)
+    return {"id": job_id, "state": "queued"}
+
+
+@router.delete("/jobs/{job_id}", summary="Cancel a job and delete its audio and text")
+def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
+    st = request.app.state.tx
+    _owned(st, who, job_id)
+    st.store.cancel_job(job_id)
+    st.queue.cancel(job_id)
+    row = st.store.delete_job(job_id)
+    if row and row.get("audio_path"):
+        Path(row["audio_path"]).unlink(missing_ok=True)
+    return {"id": job_id, "deleted": True}
+
+
+@router.get("/batches/{batch_id}", summary="Progress of a batch: states, audio done, ETA")
+def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depends(principal)]):
+    st = request.app.state.tx
+    rows: list[dict] = []
+    cursor = None
+    while True:
+        page, cursor = st.store.list_jobs(owner=who.owner_filter, batch_id=batch_id, limit=500, cursor=cursor)
+        rows += page
+        if not cursor:
+            break
+    if not rows:
+        raise ApiError(404, f"no batch {batch_id!r}", "not_found_error", "batch_id")
+    counts = {s: sum(1 for r in rows if r["state"] == s) for s in STATES}
+    done_audio = sum(r.get("duration") or 0 for r in rows if r["state"] == "done")
+    proc = sum(r.get("processing_time") or 0 for r in rows if r["state"] == "done")
+    finished = counts["done"] + counts["failed"] + counts["cancelled"]
+    progress = sum(1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows) / len(rows)
+    return {"batch_id": batch_id, "total": len(rows), "counts": counts, "finished": finished, "progress": round(progress, 4),
+            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": rows}

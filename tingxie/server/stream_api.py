@@ -1,0 +1,433 @@
+"""Real-time recognition over WebSocket: `/v1/stream` (tingxie's protocol) and
+`/funasr` (FunASR runtime's protocol, so existing FunASR clients work unchanged).
+The protocols are described in docs/streaming.md; the work is done by
+`tingxie.stream.StreamSession`. Every session is saved to the history (kind "stream")
+when it ends, however it ends."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from .. import audio as audio_mod
+from ..options import parse_hotwords
+from ..scheduler import INTERACTIVE
+from ..stream import StreamOptions, StreamSession, parse_options
+from ..transcribe import transcribe
+from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
+from .auth import Principal, ws_principal
+from .errors import ApiError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["real-time"])
+
+CLOSE_AUTH, CLOSE_BAD, CLOSE_BUSY = 4401, 4400, 1013
+
+
+async def _admit(ws: WebSocket) -> Principal | None:
+    """Accept, authenticate and take a stream slot; close with the reason otherwise."""
+    await ws.accept()
+    state = ws.app.state.tx
+    try:
+        who = await asyncio.to_thread(ws_principal, ws)
+    except ApiError as e:
+        await ws.close(CLOSE_AUTH, reason=e.message if hasattr(e, "message") else str(e))
+        return None
+    limit = state.settings.max_streams
+    if state.streams >= limit:
+        await ws.close(CLOSE_BUSY, reason=f"server at capacity: {limit} streams")
+        return None
+    state.streams += 1
+    return who
+
+
+def _release(ws: WebSocket) -> None:
+    ws.app.state.tx.streams -= 1
+
+
+def _audio_path(state, session_id: str, wanted: bool) -> Path | None:
+    allowed = getattr(state.settings, "stream_save_audio", True)
+    if not (wanted and allowed):
+        return None
+    return Path(state.settings.audio_dir) / f"stream-{session_id}.wav"
+
+
+async def _save(state, who: Principal, session: StreamSession, model: str) -> str | None:
+    """Store the session in the history; audio only when it was written."""
+    if session.received == 0:
+        if session.audio_path and session.audio_path.exists():
+            session.audio_path.unlink()
+        return None
+    t = session.transcript(model)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(session.started))
+    path = session.audio_path if session.audio_path and session.audio_path.exists() else None
+
+    def write() -> None:
+        st = state.store
+        st.create_job(
+            id=session.id, owner=who.key_id, kind="stream", filename=f"realtime-{stamp}",
+            audio_path=str(path) if path else None, size_bytes=path.stat().st_size if path else 0,
+            model=model, options=session.options.record(),
+        )
+        st.claim_job(session.id, "stream")
+        st.finish_job(session.id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+
+    try:
+        await asyncio.to_thread(write)
+    except Exception:
+        log.exception("could not save stream session %s", session.id)
+        return None
+    return session.id
+
+
+async def _send_json(ws: WebSocket, msg: dict) -> None:
+    await ws.send_text(json.dumps(msg, ensure_ascii=False))
+
+
+async def _close(ws: WebSocket, code: int = 1000, reason: str = "") -> None:
+    if ws.application_state != WebSocketState.DISCONNECTED and ws.client_state != WebSocketState.DISCONNECTED:
+        try:
+            await ws.close(code, reason=reason)
+        except Exception:
+            pass
+
+
+def _observer(state):
+    hist = state.metrics.stream_latency
+
+    def on_update(kind: str, seconds: float) -> None:
+        hist.labels(kind).observe(seconds)
+
+    return on_update
+
+
+def _scheduler_and_model(state):
+    model_id, _ = state.manager.resolve(None)
+    return state.manager.scheduler(None), model_id
+
+
+@router.websocket("/v1/stream")
+async def stream(ws: WebSocket) -> None:
+    who = await _admit(ws)
+    if who is None:
+        return
+    state = ws.app.state.tx
+    session: StreamSession | None = None
+    try:
+        try:
+            first = await ws.receive()
+            if first["type"] == "websocket.disconnect":
+                return
+            if first.get("text") is None:
+                raise OptionsError("the first message must be a JSON text message of options, not binary audio")
+            try:
+                raw = json.loads(first["text"])
+            except json.JSONDecodeError as e:
+                raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
+            opts = parse_options(raw)
+        except OptionsError as e:
+            await _send_json(ws, {"type": "error", "message": str(e)})
+            await _close(ws, CLOSE_BAD, str(e)[:120])
+            return
+        sched, model = _scheduler_and_model(state)
+        sid = uuid.uuid4().hex
+        session = StreamSession(
+            sched, opts, lambda m: _send_json(ws, m), sid,
+            audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
+        )
+        await _send_json(ws, {"type": "ready", "session_id": sid})
+        stopped = False
+        while not stopped:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            data = msg.get("bytes")
+            if data is not None:
+                if len(data) % 2:
+                    await session._send({"type": "error", "message": f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole 2-byte samples — frame dropped"})
+                    continue
+                await session.feed(data)
+                continue
+            try:
+                cmd = json.loads(msg.get("text") or "")
+            except json.JSONDecodeError as e:
+                await session._send({"type": "error", "message": f"text message is not valid JSON ({e.msg}); send {{\"type\": \"stop\"}} or {{\"type\": \"flush\"}}"})
+                continue
+            kind = cmd.get("type") if isinstance(cmd, dict) else None
+            if kind == "stop":
+                stopped = True
+            elif kind == "flush":
+                await session.flush()
+            else:
+                await session._send({"type": "error", "message": f"unknown message type {kind!r}; expected stop or flush"})
+        await session.finish(connected=stopped)
+        job = await _save(state, who, session, model)
+        stats = session.stats.summary()
+        session = None
+        if stopped:
+            await _send_json(ws, {"type": "end", "session_id": sid, "job_id": job, "stats": stats})
+            await _close(ws, 1000)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if session is not None:  # disconnected mid-way: decode what is pending, keep it
+            try:
+                await session.finish(connected=False)
+                await _save(state, who, session, model)
+            except Exception:
+                log.exception("could not finish stream session")
+        _release(ws)
+
+
+# --------------------------------------------------------------------------- FunASR
+
+
+def _funasr_hotwords(v: Any) -> list[str]:
+    """FunASR sends a JSON string of {"word": weight}; plain strings and lists work too.
+    Whisper has no weights: the words go into the decoder prompt."""
+    if not v:
+        return []
+    if isinstance(v, str):
+        try:
+            parsed = json.loads(v)
+        except json.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parse_hotwords([str(k) for k in parsed])
+        return parse_hotwords(v.replace(" ", ","))
+    if isinstance(v, dict):
+        return parse_hotwords([str(k) for k in v])
+    if isinstance(v, list):
+        return parse_hotwords([str(k) for k in v])
+    raise OptionsError(f"hotwords must be a JSON string of {{word: weight}}, not {v!r}")
+
+
+class _FunasrConfig:
+    def __init__(self) -> None:
+        self.mode = "2pass"
+        self.wav_name = "demo"
+        self.wav_format = "pcm"
+        self.audio_fs = 16000
+        self.hotwords: list[str] = []
+        self.itn = True
+        self.language: str | None = None
+
+    def update(self, m: dict) -> None:
+        if "mode" in m:
+            if m["mode"] not in ("offline", "online", "2pass"):
+                raise OptionsError(f"mode must be offline, online or 2pass, not {m['mode']!r}")
+            self.mode = m["mode"]
+        if "wav_name" in m:
+            self.wav_name = str(m["wav_name"])
+        if "wav_format" in m:
+            self.wav_format = str(m["wav_format"] or "pcm").lower()
+        if "audio_fs" in m:
+            fs = m["audio_fs"]
+            if isinstance(fs, bool) or not isinstance(fs, int) or not 4000 <= fs <= 192000:
+                raise OptionsError(f"audio_fs must be a sample rate in Hz, not {fs!r}")
+            self.audio_fs = fs
+        if "hotwords" in m:
+            self.hotwords = _funasr_hotwords(m["hotwords"])
+        if "itn" in m:
+            self.itn = bool(m["itn"])
+        if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
+            from ..options import parse_language
+
+            self.language = parse_language(m["svs_lang"])
+
+
+def _strip_wav_header(data: bytes) -> tuple[bytes, int | None]:
+    """A RIFF/WAVE header in front of PCM: skip to the data chunk, return its rate."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return data, None
+    pos, rate = 12, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        if cid == b"fmt ":
+            rate = int.from_bytes(data[pos + 12 : pos + 16], "little")
+        if cid == b"data":
+            return data[pos + 8 :], rate
+        pos += 8 + size + (size & 1)
+    return b"", rate
+
+
+class _FunasrSink:
+    """Turns StreamSession messages into FunASR replies. FunASR clients append
+    `online` texts to what they show, so partials are sent as increments of the text
+    two consecutive partials agree on (it only ever grows); a final resets the shown
+    online text in 2pass mode (the reference client's rule)."""
+
+    def __init__(self, ws: WebSocket, cfg: _FunasrConfig) -> None:
+        self.ws, self.cfg = ws, cfg
+        self.sent = ""  # online text already sent for the open sentence
+        self.prev = ""  # previous partial of the open sentence
+        self.last_final: dict | None = None
+
+    async def __call__(self, m: dict) -> None:
+        mode = self.cfg.mode
+        if m["type"] == "partial":
+            agreed = _common_prefix(self.prev, m["text"])
+            self.prev = m["text"]
+            if agreed.startswith(self.sent) and len(agreed) > len(self.sent):
+                delta, self.sent = agreed[len(self.sent) :], agreed
+                await self._reply("2pass-online" if mode == "2pass" else "online", delta, False)
+        elif m["type"] == "final":
+            text = m["text"]
+            ts = json.dumps([[int(m["start"] * 1000), int(m["end"] * 1000)]])
+            if mode == "online":
+                rest = text[len(self.sent) :] if text.startswith(self.sent) else text[len(_common_prefix(self.sent, text)) :]
+                await self._reply("online", rest, False, ts)
+            else:
+                await self._reply("2pass-offline", text, False, ts)
+            self.sent = self.prev = ""
+        elif m["type"] == "error":
+            await _send_json(self.ws, {"mode": mode, "wav_name": self.cfg.wav_name, "text": "", "is_final": False, "error": m["message"]})
+
+    async def _reply(self, mode: str, text: str, final: bool, ts: str | None = None) -> None:
+        msg = {"mode": mode, "wav_name": self.cfg.wav_name, "text": text, "is_final": final}
+        if ts is not None:
+            msg["timestamp"] = ts
+        await _send_json(self.ws, msg)
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return a[:n]
+
+
+@router.websocket("/funasr")
+async def funasr(ws: WebSocket) -> None:
+    """FunASR runtime WebSocket protocol (runtime/docs/websocket_protocol.md)."""
+    who = await _admit(ws)
+    if who is None:
+        return
+    state = ws.app.state.tx
+    cfg = _FunasrConfig()
+    session: StreamSession | None = None
+    offline: list[bytes] = []
+    offline_size = 0
+    header_checked = False
+    sched, model = _scheduler_and_model(state)
+
+    async def error(message: str) -> None:
+        await _send_json(ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message})
+
+    async def start_session() -> StreamSession:
+        # FunASR allows any input rate (StreamResampler handles it), so no SAMPLE_RATES check here.
+        opts = StreamOptions(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
+                             partials=cfg.mode != "offline")
+        return StreamSession(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
+
+    async def end_utterance() -> None:
+        nonlocal session, offline, offline_size, header_checked
+        if cfg.mode == "offline":
+            await _offline(ws, state, who, cfg, b"".join(offline), sched, model)
+            offline, offline_size = [], 0
+        else:
+            s = session or await start_session()
+            await s.finish(connected=True)
+            await _send_json(ws, {"mode": "2pass-offline" if cfg.mode == "2pass" else "online", "wav_name": cfg.wav_name,
+                                  "text": "", "is_final": True})
+            await _save(state, who, s, model)
+            session = None
+        header_checked = False
+
+    try:
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                break
+            data = msg.get("bytes")
+            if data is not None:
+                if cfg.mode == "offline":
+                    offline.append(data)
+                    offline_size += len(data)
+                    continue
+                if not header_checked:
+                    data, rate = _strip_wav_header(data)
+                    if rate:
+                        cfg.audio_fs = rate
+                    header_checked = True
+                if session is None:
+                    session = await start_session()
+                if len(data) % 2:
+                    await error(f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole samples — frame dropped")
+                    continue
+                if data:
+                    await session.feed(data)
+                continue
+            try:
+                m = json.loads(msg.get("text") or "")
+                if not isinstance(m, dict):
+                    raise OptionsError("messages must be JSON objects")
+                if session is None or set(m) - {"is_speaking"}:
+                    cfg.update(m)
+            except json.JSONDecodeError as e:
+                await error(f"text message is not valid JSON ({e.msg})")
+                continue
+            except OptionsError as e:
+                await error(str(e))
+                continue
+            if m.get("is_speaking") is False:
+                await end_utterance()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if session is not None:
+            try:
+                await session.finish(connected=False)
+                await _save(state, who, session, model)
+            except Exception:
+                log.exception("could not finish FunASR session")
+        _release(ws)
+
+
+async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, data: bytes, sched, model: str) -> None:
+    """FunASR offline mode: one result for the whole received audio."""
+    try:
+        if cfg.wav_format == "pcm":
+            pcm, rate = _strip_wav_header(data)
+            if len(pcm) % 2:
+                pcm = pcm[:-1]
+            audio = audio_mod.resample(audio_mod.pcm16_to_float(pcm), rate or cfg.audio_fs)
+        else:
+            audio = await asyncio.to_thread(audio_mod.decode, data)
+        if audio.size == 0:
+            raise AudioError("no audio was sent before is_speaking false")
+        decode = DecodeOptions(language=cfg.language, hotwords=cfg.hotwords)
+        t = await asyncio.to_thread(
+            transcribe, audio, sched, decode, text=TextOptions(itn=cfg.itn), lane=INTERACTIVE, owner=f"funasr-{cfg.wav_name}"
+        )
+    except (AudioError, OptionsError) as e:
+        await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": str(e)})
+        return
+    ts = json.dumps([[int(s.start * 1000), int(s.end * 1000)] for s in t.segments])
+    await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": t.text, "is_final": True, "timestamp": ts})
+    jid = uuid.uuid4().hex
+
+    def write() -> None:
+        st = state.store
+        st.create_job(id=jid, owner=who.key_id, kind="stream", filename=f"realtime-{time.strftime('%Y%m%d-%H%M%S')}",
+                      audio_path=None, size_bytes=0, model=model, options={"funasr": cfg.__dict__})
+        st.claim_job(jid, "stream")
+        st.finish_job(jid, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+
+    try:
+        await asyncio.to_thread(write)
+    except Exception:
+        log.exception("could not save FunASR offline session")
+
+

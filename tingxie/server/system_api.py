@@ -1,0 +1,156 @@
+"""Health, readiness, metrics, models and the system page's figures."""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+
+from .. import __version__
+from .. import models as models_mod
+from ..types import OptionsError
+from .auth import Principal, admin, principal
+from .errors import ApiError
+from .metrics import gpu_memory
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz():
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: the default model is loaded")
+def readyz(request: Request):
+    st = request.app.state.tx
+    model_id, _ = st.manager.resolve(None)
+    loaded = any(m["id"] == model_id and m["loaded"] for m in st.manager.loaded())
+    return JSONResponse({"ready": loaded, "model": model_id}, status_code=200 if loaded else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def metrics(request: Request):
+    return Response(request.app.state.tx.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@router.get("/api/models", summary="Models: available, loaded, where they live")
+def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
+    st = request.app.state.tx
+    loaded = {m["id"]: m for m in st.manager.loaded()}
+    out = []
+    for m in models_mod.list_models(st.settings.models_dir):
+        d = m.to_dict()
+        d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
+        d["default"] = m.id == st.settings.model
+        out.append(d)
+    return {"models": out}
+
+
+@router.post("/api/models/{model_id}/load", summary="Load a model (admin)")
+async def load_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
+    st = request.app.state.tx
+    try:
+        t0 = time.perf_counter()
+        await run_in_threadpool(st.manager.load, model_id)
+    except OptionsError as e:
+        raise ApiError(404, str(e), "not_found_error", "model_id", "model_not_found") from e
+    return {"id": model_id, "loaded": True, "seconds": round(time.perf_counter() - t0, 2)}
+
+
+@router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)")
+def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
+    st = request.app.state.tx
+    try:
+        was = st.manager.unload(model_id)
+    except OptionsError as e:
+        raise ApiError(409, str(e), code="model_busy") from e
+    return {"id": model_id, "loaded": False, "was_loaded": was}
+
+
+@router.post("/api/system/empty-cache", summary="Free cached GPU memory (admin; a no-op on CPU)")
+def empty_cache(request: Request, who: Annotated[Principal, Depends(admin)]):
+    return request.app.state.tx.manager.empty_cache()
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@router.get("/api/system", summary="Device, models, memory, queue, throughput")
+def system(request: Request, who: Annotated[Principal, Depends(principal)]):
+    st = request.app.state.tx
+    c = st.manager.choice
+    loaded = st.manager.loaded()
+    audio_s = sum(m["stats"]["audio_seconds"] for m in loaded)
+    uptime = time.time() - st.started
+    info = {
+        "version": __version__,
+        "device": c.label,
+        "compute_type": c.compute_type,
+        "device_note": c.note,
+        "instances": c.instances,
+        "threads_per_instance": c.threads,
+        "max_batch_size": c.batch_size,
+        "max_batch_wait_ms": st.settings.max_batch_wait_ms,
+        "models": loaded,
+        "memory": {"rss_mb": round(_rss_mb(), 1), "gpu_used_bytes": gpu_memory()},
+        "queue": {"jobs_waiting": st.queue.depth(), "interactive_limit": st.settings.interactive_queue_limit},
+        "streams": {"open": st.streams, "max": st.settings.max_streams},
+        "throughput": {"audio_seconds_total": round(audio_s, 1), "uptime_s": round(uptime, 1)},
+        "jobs": st.store.stats(),
+        "keys_required": st.store.has_keys(),
+        "queue_backend": st.settings.queue,
+    }
+    if hasattr(st.queue, "workers"):
+        info["workers"] = st.queue.workers()
+    return info
+
+
+@router.post("/api/vad", summary="Speech segments of a file under given VAD settings (the VAD page)")
+async def vad_preview(
+    request: Request,
+    who: Annotated[Principal, Depends(principal)],
+    file: Annotated[UploadFile, File()],
+    threshold: Annotated[float, Form()] = 0.5,
+    min_silence_ms: Annotated[int, Form()] = 300,
+    speech_pad_ms: Annotated[int, Form()] = 200,
+    max_segment_s: Annotated[float, Form()] = 29.0,
+):
+    from .. import audio as audio_mod
+    from .. import vad as vad_mod
+    from ..options import build_options
+
+    _, opts, _ = build_options(vad_threshold=threshold, vad_min_silence_ms=min_silence_ms, vad_speech_pad_ms=speech_pad_ms,
+                               vad_max_segment_s=max_segment_s)
+    data = await file.read()
+    if not data:
+        raise ApiError(400, f"{file.filename or 'file'}: file is empty (0 bytes)", param="file", code="empty_file")
+
+    def run():
+        x = audio_mod.decode(data)
+        probs = vad_mod.speech_probabilities(x)
+        spans = vad_mod.detect_speech(x, opts, probs=probs)
+        return x, probs, spans
+
+    x, probs, spans = await run_in_threadpool(run)
+    duration = len(x) / 16000
+    speech = sum(s.duration for s in spans)
+    return {
+        "duration": round(duration, 3),
+        "segments": [{"start": round(s.start / 16000, 3), "end": round(s.end / 16000, 3)} for s in spans],
+        "count": len(spans),
+        "speech_seconds": round(speech, 3),
+        "speech_ratio": round(speech / duration, 4) if duration else 0.0,
+        "frame_seconds": 512 / 16000,
+        "probabilities": [round(float(p), 3) for p in probs],
+    }

@@ -1,0 +1,468 @@
+"""Real-time recognition: one `StreamSession` per live connection.
+
+PCM16 frames come in (any of the accepted rates, resampled to 16 kHz), a `StreamingVad`
+finds sentence boundaries, and the open sentence is re-decoded from its start every
+`partial_interval_ms` of new audio (beam 1, at most one partial in flight per stream:
+when the previous partial has not come back the tick is skipped, which is the
+back-pressure that keeps many streams from piling work on the model). At an endpoint
+(VAD end after `endpoint_silence_ms` of silence, `max_sentence_s` reached, flush or
+stop) the sentence is decoded once more with beam 5 and sent as a final; finals leave
+in strict sentence order even when their decodes finish out of order.
+
+All decoding goes through the shared Scheduler's interactive lane with the session id
+as owner, so streams batch with each other and run ahead of batch jobs. The scheduler
+returns concurrent futures; they are bridged with `asyncio.wrap_future`, so the class is
+driven from one asyncio task (the WebSocket handler) and never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import wave
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+
+from . import text as text_mod
+from .audio import StreamResampler, pcm16_to_float
+from .options import parse_hotwords, parse_language
+from .scheduler import INTERACTIVE, Overloaded, Scheduler
+from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
+from .vad import StreamingVad
+from .windows import Piece, Window
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATES = (8000, 16000, 44100, 48000)
+# Silence that ends a sentence. Measured on the AISHELL/LibriSpeech eval corpus with
+# Silero v6 (see docs/streaming.md): no utterance of the corpus is split by its own
+# pauses at 600 ms and above, while 300 ms splits some; each extra 100 ms adds 100 ms to
+# every final. The reference system waits ~1500 ms.
+DEFAULT_ENDPOINT_MS = 600
+DEFAULT_PARTIAL_MS = 600
+MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
+_KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
+_MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
+
+
+@dataclass
+class StreamOptions:
+    """The first message of a stream. Unknown keys and bad values are refused by
+    `parse_options` with a message that names the option."""
+
+    language: str | None = None
+    hotwords: list[str] = field(default_factory=list)
+    itn: bool = True
+    zh_script: str = "hans"
+    sample_rate: int = 16000
+    partials: bool = True
+    endpoint_silence_ms: int = DEFAULT_ENDPOINT_MS
+    max_sentence_s: float = 30.0
+    partial_interval_ms: int = DEFAULT_PARTIAL_MS
+    save_audio: bool = False
+
+    def record(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _bool(name: str, v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise OptionsError(f"option {name} must be true or false, not {v!r}")
+
+
+def _number(name: str, v: Any, lo: float, hi: float, integer: bool = True) -> Any:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise OptionsError(f"option {name} must be a number, not {v!r}")
+    if not lo <= v <= hi:
+        raise OptionsError(f"option {name} must be between {lo:g} and {hi:g}, not {v!r}")
+    return int(v) if integer else float(v)
+
+
+def parse_options(d: Any) -> StreamOptions:
+    """Validate the client's first message (a JSON object)."""
+    if not isinstance(d, dict):
+        raise OptionsError("the first message must be a JSON object of options")
+    known = {f.name for f in fields(StreamOptions)}
+    unknown = sorted(set(d) - known - {"type"})
+    if unknown:
+        raise OptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    o = StreamOptions()
+    if "language" in d:
+        if d["language"] is not None and not isinstance(d["language"], str):
+            raise OptionsError(f"option language must be a string, not {d['language']!r}")
+        o.language = parse_language(d["language"])
+    if "hotwords" in d:
+        if d["hotwords"] is not None and not isinstance(d["hotwords"], (str, list)):
+            raise OptionsError("option hotwords must be a string or a list of strings")
+        o.hotwords = parse_hotwords(d["hotwords"])
+    for name in ("itn", "partials", "save_audio"):
+        if name in d:
+            setattr(o, name, _bool(name, d[name]))
+    if "zh_script" in d:
+        if d["zh_script"] not in ("hans", "hant", "keep"):
+            raise OptionsError(f"option zh_script must be hans, hant or keep, not {d['zh_script']!r}")
+        o.zh_script = d["zh_script"]
+    if "sample_rate" in d:
+        if d["sample_rate"] not in SAMPLE_RATES or isinstance(d["sample_rate"], bool):
+            raise OptionsError(f"option sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}, not {d['sample_rate']!r}")
+        o.sample_rate = int(d["sample_rate"])
+    if "endpoint_silence_ms" in d:
+        o.endpoint_silence_ms = _number("endpoint_silence_ms", d["endpoint_silence_ms"], 100, 10000)
+    if "max_sentence_s" in d:
+        o.max_sentence_s = _number("max_sentence_s", d["max_sentence_s"], 2, 30, integer=False)
+    if "partial_interval_ms" in d:
+        o.partial_interval_ms = _number("partial_interval_ms", d["partial_interval_ms"], 100, 10000)
+    return o
+
+
+@dataclass
+class StreamStats:
+    """Latencies of one stream, in seconds. first_update: first audio of a sentence
+    arrived → its first partial sent; from_speech_start: the VAD confirmed speech →
+    first partial sent; final: end of speech (the VAD end sample's arrival time, or the
+    stop/flush request when that came first) → final sent; lag: audio received minus
+    audio covered by the update, at each update."""
+
+    first_update: list[float] = field(default_factory=list)
+    from_speech_start: list[float] = field(default_factory=list)
+    final: list[float] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)
+    partials_sent: int = 0
+    partials_skipped: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        def agg(xs: list[float]) -> dict[str, float]:
+            if not xs:
+                return {"n": 0}
+            a = np.asarray(xs)
+            return {
+                "n": len(xs),
+                "mean": round(float(a.mean()), 3),
+                "p50": round(float(np.percentile(a, 50)), 3),
+                "p95": round(float(np.percentile(a, 95)), 3),
+                "max": round(float(a.max()), 3),
+            }
+
+        return {
+            "first_update_s": agg(self.first_update),
+            "from_speech_start_s": agg(self.from_speech_start),
+            "final_s": agg(self.final),
+            "lag_s": agg(self.lag),
+            "partials_sent": self.partials_sent,
+            "partials_skipped": self.partials_skipped,
+        }
+
+
+@dataclass
+class _Sentence:
+    index: int
+    start: int  # absolute samples at 16 kHz
+    first_audio_wall: float  # when the sentence's first sample arrived
+    speech_wall: float  # when the VAD confirmed speech
+    end: int | None = None
+    first_partial_sent: bool = False
+    partial_audio_end: int = 0  # audio end of the last partial requested
+
+
+@dataclass
+class _Final:
+    sentence: _Sentence
+    future: asyncio.Future
+    endpoint_wall: float
+
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class StreamSession:
+    """One live recognition session. Drive it from a single asyncio task:
+    `await feed(pcm)`, `await flush()`, `await finish()`; results go to `send`.
+
+    `on_update(kind, seconds)` (optional) observes latencies for server metrics.
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        options: StreamOptions,
+        send: Send,
+        session_id: str | None = None,
+        audio_path: Path | None = None,
+        on_update: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.options = options
+        self.id = session_id or uuid.uuid4().hex
+        self._send_fn = send
+        self.on_update = on_update
+        self.stats = StreamStats()
+        self.language: str | None = options.language
+        self.language_probability = 1.0 if options.language else 0.0
+        self.finals: list[Segment] = []
+        self.started = time.time()
+        self._t0 = time.monotonic()
+        self._resampler = StreamResampler(options.sample_rate)
+        vad_opts = VadOptions(max_speech_s=min(options.max_sentence_s, MAX_WINDOW_S))
+        self._vad = StreamingVad(vad_opts, endpoint_silence_ms=options.endpoint_silence_ms)
+        self._text = TextOptions(itn=options.itn, zh_script=options.zh_script)
+        self._buf = np.zeros(0, np.float32)  # 16 kHz audio from absolute sample `_base`
+        self._base = 0
+        self.received = 0  # 16 kHz samples received
+        self._arrivals: list[tuple[int, float]] = []  # (sample end, wall time) per frame
+        self._open: _Sentence | None = None
+        self._count = 0
+        self._partial_busy = False
+        self._finals_q: asyncio.Queue[_Final | None] = asyncio.Queue()
+        self._sender = asyncio.ensure_future(self._send_finals())
+        self._send_lock = asyncio.Lock()
+        self._pending_partials: set[asyncio.Future] = set()
+        self._closed = False
+        self._stop_wall: float | None = None
+        self.connected = True
+        self.audio_path = audio_path
+        self._wav: wave.Wave_write | None = None
+        if audio_path is not None:
+            audio_path.parent.mkdir(parents=True, exist_ok=True)
+            self._wav = wave.open(str(audio_path), "wb")
+            self._wav.setnchannels(1)
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(SAMPLE_RATE)
+
+    # -- input ---------------------------------------------------------------------
+    async def feed(self, pcm: bytes) -> None:
+        """One binary frame of PCM16 mono at the session's sample rate."""
+        if self._closed:
+            raise RuntimeError("feed after finish")
+        now = time.monotonic()
+        x = self._resampler.feed(pcm16_to_float(pcm))
+        await self._ingest(x, now)
+
+    async def _ingest(self, x: np.ndarray, now: float) -> None:
+        if x.size:
+            self._buf = np.concatenate([self._buf, x]) if self._buf.size else x.copy()
+            self.received += x.size
+            self._arrivals.append((self.received, now))
+            if self._wav is not None:
+                self._wav.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+            events = await asyncio.to_thread(self._vad.feed, x) if x.size > 4096 else self._vad.feed(x)
+        else:
+            events = []
+        self._handle(events)
+        self._maybe_partial()
+        self._trim()
+
+    def _handle(self, events) -> None:
+        for ev in events:
+            if ev.kind == "start":
+                wall = self._wall(ev.sample)
+                self._open = _Sentence(self._count, ev.sample, wall, time.monotonic(), partial_audio_end=ev.sample)
+                self._count += 1
+            elif self._open is not None:
+                s = self._open
+                self._open = None
+                if ev.sample - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE or not self._flushed_at(s):
+                    self._close_sentence(s, ev.sample, self._wall(ev.sample))
+
+    def _flushed_at(self, s: _Sentence) -> bool:
+        return getattr(s, "_after_flush", False)
+
+    async def flush(self) -> None:
+        """Finish the open sentence now (the client knows the speaker paused)."""
+        now = time.monotonic()
+        s = self._open
+        if s is None:
+            return
+        end = self.received
+        if end - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE:
+            self._close_sentence(s, end, now)
+            if self._vad.in_speech:  # the VAD span goes on: the rest is a new sentence
+                nxt = _Sentence(self._count, end, now, now, partial_audio_end=end)
+                nxt._after_flush = True  # type: ignore[attr-defined]
+                self._count += 1
+                self._open = nxt
+            else:
+                self._open = None
+
+    async def finish(self, connected: bool = True) -> None:
+        """End of input (stop or disconnect): decode what is pending, wait for every
+        final (sent while `connected`), and stop. Idempotent."""
+        if self._closed:
+            return
+        self.connected = connected
+        self._stop_wall = time.monotonic()
+        tail = self._resampler.flush()
+        if tail.size:
+            await self._ingest(tail, self._stop_wall)
+        self._closed = True
+        self._handle(self._vad.flush())
+        if self._open is not None:  # flush() closes open speech; belt and braces
+            s, self._open = self._open, None
+            self._close_sentence(s, self.received, self._stop_wall)
+        await self._finals_q.put(None)
+        await self._sender
+        for f in list(self._pending_partials):
+            f.cancel()
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+
+    # -- decoding --------------------------------------------------------------------
+    def _window(self, start: int, end: int, beam: int, prompt: str | None = None) -> Window:
+        end = min(end, start + int(MAX_WINDOW_S * SAMPLE_RATE))
+        audio = self._buf[max(0, start - self._base) : end - self._base].copy()
+        opts = DecodeOptions(language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt)
+        return Window(audio, [Piece(0, 0, len(audio))], opts)
+
+    def _maybe_partial(self) -> None:
+        s = self._open
+        if s is None or not self.options.partials or self._closed:
+            return
+        step = self.options.partial_interval_ms * SAMPLE_RATE // 1000
+        if self.received - s.partial_audio_end < step:
+            return
+        if self._partial_busy:
+            self.stats.partials_skipped += 1
+            return
+        end = self.received
+        try:
+            fut = self.scheduler.submit(self._window(s.start, end, 1), INTERACTIVE, self.id, check_capacity=True)
+        except Overloaded:
+            self.stats.partials_skipped += 1
+            return
+        s.partial_audio_end = end
+        self._partial_busy = True
+        task = asyncio.ensure_future(self._partial_done(s, end, asyncio.wrap_future(fut)))
+        self._pending_partials.add(task)
+        task.add_done_callback(self._pending_partials.discard)
+
+    async def _partial_done(self, s: _Sentence, end: int, fut: asyncio.Future) -> None:
+        try:
+            r = await fut
+        except Exception:
+            log.exception("partial decode failed")
+            return
+        finally:
+            self._partial_busy = False
+        if s is not self._open or self._closed:
+            return  # the sentence ended meanwhile; its final supersedes this
+        lang = self.language or r.language
+        raw = " ".join(seg.raw_text.strip() for seg in r.segments).strip()
+        text = text_mod.finalize(text_mod.collapse_repetitions(raw)[0], lang, self._text) if raw else ""
+        if not text:
+            return
+        await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
+        now = time.monotonic()
+        self.stats.partials_sent += 1
+        self.stats.lag.append(max(0.0, (self.received - end) / SAMPLE_RATE))
+        if not s.first_partial_sent:
+            s.first_partial_sent = True
+            self._observe(self.stats.first_update, "first_update", now - s.first_audio_wall)
+            self.stats.from_speech_start.append(now - s.speech_wall)
+
+    def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
+        s.end = end
+        if end - s.start <= 0:
+            return
+        win = self._window(s.start, end, 5)
+        fut = asyncio.wrap_future(self.scheduler.submit(win, INTERACTIVE, self.id))
+        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
+        self._finals_q.put_nowait(_Final(s, fut, wall))
+
+    async def _send_finals(self) -> None:
+        """Send finals strictly in sentence order."""
+        while True:
+            item = await self._finals_q.get()
+            if item is None:
+                return
+            s = item.sentence
+            try:
+                r = await item.future
+            except Exception as e:
+                log.exception("final decode failed")
+                await self._send({"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"})
+                continue
+            if self.language is None:
+                self.language, self.language_probability = r.language, r.language_probability
+            lang = self.language or r.language
+            parts = []
+            for seg in r.segments:
+                raw, _ = text_mod.collapse_repetitions(seg.raw_text)
+                parts.append(raw.strip())
+            sep = "" if text_mod.is_cjk(lang) else " "
+            raw = sep.join(p for p in parts if p)
+            text = text_mod.finalize(raw, lang, self._text) if raw else ""
+            start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
+            if not text:
+                continue  # noise the VAD took for speech: nothing to show
+            seg_id = len(self.finals)
+            self.finals.append(
+                Segment(
+                    id=seg_id, start=round(start, 3), end=round(end, 3), text=text, raw_text=raw,
+                    avg_logprob=r.segments[0].avg_logprob if r.segments else 0.0,
+                    no_speech_prob=r.segments[0].no_speech_prob if r.segments else 0.0,
+                )
+            )
+            await self._send({"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)})
+            self._observe(self.stats.final, "final", time.monotonic() - item.endpoint_wall)
+            self.stats.lag.append(max(0.0, (self.received - (s.end or 0)) / SAMPLE_RATE))
+
+    # -- helpers ---------------------------------------------------------------------
+    async def _send(self, msg: dict[str, Any]) -> None:
+        if not self.connected:
+            return
+        async with self._send_lock:
+            try:
+                await self._send_fn(msg)
+            except Exception:  # the client went away: keep decoding for the history
+                self.connected = False
+
+    def _observe(self, bucket: list[float], kind: str, seconds: float) -> None:
+        bucket.append(seconds)
+        if self.on_update:
+            self.on_update(kind, seconds)
+
+    def _wall(self, sample: int) -> float:
+        """When the frame holding `sample` arrived (monotonic clock)."""
+        for end, t in self._arrivals:
+            if end >= sample:
+                return t
+        return self._arrivals[-1][1] if self._arrivals else time.monotonic()
+
+    def _trim(self) -> None:
+        keep_from = self.received - int(_KEEP_BEFORE_S * SAMPLE_RATE)
+        if self._open is not None:
+            keep_from = min(keep_from, self._open.start)
+        for f in self._pending_windows():
+            keep_from = min(keep_from, f)
+        drop = keep_from - self._base
+        if drop > SAMPLE_RATE:  # trim in ≥ 1 s steps to avoid copying every frame
+            self._buf = self._buf[drop:].copy()
+            self._base = keep_from
+        cutoff = keep_from - SAMPLE_RATE
+        if len(self._arrivals) > 64:
+            self._arrivals = [a for a in self._arrivals if a[0] >= cutoff]
+
+    def _pending_windows(self) -> list[int]:
+        return []  # windows copy their audio when submitted, so nothing else pins the buffer
+
+    # -- result ----------------------------------------------------------------------
+    @property
+    def duration(self) -> float:
+        return self.received / SAMPLE_RATE
+
+    def transcript(self, model: str = "") -> Transcript:
+        return Transcript(
+            language=self.language or "",
+            duration=round(self.duration, 3),
+            segments=list(self.finals),
+            language_probability=round(float(self.language_probability), 4),
+            processing_time=round(time.monotonic() - self._t0, 3),
+            model=model,
+            options={"stream": self.options.record(), "stats": self.stats.summary()},
+        )
