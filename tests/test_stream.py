@@ -214,8 +214,6 @@ def mandarin(corpus_dir, tmp_path_factory):
     return pcm, [r["text"] for r in rows], write_wav(tmp_path_factory.mktemp("zh") / "zh.wav", pcm)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: sentence-by-sentence finals lose the cross-sentence context "
-                   "offline windows have (measured CER 15.5 % streamed vs 10.7 % offline on 14 AISHELL utterances)")
 def test_mandarin_stream_matches_offline_accuracy(server, mandarin):
     pcm, refs, path = mandarin
     msgs = asyncio.run(stream(server.url, pcm, {"language": "zh"}, paced=False, chunk_ms=200))

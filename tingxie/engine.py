@@ -32,6 +32,7 @@ BUDGET_BASE, BUDGET_PER_S = 24, 14
 # confidence together.
 NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
 COMPRESSION_LIMIT = 2.4
+BEST_OF = 5
 
 
 @dataclass
@@ -41,6 +42,17 @@ class WindowResult:
     language_probability: float
     tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+
+    @property
+    def needs_fallback(self) -> bool:
+        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
+        at a higher temperature — unless the window is silence."""
+        if not self.segments:
+            return False
+        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
 
 
 def compression_ratio(text: str) -> float:
@@ -89,6 +101,16 @@ class Engine:
                 tok = Tokenizer(self._fw.hf_tokenizer, self.multilingual, task=task, language=language)
                 self._tokenizers[key] = tok
         return tok
+
+    def suppressed_tokens(self) -> list[int]:
+        """Non-speech symbols plus the task/control tokens, as faster-whisper (and
+        openai/whisper) suppress them; CTranslate2's own default leaves the control
+        tokens in, which changes results."""
+        if not hasattr(self, "_suppressed"):
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            self._suppressed = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
+        return self._suppressed
 
     def features(self, samples: np.ndarray) -> np.ndarray:
         feats = self._fw.feature_extractor(samples)[:, :-1][:, :FRAMES]
@@ -144,7 +166,13 @@ class Engine:
         budget = max(token_budget(w.seconds) for w in windows)
         max_len = min(budget, MAX_TOKENS - max(len(p) for p in prompts))
         opts = windows[0].options
-        sampling = {"sampling_temperature": opts.temperature, "sampling_topk": 0} if opts.temperature > 0 else {}
+        # With temperature > 0 (the fallback for a failed greedy/beam pass), sample
+        # BEST_OF candidates and keep the most likely, as Whisper does.
+        sampling = (
+            {"sampling_temperature": opts.temperature, "sampling_topk": 0, "num_hypotheses": BEST_OF}
+            if opts.temperature > 0
+            else {}
+        )
         results = self.model.generate(
             enc,
             prompts,
@@ -153,7 +181,7 @@ class Engine:
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=[-1],
+            suppress_tokens=self.suppressed_tokens(),
             max_initial_timestamp_index=50,
             **sampling,
         )
@@ -161,11 +189,13 @@ class Engine:
 
         out = []
         for i, (w, r, (lang, lang_p)) in enumerate(zip(windows, results, languages)):
-            seq = r.sequences_ids[0]
+            best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
+            seq = r.sequences_ids[best]
             tok = self.tokenizer(lang, w.options.task)
-            avg_logprob = r.scores[0] if r.scores else 0.0
+            avg_logprob = r.scores[best] if r.scores else 0.0
             segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= max_len - 1)
-            out.append(WindowResult(segs, lang, lang_p, len(seq)))
+            out.append(WindowResult(segs, lang, lang_p, len(seq), avg_logprob=float(avg_logprob), no_speech_prob=float(r.no_speech_prob),
+                                    compression_ratio=compression_ratio(tok.decode([t for t in seq if t < tok.eot]))))
         if any(w.options.word_timestamps for w in windows):
             self._add_words(windows, out, enc)
         t4 = time.perf_counter()

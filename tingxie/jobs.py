@@ -65,7 +65,9 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
         owner = job.get("batch_id") or job_id
         t = transcribe(job["audio_path"], sched, decode, vad, text, lane=BATCH, owner=owner, on_progress=progress)
     except (AudioError, OptionsError, PermanentError) as e:
-        store.fail_job(job_id, str(e))
+        # name the file as the user uploaded it, not by its storage name
+        reason = str(e).replace(Path(job.get("audio_path") or "-").name, job.get("filename") or "audio")
+        store.fail_job(job_id, reason)
         log.info("job %s failed: %s", job_id, type(e).__name__)
         return "failed"
     if store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time):

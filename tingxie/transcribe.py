@@ -69,9 +69,29 @@ MIN_REMAINDER_S = 1.5
 MAX_PASSES = 3
 
 
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def with_fallback(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
+    """Whisper's temperature fallback, per window: redo a failed decode by sampling at
+    rising temperatures; keep the first that passes, else the most likely seen."""
+    if window.options.temperature > 0 or not result.needs_fallback:
+        return result
+    tried = [result]
+    for temp in FALLBACK_TEMPERATURES:
+        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language))
+        r = scheduler.submit(hot, lane, owner).result()
+        r.language_probability = result.language_probability
+        tried.append(r)
+        if not r.needs_fallback:
+            return r
+    return max(tried, key=lambda r: r.avg_logprob)
+
+
 def complete(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
     """Decode again what Whisper left out at the end of a window (it sometimes stops
     early); the continuation batches with everyone else's windows."""
+    result = with_fallback(window, result, scheduler, lane, owner)
     w = window
     for _ in range(MAX_PASSES):
         if not result.segments:
@@ -79,7 +99,7 @@ def complete(window: windows_mod.Window, result: WindowResult, scheduler: Schedu
         rest = windows_mod.remainder(w, result.segments[-1].end)
         if rest is None or rest.seconds < MIN_REMAINDER_S:
             break
-        more = scheduler.submit(rest, lane, owner).result()
+        more = with_fallback(rest, scheduler.submit(rest, lane, owner).result(), scheduler, lane, owner)
         if not more.segments:
             break
         result.segments.extend(more.segments)

@@ -47,8 +47,10 @@ class VadOptions:
     the quietest frame near the limit so no word is split."""
 
     threshold: float = 0.5
-    min_silence_ms: int = 300
-    speech_pad_ms: int = 200
+    # Measured on the eval set (bench/results/core.md): shorter silences or pads cut
+    # words at span edges and cost accuracy; packing keeps windows full regardless.
+    min_silence_ms: int = 2000
+    speech_pad_ms: int = 300
     min_speech_ms: int = 200
     max_speech_s: float = 29.0
 

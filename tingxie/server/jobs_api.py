@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 
 from .. import output
 from ..options import build_options
+from ..types import VadOptions
 from ..types import Transcript
 from .auth import Principal, principal
 from .errors import ApiError
@@ -60,10 +61,10 @@ async def create_jobs(
     beam_size: Annotated[int, Form()] = 5,
     word_timestamps: Annotated[bool, Form()] = False,
     vad: Annotated[bool, Form()] = True,
-    vad_threshold: Annotated[float, Form()] = 0.5,
-    vad_min_silence_ms: Annotated[int, Form()] = 300,
-    vad_speech_pad_ms: Annotated[int, Form()] = 200,
-    vad_max_segment_s: Annotated[float, Form()] = 29.0,
+    vad_threshold: Annotated[float, Form()] = VadOptions.threshold,
+    vad_min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
+    vad_speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
+    vad_max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
     batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
     callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
 ):

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from .. import models as models_mod
 from .. import output
 from ..options import build_options
+from ..types import VadOptions
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
 from ..types import AudioError, OptionsError, Transcript
@@ -126,10 +127,10 @@ def _form_fields():
         zh_script: Annotated[str, Form(description="hans | hant | keep")] = "hans",
         beam_size: Annotated[int, Form()] = 5,
         vad: Annotated[bool, Form()] = True,
-        vad_threshold: Annotated[float, Form()] = 0.5,
-        vad_min_silence_ms: Annotated[int, Form()] = 300,
-        vad_speech_pad_ms: Annotated[int, Form()] = 200,
-        vad_max_segment_s: Annotated[float, Form()] = 29.0,
+        vad_threshold: Annotated[float, Form()] = VadOptions.threshold,
+        vad_min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
+        vad_speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
+        vad_max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
     ) -> dict:
         return dict(
             file=file, model=model, language=language, prompt=prompt, response_format=response_format, temperature=temperature,

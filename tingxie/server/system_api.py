@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from .. import models as models_mod
-from ..types import OptionsError
+from ..types import OptionsError, VadOptions
 from .auth import Principal, admin, principal
 from .errors import ApiError
 from .metrics import gpu_memory
@@ -121,10 +121,10 @@ async def vad_preview(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
     file: Annotated[UploadFile, File()],
-    threshold: Annotated[float, Form()] = 0.5,
-    min_silence_ms: Annotated[int, Form()] = 300,
-    speech_pad_ms: Annotated[int, Form()] = 200,
-    max_segment_s: Annotated[float, Form()] = 29.0,
+    threshold: Annotated[float, Form()] = VadOptions.threshold,
+    min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
+    speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
+    max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
 ):
     from .. import audio as audio_mod
     from .. import vad as vad_mod
