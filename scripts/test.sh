@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in espeak-ng ffmpeg sox redis-server postgresql chromium; do
+for pkg in espeak-ng ffmpeg sox redis-server postgresql chromium fonts-wqy-microhei; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

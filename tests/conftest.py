@@ -16,8 +16,10 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
     """Speak `text` with espeak-ng into a 16 kHz mono 16-bit WAV at `path`."""
     path = Path(path)
     raw = path.with_name(path.stem + ".espeak.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(raw), text], check=True, capture_output=True)
-    to_16k = ["-ar", "16000", "-ac", "1", str(path)]
+    # a little slower than espeak's default, with short silences around it: closer to a
+    # person speaking, which Whisper-base recognises far more reliably
+    subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True, capture_output=True)
+    to_16k = ["-af", "adelay=300:all=1,apad=pad_dur=0.3", "-ar", "16000", "-ac", "1", str(path)]
     subprocess.run(
         ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(raw), *to_16k],
         check=True,

@@ -104,7 +104,7 @@ def test_probabilities_are_per_frame_and_track_speech(phrases) -> None:
 
 def test_spans_follow_the_pauses(phrases) -> None:
     x, truth = phrases
-    opts = VadOptions()
+    opts = VadOptions(min_silence_ms=300, speech_pad_ms=200)  # split at the 1 s pauses
     spans = detect_speech(x, opts)
     assert_well_formed(spans, x.size, opts.max_speech_s)
     assert len(spans) == len(truth)

@@ -33,6 +33,7 @@ BUDGET_BASE, BUDGET_PER_S = 24, 14
 NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
 COMPRESSION_LIMIT = 2.4
 BEST_OF = 5
+GAP_SPLIT_S = 1.0
 
 
 @dataclass
@@ -196,8 +197,13 @@ class Engine:
             segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= max_len - 1)
             out.append(WindowResult(segs, lang, lang_p, len(seq), avg_logprob=float(avg_logprob), no_speech_prob=float(r.no_speech_prob),
                                     compression_ratio=compression_ratio(tok.decode([t for t in seq if t < tok.eot]))))
-        if any(w.options.word_timestamps for w in windows):
-            self._add_words(windows, out, enc)
+        gaps = [long_gaps(w) for w in windows]
+        wanted = [w.options.word_timestamps or any(crosses_gap(s, g) for s in r.segments) for w, r, g in zip(windows, out, gaps)]
+        if any(wanted):
+            self._add_words(windows, out, enc, wanted)
+            for w, r, g in zip(windows, out, gaps):
+                if g:
+                    r.segments = [p for s in r.segments for p in (split_at_gaps(s, g, w.options.word_timestamps) if crosses_gap(s, g) else [s])]
         t4 = time.perf_counter()
         share = 1.0 / len(windows)
         for res in out:
@@ -261,20 +267,20 @@ class Engine:
             segments[-1]._tokens = tokens  # type: ignore[attr-defined]  # for word alignment
         return segments
 
-    def _add_words(self, windows: list[Window], results: list[WindowResult], enc) -> None:
+    def _add_words(self, windows: list[Window], results: list[WindowResult], enc, wanted: list[bool]) -> None:
         """Word times from cross-attention alignment, one align call for the batch.
 
         Words come back in token order, so each segment takes as many words as it has
         tokens."""
-        text_tokens = [[t for s in r.segments for t in s._tokens] for r in results]  # type: ignore[attr-defined]
+        text_tokens = [[t for s in r.segments for t in s._tokens] if want else [] for r, want in zip(results, wanted)]  # type: ignore[attr-defined]
         if not any(text_tokens):
             return
         tok = self.tokenizer(results[0].language, windows[0].options.task)
         safe = [t or tok.encode(" ") for t in text_tokens]  # align needs ≥ 1 token per item
         frames = [max(2, min(FRAMES, w.num_samples // 160)) for w in windows]
         aligned = self._fw.find_alignment(tok, safe, enc, frames)
-        for w, r, words in zip(windows, results, aligned):
-            if not w.options.word_timestamps:
+        for w, r, words, want in zip(windows, results, aligned, wanted):
+            if not want:
                 continue
             it = iter(words)
             for seg in r.segments:
@@ -289,3 +295,47 @@ class Engine:
                             probability=round(float(x["probability"]), 3),
                         )
                     )
+
+
+def long_gaps(w: Window) -> list[tuple[float, float]]:
+    """(end, next start) in source seconds for pieces packed across a pause of
+    GAP_SPLIT_S or more: a subtitle must not run through such a pause."""
+    out = []
+    for a, b in zip(w.pieces, w.pieces[1:]):
+        end, nxt = (a.start + a.length) / SAMPLE_RATE, b.start / SAMPLE_RATE
+        if nxt - end >= GAP_SPLIT_S:
+            out.append((end, nxt))
+    return out
+
+
+def crosses_gap(seg: Segment, gaps: list[tuple[float, float]]) -> bool:
+    return any(seg.start < end and seg.end > nxt for end, nxt in gaps)
+
+
+def split_at_gaps(seg: Segment, gaps: list[tuple[float, float]], keep_words: bool) -> list[Segment]:
+    """Cut a segment that spans packed pauses into one segment per side, by its words
+    (Whisper's words carry their own leading spaces, so joining them keeps the text)."""
+    if not seg.words:
+        return [seg]
+    cuts = sorted((nxt, end) for end, nxt in gaps if seg.start < end and seg.end > nxt)
+    groups: list[list[Word]] = [[]]
+    limits: list[float] = []  # where each group's pause begins: its end may not pass it
+    k = 0
+    for word in seg.words:
+        while k < len(cuts) and (word.start + word.end) / 2 >= cuts[k][0] - 0.05:
+            if groups[-1]:
+                groups.append([])
+                limits.append(cuts[k][1])
+            k += 1
+        groups[-1].append(word)
+    if len(groups) == 1:
+        return [seg]
+    limits.append(seg.end)
+    out = []
+    for g, limit in zip(groups, limits):
+        text = "".join(w.word for w in g).strip()
+        end = max(g[0].start, min(g[-1].end, limit))
+        part = Segment(0, g[0].start, end, text, text, g if keep_words else None, seg.avg_logprob, seg.no_speech_prob, list(seg.flags))
+        part._tokens = []  # type: ignore[attr-defined]
+        out.append(part)
+    return out

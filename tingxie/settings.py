@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     storage: Path | None = None  # uploaded audio; default $home/audio
     queue: Literal["local", "celery"] = "local"
     broker_url: str = "redis://127.0.0.1:6379/0"
+    celery_visibility_timeout_s: int = 6 * 3600  # longer than the longest job (see docs/scaleout.md)
+    worker_timeout_s: float = 30.0  # a worker silent this long is dead: its running jobs are taken over
     max_upload_mb: int = 1024
     interactive_queue_limit: int = 64  # windows waiting in the interactive lane before 503
     insecure: bool = False

