@@ -204,9 +204,14 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
     ids = cluster.submit(items)
     rows = cluster.wait_done(ids, timeout=240)
     _assert_exactly_once(cluster, ids, rows)
-    for jid, it in zip(ids, items):
+    for jid, it in zip(ids, items):  # loosely per item (whisper-base), tighter over the lot
         er = error_rate([it["text"]], [rows[jid]["text"] or ""], it["lang"])
-        assert er < 0.6, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
+        assert er < 0.8, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
+    for lang in {it["lang"] for it in items}:
+        pairs = [(it["text"], rows[jid]["text"] or "") for jid, it in zip(ids, items) if it["lang"] == lang]
+        er = error_rate([p[0] for p in pairs], [p[1] for p in pairs], lang)
+        print(f"\n{lang}: {len(pairs)} files, error rate {er:.3f}")
+        assert er < 0.35, f"{lang} error rate {er:.2f} over {len(pairs)} files"
     used = {(r["worker"] or "").split("#")[0] for r in rows.values()}
     assert used == {"w1", "w2"}, f"work was not shared: {used}"
     time.sleep(3)  # one more heartbeat

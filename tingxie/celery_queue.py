@@ -66,9 +66,44 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def _patch_kombu_redis() -> None:
+    """Keep a worker alive when Redis restarts (Celery 5.7 + kombu 5.7).
+
+    On a lost connection Celery 5.7 closes the broken connection before reconnecting;
+    closing the channel restores its unacknowledged messages through that connection,
+    which is gone, and the AttributeError ends the worker ("Unrecoverable error").
+    Acks of tasks that finish meanwhile fail the same way. Neither loses anything here:
+    the messages stay in Redis's unacked set (returned after the visibility timeout, and
+    then no-ops because their jobs are finished), and job state lives in the database."""
+    try:
+        from kombu.transport import redis as kr
+    except ImportError:
+        return
+    if getattr(kr.QoS, "_tingxie_patched", False):
+        return
+    restore, ack = kr.QoS.restore_unacked, kr.QoS.ack
+
+    def restore_unacked(self, client=None):
+        try:
+            return restore(self, client)
+        except AttributeError:
+            log.warning("broker connection gone: %d unacknowledged message(s) stay in Redis", len(self._delivered))
+            self._delivered.clear()
+
+    def safe_ack(self, delivery_tag):
+        try:
+            return ack(self, delivery_tag)
+        except AttributeError:
+            log.warning("broker connection gone: could not ack a finished task (its job row is final anyway)")
+
+    kr.QoS.restore_unacked, kr.QoS.ack, kr.QoS._tingxie_patched = restore_unacked, safe_ack, True
+
+
 def make_app(settings) -> Any:
     """The Celery app of API nodes and workers (same config on both sides)."""
     from celery import Celery
+
+    _patch_kombu_redis()
 
     app = Celery("tingxie", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
@@ -291,6 +326,7 @@ class CeleryQueue:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._depth = (0.0, 0)
+        self._last_sweep = time.monotonic()
         self.requeued = 0
 
     def start(self) -> int:
@@ -324,12 +360,7 @@ class CeleryQueue:
         at, n = self._depth
         if time.monotonic() - at < 2.0:
             return n
-        try:
-            with self.app.connection_for_read() as conn:
-                conn.ensure_connection(max_retries=1)
-                n = int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
-        except Exception:
-            n = 0
+        n = self._broker_depth() or 0
         self._depth = (time.monotonic(), n)
         return n
 
@@ -357,6 +388,32 @@ class CeleryQueue:
         self._outbox.put(None)
         for t in self._threads:
             t.join(timeout=5)
+
+    def _broker_depth(self) -> int | None:
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1)
+                return int(conn.default_channel.queue_declare(QUEUE, passive=True).message_count)
+        except Exception:
+            return None
+
+    def _sweep_queued(self) -> None:
+        """A job `queued` in the database for long while the broker's queue is empty has
+        lost its message (a Redis without persistence restarted, or a message left in a
+        dead connection's unacked set): send it again. Duplicates are no-ops."""
+        now = time.monotonic()
+        if now - self._last_sweep < max(10.0, 2 * self.timeout_s):
+            return
+        self._last_sweep = now
+        stale = [
+            j for j in self.store.unfinished_jobs()
+            if j["state"] == "queued" and j["kind"] in JOB_KINDS and _age_s(j.get("updated_at")) > 2 * self.timeout_s
+            and j["id"] not in self._pending
+        ]
+        if stale and self._broker_depth() == 0:
+            log.info("re-sending %d queued job(s) with no message in the broker", len(stale))
+            for j in stale:
+                self._outbox.put(j["id"])
 
     # ---- threads
 
@@ -388,6 +445,7 @@ class CeleryQueue:
                 if not self._send(job_id):
                     break
             try:
+                self._sweep_queued()
                 for j in orphans(self.store, self.timeout_s):
                     if give_back(self.store, j["id"], j.get("worker")):
                         self.requeued += 1

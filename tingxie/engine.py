@@ -24,6 +24,8 @@ from .windows import Window
 log = logging.getLogger(__name__)
 
 FRAMES = 3000  # 30 s of 10 ms mel frames: Whisper's fixed input length
+DYNAMIC_MARGIN_FRAMES = 100  # 1 s of padding after the speech
+MIN_FRAMES = 300
 MAX_TOKENS = 448  # Whisper's decoder context
 # Token budget per window: enough for fast speech with timestamps (≈ 7 tokens/s for
 # Mandarin, ≈ 5 for English), small enough that a repetition loop ends early.
@@ -68,10 +70,11 @@ def token_budget(seconds: float) -> int:
 class Engine:
     """A loaded Whisper model. Thread-safe: call `decode` from several threads."""
 
-    def __init__(self, model_id: str, path: str, choice: DeviceChoice):
+    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True):
         from faster_whisper import WhisperModel
 
         self.model_id = model_id
+        self.dynamic_frames = dynamic_frames
         self.path = path
         self.choice = choice
         t0 = time.perf_counter()
@@ -85,6 +88,7 @@ class Engine:
             local_files_only=True,
         )
         self.model: ctranslate2.models.Whisper = self._fw.model
+        ctranslate2.set_random_seed(0)  # temperature fallback samples: keep runs repeatable
         self.load_seconds = time.perf_counter() - t0
         self.multilingual = self.model.is_multilingual
         self._tokenizers: dict[tuple[str, str], object] = {}
@@ -113,11 +117,21 @@ class Engine:
             self._suppressed = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
         return self._suppressed
 
-    def features(self, samples: np.ndarray) -> np.ndarray:
-        feats = self._fw.feature_extractor(samples)[:, :-1][:, :FRAMES]
-        if feats.shape[1] < FRAMES:
-            feats = np.pad(feats, ((0, 0), (0, FRAMES - feats.shape[1])))
+    def features(self, samples: np.ndarray, frames: int = FRAMES) -> np.ndarray:
+        feats = self._fw.feature_extractor(samples)[:, :-1][:, :frames]
+        if feats.shape[1] < frames:
+            feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
         return feats
+
+    def input_frames(self, windows: list[Window]) -> int:
+        """Mel frames to encode for a batch. Whisper was trained on 30 s inputs, but the
+        encoder's cost grows faster than linearly with length (attention), so short
+        windows — real-time sentences, short requests — are encoded at their own length
+        plus a margin, rounded so batches of similar windows share one shape."""
+        if not self.dynamic_frames:
+            return FRAMES
+        longest = max(w.num_samples for w in windows) // 160 + DYNAMIC_MARGIN_FRAMES
+        return min(FRAMES, max(MIN_FRAMES, -(-longest // 100) * 100))
 
     def prompt_prefix(self, window: Window) -> list[int]:
         """Previous-text tokens: hotwords and the initial prompt bias the decoder."""
@@ -141,7 +155,8 @@ class Engine:
         if not windows:
             return []
         t0 = time.perf_counter()
-        feats = np.stack([self.features(w.samples()) for w in windows])
+        n_frames = self.input_frames(windows)
+        feats = np.stack([self.features(w.samples(), n_frames) for w in windows])
         t1 = time.perf_counter()
         enc = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), to_cpu=False)
         t2 = time.perf_counter()

@@ -77,7 +77,7 @@ class ModelManager:
             slot.last_used = time.monotonic()
             if slot.engine is None:
                 log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
-                slot.engine = Engine(model_id, slot.path, self.choice)
+                slot.engine = Engine(model_id, slot.path, self.choice, dynamic_frames=self.settings.dynamic_frames)
             return slot.engine
 
     def load(self, model: str | None = None) -> Engine:
