@@ -117,7 +117,7 @@ class Cluster:
             rows = self.rows(ids)
             if len(rows) == len(ids) and all(r["state"] in ("done", "failed", "cancelled") for r in rows.values()):
                 return rows
-            time.sleep(1)
+            time.sleep(0.2)
         states = {}
         for r in self.rows(ids).values():
             states[r["state"]] = states.get(r["state"], 0) + 1

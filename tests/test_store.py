@@ -441,3 +441,24 @@ def test_sqlite_search_and_deep_page_stay_fast_at_100k_rows(tmp_path) -> None:
     print("timings at 100k rows (ms):", {k: round(v * 1000, 1) for k, v in timings.items()})
     assert max(timings.values()) < 0.5, timings
     s.close()
+
+
+def test_retention_deletes_old_audio_and_optionally_text(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from tingxie import retention
+    from tingxie.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    job = store.create_job(owner="", kind="file", filename="a.wav", audio_path=str(audio), size_bytes=4, model="m", options={})
+    store.claim_job(job["id"])
+    store.finish_job(job["id"], {"segments": []}, "hello", "en", 1.0, 0.1)
+    assert retention.purge_once(store, 30, keep_text=True) == 0  # not old yet
+    later = datetime.now(timezone.utc) + timedelta(days=31)
+    assert retention.purge_once(store, 30, keep_text=True, now=later) == 1
+    assert not audio.exists() and store.get_job(job["id"])["audio_path"] is None
+    assert store.get_job(job["id"])["text"] == "hello"
+    retention.purge_once(store, 30, keep_text=False, now=later + timedelta(days=1))
+    assert store.get_job(job["id"])["text"] is None

@@ -143,11 +143,13 @@ class Engine:
         ids = tok.encode(" " + text.strip())[-(MAX_TOKENS // 2 - 1) :]
         return [tok.sot_prev] + ids
 
-    @staticmethod
-    def batch_key(window: Window, prefix_len: int) -> tuple:
+    def batch_key(self, window: Window, prefix_len: int) -> tuple:
         """Windows that may share one generate call: CTranslate2 needs the same beam
-        size and start-of-transcript position for every item of a batch."""
-        return (window.options.beam_size, window.options.temperature, prefix_len)
+        size and start-of-transcript position for every item of a batch; with dynamic
+        input length, windows also group by length (≤ 10 s, ≤ 20 s, longer) so a short
+        real-time sentence is not padded to a full 30 s window."""
+        bucket = min(2, int(window.seconds // 10)) if self.dynamic_frames else 0
+        return (window.options.beam_size, window.options.temperature, prefix_len, bucket)
 
     # -- inference -----------------------------------------------------------------
     def decode(self, windows: list[Window]) -> list[WindowResult]:

@@ -43,7 +43,7 @@ class ModelManager:
         self._slots: dict[str, _Slot] = {}
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        if settings.model_ttl_s > 0:
+        if settings.model_ttl_s > 0 or self.choice.device == "cuda":
             threading.Thread(target=self._reaper, name="tingxie-model-ttl", daemon=True).start()
 
     def resolve(self, model: str | None) -> tuple[str, str]:
@@ -131,14 +131,25 @@ class ModelManager:
         return {"device": self.choice.label, "freed": True, "models_reloaded": moved, "message": "GPU cache released"}
 
     def _reaper(self) -> None:
-        while not self._stop.wait(min(30.0, self.settings.model_ttl_s / 2)):
+        """Unload models idle past the TTL; on a GPU, also hand cached memory back once
+        the server has been idle for a minute."""
+        ttl = self.settings.model_ttl_s
+        cache_released = True
+        while not self._stop.wait(min(30.0, ttl / 2) if ttl > 0 else 30.0):
+            idle_all = True
             with self._lock:
                 for s in self._slots.values():
                     idle = time.monotonic() - s.last_used
-                    if s.engine is not None and idle > self.settings.model_ttl_s and not sum(s.scheduler.depth().values()):
+                    busy = sum(s.scheduler.depth().values()) > 0
+                    idle_all = idle_all and not busy and idle > 60
+                    if ttl > 0 and s.engine is not None and idle > ttl and not busy:
                         log.info("unloading model %s after %.0f s idle", s.model_id, idle)
                         s.engine = None
             gc.collect()
+            if self.choice.device == "cuda":
+                if idle_all and not cache_released:
+                    self.empty_cache()
+                cache_released = idle_all
 
     def close(self) -> None:
         self._stop.set()

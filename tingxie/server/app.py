@@ -60,9 +60,13 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from .. import retention
+
         if start_queue:
             queue.start()
+        stop_retention = retention.start(store, settings.retention_audio_days, settings.retention_keep_text)
         yield
+        stop_retention.set()
         queue.stop()
         manager.close()
 
