@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import ctranslate2
 import numpy as np
+from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
 from .types import SAMPLE_RATE, Segment, Word
@@ -93,7 +94,7 @@ class Engine:
         self.multilingual = self.model.is_multilingual
         self._tokenizers: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
-        self.languages = [t[2:-2] for t in self._fw.supported_languages] if hasattr(self._fw, "supported_languages") else []
+        self.suppress = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
 
     # -- helpers -------------------------------------------------------------------
     def tokenizer(self, language: str, task: str = "transcribe"):
@@ -106,16 +107,6 @@ class Engine:
                 tok = Tokenizer(self._fw.hf_tokenizer, self.multilingual, task=task, language=language)
                 self._tokenizers[key] = tok
         return tok
-
-    def suppressed_tokens(self) -> list[int]:
-        """Non-speech symbols plus the task/control tokens, as faster-whisper (and
-        openai/whisper) suppress them; CTranslate2's own default leaves the control
-        tokens in, which changes results."""
-        if not hasattr(self, "_suppressed"):
-            from faster_whisper.transcribe import get_suppressed_tokens
-
-            self._suppressed = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
-        return self._suppressed
 
     def features(self, samples: np.ndarray, frames: int = FRAMES) -> np.ndarray:
         feats = self._fw.feature_extractor(samples)[:, :-1][:, :frames]
@@ -199,7 +190,9 @@ class Engine:
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=self.suppressed_tokens(),
+            # faster-whisper's (and openai/whisper's) set: non-speech symbols plus the
+            # control tokens, which CTranslate2's own default [-1] leaves in
+            suppress_tokens=self.suppress,
             max_initial_timestamp_index=50,
             **sampling,
         )
