@@ -253,8 +253,8 @@ class Engine:
         segments: list[Segment] = []
         for k, (start, end, tokens) in enumerate(pieces):
             text = tok.decode(tokens).strip()
-            if not text:
-                continue
+            if not any(ch.isalnum() for ch in text):
+                continue  # "…", "- -": what Whisper writes for silence and noise
             flags = []
             a = w.to_absolute(min(start, w.seconds))
             b = w.end if end is None else w.to_absolute(min(end, w.seconds), is_end=True)
