@@ -94,7 +94,8 @@ def run_method(method: str, rows: list[dict], model_dir: str, out_dir: Path) -> 
         subprocess.run(cmd, check=True)
         for r in rows:
             d = json.loads((out_dir / (Path(r["path"]).stem + ".json")).read_text())
-            hyps[r["id"]] = "".join(s["raw_text"] for s in d["segments"])
+            sep = "" if r["lang"] == "zh" else " "
+            hyps[r["id"]] = sep.join(s["raw_text"] for s in d["segments"])
     return {"wall": time.perf_counter() - t0, "hyps": hyps}
 
 

@@ -101,7 +101,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     a = b.add_argument_group("audio")
     a.add_argument("--audio-dir", help="your own recordings (default: ../shared/eval, else espeak-ng speech)")
     a.add_argument("--refs", help="references in the eval manifest format (jsonl: id, audio, lang, text) for CER/WER")
-    a.add_argument("--files", type=_int_list("--files"), default=[4], help="batch sizes in files, e.g. 50,100,200 (default 4)")
+    a.add_argument("--files", type=_int_list("--files"), default=[4, 12], help="batch sizes in files, e.g. 50,100,200 (default 4,12)")
     a.add_argument("--duration", type=_positive("--duration", zero_ok=False), default=60.0, help="seconds per built-in recording (default 60)")
     a.add_argument("--language", default="auto", help="language hint for every request (default auto)")
     m = b.add_argument_group("what to measure")
@@ -388,8 +388,8 @@ def capacity_figures(files: int, audio_s: float, wall_s: float) -> dict:
     return {
         "files": files,
         "audio_seconds": round(audio_s, 2),
-        "audio_hours": round(audio_s / 3600, 4),
-        "wall_seconds": round(wall_s, 2),
+        "audio_hours": round(audio_s / 3600, 6),
+        "wall_seconds": round(wall_s, 4),
         "rtf": round(wall_s / audio_s, 4) if audio_s else None,
         "audio_hours_per_wall_hour": round(per_hour, 2),
         "audio_hours_per_day": round(24 * per_hour, 1),
@@ -473,6 +473,7 @@ async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str 
 
     queue = list(enumerate(rows))
     lat: list[float] = []
+    per_id: dict[str, float] = {}
     hyps: dict[str, str] = {}
     errors: list[str] = []
     data = {"response_format": "verbose_json"}
@@ -486,6 +487,7 @@ async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str 
             t0 = time.perf_counter()
             resp = await c.post(url + "/v1/audio/transcriptions", files={"file": (Path(r["path"]).name, body)}, data=data)
             lat.append(time.perf_counter() - t0)
+            per_id[r["id"]] = lat[-1]
             if resp.status_code != 200:
                 errors.append(f"{resp.status_code}: {resp.text[:200]}")
                 continue
@@ -495,7 +497,7 @@ async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str 
         t0 = time.perf_counter()
         await asyncio.gather(*[client(c) for _ in range(max(1, concurrency))])
         wall = time.perf_counter() - t0
-    return {"latencies": lat, "hyps": hyps, "errors": errors, "wall": wall}
+    return {"latencies": lat, "latency_by_id": per_id, "hyps": hyps, "errors": errors, "wall": wall}
 
 
 def request_level(url: str, rows: list[dict], concurrency: int, n_requests: int, api_key: str | None = None,
@@ -506,7 +508,7 @@ def request_level(url: str, rows: list[dict], concurrency: int, n_requests: int,
     audio = sum(x["duration"] for x in reqs)
     return {
         "concurrency": concurrency, "requests": n_requests, "ok": n_requests - len(r["errors"]), "errors": r["errors"][:3],
-        "wall_seconds": round(r["wall"], 2), "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
+        "wall_seconds": round(r["wall"], 4), "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
         "latency_p50": pct(r["latencies"], 50), "latency_p95": pct(r["latencies"], 95),
         "audio_s_per_wall_s": round(audio / r["wall"], 2),
     }
@@ -692,6 +694,8 @@ def _machine(args: argparse.Namespace) -> dict:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    if Path(args.report).suffix.lower() not in (".html", ".htm"):
+        raise OptionsError(f"--report must name an .html file (JSON and Markdown go next to it), not {args.report!r}")
     if args.refs and not Path(args.refs).is_file():
         raise OptionsError(f"--refs {args.refs}: no such file")
     if args.requests < 0:
@@ -811,13 +815,16 @@ def run(args: argparse.Namespace) -> dict:
             if server:
                 server.stop()
         best = [r for r in report.get("batch", []) if r["mode"] in ("tingxie", "server")]
+        if not best and report.get("requests"):  # no batch run: cost at the short-request throughput
+            best = [{"audio_hours_per_wall_hour": max(r["audio_s_per_wall_s"] for r in report["requests"])}]
+            report["notes"].append("cost from short-request throughput (no batch run)")
         if best:
             top = max(best, key=lambda r: r["audio_hours_per_wall_hour"])
             report["cost"] = cost_figures(top["audio_hours_per_wall_hour"], args.server_cost, args.amortize_years, args.power_watts,
                                           args.kwh_price, args.cloud_price)
             report["cost"].update({"server_cost": args.server_cost, "amortize_years": args.amortize_years, "power_watts": args.power_watts,
                                    "kwh_price": args.kwh_price})
-            serial = [r for r in report["batch"] if r["mode"] == "serial"]
+            serial = [r for r in report.get("batch", []) if r["mode"] == "serial"]
             if serial:
                 s = max(serial, key=lambda r: r["audio_hours_per_wall_hour"])
                 report["cost"]["serial_per_audio_hour"] = cost_figures(s["audio_hours_per_wall_hour"], args.server_cost, args.amortize_years,

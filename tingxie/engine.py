@@ -119,7 +119,7 @@ class Engine:
         encoder's cost grows faster than linearly with length (attention), so short
         windows — real-time sentences, short requests — are encoded at their own length
         plus a margin, rounded so batches of similar windows share one shape."""
-        if not self.dynamic_frames:
+        if not self.dynamic_frames or not all(w.compact for w in windows):
             return FRAMES
         longest = max(w.num_samples for w in windows) // 160 + DYNAMIC_MARGIN_FRAMES
         return min(FRAMES, max(MIN_FRAMES, -(-longest // 100) * 100))
@@ -137,9 +137,9 @@ class Engine:
     def batch_key(self, window: Window, prefix_len: int) -> tuple:
         """Windows that may share one generate call: CTranslate2 needs the same beam
         size and start-of-transcript position for every item of a batch; with dynamic
-        input length, windows also group by length (≤ 10 s, ≤ 20 s, longer) so a short
-        real-time sentence is not padded to a full 30 s window."""
-        bucket = min(2, int(window.seconds // 10)) if self.dynamic_frames else 0
+        input length, compact windows also group by length (≤ 10 s, ≤ 20 s, longer) so a
+        short real-time sentence is not padded to a full 30 s window."""
+        bucket = min(2, int(window.seconds // 10)) if self.dynamic_frames and window.compact else -1
         return (window.options.beam_size, window.options.temperature, prefix_len, bucket)
 
     # -- inference -----------------------------------------------------------------

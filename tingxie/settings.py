@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     batch_size: int = 0  # max windows per batch; 0 = 4 on CPU (measured), 16 on GPU
     max_batch_wait_ms: float = 5.0
     beam_size: int = 5
-    # Encode short windows at their own length instead of Whisper's fixed 30 s: several
-    # times faster for real-time sentences and short files (bench/results/core.md).
+    # Encode interactive windows (real-time, synchronous requests) at their own length
+    # instead of Whisper's fixed 30 s: several times faster for short audio.
     dynamic_frames: bool = True
 
     # server

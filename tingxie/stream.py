@@ -317,7 +317,7 @@ class StreamSession:
         end = min(end, start + int(MAX_WINDOW_S * SAMPLE_RATE))
         audio = self._buf[max(0, start - self._base) : end - self._base].copy()
         opts = DecodeOptions(language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt)
-        return Window(audio, [Piece(0, 0, len(audio))], opts)
+        return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True)
 
     def _maybe_partial(self) -> None:
         s = self._open

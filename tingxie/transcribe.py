@@ -22,7 +22,7 @@ from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
 from .engine import WindowResult
-from .scheduler import BATCH, Scheduler
+from .scheduler import BATCH, INTERACTIVE, Scheduler
 from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def with_fallback(window: windows_mod.Window, result: WindowResult, scheduler: S
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
-        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language))
+        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language), window.compact)
         r = scheduler.submit(hot, lane, owner).result()
         r.language_probability = result.language_probability
         tried.append(r)
@@ -159,6 +159,8 @@ def transcribe(
     t0 = time.perf_counter()
     p = prepared or prepare(source, decode, vad)
     total = len(p.windows)
+    for w in p.windows:
+        w.compact = lane == INTERACTIVE
     results: list[WindowResult | None] = [None] * total
     language, lang_prob = decode.language or "", 1.0 if decode.language else 0.0
     done = 0

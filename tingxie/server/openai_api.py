@@ -16,10 +16,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from .. import models as models_mod
 from .. import output
 from ..options import build_options
-from ..types import VadOptions
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
-from ..types import AudioError, OptionsError, Transcript
+from ..types import AudioError, OptionsError, Transcript, VadOptions
 from .auth import Principal, principal
 from .errors import ApiError
 from .uploads import display_name, store_upload
