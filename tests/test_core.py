@@ -347,3 +347,18 @@ def test_cli_refuses_bad_options_before_work(tmp_path, english_wav, args, messag
 def test_cli_models_lists_the_bundled_model(tmp_path):
     r = _cli("models", home=_home(tmp_path))
     assert r.returncode == 0 and "whisper-base" in r.stdout and "ready" in r.stdout and "device: cpu" in r.stdout
+
+
+def test_packing_cuts_long_spans_at_pauses_to_fill_windows():
+    sr = 16000
+    audio = np.zeros(sr * 60, np.float32)
+    probs = np.full(len(audio) // 512, 0.9, np.float32)
+    for pause_s in (12.0, 20.0, 40.0):  # pauses inside the second span
+        probs[int(pause_s * sr) // 512 : int((pause_s + 0.6) * sr) // 512] = 0.02
+    spans = [SpeechSpan(0, 5 * sr), SpeechSpan(6 * sr, 34 * sr), SpeechSpan(35 * sr, 50 * sr)]
+    wins = windows_mod.pack(audio, spans, probs=probs)
+    assert wins[0].seconds > 15  # filled up to the pause at 20 s instead of closing at 5 s
+    first_cut = wins[0].pieces[-1]
+    assert 20.0 <= (first_cut.start + first_cut.length) / sr <= 20.6
+    assert sum(w.num_samples for w in wins) == sum(s.end - s.start for s in spans)
+    assert all(w.seconds <= windows_mod.PACK_LIMIT_S for w in wins)

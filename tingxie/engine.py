@@ -36,7 +36,7 @@ BUDGET_BASE, BUDGET_PER_S = 24, 14
 NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
 COMPRESSION_LIMIT = 2.4
 BEST_OF = 5
-GAP_SPLIT_S = 1.0
+GAP_SPLIT_S = 3.0  # shorter pauses inside one subtitle are acceptable; aligning costs time
 
 
 @dataclass

@@ -52,8 +52,9 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
     if vad is None:
         wins = windows_mod.fixed(audio, decode)
     else:
-        spans = vad_mod.detect_speech(audio, vad)
-        wins = windows_mod.pack(audio, spans, decode)
+        probs = vad_mod.speech_probabilities(audio)
+        spans = vad_mod.detect_speech(audio, vad, probs=probs)
+        wins = windows_mod.pack(audio, spans, decode, probs=probs)
     t2 = time.perf_counter()
     return Prepared(
         audio,

@@ -83,29 +83,70 @@ def pack(
     spans: list[SpeechSpan],
     options: DecodeOptions | None = None,
     limit_s: float = PACK_LIMIT_S,
+    probs: np.ndarray | None = None,
 ) -> list[Window]:
     """Greedily pack consecutive spans into windows of at most `limit_s` seconds.
 
-    Spans longer than the limit (VAD should have split them) are cut into pieces.
+    A span that does not fit the room left in a window is cut at a pause inside it
+    (from the VAD's per-frame `probs`) when one falls in that room, so windows run full
+    instead of closing early; without a pause the span starts the next window. Spans
+    longer than the limit (VAD should have split them) are cut at the limit.
     """
     options = options or DecodeOptions()
     limit = int(limit_s * SAMPLE_RATE)
     windows: list[Window] = []
     pieces: list[Piece] = []
     used = 0
+
+    def close() -> None:
+        nonlocal pieces, used
+        windows.append(Window(source, pieces, options))
+        pieces, used = [], 0
+
     for span in spans:
         start, end = span.start, span.end
-        while end - start > 0:
-            length = min(end - start, limit)
-            if used + length > limit and pieces:
-                windows.append(Window(source, pieces, options))
-                pieces, used = [], 0
-            pieces.append(Piece(used, start, length))
-            used += length
-            start += length
+        while end > start:
+            room = limit - used
+            if end - start <= room:
+                pieces.append(Piece(used, start, end - start))
+                used += end - start
+                break
+            cut = _pause_in(probs, start + MIN_PIECE, start + room) if probs is not None and room >= MIN_FILL else None
+            if cut is not None:
+                pieces.append(Piece(used, start, cut - start))
+                start = cut
+                close()
+            elif pieces:
+                close()
+            else:
+                pieces.append(Piece(0, start, limit))
+                start += limit
+                close()
     if pieces:
-        windows.append(Window(source, pieces, options))
+        close()
     return windows
+
+
+# Only fill a window's remaining room by cutting a span when the room is worth it and
+# the first piece is not a fragment.
+MIN_FILL = 3 * SAMPLE_RATE
+MIN_PIECE = 1 * SAMPLE_RATE
+PAUSE_PROB = 0.2
+VAD_FRAME = 512
+
+
+def _pause_in(probs: np.ndarray, lo: int, hi: int) -> int | None:
+    """The middle of the last pause (run of quiet VAD frames) in [lo, hi), or None:
+    the latest pause fills the window most."""
+    a, b = lo // VAD_FRAME, min(len(probs), hi // VAD_FRAME)
+    quiet = probs[a:b] < PAUSE_PROB
+    idx = np.flatnonzero(quiet)
+    if idx.size == 0:
+        return None
+    end = start = int(idx[-1])
+    while start > 0 and quiet[start - 1]:
+        start -= 1
+    return min(hi, (a + (start + end) // 2) * VAD_FRAME + VAD_FRAME // 2)
 
 
 def fixed(source: np.ndarray, options: DecodeOptions | None = None, seconds: float = WINDOW_SECONDS) -> list[Window]:
