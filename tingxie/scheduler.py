@@ -1,8 +1,8 @@
 """The dynamic batcher: every request's windows meet here and leave in shared batches.
 
-Two lanes: `interactive` (synchronous requests, real-time streams) always goes first;
-`batch` (jobs, CLI runs) is served round-robin by owner so a 500-file batch cannot
-starve a short request or another user's job. `instances` worker threads each take a
+Two lanes: `interactive` (synchronous requests, real-time streams) always goes first,
+then `batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
+cannot starve another user's job and a 3-minute request cannot hold back a short one. `instances` worker threads each take a
 batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
 whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
 back waiting for company.
@@ -87,8 +87,11 @@ class Scheduler:
         self.interactive_limit = interactive_limit
         self.on_batch = on_batch
         self.stats = Stats()
-        self._interactive: collections.deque[_Item] = collections.deque()
-        self._owners: collections.OrderedDict[str, collections.deque[_Item]] = collections.OrderedDict()
+        # lane → owner → that owner's waiting windows (insertion order = turn order)
+        self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {
+            INTERACTIVE: collections.OrderedDict(),
+            BATCH: collections.OrderedDict(),
+        }
         self._cond = threading.Condition()
         self._closed = False
         self._busy = 0
@@ -111,33 +114,26 @@ class Scheduler:
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
-            if lane == INTERACTIVE:
-                if check_capacity and len(self._interactive) >= self.interactive_limit:
-                    raise Overloaded(f"{len(self._interactive)} windows already wait in the interactive lane")
-                self._interactive.append(item)
-            else:
-                self._owners.setdefault(owner, collections.deque()).append(item)
+            queues = self._lanes[lane]
+            if check_capacity and lane == INTERACTIVE:
+                waiting = self._count(INTERACTIVE)
+                if waiting >= self.interactive_limit:
+                    raise Overloaded(f"{waiting} windows already wait in the interactive lane")
+            queues.setdefault(owner, collections.deque()).append(item)
             self._cond.notify()
         return fut
 
     def cancel(self, owner: str) -> int:
         """Drop an owner's queued windows (a cancelled job); returns how many."""
         with self._cond:
-            items = list(self._owners.pop(owner, ()))
-            keep = collections.deque(i for i in self._interactive if i.owner != owner)
-            items += [i for i in self._interactive if i.owner == owner]
-            self._interactive = keep
+            items = [i for queues in self._lanes.values() for i in queues.pop(owner, ())]
         for i in items:
             i.future.cancel()
         return len(items)
 
     def depth(self) -> dict[str, int]:
         with self._cond:
-            return {
-                INTERACTIVE: len(self._interactive),
-                BATCH: sum(len(q) for q in self._owners.values()),
-                "busy_instances": self._busy,
-            }
+            return {INTERACTIVE: self._count(INTERACTIVE), BATCH: self._count(BATCH), "busy_instances": self._busy}
 
     def close(self) -> None:
         with self._cond:
@@ -147,43 +143,39 @@ class Scheduler:
             t.join(timeout=5)
 
     # -- batching ----------------------------------------------------------------
+    def _count(self, lane: str) -> int:
+        return sum(len(q) for q in self._lanes[lane].values())
+
     def _pending(self) -> int:
-        return len(self._interactive) + sum(len(q) for q in self._owners.values())
+        return self._count(INTERACTIVE) + self._count(BATCH)
 
     def _take(self) -> list[_Item]:
-        """Form one batch (caller holds the lock): interactive first, then batch owners
-        round-robin; every item must share the first item's batch key."""
+        """Form one batch (caller holds the lock): the interactive lane first, then the
+        batch lane; within a lane owners take turns (one window each per round), so a
+        3-minute request cannot hold a 5-second one back, nor a 500-file batch another
+        user's job. Every item shares the first item's batch key."""
         batch: list[_Item] = []
         key = None
-        if self._interactive:
-            key = self._interactive[0].key
-            kept: collections.deque[_Item] = collections.deque()
-            while self._interactive:
-                it = self._interactive.popleft()
-                if it.key == key and len(batch) < self.max_batch_size:
+        for lane in (INTERACTIVE, BATCH):
+            queues = self._lanes[lane]
+            progress = True
+            while len(batch) < self.max_batch_size and queues and progress:
+                progress = False
+                for owner in list(queues):
+                    q = queues[owner]
+                    idx = next((k for k, it in enumerate(q) if key is None or it.key == key), None)
+                    if idx is None:
+                        continue
+                    it = q[idx]
+                    del q[idx]
+                    key = it.key
                     batch.append(it)
-                else:
-                    kept.append(it)
-            self._interactive = kept
-        progress = True
-        while len(batch) < self.max_batch_size and self._owners and progress:
-            progress = False
-            for owner in list(self._owners):
-                q = self._owners[owner]
-                idx = next((k for k, it in enumerate(q) if key is None or it.key == key), None)
-                if idx is None:
-                    continue
-                it = q[idx]
-                del q[idx]
-                key = it.key
-                batch.append(it)
-                progress = True
-                # rotate: this owner goes to the back for fairness
-                self._owners.move_to_end(owner)
-                if not q:
-                    del self._owners[owner]
-                if len(batch) >= self.max_batch_size:
-                    break
+                    progress = True
+                    queues.move_to_end(owner)  # this owner goes to the back
+                    if not q:
+                        del queues[owner]
+                    if len(batch) >= self.max_batch_size:
+                        break
         return batch
 
     def _worker(self) -> None:
