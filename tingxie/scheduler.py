@@ -24,6 +24,9 @@ from .windows import Window
 log = logging.getLogger(__name__)
 
 INTERACTIVE, BATCH = "interactive", "batch"
+# An interactive batch holds at most this much audio: a batch of four 30 s windows
+# would keep a 5 s request waiting several seconds for a free instance.
+INTERACTIVE_BATCH_AUDIO_S = 30.0
 
 
 class Overloaded(Exception):
@@ -156,8 +159,12 @@ class Scheduler:
         user's job. Every item shares the first item's batch key."""
         batch: list[_Item] = []
         key = None
+        audio = 0.0
+        cap: float | None = None  # audio seconds per batch, when it serves someone waiting
         for lane in (INTERACTIVE, BATCH):
             queues = self._lanes[lane]
+            if not batch and lane == INTERACTIVE and queues:
+                cap = INTERACTIVE_BATCH_AUDIO_S
             progress = True
             while len(batch) < self.max_batch_size and queues and progress:
                 progress = False
@@ -166,10 +173,13 @@ class Scheduler:
                     idx = next((k for k, it in enumerate(q) if key is None or it.key == key), None)
                     if idx is None:
                         continue
+                    if batch and cap is not None and audio + q[idx].window.seconds > cap:
+                        continue  # keep interactive batches short: someone waits on each
                     it = q[idx]
                     del q[idx]
                     key = it.key
                     batch.append(it)
+                    audio += it.window.seconds
                     progress = True
                     queues.move_to_end(owner)  # this owner goes to the back
                     if not q:
