@@ -1,7 +1,8 @@
 """The dynamic batcher: every request's windows meet here and leave in shared batches.
 
-Two lanes: `interactive` (synchronous requests, real-time streams) always goes first,
-then `batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
+Three lanes, served in order: `interactive` (synchronous requests, real-time finals),
+`partial` (real-time partial results: useful, but never worth delaying a final), then
+`batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
 cannot starve another user's job and a 3-minute request cannot hold back a short one. `instances` worker threads each take a
 batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
 whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
@@ -23,7 +24,8 @@ from .windows import Window
 
 log = logging.getLogger(__name__)
 
-INTERACTIVE, BATCH = "interactive", "batch"
+INTERACTIVE, PARTIAL, BATCH = "interactive", "partial", "batch"
+LANES = (INTERACTIVE, PARTIAL, BATCH)  # served in this order
 # An interactive batch holds at most this much audio: a batch of four 30 s windows
 # would keep a 5 s request waiting several seconds for a free instance.
 INTERACTIVE_BATCH_AUDIO_S = 30.0
@@ -91,10 +93,7 @@ class Scheduler:
         self.on_batch = on_batch
         self.stats = Stats()
         # lane → owner → that owner's waiting windows (insertion order = turn order)
-        self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {
-            INTERACTIVE: collections.OrderedDict(),
-            BATCH: collections.OrderedDict(),
-        }
+        self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {lane: collections.OrderedDict() for lane in LANES}
         self._cond = threading.Condition()
         self._closed = False
         self._busy = 0
@@ -118,8 +117,8 @@ class Scheduler:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
             queues = self._lanes[lane]
-            if check_capacity and lane == INTERACTIVE:
-                waiting = self._count(INTERACTIVE)
+            if check_capacity and lane != BATCH:
+                waiting = self._count(INTERACTIVE) + self._count(PARTIAL)
                 if waiting >= self.interactive_limit:
                     raise Overloaded(f"{waiting} windows already wait in the interactive lane")
             queues.setdefault(owner, collections.deque()).append(item)
@@ -136,7 +135,7 @@ class Scheduler:
 
     def depth(self) -> dict[str, int]:
         with self._cond:
-            return {INTERACTIVE: self._count(INTERACTIVE), BATCH: self._count(BATCH), "busy_instances": self._busy}
+            return {INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL), BATCH: self._count(BATCH), "busy_instances": self._busy}
 
     def close(self) -> None:
         with self._cond:
@@ -150,7 +149,7 @@ class Scheduler:
         return sum(len(q) for q in self._lanes[lane].values())
 
     def _pending(self) -> int:
-        return self._count(INTERACTIVE) + self._count(BATCH)
+        return sum(self._count(lane) for lane in LANES)
 
     def _take(self) -> list[_Item]:
         """Form one batch (caller holds the lock): the interactive lane first, then the
@@ -161,9 +160,9 @@ class Scheduler:
         key = None
         audio = 0.0
         cap: float | None = None  # audio seconds per batch, when it serves someone waiting
-        for lane in (INTERACTIVE, BATCH):
+        for lane in LANES:
             queues = self._lanes[lane]
-            if not batch and lane == INTERACTIVE and queues:
+            if not batch and lane != BATCH and queues:
                 cap = INTERACTIVE_BATCH_AUDIO_S
             progress = True
             while len(batch) < self.max_batch_size and queues and progress:

@@ -31,7 +31,7 @@ import numpy as np
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
 from .options import parse_hotwords, parse_language
-from .scheduler import INTERACTIVE, Overloaded, Scheduler
+from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
 from .vad import StreamingVad
 from .windows import Piece, Window
@@ -331,7 +331,7 @@ class StreamSession:
             return
         end = self.received
         try:
-            fut = self.scheduler.submit(self._window(s.start, end, 1), INTERACTIVE, self.id, check_capacity=True)
+            fut = self.scheduler.submit(self._window(s.start, end, 1), PARTIAL, self.id, check_capacity=True)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
