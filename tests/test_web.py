@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 SHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
-RT_SENTENCE = "Hello world. The weather is nice today."
+RT_SENTENCE = "Please open the window before you leave the office."
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
 if not Path(CHROMIUM).exists():
@@ -284,12 +284,12 @@ def test_realtime_dictation_from_fake_microphone(page, server):
     page.click("#rt-start")
     page.wait_for_selector("#rt-status.live", timeout=30_000)
     page.wait_for_function(
-        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /weather/i.test(p.innerText))", timeout=90_000)
+        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /window/i.test(p.innerText))", timeout=90_000)
     shot(page, "realtime")  # while listening: status, level meter, text
     page.click("#rt-stop")
     page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
     text = page.locator("#rt-transcript").inner_text().lower()
-    assert "weather" in text and "today" in text, text
+    assert "window" in text and "office" in text, text
     assert not page.locator("#rt-error").is_visible(), page.locator("#rt-error").inner_text()
 
 
