@@ -19,8 +19,8 @@ import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
-from .types import SAMPLE_RATE, Segment, Word
-from .windows import Window
+from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
+from .windows import Piece, Window
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,15 @@ class Engine:
         self._tokenizers: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.suppress = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
+
+    def warm_up(self) -> None:
+        """Run each input shape once: CTranslate2's first call on a new shape allocates
+        and tunes, which would otherwise land on the first user's request (a second or
+        more on CPU)."""
+        noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE * 2).astype(np.float32)
+        for compact in (True, False):
+            w = Window(noise, [Piece(0, 0, len(noise))], DecodeOptions(language="en", beam_size=1), compact)
+            self.decode([w])
 
     # -- helpers -------------------------------------------------------------------
     def tokenizer(self, language: str, task: str = "transcribe"):

@@ -78,6 +78,7 @@ class ModelManager:
             if slot.engine is None:
                 log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
                 slot.engine = Engine(model_id, slot.path, self.choice, dynamic_frames=self.settings.dynamic_frames)
+                slot.engine.warm_up()
             return slot.engine
 
     def load(self, model: str | None = None) -> Engine:
