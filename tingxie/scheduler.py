@@ -151,7 +151,7 @@ class Scheduler:
     def _pending(self) -> int:
         return sum(self._count(lane) for lane in LANES)
 
-    def _take(self) -> list[_Item]:
+    def _take(self, size: int) -> list[_Item]:
         """Form one batch (caller holds the lock): the interactive lane first, then the
         batch lane; within a lane owners take turns (one window each per round), so a
         3-minute request cannot hold a 5-second one back, nor a 500-file batch another
@@ -165,7 +165,7 @@ class Scheduler:
             if not batch and lane != BATCH and queues:
                 cap = INTERACTIVE_BATCH_AUDIO_S
             progress = True
-            while len(batch) < self.max_batch_size and queues and progress:
+            while len(batch) < size and queues and progress:
                 progress = False
                 for owner in list(queues):
                     q = queues[owner]
@@ -183,7 +183,7 @@ class Scheduler:
                     queues.move_to_end(owner)  # this owner goes to the back
                     if not q:
                         del queues[owner]
-                    if len(batch) >= self.max_batch_size:
+                    if len(batch) >= size:
                         break
         return batch
 
@@ -201,7 +201,11 @@ class Scheduler:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                batch = self._take()
+                # Spread a short queue over the idle instances instead of giving one
+                # instance everything while another waits; a long queue still fills
+                # whole batches.
+                idle = max(1, self.instances - self._busy)
+                batch = self._take(min(self.max_batch_size, max(1, -(-self._pending() // idle))))
                 self._busy += 1
             try:
                 if batch:
