@@ -48,27 +48,18 @@ def load_manifest(eval_dir: Path) -> list[dict]:
 
 
 def build_long(eval_dir: Path, items: list[dict], n: int, seconds: float, out: Path, seed: int = 0) -> list[dict]:
-    """N recordings of `seconds` each from Mandarin utterances with 0.5–3 s pauses."""
-    zh = [m for m in items if m["lang"] == "zh"]
-    audio = {m["id"]: audio_mod.decode(eval_dir / m["audio"]) for m in zh}
+    """N recordings of `seconds` each from Mandarin utterances with 0.5–3 s pauses
+    (the same builder `tingxie bench` uses)."""
+    from tingxie.bench import Utterance, concat_speech
+
+    utts = [Utterance(m["id"], audio_mod.decode(eval_dir / m["audio"]), "zh", m["text"]) for m in items if m["lang"] == "zh"]
     rng = random.Random(seed)
     rows = []
     for k in range(n):
-        parts, texts, total = [], [], 0
-        while True:
-            m = rng.choice(zh)
-            a = audio[m["id"]]
-            pause = np.zeros(int(rng.uniform(0.5, 3.0) * 16000), np.float32)
-            if total + len(a) > seconds * 16000:
-                break
-            parts += [a, pause]
-            texts.append(m["text"])
-            total += len(a) + len(pause)
-        x = np.concatenate(parts)
-        x = np.pad(x, (0, max(0, int(seconds * 16000) - len(x))))
+        x, text, _ = concat_speech(utts, seconds, rng)
         path = out / f"long_{k:02d}.wav"
         write_wav(path, x)
-        rows.append({"id": path.stem, "path": str(path), "lang": "zh", "text": "".join(texts), "duration": len(x) / 16000})
+        rows.append({"id": path.stem, "path": str(path), "lang": "zh", "text": text, "duration": len(x) / 16000})
     return rows
 
 

@@ -157,6 +157,8 @@ def test_history_search_paging_and_delete(server, speech):
         if not cursor:
             break
     assert len(seen) == len(set(seen)) and set(ids) <= set(seen)
+    bad = httpx.get(f"{server.url}/api/jobs", params={"cursor": "garbage"})
+    assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
     job = httpx.get(f"{server.url}/api/jobs/{ids[0]}").json()
     assert httpx.delete(f"{server.url}/api/jobs/{ids[0]}").json()["deleted"]
     assert httpx.get(f"{server.url}/api/jobs/{ids[0]}").status_code == 404

@@ -594,16 +594,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def link_bundled_model(home: Path, models_dir: Path | None = None) -> None:
+    """Give `home` the bundled model by a link to an assembled copy (no copy, no re-join)."""
+    from . import models as models_mod
+    from .settings import Settings
+
+    src_dir = Path(models_dir or Settings().models_dir)
+    models_mod.assemble_bundled(src_dir)
+    (home / "models").mkdir(parents=True, exist_ok=True)
+    link = home / "models" / models_mod.BUNDLED
+    if not link.exists():
+        link.symlink_to(src_dir.resolve() / models_mod.BUNDLED)
+
+
 class LocalServer:
     """`python -m tingxie serve` on a free loopback port with a throw-away TINGXIE_HOME
-    whose models dir links the already assembled model (no copy, no re-join)."""
+    whose models dir links the already assembled model. The tests' server fixture is
+    this class too."""
 
-    def __init__(self, args: list[str] | None = None, models_dir: Path | None = None, home: Path | None = None, env: dict | None = None):
+    def __init__(self, args: list[str] | None = None, models_dir: Path | None = None, home: Path | None = None,
+                 env: dict | None = None, port: int | None = None, ready_path: str = "/readyz"):
         self.args = args or []
         self.home = Path(home or tempfile.mkdtemp(prefix="tingxie-bench-home-"))
         self.models_dir = models_dir
         self.env = env or {}
-        self.port = free_port()
+        self.port = port or free_port()
+        self.ready_path = ready_path
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -613,17 +629,10 @@ class LocalServer:
     def start(self, timeout: float = 180) -> "LocalServer":
         import httpx
 
-        from . import models as models_mod
-        from .settings import Settings
-
-        src_dir = self.models_dir or Settings().models_dir
-        models_mod.assemble_bundled(src_dir)
-        (self.home / "models").mkdir(parents=True, exist_ok=True)
-        link = self.home / "models" / models_mod.BUNDLED
-        if not link.exists():
-            link.symlink_to(Path(src_dir).resolve() / models_mod.BUNDLED)
-        env = {**os.environ, "TINGXIE_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("TINGXIE_DATABASE_URL", None)
+        self.home.mkdir(parents=True, exist_ok=True)
+        link_bundled_model(self.home, self.models_dir)
+        inherited = {k: v for k, v in os.environ.items() if k != "TINGXIE_DATABASE_URL"}  # never the caller's database
+        env = {**inherited, "TINGXIE_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
         self.log = self.home / "server.log"
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "tingxie", "serve", "--port", str(self.port), *self.args],
@@ -631,15 +640,21 @@ class LocalServer:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"bench server exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-2000:]}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"bench server not ready in {timeout:.0f} s:\n{self.log.read_text()[-2000:]}")
+        raise RuntimeError(f"server not ready in {timeout:.0f} s:\n{self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown handlers run."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -647,8 +662,7 @@ class LocalServer:
             try:
                 self.proc.wait(20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+                self.kill()
         if getattr(self, "_logf", None):
             self._logf.close()
 

@@ -113,11 +113,9 @@ def list_jobs(
     st = request.app.state.tx
     if state and state not in STATES:
         raise ApiError(400, f"state must be one of {', '.join(STATES)}", param="state")
-    try:
-        rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
-                                       since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
-    except ValueError as e:
-        raise ApiError(400, f"bad cursor: {e}", param="cursor") from e
+    # a bad cursor raises OptionsError in the store: the app answers 400 naming it
+    rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
+                                   since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
     return {"jobs": rows, "next_cursor": nxt}
 
 
