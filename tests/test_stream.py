@@ -113,6 +113,8 @@ def test_english_paced_partials_then_finals_in_order(server, english):
     assert first_partial["_t"] < fs[0]["_t"] and first_partial["segment_id"] == 0 and first_partial["text"]
     end = msgs[-1]
     assert end["type"] == "end" and end["stats"]["final_s"]["n"] == 2
+    # Both finals were decoded during the endpoint silence, not after it.
+    assert end["stats"]["early_finals"] == 2
 
 
 def test_english_flat_out(server, english):
@@ -120,6 +122,29 @@ def test_english_flat_out(server, english):
     fs = finals(msgs)
     assert len(fs) == 2 and not [m for m in msgs if m["type"] == "partial"]
     assert _words_in_order(" ".join(f["text"] for f in fs), EXPECTED), fs
+
+
+RUN_ON = (
+    "the farmer keeps his tools and his horses and his many chickens that cluck all day long in the warm "
+    "summer sun while the children play by the river and the birds sing in the tall trees above the quiet "
+    "village where nothing much ever happens except on market day when people come from far away to sell "
+    "their vegetables and fruit and bread and cheese"
+)
+
+
+def test_run_on_sentence_is_decoded_in_parts_without_losing_words(server, synth_speech, tmp_path):
+    """25 s without a pause: decoded in parts while spoken, delivered as one final
+    whose text reads through the cuts (nothing dropped or doubled there)."""
+    pcm = read_pcm(synth_speech(RUN_ON, tmp_path / "run_on.wav"))
+    assert len(pcm) / SR > 20
+    msgs = asyncio.run(stream(server.url, pcm, {"language": "en"}, paced=False, chunk_ms=200))
+    fs = finals(msgs)
+    assert len(fs) == 1, fs
+    assert msgs[-1]["stats"]["parts"] >= 2
+    words = fs[0]["text"].lower().split()
+    assert 0.85 <= len(words) / len(RUN_ON.split()) <= 1.15, fs[0]["text"]  # nothing dropped or doubled
+    key = ["farmer", "horses", "summer", "children", "river", "birds", "village", "market", "far", "vegetables", "cheese"]
+    assert _words_in_order(fs[0]["text"], key), fs[0]["text"]
 
 
 def test_stop_mid_sentence_keeps_partial_sentence_in_history(server, english):

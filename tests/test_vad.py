@@ -184,6 +184,19 @@ def test_streaming_endpoint_silence_and_latency(phrases) -> None:
         assert start.sample <= s <= e <= end.sample
 
 
+def test_trailing_quiet_and_quietest_point(phrases) -> None:
+    """What the live endpointer builds on: where the current pause began, and where the
+    quietest point of the open speech lies (a long sentence is split there)."""
+    x, truth = phrases
+    vad = StreamingVad(VadOptions(), endpoint_silence_ms=1500)  # the phrases stay one span
+    vad.feed(x[: truth[0][1] + SR // 2])  # half a second into the first pause
+    assert vad.in_speech and vad.silence_since is not None
+    assert abs(vad.silence_since - truth[0][1]) <= 3 * FRAME
+    vad.feed(x[truth[0][1] + SR // 2 : (truth[1][0] + truth[1][1]) // 2])  # speaking again
+    assert vad.in_speech and vad.silence_since is None
+    assert truth[0][1] < vad.quietest(truth[0][0], vad.position) < truth[1][0]
+
+
 def test_flush_closes_open_speech(phrases) -> None:
     x, truth = phrases
     mid = (truth[1][0] + truth[1][1]) // 2

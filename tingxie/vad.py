@@ -178,6 +178,22 @@ class StreamingVad:
         self.position = 0  # samples consumed
         self.in_speech = False
 
+    @property
+    def silence_since(self) -> int | None:
+        """Where the open span's trailing quiet began (raw, unpadded), or None while
+        speech goes on. If the span ends at this quiet, its end event will be this plus
+        `pad` (or the stream position, if that is earlier)."""
+        return self._hyst.temp_end if self.in_speech else None
+
+    @property
+    def pad(self) -> int:
+        return self._pad
+
+    def quietest(self, lo: int, hi: int) -> int:
+        """The quietest point of the open span between samples `lo` and `hi` (the same
+        rule that places cuts of over-long speech), for splitting a long sentence."""
+        return _quietest(self._probs, -(-lo // FRAME), hi // FRAME, self._base, default=hi)
+
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         """Consume float32 16 kHz samples of any length; return the events they cause."""
         if self._closed:
@@ -330,16 +346,19 @@ def _pad(raw: list[tuple[int, int]], pad: int, length: int) -> list[tuple[int, i
 
 def _cut_point(probs: np.ndarray, start: int, max_len: int, base: int = 0) -> int:
     """Where to end a span that began at `start` and would exceed `max_len` samples:
-    the quietest whole frame in the last 30 % before the limit (the centre of the
-    longest run of frames within 0.05 of the lowest probability, so a real pause
-    wins over a one-frame dip), so the cut falls in a pause, not mid-word.
-    `probs[k]` belongs to frame `base + k`."""
+    the quietest point in the last 30 % before the limit, so the cut falls in a pause,
+    not mid-word. `probs[k]` belongs to frame `base + k`."""
     limit = start + max_len
     lo = -(-(limit - int(max_len * _CUT_ZONE)) // FRAME)  # first whole frame in zone
-    hi = limit // FRAME  # frames < hi end before the limit
+    return max(start + 1, _quietest(probs, lo, limit // FRAME, base, default=limit))
+
+
+def _quietest(probs: np.ndarray, lo: int, hi: int, base: int, default: int) -> int:
+    """The centre of the longest run of frames in [lo, hi) within 0.05 of the lowest
+    probability there (so a real pause wins over a one-frame dip), as a sample."""
     lo, hi = max(lo, base), min(hi, base + len(probs))
     if hi <= lo:
-        return limit
+        return default
     zone = probs[lo - base : hi - base]
     low = zone <= zone.min() + _NEAR_MIN
     best, best_len, run = 0, 0, 0
@@ -347,8 +366,7 @@ def _cut_point(probs: np.ndarray, start: int, max_len: int, base: int = 0) -> in
         run = run + 1 if flag else 0
         if run > best_len:
             best, best_len = j - (run - 1) // 2, run
-    f = lo + best
-    return max(start + 1, min(f * FRAME + FRAME // 2, limit))
+    return min((lo + best) * FRAME + FRAME // 2, default)
 
 
 def _check(opts: VadOptions) -> None:
