@@ -1,8 +1,16 @@
 """Load benchmark (issue 3): N concurrent clients (default 8) send a mix of short
 utterances and 3-minute recordings to POST /v1/audio/transcriptions; latency p50/p95
-per kind and audio seconds per wall second, for tingxie's defaults and for
-`tingxie serve --max-batch-size 1 --instances 1` (the serial reference) on the same
-machine in one run. Audio, server and client come from tingxie.bench.
+per kind and audio seconds per wall second, on the same machine in one run, for
+
+  tingxie  the defaults (dynamic batching across requests, instances per device);
+  serial   `tingxie serve --serial`, the reference system's architecture: one request
+           at a time, in arrival order, through faster-whisper's sequential
+           transcribe(beam_size=5, vad_filter=True) — the "× serial" baseline;
+  batch1   `--max-batch-size 1 --instances 1`: tingxie's own pipeline with batching and
+           extra instances switched off (requests still share the one instance), which
+           shows how much of the gain batching alone gives on this device.
+
+Audio, server and client come from tingxie.bench.
 
     python bench/load.py [--clients 8] [--short 24] [--long 4] [--long-seconds 180]
     python bench/load.py --url http://gpu-box:8000 --api-key ...   # one running server
@@ -27,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from tingxie.bench import LocalServer, _machine, accuracy, load_corpus, pct, post_files, recordings, short_files  # noqa: E402
 from tingxie.bench_report import md_table  # noqa: E402
 
-MODES = {"tingxie": [], "serial": ["--max-batch-size", "1", "--instances", "1"]}
+MODES = {"tingxie": [], "serial": ["--serial"], "batch1": ["--max-batch-size", "1", "--instances", "1"]}
 COLS = [(c, c.replace("_", " ")) for c in ("mode", "clients", "requests", "errors", "wall_seconds", "audio_s_per_wall_s", "short_p50", "short_p95",
                                           "long_p50", "long_p95")] + [("accuracy", "CER/WER %")]
 
@@ -51,7 +59,7 @@ def main() -> int:
     ap.add_argument("--short", type=int, default=24, help="short-utterance requests")
     ap.add_argument("--long", type=int, default=4, help="long-recording requests")
     ap.add_argument("--long-seconds", type=float, default=180.0)
-    ap.add_argument("--modes", default="tingxie,serial")
+    ap.add_argument("--modes", default="tingxie,serial,batch1")
     ap.add_argument("--url")
     ap.add_argument("--api-key")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))

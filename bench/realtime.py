@@ -10,7 +10,8 @@ first_update: first partial of a sentence received − when the sentence's first
 (its `start`) was sent. final: final received − when the sentence's `end` sample was
 sent (so it includes the endpoint silence). lag: seconds of audio sent but not yet
 covered by the latest update, sampled at each update. The `serial` mode is the
-reference approach: partials off, 1500 ms endpoint, one instance, batch size 1.
+reference approach: `tingxie serve --serial` (one instance, batch size 1, each sentence
+decoded whole after its endpoint), partials off, 1500 ms endpoint.
 Writes bench/results/realtime.{json,md}.
 """
 
@@ -45,7 +46,7 @@ def main() -> int:
     levels = [int(x) for x in a.streams.split(",")]
     modes = [("streaming", [], {"language": "zh"})]
     if not a.no_serial:
-        modes.append(("serial", ["--instances", "1", "--batch-size", "1"],
+        modes.append(("serial", ["--serial"],
                       {"language": "zh", "partials": False, "endpoint_silence_ms": 1500}))
     rows = []
     for name, args, opts in modes:

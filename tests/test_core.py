@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import wave
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from tingxie import models as models_mod
 from tingxie import windows as windows_mod
 from tingxie.engine import WindowResult
 from tingxie.manager import ModelManager
+from tingxie.reference import FifoLock
 from tingxie.scheduler import BATCH, INTERACTIVE, Overloaded, Scheduler
 from tingxie.settings import Settings
 from tingxie.transcribe import transcribe, transcribe_many
@@ -293,6 +295,51 @@ def test_hotwords_are_accepted_and_bias_the_decoder(sched, tmp_path, synth_speec
     f = synth_speech("Please send the report to Xiaoming Wang.", tmp_path / "h.wav")
     t = transcribe(f, sched, DecodeOptions(language="en", hotwords=["Xiaoming Wang"]), VadOptions(), TextOptions())
     assert "xiaoming" in t.text.lower().replace(" ", "")
+
+
+def test_fifo_lock_serves_in_arrival_order():
+    lock, order, threads = FifoLock(), [], []
+
+    def take(k: int) -> None:
+        with lock:
+            order.append(k)
+
+    with lock:
+        for k in range(5):
+            t = threading.Thread(target=take, args=(k,))
+            t.start()
+            threads.append(t)
+            time.sleep(0.05)  # k is waiting before k + 1 arrives
+    for t in threads:
+        t.join(5)
+    assert order == [0, 1, 2, 3, 4]
+
+
+def test_serial_reference_mode_serves_whole_requests_in_arrival_order(manager, english_wav, tmp_path, synth_speech):
+    """`tingxie serve --serial`, the comparison baseline: one request at a time, first
+    come first served (a later interactive request waits), decoded by faster-whisper's
+    sequential transcribe, with the same Transcript and text stage as tingxie."""
+    sched = Scheduler(manager.load(), max_batch_size=1, instances=1, serial=True)
+    long = synth_speech("The train to London leaves at noon every day. " * 4, tmp_path / "long.wav")
+    done: dict[str, float] = {}
+    outs: dict[str, object] = {}
+
+    def run(name, path, lane):
+        outs[name] = transcribe(path, sched, DecodeOptions(language="en"), VadOptions(), TextOptions(), lane=lane)
+        done[name] = time.monotonic()
+
+    a = threading.Thread(target=run, args=("long", long, BATCH))
+    a.start()
+    time.sleep(0.2)
+    b = threading.Thread(target=run, args=("short", english_wav, INTERACTIVE))
+    b.start()
+    a.join(120)
+    b.join(120)
+    sched.close()
+    assert done["long"] < done["short"]
+    assert "london" in outs["long"].text.lower() and "fox" in outs["short"].text.lower()
+    assert outs["short"].options["serial"] and outs["short"].segments[0].end > outs["short"].segments[0].start
+    assert sched.stats.batches == 0  # nothing went through the batcher
 
 
 # -- CLI -------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 handles, and at what cost per audio hour.
 
 Measures, in one run on this machine: batch capacity (tingxie's defaults next to the
-serial reference: batch 1, one instance, all cores), a batch-size × instances sweep,
+serial reference: one file at a time through faster-whisper's sequential transcribe,
+as `tingxie serve --serial` does), a batch-size × instances sweep,
 real-time capacity (paced WebSocket streams against a server), request capacity
 (concurrent synchronous POSTs of short files), resources, cost and accuracy (CER/WER
 when references exist). Writes JSON, Markdown and a self-contained HTML report
@@ -418,7 +419,7 @@ def cost_figures(audio_hours_per_wall_hour: float, server_cost: float, years: fl
 def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int | None = None, instances: int | None = None,
                     threads: int | None = None, serial: bool = False, language: str | None = None) -> dict:
     """Transcribe `rows` with a fresh ModelManager (model load not timed); serial runs one
-    file at a time — the reference architecture."""
+    file at a time through the reference pipeline (reference.py)."""
     from .cli import _settings
     from .manager import ModelManager
     from .options import build_options
@@ -431,6 +432,7 @@ def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int 
         settings.instances = instances
     if threads is not None:
         settings.threads_per_instance = threads
+    settings.serial = serial
     decode, vad, text = build_options(language=language)
     manager = ModelManager(settings)
     try:

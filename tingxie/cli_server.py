@@ -33,6 +33,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.max_batch_wait_ms = args.max_batch_wait_ms
     if args.insecure:
         settings.insecure = True
+    if args.serial:
+        settings.serial = True
+    if settings.serial:
+        settings.instances, settings.batch_size = 1, 1
     if not _is_loopback(settings.host) and not settings.insecure:
         if not Store(settings.db_url).has_keys():
             raise OptionsError(
@@ -52,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     c = manager.choice
     print(
         f"tingxie serving on http://{settings.host}:{settings.port} — device {c.label} ({c.compute_type}), "
-        f"{c.instances} instance(s), batch ≤ {c.batch_size}; data in {settings.home}",
+        f"{c.instances} instance(s), batch ≤ {c.batch_size}{', serial reference mode' if settings.serial else ''}; data in {settings.home}",
         flush=True,
     )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024)
@@ -100,6 +104,9 @@ def add_commands(sub, add_engine_args) -> None:
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without API keys")
     s.add_argument("--max-batch-size", dest="batch_size", type=int, help="alias of --batch-size")
     s.add_argument("--max-batch-wait-ms", type=float, default=None, help="how long a batch waits for company (default 5)")
+    s.add_argument("--serial", action="store_true",
+                   help="for comparison: serve like the reference system, one request at a time through faster-whisper's "
+                        "sequential transcribe (beam 5, VAD); implies --instances 1 --batch-size 1")
     add_engine_args(s)
     s.set_defaults(func=cmd_serve)
 

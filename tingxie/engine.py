@@ -107,6 +107,11 @@ class Engine:
             w = Window(noise, [Piece(0, 0, len(noise))], DecodeOptions(language="en", beam_size=1), compact)
             self.decode([w])
 
+    @property
+    def whisper(self):
+        """The faster-whisper model around the same weights (reference.py's baseline)."""
+        return self._fw
+
     # -- helpers -------------------------------------------------------------------
     def tokenizer(self, language: str, task: str = "transcribe"):
         from faster_whisper.tokenizer import Tokenizer

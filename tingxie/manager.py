@@ -63,6 +63,7 @@ class ModelManager:
                     instances=self.choice.instances,
                     interactive_limit=self.settings.interactive_queue_limit,
                     on_batch=self.on_batch,
+                    serial=self.settings.serial,
                 )
                 slot = self._slots[model_id] = _Slot(model_id, path, None, sched, time.monotonic())
             slot.last_used = time.monotonic()

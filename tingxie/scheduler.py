@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .engine import Engine, WindowResult
+from .reference import FifoLock
 from .windows import Window
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,7 @@ class Scheduler:
         instances: int = 1,
         interactive_limit: int = 64,
         on_batch: Callable[[int, float, dict], None] | None = None,
+        serial: bool = False,
     ):
         self._engine = engine
         self.max_batch_size = max(1, max_batch_size)
@@ -91,6 +93,10 @@ class Scheduler:
         self.instances = max(1, instances)
         self.interactive_limit = interactive_limit
         self.on_batch = on_batch
+        # `--serial`: whole requests take turns in arrival order and are decoded by the
+        # reference pipeline (reference.py); real-time streams still use the lanes.
+        self.serial = serial
+        self.serial_turn = FifoLock()
         self.stats = Stats()
         # lane → owner → that owner's waiting windows (insertion order = turn order)
         self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {lane: collections.OrderedDict() for lane in LANES}

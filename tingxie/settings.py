@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     batch_size: int = 0  # max windows per batch; 0 = 4 on CPU (measured), 16 on GPU
     max_batch_wait_ms: float = 5.0
     beam_size: int = 5
+    # Reproduce the reference system for comparison: one request at a time, decoded by
+    # faster-whisper's sequential transcribe (reference.py); implies 1 instance, batch 1.
+    serial: bool = False
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
     dynamic_frames: bool = True

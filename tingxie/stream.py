@@ -13,7 +13,9 @@ Two things keep final latency flat under load. A long sentence is decoded in par
 while it is spoken (cut at its quietest point), so the endpoint leaves only its tail to
 decode and partials re-decode only the undecoded part. And the final's decode starts
 as soon as the pause reaches the VAD pad, when its window is already fixed; the rest
-of the endpoint silence overlaps the decode instead of preceding it.
+of the endpoint silence overlaps the decode instead of preceding it. (`--serial`, the
+reference for comparison, does neither: it decodes each whole sentence after its
+endpoint.)
 
 All decoding goes through the shared Scheduler's interactive lane with the session id
 as owner, so streams batch with each other and run ahead of batch jobs. The scheduler
@@ -374,7 +376,7 @@ class StreamSession:
         """Send the open sentence's next part to the model once its undecoded audio is
         long (see PART_TRIGGER_S); never during a pause, when the endpoint may come."""
         s = self._open
-        if s is None or self._closed or self._vad.silence_since is not None:
+        if s is None or self._closed or self._vad.silence_since is not None or self.scheduler.serial:
             return
         tail = s.tail
         if self.received - tail < PART_TRIGGER_S * SAMPLE_RATE:
@@ -390,7 +392,7 @@ class StreamSession:
         quiet + pad), so the rest of the endpoint silence (300 ms by default) is spent
         decoding rather than waiting. Speech that resumes cancels it."""
         s = self._open
-        if s is None or self._closed:
+        if s is None or self._closed or self.scheduler.serial:
             return
         quiet = self._vad.silence_since
         end = None if quiet is None else quiet + self._vad.pad

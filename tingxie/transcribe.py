@@ -18,6 +18,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from . import audio as audio_mod
+from . import reference
 from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
@@ -158,6 +159,8 @@ def transcribe(
     decode = decode or DecodeOptions()
     text = text or TextOptions()
     t0 = time.perf_counter()
+    if scheduler.serial:
+        return _transcribe_serially(source, scheduler, decode, vad, text, on_progress, prepared)
     p = prepared or prepare(source, decode, vad)
     total = len(p.windows)
     for w in p.windows:
@@ -209,6 +212,33 @@ def transcribe(
         processing_time=round(time.perf_counter() - t0 + (sum(p.timings.values()) if prepared else 0.0), 3),
         model=scheduler.engine.model_id,
         options=opts,
+    )
+
+
+def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, decode: DecodeOptions, vad: VadOptions | None,
+                         text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
+    """`--serial`: the reference system's architecture (see reference.py)."""
+    t0 = time.perf_counter()
+    audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
+    if len(audio) == 0:
+        raise AudioError("contains no audio samples")
+    duration = len(audio) / SAMPLE_RATE
+
+    def progress(at: float) -> None:
+        if on_progress:
+            on_progress(int(at * 1000), int(duration * 1000), at)
+
+    with scheduler.serial_turn:
+        r = reference.decode_serially(audio, scheduler.engine, decode, vad, progress)
+    language = decode.language or r.language
+    return Transcript(
+        language=language,
+        duration=round(duration, 3),
+        segments=finish_segments([r], language, text),
+        language_probability=round(float(r.language_probability), 4),
+        processing_time=round(time.perf_counter() - t0, 3),
+        model=scheduler.engine.model_id,
+        options={**options_record(decode, vad, text), "serial": True},
     )
 
 
@@ -275,8 +305,8 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = prepare(src, decode, vad)
-                duration[0] = p.duration
+                p = None if scheduler.serial else prepare(src, decode, vad)  # the reference runs its own VAD
+                duration[0] = p.duration if p else need - 1
                 t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
                 if on_progress and t.duration > last[0]:
                     on_progress(i, t.duration - last[0])  # silent files have no windows

@@ -1,0 +1,69 @@
+"""The reference system's serial pipeline, kept for comparison (`tingxie serve --serial`).
+
+The web UIs tingxie replaces serve one request at a time: each file is decoded start to
+end by faster-whisper's sequential `transcribe(beam_size=5, vad_filter=True)` while the
+next request waits. That is the baseline the brief quotes and the benchmarks compare
+against (bench/core.py runs it on files, bench/load.py against a server in this mode).
+Same model, same text stage (ITN, script) and the same `Transcript`, so a comparison
+measures the architecture and nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+import numpy as np
+
+from .engine import Engine, WindowResult
+from .types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
+
+
+class FifoLock:
+    """A lock granted in arrival order (threading.Lock is not fair): the reference
+    serves requests first come, first served."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0  # next ticket to hand out
+        self._serving = 0
+
+    def __enter__(self) -> "FifoLock":
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            self._cond.wait_for(lambda: self._serving == ticket)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._serving += 1
+            self._cond.notify_all()
+
+
+def decode_serially(
+    audio: np.ndarray,
+    engine: Engine,
+    decode: DecodeOptions,
+    vad: VadOptions | None,
+    on_progress: Callable[[float], None] | None = None,
+) -> WindowResult:
+    """The whole file through faster-whisper's sequential loop (its own VAD settings,
+    previous-text conditioning and temperature fallback), as one result."""
+    segments, info = engine.whisper.transcribe(
+        audio,
+        language=decode.language,
+        task=decode.task,
+        beam_size=decode.beam_size,
+        vad_filter=vad is not None,
+        initial_prompt=decode.initial_prompt,
+        hotwords=" ".join(decode.hotwords) or None,
+        word_timestamps=decode.word_timestamps,
+    )
+    out: list[Segment] = []
+    for s in segments:  # a generator: decoding happens while iterating
+        words = [Word(w.start, w.end, w.word, w.probability) for w in s.words] if s.words else None
+        out.append(Segment(len(out), s.start, s.end, s.text.strip(), s.text.strip(), words, s.avg_logprob, s.no_speech_prob))
+        if on_progress:
+            on_progress(min(s.end, len(audio) / SAMPLE_RATE))
+    return WindowResult(out, info.language, info.language_probability)
