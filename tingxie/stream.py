@@ -198,6 +198,7 @@ class _Sentence:
     end: int | None = None
     first_partial_sent: bool = False
     partial_audio_end: int = 0  # audio end of the last partial requested
+    after_flush: bool = False  # begun by a flush mid-speech: a sliver of it is not decoded
     parts: list[_Part] = field(default_factory=list)  # decoded while still spoken
     speculative: tuple[int, int, Future] | None = None  # (from, to, final decode started early)
 
@@ -317,13 +318,10 @@ class StreamSession:
             elif self._open is not None:
                 s = self._open
                 self._open = None
-                if ev.sample - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE or not self._flushed_at(s):
+                if ev.sample - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE or not s.after_flush:
                     self._close_sentence(s, ev.sample, self._wall(ev.sample))
                 else:
                     self._drop(s)
-
-    def _flushed_at(self, s: _Sentence) -> bool:
-        return getattr(s, "_after_flush", False)
 
     async def flush(self) -> None:
         """Finish the open sentence now (the client knows the speaker paused)."""
@@ -336,7 +334,7 @@ class StreamSession:
             self._close_sentence(s, end, now)
             if self._vad.in_speech:  # the VAD span goes on: the rest is a new sentence
                 nxt = _Sentence(self._count, end, now, now, partial_audio_end=end)
-                nxt._after_flush = True  # type: ignore[attr-defined]
+                nxt.after_flush = True
                 self._count += 1
                 self._open = nxt
             else:
