@@ -453,7 +453,8 @@ def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int 
         d = capacity_figures(len(rows), sum(r["duration"] for r in rows), wall)
         d.update({
             "batch_size": c.batch_size, "instances": c.instances, "threads_per_instance": c.threads, "device": c.label,
-            "compute_type": c.compute_type, "errors": errors, "accuracy_percent": accuracy(rows, hyps),
+            "compute_type": c.compute_type, "pipeline": "reference" if serial else "tingxie",
+            "errors": errors, "accuracy_percent": accuracy(rows, hyps),
             "stage_seconds": {k: round(v, 3) for k, v in stages.items()}, "scheduler": sched.stats.to_dict(),
             "resources": mon.to_dict(),
         })
