@@ -233,20 +233,25 @@ def test_too_many_streams_refused(tmp_path):
 # ----------------------------------------------------------------- real Mandarin speech
 
 
-@pytest.fixture(scope="module")
-def mandarin(corpus_dir, tmp_path_factory):
+def _mandarin(corpus_dir: Path, out: Path, n: int):
     rows = [json.loads(line) for line in (corpus_dir / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["lang"] == "zh"][:14]
+    rows = [r for r in rows if r["lang"] == "zh"][:n]
     parts = [silence(0.5)]
     for r in rows:
         parts += [read_pcm(corpus_dir / r["audio"]), silence(1.0)]
     pcm = np.concatenate(parts)
-    return pcm, [r["text"] for r in rows], write_wav(tmp_path_factory.mktemp("zh") / "zh.wav", pcm)
+    return pcm, [r["text"] for r in rows], write_wav(out / "zh.wav", pcm)
 
 
-def test_mandarin_stream_matches_offline_accuracy(server, mandarin):
+@pytest.fixture(scope="module")
+def mandarin(corpus_dir, tmp_path_factory):
+    return _mandarin(corpus_dir, tmp_path_factory.mktemp("zh"), 14)
+
+
+@pytest.mark.parametrize("paced", [False, True], ids=["flat-out", "paced"])  # paced: ~80 s
+def test_mandarin_stream_matches_offline_accuracy(server, mandarin, paced):
     pcm, refs, path = mandarin
-    msgs = asyncio.run(stream(server.url, pcm, {"language": "zh"}, paced=False, chunk_ms=200))
+    msgs = asyncio.run(stream(server.url, pcm, {"language": "zh"}, paced=paced, chunk_ms=100 if paced else 200))
     streamed = "".join(f["text"] for f in finals(msgs))
     with path.open("rb") as f:
         r = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": ("zh.wav", f, "audio/wav")},
