@@ -164,6 +164,35 @@ def test_stop_mid_sentence_keeps_partial_sentence_in_history(server, english):
     assert abs(len(audio.content) - 44 - 2 * int(cut * SR)) < 2 * SR // 10  # the session's audio, 16 kHz
 
 
+def test_disconnect_mid_utterance_keeps_every_final_in_history(server, english):
+    """The client vanishes 1.3 s into the second sentence (no stop): the final it already
+    had and the cut-off sentence both end up in the saved session."""
+    cut = int(((0.5 + FIRST_S + 1.2) + 1.3) * SR)
+
+    async def run() -> tuple[str, list[dict]]:
+        got: list[dict] = []
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
+            await ws.send(json.dumps({"language": "en", "partials": False}))
+            sid = json.loads(await ws.recv())["session_id"]
+            for i in range(0, cut, SR // 10):
+                await ws.send(english[i : min(i + SR // 10, cut)].tobytes())
+            while not got:
+                d = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if d["type"] == "final":
+                    got.append(d)
+        return sid, got  # leaving the block closes the socket mid-sentence
+
+    sid, got = asyncio.run(run())
+    assert "fox" in got[0]["text"].lower()
+    deadline, job = time.time() + 60, {}
+    while time.time() < deadline and job.get("state") != "done":
+        job = httpx.get(f"{server.url}/api/jobs/{sid}").json()
+        time.sleep(0.5)
+    assert job.get("state") == "done", job
+    segs = httpx.get(f"{server.url}/api/jobs/{sid}/result", params={"format": "json"}).json()["segments"]
+    assert len(segs) == 2 and segs[0]["text"] == got[0]["text"] and "please" in segs[1]["text"].lower(), segs
+
+
 def test_bad_frames_get_errors_naming_the_problem(server, english):
     async def run() -> list[dict]:
         async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream") as ws:
