@@ -333,8 +333,7 @@ class StreamSession:
         if end - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE:
             self._close_sentence(s, end, now)
             if self._vad.in_speech:  # the VAD span goes on: the rest is a new sentence
-                nxt = _Sentence(self._count, end, now, now, partial_audio_end=end)
-                nxt.after_flush = True
+                nxt = _Sentence(self._count, end, now, now, partial_audio_end=end, after_flush=True)
                 self._count += 1
                 self._open = nxt
             else:
@@ -395,17 +394,19 @@ class StreamSession:
         quiet = self._vad.silence_since
         end = None if quiet is None else quiet + self._vad.pad
         if s.speculative is not None and s.speculative[1] != end:
-            s.speculative[2].cancel()  # a no-op once running: its result is just unused
-            s.speculative = None
+            self._cancel_speculative(s)
         if s.speculative is None and end is not None and end > s.tail and self.received >= end:
             s.speculative = (s.tail, end, self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
 
     @staticmethod
-    def _drop(s: _Sentence, keep_before: int | None = None) -> None:
-        """Cancel a sentence's early decodes (all, or those ending after `keep_before`)."""
+    def _cancel_speculative(s: _Sentence) -> None:
         if s.speculative is not None:
-            s.speculative[2].cancel()
+            s.speculative[2].cancel()  # a no-op once running: its result is just unused
             s.speculative = None
+
+    def _drop(self, s: _Sentence, keep_before: int | None = None) -> None:
+        """Cancel a sentence's early decodes (all, or the parts ending after `keep_before`)."""
+        self._cancel_speculative(s)
         while s.parts and (keep_before is None or s.parts[-1].end > keep_before):
             s.parts.pop().future.cancel()
 
