@@ -139,18 +139,29 @@ def detect_nano_ctc(path: Path) -> bool:
     return f is not None and _is_nano(meta(f))
 
 
-def check_sense_voice(path: Path) -> list[str]:
-    problems: list[str] = []
+def _single_model(path: Path, problems: list[str], keys) -> tuple[Path, onnxmeta.OnnxInfo, list[str]] | None:
+    """The model file, its ONNX info and tokens of a model.onnx + tokens.txt directory,
+    with its metadata keys checked (`keys`: a list, or a function of the metadata)."""
     f = _sv_model(path)
     if f is None:
-        return ["model.onnx (or model.int8.onnx) and tokens.txt are required"]
+        problems.append("model.onnx (or model.int8.onnx) and tokens.txt are required")
+        return None
     info = _read_info(f, problems)
     tokens = _tokens(path, problems)
     if info is None:
-        return problems
-    nano = _is_nano(info.metadata)
-    _need_keys(info, f.name, SV_KEYS if nano else SV_FULL_KEYS, problems)
+        return None
+    _need_keys(info, f.name, keys(info.metadata) if callable(keys) else keys, problems)
     _vocab(info, tokens, f.name, problems)
+    return f, info, tokens
+
+
+def check_sense_voice(path: Path) -> list[str]:
+    problems: list[str] = []
+    found = _single_model(path, problems, lambda m: SV_KEYS if _is_nano(m) else SV_FULL_KEYS)
+    if found is None:
+        return problems
+    f, info, _ = found
+    nano = _is_nano(info.metadata)
     # x_length, language and text_norm must be int32: an int64 export decodes to ""
     _input_types(info, f.name, ["float"] if nano else ["float", "int32", "int32", "int32"], problems)
     return problems
@@ -171,15 +182,10 @@ def detect_paraformer(path: Path) -> bool:
 
 def check_paraformer(path: Path) -> list[str]:
     problems: list[str] = []
-    f = _sv_model(path)
-    if f is None:
-        return ["model.onnx (or model.int8.onnx) and tokens.txt are required"]
-    info = _read_info(f, problems)
-    tokens = _tokens(path, problems)
-    if info is None:
+    found = _single_model(path, problems, PF_KEYS)
+    if found is None:
         return problems
-    _need_keys(info, f.name, PF_KEYS, problems)
-    _vocab(info, tokens, f.name, problems)
+    f, info, tokens = found
     if tokens and "</s>" not in tokens:
         problems.append("tokens.txt lacks </s> (Paraformer's end of sentence)")
     _input_types(info, f.name, ["float", "int32"], problems)

@@ -190,6 +190,12 @@ class _Offline:
     def _build(self, language: str):
         raise NotImplementedError
 
+    def _file(self, stem: str = "model") -> str:
+        return str(registry.pick(self.path, stem, prefer_int8=_provider(self.choice) == "cpu"))
+
+    def _run_options(self) -> dict:
+        return {"num_threads": _threads(self.choice), "provider": _provider(self.choice)}
+
     def _recognizer(self, language: str):
         with self._lock:
             rec = self._recognizers.get(language)
@@ -244,15 +250,8 @@ class SenseVoice(_Offline):
     caps = Capabilities(word_timestamps=True, language_detection=True, punctuation=True, itn=True, tags=True)
 
     def _build(self, language: str):
-        so = _sherpa()
-        model = registry.pick(self.path, "model", prefer_int8=_provider(self.choice) == "cpu")
-        return so.OfflineRecognizer.from_sense_voice(
-            model=str(model),
-            tokens=str(self.path / "tokens.txt"),
-            num_threads=_threads(self.choice),
-            provider=_provider(self.choice),
-            language=language,
-            use_itn=True,
+        return _sherpa().OfflineRecognizer.from_sense_voice(
+            model=self._file(), tokens=str(self.path / "tokens.txt"), language=language, use_itn=True, **self._run_options()
         )
 
     def _rec_language(self, options: DecodeOptions) -> str:
@@ -278,11 +277,7 @@ class FunAsrNanoCtc(_Offline):
     caps = Capabilities(word_timestamps=True, language_detection=True, punctuation=True, itn=True)
 
     def _build(self, language: str):
-        so = _sherpa()
-        model = registry.pick(self.path, "model", prefer_int8=_provider(self.choice) == "cpu")
-        return so.OfflineRecognizer.from_sense_voice(
-            model=str(model), tokens=str(self.path / "tokens.txt"), num_threads=_threads(self.choice), provider=_provider(self.choice)
-        )
+        return _sherpa().OfflineRecognizer.from_sense_voice(model=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options())
 
 
 class Paraformer(_Offline):
@@ -299,11 +294,7 @@ class Paraformer(_Offline):
         return Capabilities(word_timestamps=self._timestamps)
 
     def _build(self, language: str):
-        so = _sherpa()
-        model = registry.pick(self.path, "model", prefer_int8=_provider(self.choice) == "cpu")
-        return so.OfflineRecognizer.from_paraformer(
-            paraformer=str(model), tokens=str(self.path / "tokens.txt"), num_threads=_threads(self.choice), provider=_provider(self.choice)
-        )
+        return _sherpa().OfflineRecognizer.from_paraformer(paraformer=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options())
 
 
 class FunAsrNanoLlm(_Offline):
@@ -316,17 +307,13 @@ class FunAsrNanoLlm(_Offline):
     caps = Capabilities(language_detection=True, punctuation=True, itn=True, hotwords=True)
 
     def _build(self, language: str):
-        so = _sherpa()
-        cpu = _provider(self.choice) == "cpu"
-        tok = registry.nano_llm_tokenizer(self.path)
-        return so.OfflineRecognizer.from_funasr_nano(
-            encoder_adaptor=str(registry.pick(self.path, "encoder_adaptor", cpu)),
-            llm=str(registry.pick(self.path, "llm", cpu)),
-            embedding=str(registry.pick(self.path, "embedding", cpu)),
-            tokenizer=str(tok),
-            num_threads=_threads(self.choice),
-            provider=_provider(self.choice),
+        return _sherpa().OfflineRecognizer.from_funasr_nano(
+            encoder_adaptor=self._file("encoder_adaptor"),
+            llm=self._file("llm"),
+            embedding=self._file("embedding"),
+            tokenizer=str(registry.nano_llm_tokenizer(self.path)),
             language=language,
+            **self._run_options(),
         )
 
     def _rec_language(self, options: DecodeOptions) -> str:
