@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tingxie.engines import ModelError, check_options, detect_family, validate
+from tingxie.engines import ModelError, check_options, describe, detect_family, validate
 from tingxie.engines import registry
 from tingxie.types import DecodeOptions, OptionsError
 from tingxie.windows import Piece, Window
@@ -58,6 +58,43 @@ def test_registry_detects_each_family(tiny):
     assert detect_family(tiny["punct"]) == "punctuation"
     for name in tiny:
         validate(tiny[name])  # a good directory passes
+
+
+def test_specs_from_the_directory_alone(tiny):
+    """What model lists show, without loading: family, languages, capabilities."""
+    sv = describe("sv", tiny["sensevoice"])
+    assert (sv.family, sv.languages) == ("sensevoice", ("zh", "en", "ja", "ko", "yue"))
+    assert sv.capabilities.tags and sv.capabilities.punctuation and not sv.capabilities.translation
+    assert describe("pf", tiny["paraformer"]).capabilities.word_timestamps  # CIF-peak output present
+    assert describe("on", tiny["streaming"]).capabilities.streaming
+    assert load(tiny["sensevoice"]).spec == describe(tiny["sensevoice"].name, tiny["sensevoice"])
+
+
+def test_funasr_nano_llm_directory_is_checked(tmp_path):
+    """The LLM form: detected from its three ONNX files; sherpa-onnx exits on a
+    non-KV-delta LLM or a missing tokenizer, so both are refused by name."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    d = tmp_path / "nano-llm"
+    d.mkdir()
+    for stem, meta in (("encoder_adaptor", {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": 4}), ("llm", {"vocab_size": 10}), ("embedding", {})):
+        g = helper.make_graph(
+            [helper.make_node("Identity", ["x"], ["y"])],
+            stem,
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        )
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+        m.ir_version = 8
+        for k, v in meta.items():
+            m.metadata_props.add(key=k, value=str(v))
+        onnx.save(m, str(d / f"{stem}.int8.onnx"))
+    assert detect_family(d) == "funasr-nano-llm"
+    with pytest.raises(ModelError) as e:
+        validate(d)
+    msg = str(e.value)
+    assert "tokenizer" in msg and "kv_delta" in msg and "outputs" in msg
 
 
 def test_unknown_directory_is_a_clear_error(tmp_path):
@@ -262,6 +299,9 @@ def test_whisper_directories_detect_as_whisper(tmp_path):
     assert detect_family(base) == "whisper"
     assert validate(base) == "whisper"
     assert detect_family(tiny_en_dir()) == "whisper"
+    assert describe("whisper-base", base).capabilities.translation  # multilingual
+    tiny_en = describe("tiny.en", tiny_en_dir())
+    assert tiny_en.languages == ("en",) and not tiny_en.capabilities.translation
     # a Whisper folder without its tokenizer is refused before loading
     half = tmp_path / "half"
     half.mkdir()

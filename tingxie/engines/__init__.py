@@ -1,7 +1,7 @@
 """Model families behind one recognizer protocol (base.py), found by registry.py."""
 
 from .base import Capabilities, ModelError, ModelSpec, Recognizer, StreamingRecognizer, StreamSession, TaggedResult, check_options
-from .registry import FAMILIES, detect_family, load, validate
+from .registry import FAMILIES, describe, detect_family, load, validate
 
 __all__ = [
     "FAMILIES",
@@ -13,6 +13,7 @@ __all__ = [
     "StreamingRecognizer",
     "TaggedResult",
     "check_options",
+    "describe",
     "detect_family",
     "load",
     "validate",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import onnxmeta
-from .base import ModelError, Recognizer
+from .base import ModelError, ModelSpec, Recognizer
 
 PROBE_TIMEOUT_S = 600.0
 
@@ -31,6 +31,7 @@ class Family:
     detect: Callable[[Path], bool]
     check: Callable[[Path], list[str]]  # problems, each naming what is missing
     factory: Callable[..., Recognizer]  # (model_id, path, choice, **options)
+    describe: Callable[[str, Path], ModelSpec]  # (model_id, path): the spec without loading
     sherpa: bool = False  # loaded by sherpa-onnx: probe in a child process
 
 
@@ -278,6 +279,20 @@ def check_nano_llm(path: Path) -> list[str]:
         info = _read_info(enc, problems)
         if info is not None:
             _need_keys(info, enc.name, ["lfr_window_size", "lfr_window_shift", "llm_dim"], problems)
+    llm = pick(path, "llm")
+    if llm is not None and (info := _read_info(llm, problems)) is not None:
+        # what offline-funasr-nano-model.cc exits on: a KV-delta export with
+        # 1 + 2*layers outputs and 3 + 2*layers inputs (embeds, mask, cache_position, KV)
+        _need_keys(info, llm.name, ["vocab_size"], problems)
+        if "kv_delta" not in info.metadata.get("model_type", ""):
+            problems.append(f"{llm.name} is not a KV-delta export (metadata model_type lacks kv_delta)")
+        n_out, n_in = len(info.outputs), len(info.graph_inputs)
+        if n_out < 3 or (n_out - 1) % 2:
+            problems.append(f"{llm.name} has {n_out} outputs; sherpa-onnx wants logits + 2 per layer")
+        elif n_in != 3 + (n_out - 1):
+            problems.append(f"{llm.name} has {n_in} inputs; sherpa-onnx wants {3 + n_out - 1} (embeds, mask, cache_position, KV)")
+        if info.graph_inputs and info.graph_inputs[0][1] != "float":
+            problems.append(f"{llm.name} input embeds must be float32")
     return problems
 
 
@@ -299,23 +314,28 @@ def check_whisper(path: Path) -> list[str]:
 
 
 # -- the registry ------------------------------------------------------------------------
-def _lazy(module: str, name: str) -> Callable[..., Recognizer]:
-    def factory(*args, **kwargs):
+def _lazy(module: str, name: str) -> Callable:
+    """Import a family's module only when it is used (sherpa-onnx is optional)."""
+
+    def call(*args, **kwargs):
         import importlib
 
-        return getattr(importlib.import_module(f"tingxie.engines.{module}"), name)(*args, **kwargs)
+        obj = importlib.import_module(f"tingxie.engines.{module}")
+        for part in name.split("."):
+            obj = getattr(obj, part)
+        return obj(*args, **kwargs)
 
-    return factory
+    return call
 
 
 # Order matters: the most specific detection first.
-register(Family("whisper", detect_whisper, check_whisper, _lazy("whisper", "load_whisper")))
-register(Family("funasr-nano-llm", detect_nano_llm, check_nano_llm, _lazy("sherpa", "FunAsrNanoLlm"), sherpa=True))
-register(Family("streaming-paraformer", detect_streaming_paraformer, check_streaming_paraformer, _lazy("sherpa", "StreamingParaformer"), sherpa=True))
-register(Family("punctuation", detect_punctuation, check_punctuation, _lazy("sherpa", "Punctuator"), sherpa=True))
-register(Family("funasr-nano", detect_nano_ctc, check_sense_voice, _lazy("sherpa", "FunAsrNanoCtc"), sherpa=True))
-register(Family("sensevoice", detect_sense_voice, check_sense_voice, _lazy("sherpa", "SenseVoice"), sherpa=True))
-register(Family("paraformer", detect_paraformer, check_paraformer, _lazy("sherpa", "Paraformer"), sherpa=True))
+register(Family("whisper", detect_whisper, check_whisper, _lazy("whisper", "load_whisper"), _lazy("whisper", "describe")))
+register(Family("funasr-nano-llm", detect_nano_llm, check_nano_llm, _lazy("sherpa", "FunAsrNanoLlm"), _lazy("sherpa", "FunAsrNanoLlm.describe"), sherpa=True))
+register(Family("streaming-paraformer", detect_streaming_paraformer, check_streaming_paraformer, _lazy("sherpa", "StreamingParaformer"), _lazy("sherpa", "StreamingParaformer.describe"), sherpa=True))
+register(Family("punctuation", detect_punctuation, check_punctuation, _lazy("sherpa", "Punctuator"), _lazy("sherpa", "Punctuator.describe"), sherpa=True))
+register(Family("funasr-nano", detect_nano_ctc, check_sense_voice, _lazy("sherpa", "FunAsrNanoCtc"), _lazy("sherpa", "FunAsrNanoCtc.describe"), sherpa=True))
+register(Family("sensevoice", detect_sense_voice, check_sense_voice, _lazy("sherpa", "SenseVoice"), _lazy("sherpa", "SenseVoice.describe"), sherpa=True))
+register(Family("paraformer", detect_paraformer, check_paraformer, _lazy("sherpa", "Paraformer"), _lazy("sherpa", "Paraformer.describe"), sherpa=True))
 
 
 def detect_family(path: str | Path) -> str:
@@ -375,6 +395,13 @@ def _complaint(text: str, path: Path) -> str:
     out = out.replace(str(path.resolve()), path.name).replace(str(path), path.name)
     out = re.sub(r"(/[^\s:'\"]+)+/", "", out)  # any other absolute path: keep the file name
     return out[:500] or "the loader exited without a message"
+
+
+def describe(model_id: str, path: str | Path) -> ModelSpec:
+    """Family, languages and capabilities of a directory, without loading it (for
+    /v1/models and `tingxie models`). Raises ModelError for an unknown directory."""
+    p = Path(path)
+    return FAMILIES[detect_family(p)].describe(model_id, p)
 
 
 def load(model_id: str, path: str | Path, choice=None, family: str | None = None, probe: bool = True, **options) -> Recognizer:

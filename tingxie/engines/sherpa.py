@@ -179,13 +179,15 @@ class _Offline:
         self.options = options
         self._lock = threading.Lock()
         self._recognizers: dict[str, object] = {}
+        self.spec = self.describe(model_id, self.path)
         t0 = time.perf_counter()
         self._recognizer("")
         self.load_seconds = time.perf_counter() - t0
 
-    @property
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.family, self.model_id, self.languages, 30.0, self.caps)
+    @classmethod
+    def describe(cls, model_id: str, path: Path) -> ModelSpec:
+        """The spec, from the directory alone (model lists show it without loading)."""
+        return ModelSpec(cls.family, model_id, cls.languages, 30.0, cls.caps)
 
     def _build(self, language: str):
         raise NotImplementedError
@@ -285,13 +287,11 @@ class Paraformer(_Offline):
     style = "bpe@@"
     languages = ("zh", "en")
 
-    def __init__(self, model_id: str, path: Path, choice=None, **options):
-        self._timestamps = registry.paraformer_has_timestamps(Path(path))
-        super().__init__(model_id, path, choice, **options)
-
-    @property
-    def caps(self) -> Capabilities:  # type: ignore[override]
-        return Capabilities(word_timestamps=self._timestamps)
+    @classmethod
+    def describe(cls, model_id: str, path: Path) -> ModelSpec:
+        # word times only from exports with the CIF-peak output
+        caps = Capabilities(word_timestamps=registry.paraformer_has_timestamps(Path(path)))
+        return ModelSpec(cls.family, model_id, cls.languages, 30.0, caps)
 
     def _build(self, language: str):
         return _sherpa().OfflineRecognizer.from_paraformer(paraformer=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options())
@@ -370,10 +370,11 @@ class StreamingParaformer:
             provider=_provider(choice),
         )
         self.load_seconds = time.perf_counter() - t0
+        self.spec = self.describe(model_id, self.path)
 
-    @property
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.family, self.model_id, ("zh", "en"), 30.0, Capabilities(streaming=True))
+    @classmethod
+    def describe(cls, model_id: str, path: Path) -> ModelSpec:
+        return ModelSpec(cls.family, model_id, ("zh", "en"), 30.0, Capabilities(streaming=True))
 
     def open_stream(self) -> ParaformerSession:
         return ParaformerSession(self._rec)
@@ -417,6 +418,11 @@ class Punctuator:
             )
         )
         self._p = so.OfflinePunctuation(cfg)
+        self.spec = self.describe(model_id, Path(path))
+
+    @classmethod
+    def describe(cls, model_id: str, path: Path) -> ModelSpec:
+        return ModelSpec(cls.family, model_id, ("zh", "en"), 0.0, Capabilities(segment_timestamps=False, punctuation=True))
 
     def punctuate(self, text: str) -> str:
         return self._p.add_punctuation(text) if text.strip() else text

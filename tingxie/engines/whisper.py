@@ -3,6 +3,7 @@ the spec and the one-argument `batch_key` the protocol asks for."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..windows import Window
@@ -17,6 +18,30 @@ def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     return tuple(_LANGUAGE_CODES)
 
 
+def whisper_spec(model_id: str, multilingual: bool) -> ModelSpec:
+    caps = Capabilities(
+        word_timestamps=True, language_detection=multilingual, punctuation=True, hotwords=True, translation=multilingual
+    )
+    return ModelSpec("whisper", model_id, whisper_languages(multilingual), 30.0, caps)
+
+
+def vocabulary_size(path: Path) -> int:
+    """Tokens in a CTranslate2 Whisper folder (English-only models have 51864)."""
+    if (path / "vocabulary.json").is_file():
+        return len(json.loads((path / "vocabulary.json").read_text(encoding="utf-8")))
+    if (path / "vocabulary.txt").is_file():
+        return len((path / "vocabulary.txt").read_text(encoding="utf-8").splitlines())
+    tok = json.loads((path / "tokenizer.json").read_text(encoding="utf-8"))
+    ids = set(tok.get("model", {}).get("vocab", {}).values()) | {t["id"] for t in tok.get("added_tokens", [])}
+    return len(ids)
+
+
+def describe(model_id: str, path: Path) -> ModelSpec:
+    """The spec without loading: CTranslate2 calls a Whisper multilingual when its
+    vocabulary has 51865 tokens or more."""
+    return whisper_spec(model_id, vocabulary_size(Path(path)) >= 51865)
+
+
 class WhisperRecognizer:
     """Wraps a loaded `tingxie.engine.Engine`; anything else is the engine's own."""
 
@@ -28,11 +53,7 @@ class WhisperRecognizer:
 
     @property
     def spec(self) -> ModelSpec:
-        multi = bool(self.engine.multilingual)
-        caps = Capabilities(
-            word_timestamps=True, language_detection=multi, punctuation=True, hotwords=True, translation=multi
-        )
-        return ModelSpec("whisper", self.model_id, whisper_languages(multi), 30.0, caps)
+        return whisper_spec(self.model_id, bool(self.engine.multilingual))
 
     def batch_key(self, window: Window) -> tuple:
         return self.engine.batch_key(window, len(self.engine.prompt_prefix(window)))
