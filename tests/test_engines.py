@@ -204,6 +204,17 @@ def test_sense_voice_tags_language_and_words(tiny):
     assert eng.batch_key(window(1.0, language="en")) != eng.batch_key(window(1.0))
 
 
+def test_concurrent_decodes_on_one_engine(tiny):
+    """The scheduler's instance threads call decode on one engine at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    eng = load(tiny["sensevoice"])
+    secs = [0.5, 1.0, 1.5, 2.0] * 3
+    with ThreadPoolExecutor(4) as pool:
+        texts = list(pool.map(lambda s: "".join(x.text for x in eng.decode([window(s)])[0].segments), secs))
+    assert texts == [tm.expected_sense_voice(s) for s in secs]
+
+
 # -- Paraformer ----------------------------------------------------------------------------
 def test_paraformer_batch_decode_with_cif_timestamps(tiny):
     eng = load(tiny["paraformer"])

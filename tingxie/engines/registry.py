@@ -261,7 +261,7 @@ def check_punctuation(path: Path) -> list[str]:
 # -- Fun-ASR-Nano, LLM form --------------------------------------------------------------
 def nano_llm_tokenizer(path: Path) -> Path | None:
     for d in [path, *sorted(p for p in path.iterdir() if p.is_dir())] if path.is_dir() else []:
-        if (d / "vocab.json").is_file() and (d / "merges.txt").is_file():
+        if all((d / n).is_file() for n in ("tokenizer.json", "vocab.json", "merges.txt")):
             return d
     return None
 
@@ -273,7 +273,7 @@ def detect_nano_llm(path: Path) -> bool:
 def check_nano_llm(path: Path) -> list[str]:
     problems = [f"{s}.onnx is missing" for s in ("encoder_adaptor", "llm", "embedding") if pick(path, s) is None]
     if nano_llm_tokenizer(path) is None:
-        problems.append("the tokenizer directory (vocab.json and merges.txt, e.g. Qwen3-0.6B/) is missing")
+        problems.append("the tokenizer directory (tokenizer.json, vocab.json and merges.txt, e.g. Qwen3-0.6B/) is missing")
     enc = pick(path, "encoder_adaptor")
     if enc is not None:
         info = _read_info(enc, problems)
