@@ -31,6 +31,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     tm.funasr_nano_ctc(root / "nano")
     tm.streaming_paraformer(root / "streaming")
     tm.punctuation(root / "punct")
+    tm.funasr_nano_llm(root / "nano-llm")
     return {p.name: p for p in root.iterdir()}
 
 
@@ -56,6 +57,7 @@ def test_registry_detects_each_family(tiny):
     assert detect_family(tiny["nano"]) == "funasr-nano"
     assert detect_family(tiny["streaming"]) == "streaming-paraformer"
     assert detect_family(tiny["punct"]) == "punctuation"
+    assert detect_family(tiny["nano-llm"]) == "funasr-nano-llm"
     for name in tiny:
         validate(tiny[name])  # a good directory passes
 
@@ -242,6 +244,19 @@ def test_funasr_nano_ctc_base64_tokens_and_batch(tiny):
     res = eng.decode([window(0.5), window(1.5, at=2.0)])
     assert ["".join(s.text for s in r.segments) for r in res] == [tm.expected_nano(0.5), tm.expected_nano(1.5)]
     assert res[1].segments[0].start == pytest.approx(2.0, abs=0.01)
+
+
+# -- Fun-ASR-Nano (LLM form) ---------------------------------------------------------------
+def test_funasr_nano_llm_generates_text_per_window(tiny):
+    """Encoder-adaptor → prompt embeddings → KV-cache generation → Qwen byte-level
+    tokenizer, all inside sherpa-onnx; the tiny LLM writes one character per 120 ms."""
+    eng = load(tiny["nano-llm"])
+    wins = [window(0.5, at=1.0), window(1.0, at=4.0)]
+    res = eng.decode(wins)
+    assert [r.segments[0].text for r in res] == [tm.expected_nano_llm(0.5), tm.expected_nano_llm(1.0)]
+    assert (res[1].segments[0].start, res[1].segments[0].end) == (4.0, 5.0)
+    assert res[0].language == "zh"
+    assert validate(tiny["nano-llm"], probe=True) == "funasr-nano-llm"
 
 
 # -- streaming Paraformer ------------------------------------------------------------------

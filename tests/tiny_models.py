@@ -442,3 +442,147 @@ def punctuation(d: Path, vocab: str = "今天气很好明下雨吗实时识别�
         "comment": "tingxie tiny test model",
     }
     return _save(graph, d / "model.onnx", meta)
+
+
+# -- Fun-ASR-Nano, LLM form (encoder-adaptor + LLM + embedding + tokenizer) ---------------
+NANO_LLM_SEQ = list("大模型转写会议纪要")
+LLM_H, LLM_MAXLEN = 4, 512  # hidden size; KV cache length (max_total_len)
+
+
+def _byte_to_unicode() -> dict[int, str]:
+    """GPT-2/Qwen byte-level BPE's byte → printable character table."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs)}
+
+
+def funasr_nano_llm(d: Path) -> Path:
+    """encoder_adaptor: x [1,T,560] → [1,T,H] with channel 0 = 1 (audio marker);
+    embedding: ids [1,L] i64 → [1,L,H] zeros; llm (KV-delta export, one layer): embeds,
+    attention_mask, cache_position, past_key/value [1,MAXLEN,1,2] → logits [1,L,V],
+    key/value deltas [1,L,1,2]. The deltas store (generated?, audio?) per position, so
+    the cache counts audio tokens and tokens generated so far: the model writes
+    NANO_LLM_SEQ one character per 2 audio tokens (120 ms), then <|im_end|>. The
+    tokenizer folder is Qwen-style byte-level BPE (tokenizer.json, vocab.json, merges.txt)."""
+    import json
+
+    b2u = _byte_to_unicode()
+    vocab = {b2u[b]: i for i, b in enumerate(sorted(b2u))}
+    out_ids = []
+    for ch in NANO_LLM_SEQ:
+        sym = "".join(b2u[b] for b in ch.encode())
+        vocab.setdefault(sym, len(vocab))
+        out_ids.append(vocab[sym])
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    added = [{"id": len(vocab) + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True} for i, s in enumerate(specials)]
+    V = len(vocab) + len(specials)
+    im_end = added[2]["id"]
+    tok_dir = d / "Qwen3-0.6B"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (tok_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    (tok_dir / "tokenizer.json").write_text(json.dumps({"version": "1.0", "added_tokens": added, "model": {"type": "BPE"}}, ensure_ascii=False), encoding="utf-8")
+
+    W = (np.random.default_rng(4).standard_normal((FEAT, LLM_H)) * LINEAR_SCALE).astype(np.float32)
+    flag = np.zeros(LLM_H, np.float32)
+    flag[0] = 1.0
+    enc = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["lin"]), helper.make_node("Add", ["lin", "flag"], ["encoder_out"])],
+        "nano_encoder_adaptor_tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "T", FEAT])],
+        [helper.make_tensor_value_info("encoder_out", TensorProto.FLOAT, [1, "T", LLM_H])],
+        [_const("W", W), _const("flag", flag)],
+    )
+    _save(enc, d / "encoder_adaptor.int8.onnx", {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": LLM_H, "comment": "tingxie tiny test model"})
+
+    emb = helper.make_graph(
+        [helper.make_node("Gather", ["table", "input_ids"], ["inputs_embeds"], axis=0)],
+        "nano_embedding_tiny",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "L"])],
+        [helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "L", LLM_H])],
+        [_const("table", np.zeros((V, LLM_H), np.float32))],
+    )
+    _save(emb, d / "embedding.int8.onnx", {"hidden_size": LLM_H, "comment": "tingxie tiny test model"})
+
+    seq_table = np.zeros((len(out_ids) + 1, V), np.float32)
+    for k, t in enumerate(out_ids):
+        seq_table[k, t] = 10.0
+    seq_table[len(out_ids), im_end] = 10.0
+    nodes = [
+        helper.make_node("Shape", ["inputs_embeds"], ["eshape"]),
+        helper.make_node("Gather", ["eshape", "one_s"], ["L"], axis=0),  # scalar
+        helper.make_node("Equal", ["L", "one_s"], ["is_step_b"]),
+        helper.make_node("Cast", ["is_step_b"], ["is_step"], to=TensorProto.FLOAT),
+        helper.make_node("Slice", ["inputs_embeds", "zero", "one", "two"], ["audio_now"]),  # [1,L,1]
+        helper.make_node("ReduceSum", ["audio_now"], ["a_now"], keepdims=0),
+        helper.make_node("Slice", ["past_key_0", "zero", "one", "three"], ["gen_past_k"]),  # [1,M,1,1] ch0
+        helper.make_node("ReduceSum", ["gen_past_k"], ["g_past"], keepdims=0),
+        helper.make_node("Slice", ["past_key_0", "one", "two", "three"], ["aud_past_k"]),  # ch1
+        helper.make_node("ReduceSum", ["aud_past_k"], ["a_past"], keepdims=0),
+        helper.make_node("Add", ["a_now", "a_past"], ["n_audio_f"]),
+        helper.make_node("Round", ["n_audio_f"], ["n_audio_r"]),
+        helper.make_node("Cast", ["n_audio_r"], ["n_audio"], to=TensorProto.INT64),
+        helper.make_node("Div", ["n_audio", "two_s"], ["n_out"]),
+        helper.make_node("Add", ["g_past", "is_step"], ["idx_f"]),
+        helper.make_node("Round", ["idx_f"], ["idx_r"]),
+        helper.make_node("Cast", ["idx_r"], ["idx"], to=TensorProto.INT64),
+        helper.make_node("Min", ["n_out", "n_seq"], ["stop"]),
+        helper.make_node("Less", ["idx", "stop"], ["more"]),
+        helper.make_node("Where", ["more", "idx", "n_seq"], ["pick"]),
+        helper.make_node("Gather", ["seq_table", "pick"], ["row"], axis=0),  # [V]
+        helper.make_node("Reshape", ["row", "shape_11v"], ["row3"]),
+        helper.make_node("Unsqueeze", ["L", "zero"], ["L1"]),
+        helper.make_node("Concat", ["one", "L1", "vdim"], ["lshape"], axis=0),
+        helper.make_node("Expand", ["row3", "lshape"], ["logits"]),
+        # deltas: (generated marker, audio marker) per input position
+        helper.make_node("Mul", ["audio_now", "zero_f"], ["zeros_l"]),
+        helper.make_node("Add", ["zeros_l", "is_step"], ["gen_now"]),  # [1,L,1]
+        helper.make_node("Concat", ["gen_now", "audio_now"], ["kv2"], axis=2),  # [1,L,2]
+        helper.make_node("Unsqueeze", ["kv2", "two"], ["present_key_0"]),  # [1,L,1,2]
+        helper.make_node("Identity", ["present_key_0"], ["present_value_0"]),
+    ]
+    inits = [
+        _const("seq_table", seq_table),
+        _const("zero", np.array([0], np.int64)),
+        _const("one", np.array([1], np.int64)),
+        _const("two", np.array([2], np.int64)),
+        _const("three", np.array([3], np.int64)),
+        _const("one_s", np.array(1, np.int64)),
+        _const("two_s", np.array(2, np.int64)),
+        _const("n_seq", np.array(len(out_ids), np.int64)),
+        _const("zero_f", np.array(0.0, np.float32)),
+        _const("shape_11v", np.array([1, 1, V], np.int64)),
+        _const("vdim", np.array([V], np.int64)),
+    ]
+    llm = helper.make_graph(
+        nodes,
+        "nano_llm_tiny",
+        [
+            helper.make_tensor_value_info("inputs_embeds", TensorProto.FLOAT, [1, "L", LLM_H]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "M"]),
+            helper.make_tensor_value_info("cache_position", TensorProto.INT64, ["L"]),
+            helper.make_tensor_value_info("past_key_0", TensorProto.FLOAT, [1, LLM_MAXLEN, 1, 2]),
+            helper.make_tensor_value_info("past_value_0", TensorProto.FLOAT, [1, LLM_MAXLEN, 1, 2]),
+        ],
+        [
+            helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "L", V]),
+            helper.make_tensor_value_info("present_key_0", TensorProto.FLOAT, [1, "L", 1, 2]),
+            helper.make_tensor_value_info("present_value_0", TensorProto.FLOAT, [1, "L", 1, 2]),
+        ],
+        inits,
+    )
+    _save(llm, d / "llm.int8.onnx", {"vocab_size": V, "hidden_size": LLM_H, "model_type": "qwen3_kv_delta", "num_layers": 1, "max_total_len": LLM_MAXLEN, "comment": "tingxie tiny test model"})
+    return d
+
+
+def expected_nano_llm(seconds: float) -> str:
+    """Fun-ASR-Nano's own LFR (no edge padding) over fbank without snip_edges."""
+    fbank = int(round(seconds * 16000)) // 160
+    audio_tokens = (fbank - 7) // 6 + 1
+    return "".join(NANO_LLM_SEQ[: max(0, audio_tokens // 2)])

@@ -298,13 +298,14 @@ class Paraformer(_Offline):
 
 
 class FunAsrNanoLlm(_Offline):
-    """Fun-ASR-Nano as encoder-adaptor + LLM + embedding + tokenizer. Decoded one
-    window at a time inside sherpa-onnx (autoregressive); accuracy and speed with real
-    weights were not measured here."""
+    """Fun-ASR-Nano as encoder-adaptor + LLM + embedding + tokenizer. sherpa-onnx
+    generates one window at a time (autoregressive) and gives no real token times, so a
+    window is one segment. Language and hotwords are recognizer settings there (each
+    would load the LLM again), so the model detects the language itself."""
 
     family = "funasr-nano-llm"
     languages = ("zh", "en", "ja")
-    caps = Capabilities(language_detection=True, punctuation=True, itn=True, hotwords=True)
+    caps = Capabilities(language_detection=True, punctuation=True, itn=True)
 
     def _build(self, language: str):
         return _sherpa().OfflineRecognizer.from_funasr_nano(
@@ -312,15 +313,13 @@ class FunAsrNanoLlm(_Offline):
             llm=self._file("llm"),
             embedding=self._file("embedding"),
             tokenizer=str(registry.nano_llm_tokenizer(self.path)),
-            language=language,
             **self._run_options(),
         )
 
-    def _rec_language(self, options: DecodeOptions) -> str:
-        return options.language or ""
-
-    def batch_key(self, window: Window) -> tuple:
-        return (self.family, self._rec_language(window.options), tuple(window.options.hotwords))
+    def _convert(self, w: Window, res) -> WindowResult:
+        text = res.text.strip()
+        segs = [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if any(c.isalnum() for c in text) else []
+        return TaggedResult(segs, w.options.language or _script_language(text), 1.0, tokens=len(res.tokens))
 
 
 # -- streaming Paraformer ----------------------------------------------------------------
