@@ -105,6 +105,16 @@ def test_unknown_directory_is_a_clear_error(tmp_path):
         detect_family(tmp_path)
 
 
+def test_a_file_that_is_not_onnx_is_named(tmp_path):
+    """A download that saved an HTML error page as model.onnx."""
+    d = tmp_path / "sv-html"
+    d.mkdir()
+    (d / "model.onnx").write_text("<html><body>429 Too Many Requests</body></html>")
+    (d / "tokens.txt").write_text("<blank> 0\n")
+    with pytest.raises(ModelError, match="model.onnx is not a readable ONNX model"):
+        detect_family(d)
+
+
 def test_missing_metadata_is_refused_and_the_process_survives(tmp_path):
     """sherpa-onnx itself ends the process (exit 255) on this directory; validation must
     refuse it first, naming the missing key."""

@@ -64,7 +64,7 @@ def _read_info(path: Path, problems: list[str]) -> onnxmeta.OnnxInfo | None:
     try:
         return onnxmeta.read(path)
     except (OSError, onnxmeta.OnnxReadError) as e:
-        problems.append(f"{path.name} is not a readable ONNX model ({e})")
+        problems.append(f"{path.name} is not a readable ONNX model (truncated, or not ONNX: {e})")
         return None
 
 
@@ -348,6 +348,10 @@ def detect_family(path: str | Path) -> str:
                 return fam.name
         except OSError:
             continue
+    for f in sorted(p.glob("*.onnx")):
+        problems: list[str] = []
+        if _read_info(f, problems) is None:
+            raise ModelError(f"model {p.name!r}: {problems[0]}")
     raise ModelError(
         f"{p.name!r} is not a model directory tingxie knows: expected a CTranslate2 Whisper "
         "(model.bin, config.json, tokenizer.json) or a sherpa-onnx SenseVoice, Paraformer, "
