@@ -242,6 +242,8 @@ def test_paraformer_batch_decode_with_cif_timestamps(tiny):
         times = tm.paraformer_token_times(s)
         assert words[0].start == pytest.approx(w.start + times[0], abs=0.01)
         assert words[-1].start <= w.end
+    # spacing as sherpa-onnx writes it: pieces joined, a space around ASCII words
+    assert res[0].segments[0].text == "今天天气很好 hello world 今天天气很好"
     # sub-word pieces are merged into words, with the CIF time of their first piece
     two = [x for seg in res[0].segments for x in seg.words]
     assert [x.word.strip() for x in two][6:8] == ["hello", "world"]

@@ -76,7 +76,9 @@ def words_from_tokens(tokens: list[str], times: list[float], style: str) -> list
                 out[-1][0] += piece
                 out[-1][2] = i
             elif _is_cjk(piece):
-                out.append([piece, t, i])
+                # sherpa-onnx's own rule: a space between an ASCII word and CJK
+                after_ascii = bool(out) and out[-1][0][-1:].isascii() and out[-1][0][-1:].isalnum()
+                out.append([(" " if after_ascii else "") + piece, t, i])
             else:
                 out.append([(" " if out else "") + piece, t, i])
             glue_next = cont
