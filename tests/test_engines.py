@@ -299,8 +299,8 @@ def test_punctuation_post_processor(tiny):
     assert isinstance(p, Punctuator)
     assert p.punctuate("今天天气很好明天下雨吗") == "今天天气、很好，明天下雨吗？"
     eng = load(tiny["paraformer"])
-    r = p.apply(eng.decode([window(1.0)])[0])
-    assert r.segments[0].raw_text.endswith("。") or r.segments[0].raw_text[-1] in "，？。"
+    r = p.apply(eng.decode([window(1.0)])[0])  # Paraformer writes no punctuation
+    assert [(s.raw_text, s.text) for s in r.segments] == [("今天天气、很好，hel。",) * 2]
 
 
 # -- the protocol's option checks ----------------------------------------------------------
