@@ -165,23 +165,13 @@ def alive_owners(store, timeout_s: float) -> set[str]:
 
 
 def takeover(store, job_id: str, dead: str | None, me: str) -> bool:
-    """running(held by `dead`) → running(held by `me`): one guarded UPDATE, so of two
-    processes taking over the same job only one succeeds."""
-    from .store import JOBS, _now
-
-    held = JOBS.c.worker.is_(None) if dead is None else JOBS.c.worker == dead
-    return store._update(
-        job_id, (JOBS.c.state == "running") & held,
-        worker=me, started_at=_now(), progress=0.0, attempts=JOBS.c.attempts + 1,
-    )
+    """running(held by `dead`) → running(held by `me`); only one of two racing processes wins."""
+    return store.take_over_job(job_id, dead, me)
 
 
 def give_back(store, job_id: str, dead: str | None) -> bool:
     """running(held by `dead`) → queued, guarded on the holder."""
-    from .store import JOBS
-
-    held = JOBS.c.worker.is_(None) if dead is None else JOBS.c.worker == dead
-    return store._update(job_id, (JOBS.c.state == "running") & held, state="queued", worker=None, progress=0.0)
+    return store.give_back_job(job_id, dead)
 
 
 def _age_s(iso: str | None) -> float:

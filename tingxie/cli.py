@@ -8,21 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_server
+from .settings import from_overrides
 from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
 
 LANGUAGE_AUTO = ("auto", "", None)
-
-
-def _settings(args: argparse.Namespace):
-    from .settings import Settings
-
-    overrides = {}
-    for name in ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance"):
-        v = getattr(args, name, None)
-        if v is not None:
-            overrides[name] = v
-    return Settings(**overrides)
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -99,7 +89,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if bad or not formats:
         raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     decode, vad, text = options_from_args(args)
-    settings = _settings(args)
+    settings = from_overrides(args)
     manager = ModelManager(settings)
     sched = manager.scheduler(settings.model)
     out_dir = Path(args.output_dir)
@@ -150,7 +140,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from . import models as models_mod
     from .device import choose
 
-    settings = _settings(args)
+    settings = from_overrides(args)
     if args.prepare:
         models_mod.assemble_bundled(settings.models_dir)
     choice = choose(settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size)
@@ -182,8 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--prepare", action="store_true", help="assemble the bundled model now")
     _add_engine_args(m)
     m.set_defaults(func=cmd_models)
-
-    from . import cli_server
 
     cli_server.add_commands(sub, _add_engine_args)
     return p

@@ -1,4 +1,4 @@
-"""Server-side commands: serve, keys, db (and worker/bench where installed)."""
+"""Server-side commands: serve, keys, db, worker, bench."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ def _is_loopback(host: str) -> bool:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .cli import _settings
+    from .settings import from_overrides
     from .server.app import create_app
     from .store import Store
 
-    settings = _settings(args)
+    settings = from_overrides(args)
     if args.max_batch_wait_ms is not None:
         settings.max_batch_wait_ms = args.max_batch_wait_ms
     if args.insecure:
@@ -64,10 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .cli import _settings
+    from .settings import from_overrides
     from .store import Store
 
-    store = Store(_settings(args).db_url)
+    store = Store(from_overrides(args).db_url)
     if args.action == "create":
         if not args.name:
             raise OptionsError("keys create needs a NAME")
@@ -88,10 +88,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from .cli import _settings
+    from .settings import from_overrides
     from .store import upgrade
 
-    url = _settings(args).db_url
+    url = from_overrides(args).db_url
     upgrade(url)
     print(f"database at head: {url.split('@')[-1]}")
     return 0
@@ -120,15 +120,9 @@ def add_commands(sub, add_engine_args) -> None:
     d.add_argument("action", choices=["upgrade"])
     d.set_defaults(func=cmd_db)
 
-    try:
-        from . import worker
+    # Both import celery and the bench's clients lazily, inside their commands: an import
+    # error here is a bug and must show, not silently drop a command.
+    from . import bench, worker
 
-        worker.add_command(sub, add_engine_args)
-    except ImportError:
-        pass
-    try:
-        from . import bench
-
-        bench.add_command(sub, add_engine_args)
-    except ImportError:
-        pass
+    worker.add_command(sub, add_engine_args)
+    bench.add_command(sub, add_engine_args)

@@ -76,3 +76,13 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+ENGINE_OVERRIDES = ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance")
+
+
+def from_overrides(args: object, names: tuple[str, ...] = ENGINE_OVERRIDES) -> Settings:
+    """Settings from the environment, with every attribute of `args` named in `names`
+    that is set (not None) on top: how the CLI commands build theirs."""
+    overrides = {n: v for n in names if (v := getattr(args, n, None)) is not None}
+    return Settings(**overrides)

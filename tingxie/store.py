@@ -481,6 +481,21 @@ class Store:
     def cancel_job(self, job_id: str) -> bool:
         return self._update(job_id, JOBS.c.state.in_(UNFINISHED), state="cancelled", finished_at=_now())
 
+    def take_over_job(self, job_id: str, holder: str | None, new_holder: str) -> bool:
+        """running (held by `holder`; None: by nobody) → running held by `new_holder`, as
+        a fresh attempt. One guarded UPDATE: of two processes taking over the same job,
+        only one succeeds."""
+        held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
+        return self._update(
+            job_id, (JOBS.c.state == "running") & held,
+            worker=new_holder, started_at=_now(), progress=0.0, attempts=JOBS.c.attempts + 1,
+        )
+
+    def give_back_job(self, job_id: str, holder: str | None) -> bool:
+        """running (held by `holder`; None: by nobody) → queued, guarded on the holder."""
+        held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
+        return self._update(job_id, (JOBS.c.state == "running") & held, state="queued", worker=None, progress=0.0)
+
     def delete_job(self, job_id: str) -> dict[str, Any] | None:
         """Delete and return the row, so the caller can remove its audio file."""
         with self._tx(write=True) as conn:
