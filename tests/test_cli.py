@@ -50,8 +50,8 @@ def test_cli_writes_one_output_per_file_and_reports_bad_ones(tmp_path, english_w
     [
         (["--format", "docx"], "unknown output format"),
         (["--language", "klingon"], "unknown language"),
-        (["--beam-size", "0"], "beam size"),
-        (["--vad-max-segment-s", "45"], "vad max segment"),
+        (["--beam-size", "0"], "beam_size must be between 1 and 10, not 0"),
+        (["--vad-max-segment-s", "45"], "vad_max_segment_s must be between 1.0 and 30.0, not 45.0"),
         (["--device", "tpu"], "unknown device"),
     ],
 )

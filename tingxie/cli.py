@@ -8,12 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, cli_server
+from . import __version__, cli_server, request
 from .settings import from_overrides
 from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
-
-LANGUAGE_AUTO = ("auto", "", None)
-
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
@@ -25,43 +22,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads-per-instance", type=int, help="CPU threads per instance (default: cores / instances)")
 
 
-def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("recognition")
-    g.add_argument("--language", default="auto", help="language code (zh, en, …) or auto to detect per file")
-    g.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    g.add_argument("--beam-size", type=int, default=5)
-    g.add_argument("--hotwords", default="", help='comma-separated words that bias the decoder, e.g. "词1,词2"')
-    g.add_argument("--initial-prompt", default=None)
-    g.add_argument("--word-timestamps", action="store_true")
-    g.add_argument("--no-itn", action="store_true", help="keep numbers as spoken (no inverse text normalisation)")
-    g.add_argument("--zh-script", default="hans", choices=["hans", "hant", "keep"])
-    v = p.add_argument_group("voice activity detection")
-    v.add_argument("--vad", default="on", choices=["on", "off"], help="off: decode fixed 30 s windows")
-    v.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
-    v.add_argument("--vad-min-silence-ms", type=int, default=VadOptions.min_silence_ms)
-    v.add_argument("--vad-speech-pad-ms", type=int, default=VadOptions.speech_pad_ms)
-    v.add_argument("--vad-max-segment-s", type=float, default=VadOptions.max_speech_s)
-
-
-def options_from_args(args: argparse.Namespace, languages: list[str] | None = None) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+def options_from_args(args: argparse.Namespace) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
     """Validate and build pipeline options; raises OptionsError before any work."""
-    from .options import build_options
-
-    return build_options(
-        language=args.language,
-        task=args.task,
-        beam_size=args.beam_size,
-        hotwords=args.hotwords,
-        initial_prompt=args.initial_prompt,
-        word_timestamps=args.word_timestamps,
-        itn=not args.no_itn,
-        zh_script=args.zh_script,
-        vad=args.vad != "off",
-        vad_threshold=args.vad_threshold,
-        vad_min_silence_ms=args.vad_min_silence_ms,
-        vad_speech_pad_ms=args.vad_speech_pad_ms,
-        vad_max_segment_s=args.vad_max_segment_s,
-    )
+    return request.from_cli(args).pipeline()
 
 
 def _output_names(files: list[str], out_dir: Path, ext: str) -> list[Path]:
@@ -164,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", default="txt", help="txt, json, srt, vtt (comma-separated for several)")
     t.add_argument("--output-dir", "-o", default=".")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    _add_decode_args(t)
+    request.add_cli_arguments(t)
     _add_engine_args(t)
     t.set_defaults(func=cmd_transcribe)
 

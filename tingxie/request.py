@@ -166,7 +166,8 @@ def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = Trans
         else:
             choices = get_args(f.annotation) if get_origin(f.annotation) is Literal else None
             default = None if f.default is None else f.default
-            group.add_argument(flag, *_CLI_ALIASES.get(name, []), dest=name, default=default, choices=choices or None,
+            kind = f.annotation if f.annotation in (int, float) else None
+            group.add_argument(flag, *_CLI_ALIASES.get(name, []), dest=name, default=default, choices=choices or None, type=kind,
                                help=f"{help_} (default {default})" if default is not None else help_)
 
 
