@@ -36,7 +36,7 @@ def public_addresses(addrs: list[tuple[int, tuple]]) -> list[str]:
         ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
         mapped = getattr(ip, "ipv4_mapped", None)
         if not (mapped or ip).is_loopback:
-            out.append(str(ip))
+            out.append(sockaddr[0])
     return out
 
 

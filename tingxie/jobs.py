@@ -120,8 +120,10 @@ def _not_public(ip) -> str | None:
     return None if ip.is_global else "non-public"
 
 
-def check_callback_url(url: str, allow: str = "") -> CallbackTarget:
-    """The target of a callback_url, or OptionsError naming why it is refused."""
+def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -> CallbackTarget:
+    """The target of a callback_url, or OptionsError naming why it is refused. `own_port`:
+    the server's port, so a loopback callback to the server itself is refused even when
+    loopback is allow-listed (it would call the server's API as a local admin)."""
     if len(url) > 2048:
         raise OptionsError("callback_url is longer than 2048 characters")
     try:
@@ -146,6 +148,8 @@ def check_callback_url(url: str, allow: str = "") -> CallbackTarget:
     if not ips:
         # the same answer as for a private name: a caller cannot map internal DNS this way
         raise OptionsError(f"callback_url host {host!r} does not resolve to a public address ({hint})")
+    if own_port == port and any(_not_public(ipaddress.ip_address(i)) in ("loopback", "unspecified") for i in ips):
+        raise OptionsError("callback_url points at this server itself")
     if host in allowed_hosts:
         return CallbackTarget(u, ips)
     for ip_s in ips:
@@ -184,12 +188,13 @@ def deliver_callback(store, job_id: str, base_url: str, retries: int = 5, allow:
     if not job or not job.get("callback_url"):
         return False
     body = {"id": job_id, "state": job["state"], "error": job.get("error"), "result_url": f"{base_url}/api/jobs/{job_id}/result"}
+    own_port = httpx.URL(base_url).port
     delay = 0.5
     done = int(job.get("callback_attempts") or 0)
     last = max(retries, done + 1)
     for attempt in range(done + 1, last + 1):
         try:
-            target = check_callback_url(job["callback_url"], allow)  # again now: DNS may have changed
+            target = check_callback_url(job["callback_url"], allow, own_port)  # again now: DNS may have changed
         except OptionsError as e:
             log.warning("callback of job %s refused: %s", job_id, e)
             store.set_callback_state(job_id, "failed", attempt)

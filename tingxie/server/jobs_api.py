@@ -80,7 +80,7 @@ async def create_jobs(
     build_options(**options)  # refuse bad options before storing anything
     if callback_url:
         try:
-            await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow)
+            await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow, state.settings.port)
         except OptionsError as e:
             raise ApiError(400, str(e), param="callback_url", code="invalid_callback_url") from e
     if not files:
