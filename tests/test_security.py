@@ -47,6 +47,14 @@ def new_key(home: Path, name: str, *extra: str) -> tuple[str, str]:
     return out.split("created key ")[1].split()[0], out.split("secret (shown once, store it now): ")[1].strip()
 
 
+def get(url: str, **kw) -> httpx.Response:
+    return httpx.get(url, timeout=120, **kw)  # generous: the CI box has 2 shared cores
+
+
+def post(url: str, **kw) -> httpx.Response:
+    return httpx.post(url, timeout=300, **kw)
+
+
 def bearer(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
 
@@ -148,12 +156,12 @@ try:
         try:
             if httpx.get(url + "/healthz", timeout=2).status_code == 200: break
         except httpx.HTTPError: time.sleep(0.2)
-    out = {"anonymous": httpx.get(url + "/api/jobs").status_code,
-           "keyed": httpx.get(url + "/api/jobs", headers={"Authorization": "Bearer " + key}).status_code,
-           "v6_anonymous": httpx.get(f"http://[::1]:{port}/api/jobs").status_code}
+    out = {"anonymous": httpx.get(url + "/api/jobs", timeout=60).status_code,
+           "keyed": httpx.get(url + "/api/jobs", headers={"Authorization": "Bearer " + key}, timeout=60).status_code,
+           "v6_anonymous": get(f"http://[::1]:{port}/api/jobs").status_code}
     subprocess.run([sys.executable, "-m", "tingxie", "keys", "revoke", kid], check=True, capture_output=True)
     time.sleep(2.2)  # the server re-reads the keys table every 2 s
-    out["anonymous_after_revoking_all"] = httpx.get(url + "/api/jobs").status_code
+    out["anonymous_after_revoking_all"] = httpx.get(url + "/api/jobs", timeout=60).status_code
     print(out)
 finally:
     srv.terminate(); srv.wait(20)
@@ -181,20 +189,20 @@ def test_revoking_the_last_key_does_not_open_the_server(tmp_path, speech):
     kid, key = new_key(home, "only")
     srv = Server(home, wait_ready=False)
     with srv:
-        assert httpx.get(f"{srv.url}/api/jobs").status_code == 401
-        assert httpx.get(f"{srv.url}/api/jobs", headers=bearer(key)).status_code == 200
+        assert get(f"{srv.url}/api/jobs").status_code == 401
+        assert get(f"{srv.url}/api/jobs", headers=bearer(key)).status_code == 200
         assert tingxie(home, "keys", "revoke", kid).returncode == 0
         time.sleep(2.2)  # the server re-reads the keys table every 2 s
-        r = httpx.get(f"{srv.url}/api/jobs")
+        r = get(f"{srv.url}/api/jobs")
         assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
-        assert httpx.get(f"{srv.url}/api/jobs", headers=bearer(key)).status_code == 401
+        assert get(f"{srv.url}/api/jobs", headers=bearer(key)).status_code == 401
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0)
         with pytest.raises(openai.AuthenticationError), open(speech, "rb") as f:
             c.audio.transcriptions.create(model="whisper-base", file=f)
     # opening it again is an explicit operator act, logged at start
     srv = Server(home, env={"TINGXIE_AUTH": "off"}, wait_ready=False)
     with srv:
-        assert httpx.get(f"{srv.url}/api/jobs").status_code == 200
+        assert get(f"{srv.url}/api/jobs").status_code == 200
         assert "AUTHENTICATION IS OFF (TINGXIE_AUTH=off)" in srv.log.read_text()
 
 
@@ -207,7 +215,7 @@ def open_server(tmp_path_factory):
 
 
 def _count_jobs(srv) -> int:
-    return len(httpx.get(f"{srv.url}/api/jobs", params={"limit": 500}).json()["jobs"])
+    return len(get(f"{srv.url}/api/jobs", params={"limit": 500}).json()["jobs"])
 
 
 def _stored_files(srv) -> list[Path]:
@@ -236,13 +244,13 @@ def test_callback_to_internal_targets_is_refused(open_server, speech):
         "http:///nohost": "http(s) URL",
     }
     for url, why in bad.items():
-        r = httpx.post(f"{srv.url}/api/jobs", files={"files": ("a.wav", speech.read_bytes())}, data={"callback_url": url})
+        r = post(f"{srv.url}/api/jobs", files={"files": ("a.wav", speech.read_bytes())}, data={"callback_url": url})
         assert r.status_code == 400, (url, r.text)
         err = r.json()["error"]
         assert err["param"] == "callback_url" and why in err["message"], (url, err)
     # nothing refused leaves a trace, and the model is still loaded
     assert _count_jobs(srv) == before_jobs and len(_stored_files(srv)) == before_files
-    assert httpx.get(f"{srv.url}/readyz").status_code == 200
+    assert get(f"{srv.url}/readyz").status_code == 200
 
 
 def test_callback_url_check_unit():
@@ -287,13 +295,13 @@ def test_callback_goes_to_the_checked_address_without_redirects(tmp_path):
 def test_callback_is_delivered_to_an_allowed_receiver(open_server, speech):
     rx = Receiver(200)
     try:
-        r = httpx.post(f"{open_server.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
+        r = post(f"{open_server.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
                        data={"language": "en", "callback_url": rx.url()})
         assert r.status_code == 202, r.text
         jid = r.json()["jobs"][0]["id"]
         wait_for(lambda: rx.requests)
         assert rx.requests[0]["body"]["id"] == jid and rx.requests[0]["body"]["state"] == "done"
-        wait_for(lambda: httpx.get(f"{open_server.url}/api/jobs/{jid}").json()["callback_state"] == "delivered")
+        wait_for(lambda: get(f"{open_server.url}/api/jobs/{jid}").json()["callback_state"] == "delivered")
     finally:
         rx.close()
 
@@ -302,11 +310,11 @@ def test_pending_callback_resumes_after_kill_9(tmp_path, speech):
     rx = Receiver(500)  # the receiver is down: the server keeps retrying
     srv = Server(tmp_path / "cb", env={"TINGXIE_CALLBACK_ALLOW": "127.0.0.1", "TINGXIE_CALLBACK_RETRIES": "30"}).start()
     try:
-        r = httpx.post(f"{srv.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
+        r = post(f"{srv.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
                        data={"language": "en", "callback_url": rx.url()})
         jid = r.json()["jobs"][0]["id"]
         wait_for(lambda: len(rx.requests) >= 2)
-        job = httpx.get(f"{srv.url}/api/jobs/{jid}").json()
+        job = get(f"{srv.url}/api/jobs/{jid}").json()
         assert job["state"] == "done" and job["callback_state"] == "pending"
         srv.kill()
         srv.proc = None
@@ -314,7 +322,7 @@ def test_pending_callback_resumes_after_kill_9(tmp_path, speech):
         n = len(rx.requests)
         srv.start()
         wait_for(lambda: any(q["answered"] == 200 for q in rx.requests[n:]), timeout=120)
-        job = wait_for(lambda: (j := httpx.get(f"{srv.url}/api/jobs/{jid}").json())["callback_state"] == "delivered" and j)
+        job = wait_for(lambda: (j := get(f"{srv.url}/api/jobs/{jid}").json())["callback_state"] == "delivered" and j)
         assert job["callback_attempts"] > 2
     finally:
         srv.stop()
@@ -337,7 +345,7 @@ def test_model_is_a_registered_id_never_a_path(open_server, speech):
         messages[name] = re.sub(r"'[^']*'", "NAME", msg, count=1)
     assert len(set(messages.values())) == 1, messages  # an existing path answers like a missing one
     before = _count_jobs(srv)
-    r = httpx.post(f"{srv.url}/api/jobs", files={"files": ("a.wav", speech.read_bytes())}, data={"model": real_dir})
+    r = post(f"{srv.url}/api/jobs", files={"files": ("a.wav", speech.read_bytes())}, data={"model": real_dir})
     assert r.status_code == 400 and r.json()["error"]["param"] == "model"
     assert _count_jobs(srv) == before
     with open(speech, "rb") as f:
@@ -360,9 +368,9 @@ def test_operator_configured_model_paths_are_ids(tmp_path):
     with Server(home, env={"TINGXIE_MODEL_PATHS": str(extra)}, wait_ready=False) as srv:
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key=user, max_retries=0)
         assert {"whisper-base", "base-copy"} <= {m.id for m in c.models.list().data}
-        mine = httpx.get(f"{srv.url}/api/models", headers=bearer(user)).json()["models"]
+        mine = get(f"{srv.url}/api/models", headers=bearer(user)).json()["models"]
         assert all("path" not in m for m in mine) and str(tmp_path) not in json.dumps(mine)
-        ops = httpx.get(f"{srv.url}/api/models", headers=bearer(admin)).json()["models"]
+        ops = get(f"{srv.url}/api/models", headers=bearer(admin)).json()["models"]
         assert {m["id"]: m["path"] for m in ops}["base-copy"] == str(extra)
 
 
@@ -378,17 +386,17 @@ def test_user_key_sees_only_its_own_counts_and_no_server_paths(tmp_path, speech)
             with open(speech, "rb") as f:
                 openai.OpenAI(base_url=srv.url + "/v1", api_key=alice, max_retries=0, timeout=300).audio.transcriptions.create(
                     model="whisper-base", file=f, language="en")
-        r = httpx.post(f"{srv.url}/api/jobs", files={"files": ("memo.wav", speech.read_bytes())}, data={"language": "en"},
+        r = post(f"{srv.url}/api/jobs", files={"files": ("memo.wav", speech.read_bytes())}, data={"language": "en"},
                        headers=bearer(bob))
         jid = r.json()["jobs"][0]["id"]
-        job = wait_for(lambda: (j := httpx.get(f"{srv.url}/api/jobs/{jid}", headers=bearer(bob)).json())["state"] == "done" and j)
-        counts = {k: httpx.get(f"{srv.url}/api/system", headers=bearer(v)).json()["jobs"]["total"]
+        job = wait_for(lambda: (j := get(f"{srv.url}/api/jobs/{jid}", headers=bearer(bob)).json())["state"] == "done" and j)
+        counts = {k: get(f"{srv.url}/api/system", headers=bearer(v)).json()["jobs"]["total"]
                   for k, v in (("alice", alice), ("bob", bob), ("admin", admin))}
         assert counts == {"alice": 2, "bob": 1, "admin": 3}
-        system = httpx.get(f"{srv.url}/api/system", headers=bearer(bob)).json()
-        listing = httpx.get(f"{srv.url}/api/jobs", headers=bearer(bob)).json()
-        batch = httpx.post(f"{srv.url}/api/jobs", files=[("files", ("x.wav", speech.read_bytes()))] * 2, headers=bearer(bob)).json()
-        status = httpx.get(f"{srv.url}/api/batches/{batch['batch_id']}", headers=bearer(bob)).json()
+        system = get(f"{srv.url}/api/system", headers=bearer(bob)).json()
+        listing = get(f"{srv.url}/api/jobs", headers=bearer(bob)).json()
+        batch = post(f"{srv.url}/api/jobs", files=[("files", ("x.wav", speech.read_bytes()))] * 2, headers=bearer(bob)).json()
+        status = get(f"{srv.url}/api/batches/{batch['batch_id']}", headers=bearer(bob)).json()
         for what, body in (("job", job), ("list", listing), ("system", system), ("batch", status)):
             text = json.dumps(body)
             assert "audio_path" not in text and str(srv.home) not in text and str(srv.home.resolve()) not in text, what
@@ -398,15 +406,15 @@ def test_user_key_sees_only_its_own_counts_and_no_server_paths(tmp_path, speech)
 def test_failed_request_names_the_users_file_not_the_storage_name(open_server):
     srv = open_server
     for name, data in (("my recording.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20), ("notes.mp3", b"\xff\xfb\x90\x00" + b"\x13" * 3000)):
-        r = httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"file": (name, data)})
+        r = post(f"{srv.url}/v1/audio/transcriptions", files={"file": (name, data)})
         assert r.status_code == 400, r.text
         msg = r.json()["error"]["message"]
         assert name in msg and not STORAGE_NAME.search(msg) and str(srv.home) not in msg, msg
-        row = httpx.get(f"{srv.url}/api/jobs/{r.headers['x-tingxie-job']}").json() if "x-tingxie-job" in r.headers else None
-        rows = httpx.get(f"{srv.url}/api/jobs", params={"state": "failed", "limit": 500}).json()["jobs"]
+        row = get(f"{srv.url}/api/jobs/{r.headers['x-tingxie-job']}").json() if "x-tingxie-job" in r.headers else None
+        rows = get(f"{srv.url}/api/jobs", params={"state": "failed", "limit": 500}).json()["jobs"]
         for j in ([row] if row else []) + rows:
             assert not STORAGE_NAME.search(j.get("error") or ""), j["error"]
-    r = httpx.post(f"{srv.url}/api/jobs", files={"files": ("broken take.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20)})
+    r = post(f"{srv.url}/api/jobs", files={"files": ("broken take.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20)})
     jid = r.json()["jobs"][0]["id"]
-    job = wait_for(lambda: (j := httpx.get(f"{srv.url}/api/jobs/{jid}").json())["state"] == "failed" and j)
+    job = wait_for(lambda: (j := get(f"{srv.url}/api/jobs/{jid}").json())["state"] == "failed" and j)
     assert "broken take.wav" in job["error"] and not STORAGE_NAME.search(job["error"])
