@@ -158,7 +158,7 @@ try:
         except httpx.HTTPError: time.sleep(0.2)
     out = {"anonymous": httpx.get(url + "/api/jobs", timeout=60).status_code,
            "keyed": httpx.get(url + "/api/jobs", headers={"Authorization": "Bearer " + key}, timeout=60).status_code,
-           "v6_anonymous": get(f"http://[::1]:{port}/api/jobs").status_code}
+           "v6_anonymous": httpx.get(f"http://[::1]:{port}/api/jobs", timeout=60).status_code}
     subprocess.run([sys.executable, "-m", "tingxie", "keys", "revoke", kid], check=True, capture_output=True)
     time.sleep(2.2)  # the server re-reads the keys table every 2 s
     out["anonymous_after_revoking_all"] = httpx.get(url + "/api/jobs", timeout=60).status_code
