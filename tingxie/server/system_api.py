@@ -43,10 +43,14 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
     out = []
+    try:
+        default = st.manager.resolve(None)[0]
+    except OptionsError:
+        default = st.settings.model
     for m in st.manager.models():
         d = m.to_dict(with_path=who.admin)  # where models live is the operator's business
         d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
-        d["default"] = m.id == st.settings.model
+        d["default"] = m.id == default
         out.append(d)
     return {"models": out}
 
