@@ -292,6 +292,38 @@ def test_callback_goes_to_the_checked_address_without_redirects(tmp_path):
         rx.close()
 
 
+def test_callback_reads_a_bounded_answer():
+    """A receiver answering with an endless body does not hold the sender: it reads a
+    bounded amount, gives up and closes."""
+    from tingxie.jobs import CallbackTarget, _post_pinned
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    sent = []
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000\r\n\r\n")
+        n = 0
+        try:
+            while n < 1_000_000_000:
+                n += conn.send(b"x" * 65536)
+        except OSError:
+            pass
+        sent.append(n)
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        port = srv.getsockname()[1]
+        assert _post_pinned(CallbackTarget(httpx.URL(f"http://127.0.0.1:{port}/"), ("127.0.0.1",)), {"id": "x"}, 5) == 200
+        t.join(60)
+        assert sent and sent[0] < 100_000_000  # the sender hung up long before the end
+    finally:
+        srv.close()
+
+
 def test_callback_is_delivered_to_an_allowed_receiver(open_server, speech):
     rx = Receiver(200)
     try:

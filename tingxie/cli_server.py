@@ -138,6 +138,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if not store.revoke_key(args.name):
             raise OptionsError(f"no active key {args.name!r}")
         print(f"revoked {args.name}")
+        if not store.has_keys():
+            print("no active key left: the server stays closed to callers without a key "
+                  "(create a key, or set TINGXIE_AUTH=off to open it on purpose)")
     return 0
 
 

@@ -169,13 +169,14 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
     check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE bytes back."""
     u = target.url
     ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
+    deadline = time.monotonic() + 2 * timeout_s  # a receiver dripping its answer is cut off
     with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout_s)) as client:
         with client.stream("POST", u.copy_with(host=target.ips[0]), json=body, headers={"Host": u.netloc.decode("ascii")},
                            extensions=ext) as r:
             seen = 0
             for chunk in r.iter_raw():
                 seen += len(chunk)
-                if seen >= CALLBACK_MAX_RESPONSE:
+                if seen >= CALLBACK_MAX_RESPONSE or time.monotonic() > deadline:
                     break
             return r.status_code
 
