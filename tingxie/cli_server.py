@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import socket
@@ -41,20 +42,26 @@ def public_addresses(addrs: list[tuple[int, tuple]]) -> list[str]:
 
 
 def _bind(addrs: list[tuple[int, tuple]]) -> list[socket.socket]:
-    """Bind exactly the addresses that were checked (no second resolution)."""
+    """Bind exactly the addresses that were checked (no second resolution), as asyncio
+    would: an address family the host lacks (EADDRNOTAVAIL) is skipped."""
     socks = []
-    try:
-        for family, addr in addrs:
-            s = socket.socket(family, socket.SOCK_STREAM)
-            socks.append(s)
+    for family, addr in addrs:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             s.bind(addr)
-    except OSError as e:
-        for s in socks:
+            socks.append(s)
+        except OSError as e:
             s.close()
-        raise OptionsError(f"cannot listen on {addr[0]} port {addr[1]}: {e.strerror}") from None
+            if e.errno == errno.EADDRNOTAVAIL and (len(socks) or addr != addrs[-1][1]):
+                continue
+            for t in socks:
+                t.close()
+            raise OptionsError(f"cannot listen on {addr[0]} port {addr[1]}: {e.strerror}") from None
+    if not socks:
+        raise OptionsError("cannot listen on any address of --host")
     return socks
 
 
