@@ -97,8 +97,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.serial:
         settings.instances, settings.batch_size = 1, 1
     addrs = bind_addresses(settings.host, settings.port)
-    public = check_bind(settings, Store(settings.db_url), addrs)
-    if settings.auth == "off" or (public and settings.insecure):
+    store = Store(settings.db_url)
+    public = check_bind(settings, store, addrs)
+    if settings.auth == "off" or (public and settings.insecure and settings.auth == "auto" and not store.keys_ever_created()):
         log.warning("AUTHENTICATION IS OFF (%s): every caller is an admin%s", "TINGXIE_AUTH=off" if settings.auth == "off" else "--insecure",
                     f"; listening on {', '.join(public)}" if public else "")
     socks = _bind(addrs)
