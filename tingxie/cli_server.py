@@ -102,6 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.auth == "off" or (public and settings.insecure and settings.auth == "auto" and not store.keys_ever_created()):
         log.warning("AUTHENTICATION IS OFF (%s): every caller is an admin%s", "TINGXIE_AUTH=off" if settings.auth == "off" else "--insecure",
                     f"; listening on {', '.join(public)}" if public else "")
+    store.close()
     socks = _bind(addrs)
     app = create_app(settings)
     app.state.tx.public_bind = bool(public)
