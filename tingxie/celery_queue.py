@@ -230,7 +230,9 @@ class Runtime:
                 from .jobs import deliver_callback
 
                 threading.Thread(
-                    target=deliver_callback, args=(self.store, job_id, self.base_url, self.settings.callback_retries), daemon=True
+                    target=deliver_callback, daemon=True,
+                    args=(self.store, job_id, self.base_url, self.settings.callback_retries, self.settings.callback_allow,
+                          self.settings.callback_timeout_s),
                 ).start()
 
 
@@ -320,6 +322,9 @@ class CeleryQueue:
         self.requeued = 0
 
     def start(self) -> int:
+        from .jobs import resume_callbacks
+
+        resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
         jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
         for j in jobs:
             self._outbox.put(j["id"])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
+import socket
 import threading
 
 from .types import OptionsError
@@ -12,13 +14,70 @@ from .types import OptionsError
 log = logging.getLogger(__name__)
 
 
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
-        return True
+def bind_addresses(host: str, port: int) -> list[tuple[int, tuple]]:
+    """The (family, sockaddr) pairs a server bound to `host` listens on, resolved the way
+    asyncio's create_server (uvicorn) resolves them: "" means every interface."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise OptionsError(f"cannot resolve --host {host!r}: {e.strerror}") from None
+    out: list[tuple[int, tuple]] = []
+    for family, _, _, _, addr in infos:
+        if family in (socket.AF_INET, socket.AF_INET6) and (family, addr) not in out:
+            out.append((family, addr))
+    if not out:
+        raise OptionsError(f"--host {host!r} resolves to no IPv4/IPv6 address")
+    return out
+
+
+def public_addresses(addrs: list[tuple[int, tuple]]) -> list[str]:
+    """The addresses among `addrs` reachable from other machines (not loopback)."""
+    out = []
+    for _, sockaddr in addrs:
+        ip = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if not (mapped or ip).is_loopback:
+            out.append(sockaddr[0])
+    return out
+
+
+def _bind(addrs: list[tuple[int, tuple]]) -> list[socket.socket]:
+    """Bind exactly the addresses that were checked (no second resolution), as asyncio
+    would: an address family the host lacks (EADDRNOTAVAIL) is skipped."""
+    socks = []
+    for family, addr in addrs:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            socks.append(s)
+        except OSError as e:
+            s.close()
+            if e.errno == errno.EADDRNOTAVAIL and (len(socks) or addr != addrs[-1][1]):
+                continue
+            for t in socks:
+                t.close()
+            raise OptionsError(f"cannot listen on {addr[0]} port {addr[1]}: {e.strerror}") from None
+    if not socks:
+        raise OptionsError("cannot listen on any address of --host")
+    return socks
+
+
+def check_bind(settings, store, addrs: list[tuple[int, tuple]]) -> list[str]:
+    """Refuse a public bind that would serve anonymous callers; returns the public addresses."""
+    public = public_addresses(addrs)
+    if public and not settings.insecure:
+        where = ", ".join(public)
+        if settings.auth == "off":
+            raise OptionsError(f"refusing TINGXIE_AUTH=off on a non-loopback address ({where}): pass --insecure to serve it without keys")
+        if not store.has_keys():
+            raise OptionsError(
+                f"refusing to listen on {where} without API keys: create one with `tingxie keys create NAME --admin`, "
+                "or pass --insecure to serve without keys"
+            )
+    return public
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -37,13 +96,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.serial = True
     if settings.serial:
         settings.instances, settings.batch_size = 1, 1
-    if not _is_loopback(settings.host) and not settings.insecure:
-        if not Store(settings.db_url).has_keys():
-            raise OptionsError(
-                f"refusing to listen on {settings.host} without API keys: create one with `tingxie keys create NAME --admin`, "
-                "or pass --insecure to serve without keys"
-            )
+    addrs = bind_addresses(settings.host, settings.port)
+    store = Store(settings.db_url)
+    public = check_bind(settings, store, addrs)
+    if settings.auth == "off" or (public and settings.insecure and settings.auth == "auto" and not store.keys_ever_created()):
+        log.warning("AUTHENTICATION IS OFF (%s): every caller is an admin%s", "TINGXIE_AUTH=off" if settings.auth == "off" else "--insecure",
+                    f"; listening on {', '.join(public)}" if public else "")
+    store.close()
+    socks = _bind(addrs)
     app = create_app(settings)
+    app.state.tx.public_bind = bool(public)
     manager = app.state.tx.manager
 
     def preload() -> None:
@@ -59,7 +121,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"{c.instances} instance(s), batch ≤ {c.batch_size}{', serial reference mode' if settings.serial else ''}; data in {settings.home}",
         flush=True,
     )
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024)
+    uvicorn.Server(config).run(sockets=socks)
     return 0
 
 
@@ -84,6 +147,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if not store.revoke_key(args.name):
             raise OptionsError(f"no active key {args.name!r}")
         print(f"revoked {args.name}")
+        if not store.has_keys():
+            print("no active key left: the server stays closed to callers without a key "
+                  "(create a key, or set TINGXIE_AUTH=off to open it on purpose)")
     return 0
 
 

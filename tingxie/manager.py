@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import device as device_mod
 from . import models as models_mod
@@ -46,8 +47,28 @@ class ModelManager:
         if settings.model_ttl_s > 0 or self.choice.device == "cuda":
             threading.Thread(target=self._reaper, name="tingxie-model-ttl", daemon=True).start()
 
+    def _default(self) -> str:
+        """TINGXIE_MODEL / --model: an id, or a path (an operator's choice)."""
+        m = self.settings.model or models_mod.BUNDLED
+        return str(Path(m).expanduser()) if "/" in m or m.startswith(("~", ".")) else m
+
+    def configured_models(self) -> list[Path]:
+        """Model directories named by configuration: TINGXIE_MODEL_PATHS, and the default
+        model when it is a path rather than an id."""
+        out = [Path(p.strip()).expanduser() for p in self.settings.model_paths.split(",") if p.strip()]
+        if "/" in self._default():
+            out.insert(0, Path(self._default()))
+        return out
+
+    def models(self) -> list[models_mod.ModelInfo]:
+        return models_mod.list_models(self.settings.models_dir, self.configured_models())
+
     def resolve(self, model: str | None) -> tuple[str, str]:
-        model_id, path = models_mod.resolve(model or self.settings.model, self.settings.models_dir)
+        """A registered model id (None / "default": the configured default) → (id,
+        directory). A caller's path is never used: see models.resolve."""
+        if model in (None, "", "default"):
+            model = self._default()
+        model_id, path = models_mod.resolve(model, self.settings.models_dir, self.configured_models())
         return model_id, str(path)
 
     def scheduler(self, model: str | None = None) -> Scheduler:

