@@ -68,14 +68,13 @@ def _bind(addrs: list[tuple[int, tuple]]) -> list[socket.socket]:
 def check_bind(settings, store, addrs: list[tuple[int, tuple]]) -> list[str]:
     """Refuse a public bind that would serve anonymous callers; returns the public addresses."""
     public = public_addresses(addrs)
-    if public and not settings.insecure:
+    if public:
         where = ", ".join(public)
         if settings.auth == "off":
-            raise OptionsError(f"refusing TINGXIE_AUTH=off on a non-loopback address ({where}): pass --insecure to serve it without keys")
+            raise OptionsError(f"refusing TINGXIE_AUTH=off on a non-loopback address ({where}): a public server always needs keys")
         if not store.has_keys():
             raise OptionsError(
-                f"refusing to listen on {where} without API keys: create one with `tingxie keys create NAME --admin`, "
-                "or pass --insecure to serve without keys"
+                f"refusing to listen on {where} without API keys: create one with `tingxie keys create NAME --admin`"
             )
     return public
 
@@ -90,8 +89,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = from_overrides(args)
     if args.max_batch_wait_ms is not None:
         settings.max_batch_wait_ms = args.max_batch_wait_ms
-    if args.insecure:
-        settings.insecure = True
     if args.serial:
         settings.serial = True
     if settings.serial:
@@ -99,9 +96,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     addrs = bind_addresses(settings.host, settings.port)
     store = Store(settings.db_url)
     public = check_bind(settings, store, addrs)
-    if settings.auth == "off" or (public and settings.insecure and settings.auth == "auto" and not store.keys_ever_created()):
-        log.warning("AUTHENTICATION IS OFF (%s): every caller is an admin%s", "TINGXIE_AUTH=off" if settings.auth == "off" else "--insecure",
-                    f"; listening on {', '.join(public)}" if public else "")
+    if settings.auth == "off":
+        log.warning("AUTHENTICATION IS OFF (TINGXIE_AUTH=off): every local caller is an admin")
     store.close()
     socks = _bind(addrs)
     app = create_app(settings)
@@ -167,7 +163,6 @@ def add_commands(sub, add_engine_args) -> None:
     s = sub.add_parser("serve", help="run the HTTP/WebSocket server and web UI")
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 8000)")
-    s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without API keys")
     s.add_argument("--max-batch-size", dest="batch_size", type=int, help="alias of --batch-size")
     s.add_argument("--max-batch-wait-ms", type=float, default=None, help="how long a batch waits for company (default 5)")
     s.add_argument("--serial", action="store_true",

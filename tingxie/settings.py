@@ -53,7 +53,6 @@ class Settings(BaseSettings):
     worker_timeout_s: float = 30.0  # a worker silent this long is dead: its running jobs are taken over
     max_upload_mb: int = 1024
     interactive_queue_limit: int = 64  # windows waiting in the interactive lane before 503
-    insecure: bool = False
     retention_audio_days: int = 0  # 0 = keep forever
     retention_keep_text: bool = True
     max_streams: int = 16
@@ -62,7 +61,7 @@ class Settings(BaseSettings):
     # Authentication: "auto" = keys required once any key has ever been created (revoking
     # the last one does not open the server) and always on a non-loopback bind; "on" =
     # always; "off" = never (an explicit operator act, logged loudly; refused on a
-    # non-loopback bind unless --insecure).
+    # non-loopback bind).
     auth: Literal["auto", "on", "off"] = "auto"
     # Job callbacks never go to loopback, private, link-local, multicast or reserved
     # addresses unless named here: comma-separated host names and/or CIDRs.

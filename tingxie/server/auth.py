@@ -1,7 +1,6 @@
 """API keys. Required once any key has ever been created (revoking the last one does not
 open the server again), always on a non-loopback bind, and never only when the operator
-says so explicitly (TINGXIE_AUTH=off, or --insecure on a public bind; both logged at
-start). Without keys a loopback-only install serves its local user as admin. A request
+says so explicitly (TINGXIE_AUTH=off, logged at start, and refused on a public bind). Without keys a loopback-only install serves its local user as admin. A request
 sends its key as `Authorization: Bearer <key>`, `X-API-Key`, or `?api_key=` (browser
 downloads and WebSockets). A key sees only its own jobs unless it is an admin key."""
 
@@ -38,11 +37,11 @@ def _token(headers, query) -> str | None:
 
 
 def keys_required(state) -> bool:
+    if getattr(state, "public_bind", False):
+        return True  # never anonymous on a non-loopback address, whatever the setting
     mode = state.settings.auth
     if mode in ("on", "off"):
         return mode == "on"
-    if getattr(state, "public_bind", False) and not state.settings.insecure:
-        return True
     now = time.monotonic()
     cached = getattr(state, "_keys_cache", None)
     if cached and now - cached[0] < 2.0:
