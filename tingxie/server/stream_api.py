@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["real-time"])
 
 CLOSE_AUTH, CLOSE_BAD, CLOSE_BUSY = 4401, 4400, 1013
+CLOSE_TIMEOUT = 4408  # nothing received in time: the slot goes back to the pool
+CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload limit
 
 
 async def _admit(ws: WebSocket) -> Principal | None:
@@ -48,6 +50,22 @@ async def _admit(ws: WebSocket) -> Principal | None:
         return None
     state.streams += 1
     return who
+
+
+async def _receive(ws: WebSocket, seconds: float) -> dict | None:
+    """ws.receive() bounded in time (None on timeout): a client that connects and sends
+    nothing must not hold a stream slot for ever. 0 = wait for ever."""
+    if seconds <= 0:
+        return await ws.receive()
+    try:
+        return await asyncio.wait_for(ws.receive(), seconds)
+    except asyncio.TimeoutError:
+        return None
+
+
+def _timeouts(state) -> tuple[float, float]:
+    s = state.settings
+    return s.stream_first_message_timeout_s, s.stream_idle_timeout_s
 
 
 def _release(ws: WebSocket) -> None:
@@ -122,9 +140,15 @@ async def stream(ws: WebSocket) -> None:
         return
     state = ws.app.state.tx
     session: StreamSession | None = None
+    first_timeout, idle_timeout = _timeouts(state)
     try:
         try:
-            first = await ws.receive()
+            first = await _receive(ws, first_timeout)
+            if first is None:
+                reason = f"no options message within {first_timeout:g} s"
+                await _send_json(ws, {"type": "error", "message": reason + "; closing"})
+                await _close(ws, CLOSE_TIMEOUT, reason)
+                return
             if first["type"] == "websocket.disconnect":
                 return
             if first.get("text") is None:
@@ -146,8 +170,14 @@ async def stream(ws: WebSocket) -> None:
         )
         await _send_json(ws, {"type": "ready", "session_id": sid})
         stopped = False
+        idle_reason = None
         while not stopped:
-            msg = await ws.receive()
+            msg = await _receive(ws, idle_timeout)
+            if msg is None:  # idle: end the session as if stopped (its text is sent and kept), then close
+                idle_reason = f"no audio or message for {idle_timeout:g} s"
+                await session._send({"type": "error", "message": idle_reason + "; ending the session"})
+                stopped = True
+                break
             if msg["type"] == "websocket.disconnect":
                 break
             data = msg.get("bytes")
@@ -175,7 +205,7 @@ async def stream(ws: WebSocket) -> None:
         session = None
         if stopped:
             await _send_json(ws, {"type": "end", "session_id": sid, "job_id": job, "stats": stats})
-            await _close(ws, 1000)
+            await _close(ws, CLOSE_TIMEOUT if idle_reason else 1000, idle_reason or "")
     except WebSocketDisconnect:
         pass
     finally:
@@ -321,6 +351,9 @@ async def funasr(ws: WebSocket) -> None:
     offline_size = 0
     header_checked = False
     sched, model = _scheduler_and_model(state)
+    first_timeout, idle_timeout = _timeouts(state)
+    max_bytes = state.settings.max_upload_mb * 1024 * 1024
+    received_any = False
 
     async def error(message: str) -> None:
         await _send_json(ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message})
@@ -347,12 +380,27 @@ async def funasr(ws: WebSocket) -> None:
 
     try:
         while True:
-            msg = await ws.receive()
+            msg = await _receive(ws, idle_timeout if received_any else first_timeout)
+            if msg is None:
+                reason = f"no audio or message for {idle_timeout:g} s" if received_any else f"no message within {first_timeout:g} s"
+                if offline or session is not None:  # decode and keep what was sent before closing
+                    await end_utterance()
+                await error(reason + "; closing")
+                await _close(ws, CLOSE_TIMEOUT, reason)
+                break
+            received_any = True
             if msg["type"] == "websocket.disconnect":
                 break
             data = msg.get("bytes")
             if data is not None:
                 if cfg.mode == "offline":
+                    if offline_size + len(data) > max_bytes:
+                        # Offline audio is buffered until is_speaking false: bounded like an upload.
+                        reason = f"audio too large: offline mode takes at most {state.settings.max_upload_mb} MB per utterance"
+                        offline, offline_size = [], 0
+                        await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": reason})
+                        await _close(ws, CLOSE_TOO_BIG, reason[:120])
+                        break
                     offline.append(data)
                     offline_size += len(data)
                     continue
