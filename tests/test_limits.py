@@ -15,10 +15,8 @@ import wave
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 import websockets
-
 from server_fixture import ROOT, Server
 
 SR = 16000
@@ -120,7 +118,7 @@ async def _closed_by_server(url: str, send: list) -> tuple[list, int | None, str
                 msgs.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
         except websockets.ConnectionClosed as e:
             return msgs, e.rcvd.code if e.rcvd else None, e.rcvd.reason if e.rcvd else ""
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return msgs, None, "still open after 60 s"
 
 
@@ -186,7 +184,10 @@ def test_per_key_limit_on_queued_work(tmp_path, long_speech):
     alice, bob = key("alice"), key("bob")
     data = long_speech.read_bytes()
     with Server(home, env={"TINGXIE_MAX_QUEUED_JOBS_PER_KEY": "2"}) as srv:
-        post = lambda n, h: httpx.post(f"{srv.url}/api/jobs", files=[("files", (f"f{i}.wav", data)) for i in range(n)], headers=h, timeout=120)  # noqa: E731
+        def post(n: int, headers: dict) -> httpx.Response:
+            files = [("files", (f"f{i}.wav", data)) for i in range(n)]
+            return httpx.post(f"{srv.url}/api/jobs", files=files, headers=headers, timeout=120)
+
         err = assert_error_shape(post(3, alice), 429)
         assert "limit is 2" in err["message"] and err["code"] == "too_many_jobs"
         assert job_ids(srv, alice) == set() and stored_files(srv) == []  # refused whole: nothing stored

@@ -19,9 +19,13 @@ from .. import __version__
 from ..manager import ModelManager
 from ..settings import Settings
 from . import errors
-from .metrics import Metrics
 from .errors import error_body
-from .uploads import UploadLimitMiddleware, clean_partial_uploads, multipart_header_problem
+from .metrics import Metrics
+from .uploads import (
+    UploadLimitMiddleware,
+    clean_partial_uploads,
+    multipart_header_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +169,7 @@ class InternalErrorMiddleware:
             if scope["type"] == "websocket":
                 try:
                     await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
-                except Exception:  # noqa: BLE001 - the client is gone
+                except Exception:  # noqa: BLE001, S110 - the client is gone
                     pass
                 return
             body = json.dumps(error_body("internal server error; the server log names the failure", "server_error", None, "internal_error")).encode()

@@ -16,7 +16,6 @@ from fastapi import UploadFile
 
 from .errors import ApiError, error_body
 
-
 PART = ".part"
 
 
