@@ -104,16 +104,18 @@ async def create_jobs(
         for f in files:
             job_id, path, size = store_upload(f, state.settings.audio_dir)
             stored.append((job_id, f, path, size))
-    except BaseException:  # one bad file refuses the request whole: nothing stays stored
+        for job_id, f, path, size in stored:
+            state.store.create_job(
+                id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
+                audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
+            )
+            jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
+    except BaseException:  # one bad file (or a failed insert) refuses the request whole: nothing stays
+        for j in jobs:
+            state.store.delete_job(j["id"])
         for _, _, path, _ in stored:
             remove_stored(path)
         raise
-    for job_id, f, path, size in stored:
-        state.store.create_job(
-            id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
-            audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
-        )
-        jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
     for j in jobs:
         state.queue.submit(j["id"])
     return {"batch_id": batch_id, "jobs": jobs}
