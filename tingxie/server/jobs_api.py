@@ -47,9 +47,10 @@ def check_queue_room(state, who: Principal, adding: int) -> None:
         return
     held = state.store.count_unfinished(owner=who.key_id)
     if held + adding > limit:
+        advice = "send the files in smaller requests" if adding > limit else "retry when some have finished"
         raise ApiError(
-            429, f"too many unfinished jobs for this key: {held} queued or running, {adding} more requested, the limit is {limit}; "
-                 "retry when some have finished", "rate_limit_error", "files", "too_many_jobs", headers={"Retry-After": "30"},
+            429, f"too many unfinished jobs for this key: {held} queued or running, {adding} more requested, the limit is {limit}; {advice}",
+            "rate_limit_error", "files", "too_many_jobs", headers={"Retry-After": "30"},
         )
 
 
