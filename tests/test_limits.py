@@ -66,6 +66,12 @@ def wait_jobs(url: str, ids: list[str], timeout: float = 600) -> list[dict]:
     raise AssertionError(f"jobs not finished: {[j['state'] for j in jobs]}")
 
 
+def wait_no_streams(srv: Server, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while httpx.get(f"{srv.url}/api/system", timeout=30).json()["streams"]["open"] and time.time() < deadline:
+        time.sleep(0.2)
+
+
 def assert_error_shape(r: httpx.Response, status: int) -> dict:
     assert r.status_code == status, (r.status_code, r.text[:300])
     assert r.headers["content-type"].startswith("application/json"), r.text[:300]
@@ -127,6 +133,7 @@ def test_silent_websockets_give_their_slot_back(server, speech):
     reason, so with every slot of TINGXIE_MAX_STREAMS=2 held by them a real client still
     gets in once they time out."""
     base = server.url.replace("http", "ws")
+    wait_no_streams(server)  # the earlier tests' sessions have given their slots back
 
     async def run():
         idle = await asyncio.gather(_closed_by_server(base + "/v1/stream", []), _closed_by_server(base + "/funasr", []))
@@ -149,6 +156,7 @@ def test_idle_stream_is_ended_and_its_text_kept(server, speech):
     the session is saved, and the server closes with 4408 naming the idle limit."""
     pcm = pcm_of(speech)
     url = server.url.replace("http", "ws") + "/v1/stream"
+    wait_no_streams(server)
     frames = [pcm[i : i + 3200] for i in range(0, len(pcm), 3200)]
     msgs, code, reason = asyncio.run(_closed_by_server(url, [json.dumps({"language": "en"}), *frames]))
     assert code == 4408 and "3 s" in reason, (code, reason)
@@ -162,6 +170,7 @@ def test_idle_stream_is_ended_and_its_text_kept(server, speech):
 def test_idle_funasr_online_session_is_ended_and_kept(server, speech):
     pcm = pcm_of(speech)
     url = server.url.replace("http", "ws") + "/funasr"
+    wait_no_streams(server)
     first = json.dumps({"mode": "2pass", "wav_name": "quiet", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR})
     msgs, code, reason = asyncio.run(_closed_by_server(url, [first, *[pcm[i : i + 1920] for i in range(0, len(pcm), 1920)]]))
     assert code == 4408 and "3 s" in reason, (code, reason)
