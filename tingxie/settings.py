@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # Extra model directories an operator registers (comma-separated); callers pick models
     # by id only (the directory's name), never by path.
     model_paths: str = ""
+    # bounds on what one client may hold (issue 12)
+    stream_first_message_timeout_s: float = 10.0  # a WebSocket that sends nothing this long is closed
+    stream_idle_timeout_s: float = 60.0  # a WebSocket silent this long mid-session is closed (its text kept)
+    max_queued_jobs_per_key: int = 200  # queued + running jobs one key may hold (429 beyond); 0 = no limit
 
     @property
     def models_dir(self) -> Path:

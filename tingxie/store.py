@@ -625,6 +625,12 @@ class Store:
         with self._tx() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conds)).scalar_one())
 
+    def count_unfinished(self, owner: str) -> int:
+        """Queued + running jobs of one owner (the per-key queue limit)."""
+        stmt = sa.select(sa.func.count()).select_from(JOBS).where(JOBS.c.owner == owner, JOBS.c.state.in_(UNFINISHED))
+        with self._tx() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
     def stats(self, owner: str | None = None) -> dict[str, int]:
         """Job counts per state (every state present) plus `total`."""
         stmt = sa.select(JOBS.c.state, sa.func.count()).group_by(JOBS.c.state)

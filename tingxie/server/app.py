@@ -3,22 +3,29 @@ mounts one router per API area. `create_app` is what `tingxie serve` and tests r
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+import traceback
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..manager import ModelManager
 from ..settings import Settings
 from . import errors
+from .errors import error_body
 from .metrics import Metrics
-from .uploads import UploadLimitMiddleware
+from .uploads import (
+    UploadLimitMiddleware,
+    clean_partial_uploads,
+    multipart_header_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,9 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     async def lifespan(app: FastAPI):
         from .. import retention
 
+        removed = clean_partial_uploads(settings.audio_dir)
+        if removed:
+            log.warning("removed %d partial upload(s) left by an earlier crash", removed)
         if start_queue:
             queue.start()
         stop_retention = retention.start(store, settings.retention_audio_days, settings.retention_keep_text)
@@ -80,6 +90,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     errors.install(app)
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024)
     metrics.install(app)
+    _install_internal_errors(app)
 
     from . import jobs_api, openai_api, system_api
 
@@ -100,3 +111,68 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
             return RedirectResponse("/ui/")
 
     return app
+
+
+def _install_internal_errors(app: FastAPI) -> None:
+    """No endpoint answers a plain-text 500 or a parser's vague 400: every error has the
+    JSON shape of errors.py, and the log names the exception type and where it was
+    raised, never its text (which may hold server paths or user data)."""
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    base = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request, e):
+        problem = multipart_header_problem(e)
+        if problem is not None:
+            return JSONResponse(error_body(problem.message, problem.type, problem.param, problem.code), status_code=problem.status)
+        return await base(request, e)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_middleware(InternalErrorMiddleware)
+
+
+def _where(e: BaseException) -> str:
+    """The innermost tingxie frame, as package-relative file and line (never a full path)."""
+    pkg = Path(__file__).resolve().parent.parent
+    frames = [(Path(f.filename), f) for f in traceback.extract_tb(e.__traceback__)]
+    ours = [(p, f) for p, f in frames if p.is_relative_to(pkg)]
+    if not (ours or frames):
+        return "?"
+    p, f = (ours or frames)[-1]
+    return f"{p.relative_to(pkg) if ours else p.name}:{f.lineno} in {f.name}"
+
+
+class InternalErrorMiddleware:
+    """Outermost catch-all: an unhandled exception becomes a JSON 500 (HTTP) or close
+    1011 (WebSocket) instead of a plain-text 500 with a traceback in the log."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(msg):
+            nonlocal started
+            if msg["type"] in ("http.response.start", "websocket.close", "websocket.http.response.start"):
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as e:  # noqa: BLE001 - the point of this middleware
+            log.error("internal error on %s %s: %s at %s", scope.get("method", "WEBSOCKET"), scope.get("path", ""), type(e).__name__, _where(e))
+            if started:
+                return
+            if scope["type"] == "websocket":
+                try:
+                    await send({"type": "websocket.close", "code": 1011, "reason": "internal error"})
+                except Exception:  # noqa: BLE001, S110 - the client is gone
+                    pass
+                return
+            body = json.dumps(error_body("internal server error; the server log names the failure", "server_error", None, "internal_error")).encode()
+            await send({"type": "http.response.start", "status": 500,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})

@@ -21,7 +21,7 @@ from ..transcribe import transcribe
 from ..types import AudioError, OptionsError, Transcript, VadOptions
 from .auth import Principal, principal
 from .errors import ApiError
-from .uploads import display_name, store_upload
+from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -87,6 +87,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
+    check_filenames([file])
     job_id, path, size = store_upload(file, state.settings.audio_dir)
     options = {"language": decode.language, "task": task, "beam_size": decode.beam_size, "hotwords": decode.hotwords,
                "initial_prompt": decode.initial_prompt, "word_timestamps": words, "itn": text.itn, "zh_script": text.zh_script,
@@ -96,12 +97,15 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     state.store.claim_job(job_id, "api")
     try:
         t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
-    except AudioError as e:
-        reason = user_error(e, path, display_name(file.filename))
-        state.store.fail_job(job_id, reason)
-        raise ApiError(400, f"{display_name(file.filename)}: {reason}", param="file", code="invalid_audio") from e
-    except Overloaded:
-        state.store.fail_job(job_id, "server busy")
+    except BaseException as e:
+        # A request answered with an error (over capacity, bad audio, a crash) was refused,
+        # not accepted: it leaves no history row and no stored audio.
+        _forget(state, job_id, path)
+        if isinstance(e, AudioError):
+            name = display_name(file.filename)
+            reason = user_error(e, path, name)
+            message = reason if name in reason else f"{name}: {reason}"
+            raise ApiError(400, message, param="file", code="invalid_audio") from e
         raise
     state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
     if t.duration:
@@ -109,6 +113,11 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     resp = render_response(t, fmt, task, words)
     resp.headers["X-Tingxie-Job"] = job_id
     return resp
+
+
+def _forget(state, job_id: str, path) -> None:
+    state.store.delete_job(job_id)
+    remove_stored(path)
 
 
 def _form_fields():
