@@ -157,9 +157,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"models dir: {settings.models_dir}")
     print(f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}")
     for m in models_mod.list_models(settings.models_dir):
-        state = "ready" if m.ready else "not assembled yet (joined on first use)"
+        state = "ready" if m.ready else f"cannot be loaded: {m.error}" if m.error else "not assembled yet (joined on first use)"
         tag = " [bundled, default]" if m.bundled else ""
         print(f"  {m.id:<16} {m.size_bytes / 1e6:7.1f} MB  {state}{tag}\n  {'':<16} {m.path}")
+        if m.spec:
+            caps = ", ".join(k.replace("_", " ") for k, v in m.spec["capabilities"].items() if v)
+            langs = ", ".join(m.spec["languages"][:12]) + (f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else "")
+            print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
     return 0
 
 

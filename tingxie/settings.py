@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tingxie.db'}"
 
+    def engine_options(self) -> dict:
+        """What the manager hands every model's loader (`serial` selects the reference
+        pipeline for Whisper, reference.py)."""
+        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial}
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

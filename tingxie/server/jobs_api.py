@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from .. import output
+from ..engines.base import check_options
 from ..options import build_options
 from ..types import VadOptions
 from ..types import Transcript
@@ -75,7 +77,8 @@ async def create_jobs(
         word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
         vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
     )
-    build_options(**options)  # refuse bad options before storing anything
+    decode, _, _ = build_options(**options)  # refuse bad options before storing anything
+    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
     if callback_url and not callback_url.startswith(("http://", "https://")):
         raise ApiError(400, "callback_url must be an http(s) URL", param="callback_url")
     if not files:
