@@ -90,6 +90,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import audio as audio_mod
+    from .engines.base import check_options
     from .manager import ModelManager
     from .output import EXTENSIONS, FORMATS, render
     from .transcribe import transcribe_many
@@ -102,6 +103,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     settings = _settings(args)
     manager = ModelManager(settings)
     sched = manager.scheduler(settings.model)
+    check_options(manager.spec(settings.model), decode)  # what the model cannot do, before any work
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {fmt: _output_names(args.files, out_dir, EXTENSIONS[fmt]) for fmt in formats}

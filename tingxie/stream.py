@@ -13,8 +13,8 @@ Two things keep final latency flat under load. A long sentence is decoded in par
 while it is spoken (cut at its quietest point), so the endpoint leaves only its tail to
 decode and partials re-decode only the undecoded part. And the final's decode starts
 as soon as the pause reaches the VAD pad, when its window is already fixed; the rest
-of the endpoint silence overlaps the decode instead of preceding it. (`--serial`, the
-reference for comparison, does neither: it decodes each whole sentence after its
+of the endpoint silence overlaps the decode instead of preceding it. (The reference
+pipeline, reference.py, does neither: it decodes each whole sentence after its
 endpoint.)
 
 All decoding goes through the shared Scheduler's interactive lane with the session id
