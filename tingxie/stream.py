@@ -658,6 +658,8 @@ class OnlineSession(StreamSession):
             return
         finally:
             self._partial_busy = False
+        if s is self._open and not self._closed and self._cur is not None and self._cur.fed > end:
+            self._maybe_partial()  # audio came meanwhile: read again, even if no more comes
         if s is not self._open or self._closed or not raw or raw == self._shown:
             return
         self._shown = raw
