@@ -99,7 +99,7 @@ def test_model_paths_and_unknown_models(tmp_path):
     with pytest.raises(OptionsError, match="unknown model"):
         models_mod.resolve("whisper-huge", tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(OptionsError, match="not a CTranslate2 Whisper model"):
+    with pytest.raises(OptionsError, match="not a model directory tingxie knows"):
         models_mod.resolve(str(tmp_path / "empty"), tmp_path)
     model_id, path = models_mod.resolve(str(MODELS / models_mod.BUNDLED), tmp_path)
     assert path == (MODELS / models_mod.BUNDLED).resolve()
