@@ -208,6 +208,28 @@ def test_jobs_decode_each_family(server, clip):
     assert sv[0]["tags"] == {"emotion": "HAPPY", "event": "Speech"}  # kept in the history
 
 
+# -- a site's punctuation model ------------------------------------------------------------
+def test_punctuation_model_punctuates_families_that_write_none(home, clip):
+    """TINGXIE_PUNCTUATION_MODEL puts the CT-Transformer in front of Paraformer (which
+    writes no punctuation); SenseVoice, which punctuates itself, is left as it is."""
+    from tingxie.manager import ModelManager
+    from tingxie.settings import Settings
+    from tingxie.transcribe import transcribe as run
+
+    texts = {}
+    for punct in ("", "punct"):
+        m = ModelManager(Settings(home=home, device="cpu", punctuation_model=punct))
+        try:
+            texts[punct] = {model: run(str(clip), m.scheduler(model), vad=None).text for model in ("paraformer", "sensevoice")}
+        finally:
+            m.close()
+    assert not any(c in texts[""]["paraformer"] for c in "，、。")
+    assert texts["punct"]["paraformer"].startswith("今天天气、很好，") and texts["punct"]["paraformer"].endswith("。")
+    strip = str.maketrans("", "", "，、。 ")  # the same words, punctuation added (and CT-Transformer's spacing)
+    assert texts["punct"]["paraformer"].translate(strip) == texts[""]["paraformer"].translate(strip)
+    assert texts["punct"]["sensevoice"] == texts[""]["sensevoice"] == expected("sensevoice")
+
+
 # -- the CLI -------------------------------------------------------------------------------
 def test_cli_transcribes_with_a_model_directory(home, clip, tmp_path):
     out = tmp_path / "out"

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import device as device_mod
 from . import models as models_mod
@@ -41,6 +42,7 @@ class ModelManager:
         )
         self.on_batch = on_batch
         self._slots: dict[str, _Slot] = {}
+        self._punctuator = None  # the site's punctuation model, loaded on first use
         self._lock = threading.RLock()
         self._stop = threading.Event()
         if settings.model_ttl_s > 0 or self.choice.device == "cuda":
@@ -78,7 +80,8 @@ class ModelManager:
             if slot.engine is None:
                 log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
                 try:
-                    slot.engine = registry.load(model_id, slot.path, self.choice, **self.settings.engine_options())
+                    engine = registry.load(model_id, slot.path, self.choice, **self.settings.engine_options())
+                    slot.engine = self._punctuated(engine)
                 except ModelError as e:  # a bad directory: the request fails, the server goes on
                     raise OptionsError(str(e)) from e
                 slot.engine.warm_up()
@@ -97,6 +100,19 @@ class ModelManager:
             return registry.describe(model_id, path)
         except ModelError as e:
             raise OptionsError(str(e)) from e
+
+    def _punctuated(self, engine: Recognizer) -> Recognizer:
+        """Put the site's punctuation model, when there is one, in front of a family that
+        writes no punctuation (engines/punctuated.py)."""
+        from .engines.punctuated import Punctuated, wants_punctuation
+
+        if not self.settings.punctuation_model or not wants_punctuation(engine.spec):
+            return engine
+        if self._punctuator is None:
+            name = self.settings.punctuation_model
+            path = Path(name) if Path(name).is_dir() else self.settings.models_dir / name  # from config, not requests
+            self._punctuator = registry.load(path.name, path, self.choice, family="punctuation")
+        return Punctuated(engine, self._punctuator)
 
     def load(self, model: str | None = None) -> Recognizer:
         model_id, _ = self.resolve(model)

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_streams: int = 16
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
+    # A punctuation model (sherpa-onnx CT-Transformer: a folder under the models dir, or a
+    # path) that punctuates families writing none (Paraformer, Whisper's Mandarin).
+    punctuation_model: str = ""
 
     @property
     def models_dir(self) -> Path:
