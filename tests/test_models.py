@@ -53,7 +53,12 @@ def test_model_paths_and_unknown_models(tmp_path):
     with pytest.raises(OptionsError, match="unknown model"):
         models_mod.resolve("whisper-huge", tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(OptionsError, match="not a CTranslate2 Whisper model"):
-        models_mod.resolve(str(tmp_path / "empty"), tmp_path)
-    model_id, path = models_mod.resolve(str(MODELS / models_mod.BUNDLED), tmp_path)
+    # a caller's name is never a path: a real model directory is as unknown as a missing one
+    for name in (str(tmp_path / "empty"), str(MODELS / models_mod.BUNDLED), "../models/whisper-base"):
+        with pytest.raises(OptionsError, match="unknown model"):
+            models_mod.resolve(name, tmp_path)
+    # an operator-configured directory is registered under its name
+    with pytest.raises(OptionsError, match="not a model directory tingxie knows"):
+        models_mod.resolve(str(tmp_path / "empty"), tmp_path, [tmp_path / "empty"])
+    model_id, path = models_mod.resolve(str(MODELS / models_mod.BUNDLED), tmp_path, [MODELS / models_mod.BUNDLED])
     assert path == (MODELS / models_mod.BUNDLED).resolve()

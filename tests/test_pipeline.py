@@ -75,7 +75,9 @@ def test_serial_reference_mode_serves_whole_requests_in_arrival_order(manager, e
     """`tingxie serve --serial`, the comparison baseline: one request at a time, first
     come first served (a later interactive request waits), decoded by faster-whisper's
     sequential transcribe, with the same Transcript and text stage as tingxie."""
-    sched = Scheduler(manager.load(), max_batch_size=1, instances=1, serial=True)
+    from tingxie.engines.reference import ReferenceWhisper
+
+    sched = Scheduler(ReferenceWhisper(manager.load().engine), max_batch_size=1, instances=1)
     long = synth_speech("The train to London leaves at noon every day. " * 4, tmp_path / "long.wav")
     done: dict[str, float] = {}
     outs: dict[str, object] = {}

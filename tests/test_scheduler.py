@@ -13,7 +13,7 @@ import pytest
 
 from tingxie import windows as windows_mod
 from tingxie.engine import WindowResult
-from tingxie.reference import FifoLock
+from tingxie.engines.reference import FifoLock
 from tingxie.scheduler import BATCH, INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from tingxie.types import DecodeOptions, Segment, SpeechSpan
 
@@ -36,11 +36,8 @@ class FakeEngine:
         self.fail_text = fail_text  # a window that always fails
         self._lock = threading.Lock()
 
-    def prompt_prefix(self, window) -> list[int]:
-        return []
-
-    def batch_key(self, window, prefix_len: int) -> tuple:
-        return (window.options.beam_size, prefix_len)
+    def batch_key(self, window) -> tuple:
+        return (window.options.beam_size,)
 
     def decode(self, windows) -> list[WindowResult]:
         names = [w.options.initial_prompt for w in windows]

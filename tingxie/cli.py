@@ -43,6 +43,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import audio as audio_mod
+    from .engines.base import check_options
     from .manager import ModelManager
     from .output import EXTENSIONS, FORMATS, render
     from .transcribe import transcribe_many
@@ -55,6 +56,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     settings = from_overrides(args)
     manager = ModelManager(settings)
     sched = manager.scheduler(settings.model)
+    check_options(manager.spec(settings.model), decode)  # what the model cannot do, before any work
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {fmt: _output_names(args.files, out_dir, EXTENSIONS[fmt]) for fmt in formats}
@@ -110,9 +112,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"models dir: {settings.models_dir}")
     print(f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}")
     for m in models_mod.list_models(settings.models_dir):
-        state = "ready" if m.ready else "not assembled yet (joined on first use)"
+        state = "ready" if m.ready else f"cannot be loaded: {m.error}" if m.error else "not assembled yet (joined on first use)"
         tag = " [bundled, default]" if m.bundled else ""
         print(f"  {m.id:<16} {m.size_bytes / 1e6:7.1f} MB  {state}{tag}\n  {'':<16} {m.path}")
+        if m.spec:
+            caps = ", ".join(k.replace("_", " ") for k, v in m.spec["capabilities"].items() if v)
+            langs = ", ".join(m.spec["languages"][:12]) + (f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else "")
+            print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
     return 0
 
 

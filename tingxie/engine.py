@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 
 import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
+from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult  # noqa: F401  (WindowResult moved there; re-exported)
 from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
 from .windows import Piece, Window
 
@@ -35,30 +35,9 @@ MAX_TOKENS = 448  # Whisper's decoder context
 BUDGET_BASE, BUDGET_PER_S = 24, 14
 # Whisper's own rule for "this window was silence": high no-speech probability and low
 # confidence together.
-NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
-COMPRESSION_LIMIT = 2.4
+NO_SPEECH_PROB = 0.6
 BEST_OF = 5
 GAP_SPLIT_S = 3.0  # shorter pauses inside one subtitle are acceptable; aligning costs time
-
-
-@dataclass
-class WindowResult:
-    segments: list[Segment]
-    language: str
-    language_probability: float
-    tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
-
-    @property
-    def needs_fallback(self) -> bool:
-        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
-        at a higher temperature — unless the window is silence."""
-        if not self.segments:
-            return False
-        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
 
 
 def compression_ratio(text: str) -> float:
@@ -109,7 +88,7 @@ class Engine:
 
     @property
     def whisper(self):
-        """The faster-whisper model around the same weights (reference.py's baseline)."""
+        """The faster-whisper model around the same weights (engines/reference.py's baseline)."""
         return self._fw
 
     # -- helpers -------------------------------------------------------------------

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = 5.0
     beam_size: int = 5
     # Reproduce the reference system for comparison: one request at a time, decoded by
-    # faster-whisper's sequential transcribe (reference.py); implies 1 instance, batch 1.
+    # faster-whisper's sequential transcribe (engines/reference.py); implies 1 instance, batch 1.
     serial: bool = False
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     stream_first_message_timeout_s: float = 10.0  # a WebSocket that sends nothing this long is closed
     stream_idle_timeout_s: float = 60.0  # a WebSocket silent this long mid-session is closed (its text kept)
     max_queued_jobs_per_key: int = 200  # queued + running jobs one key may hold (429 beyond); 0 = no limit
+    # A punctuation model (sherpa-onnx CT-Transformer: a folder under the models dir, or a
+    # path) that punctuates families writing none (Paraformer, Whisper's Mandarin).
+    punctuation_model: str = ""
 
     @property
     def models_dir(self) -> Path:
@@ -86,6 +89,11 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tingxie.db'}"
+
+    def engine_options(self) -> dict:
+        """What the manager hands every model's loader (`serial` selects the reference
+        pipeline for Whisper, engines/reference.py)."""
+        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial}
 
 
 @lru_cache(maxsize=1)

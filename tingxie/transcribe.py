@@ -18,11 +18,10 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from . import audio as audio_mod
-from . import reference
 from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
-from .engine import WindowResult
+from .engines.base import WindowResult, check_options, refine, takes_whole_requests
 from .scheduler import BATCH, INTERACTIVE, Scheduler
 from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, TextOptions, Transcript, VadOptions
 
@@ -64,53 +63,6 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
         sum(w.seconds for w in wins),
         {"decode": t1 - t0, "vad": t2 - t1},
     )
-
-
-# Speech left undecoded at the end of a window worth a second pass (seconds).
-MIN_REMAINDER_S = 1.5
-MAX_PASSES = 3
-
-
-FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
-
-
-def with_fallback(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
-    """Whisper's temperature fallback, per window: redo a failed decode by sampling at
-    rising temperatures; keep the first that passes, else the most likely seen."""
-    if window.options.temperature > 0 or not result.needs_fallback:
-        return result
-    tried = [result]
-    for temp in FALLBACK_TEMPERATURES:
-        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language), window.compact)
-        r = scheduler.submit(hot, lane, owner).result()
-        r.language_probability = result.language_probability
-        tried.append(r)
-        if not r.needs_fallback:
-            return r
-    return max(tried, key=lambda r: r.avg_logprob)
-
-
-def complete(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
-    """Decode again what Whisper left out at the end of a window (it sometimes stops
-    early); the continuation batches with everyone else's windows."""
-    result = with_fallback(window, result, scheduler, lane, owner)
-    w = window
-    for _ in range(MAX_PASSES):
-        if not result.segments:
-            break
-        rest = windows_mod.remainder(w, result.segments[-1].end)
-        if rest is None or rest.seconds < MIN_REMAINDER_S:
-            break
-        more = with_fallback(rest, scheduler.submit(rest, lane, owner).result(), scheduler, lane, owner)
-        if not more.segments:
-            break
-        result.segments.extend(more.segments)
-        result.tokens += more.tokens
-        for k, v in more.timings.items():
-            result.timings[k] = result.timings.get(k, 0.0) + v
-        w = rest
-        result = WindowResult(result.segments, result.language, result.language_probability, result.tokens, result.timings)
-    return result
 
 
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
@@ -159,8 +111,10 @@ def transcribe(
     decode = decode or DecodeOptions()
     text = text or TextOptions()
     t0 = time.perf_counter()
-    if scheduler.serial:
-        return _transcribe_serially(source, scheduler, decode, vad, text, on_progress, prepared)
+    engine = scheduler.engine
+    check_options(engine.spec, decode)  # what the model cannot do is refused before any work
+    if takes_whole_requests(engine):
+        return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
     p = prepared or prepare(source, decode, vad)
     total = len(p.windows)
     for w in p.windows:
@@ -182,7 +136,7 @@ def transcribe(
     def run(indexes: list[int], capacity: bool) -> None:
         futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
         for i, f in futures:
-            results[i] = complete(p.windows[i], f.result(), scheduler, lane, owner)
+            results[i] = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
             report(i, results[i])
 
     first = 0
@@ -215,9 +169,9 @@ def transcribe(
     )
 
 
-def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, decode: DecodeOptions, vad: VadOptions | None,
-                         text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
-    """`--serial`: the reference system's architecture (see reference.py)."""
+def _transcribe_whole(source: Source | np.ndarray, engine, decode: DecodeOptions, vad: VadOptions | None,
+                      text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
+    """A recognizer that takes whole requests itself (the reference, engines/reference.py)."""
     t0 = time.perf_counter()
     audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
     if len(audio) == 0:
@@ -228,8 +182,7 @@ def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, deco
         if on_progress:
             on_progress(int(at * 1000), int(duration * 1000), at)
 
-    with scheduler.serial_turn:
-        r = reference.decode_serially(audio, scheduler.engine, decode, vad, progress)
+    r, record = engine.transcribe_whole(audio, decode, vad, progress)
     language = decode.language or r.language
     return Transcript(
         language=language,
@@ -237,8 +190,8 @@ def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, deco
         segments=finish_segments([r], language, text),
         language_probability=round(float(r.language_probability), 4),
         processing_time=round(time.perf_counter() - t0, 3),
-        model=scheduler.engine.model_id,
-        options={**options_record(decode, vad, text), "serial": True},
+        model=engine.model_id,
+        options={**options_record(decode, vad, text), **record},
     )
 
 
@@ -305,7 +258,7 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = None if scheduler.serial else prepare(src, decode, vad)  # the reference runs its own VAD
+                p = None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad)  # it runs its own VAD
                 duration[0] = p.duration if p else need - 1
                 t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
                 if on_progress and t.duration > last[0]:

@@ -101,6 +101,7 @@ class Segment:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     flags: list[str] = field(default_factory=list)  # "truncated", "repetition_cut"
+    tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
 
 
 @dataclass

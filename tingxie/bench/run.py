@@ -22,7 +22,7 @@ from .monitor import Monitor
 def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int | None = None, instances: int | None = None,
                     threads: int | None = None, serial: bool = False, language: str | None = None) -> dict:
     """Transcribe `rows` with a fresh ModelManager (model load not timed); serial runs one
-    file at a time through the reference pipeline (reference.py)."""
+    file at a time through the reference pipeline (engines/reference.py)."""
     from ..settings import from_overrides
     from ..manager import ModelManager
     from ..options import build_options

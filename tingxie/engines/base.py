@@ -10,13 +10,40 @@ Streaming families also offer `open_stream()` for the real-time lane.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..engine import WindowResult
-from ..types import DecodeOptions, OptionsError, TingxieError
+from ..types import DecodeOptions, OptionsError, Segment, TingxieError
 from ..windows import Window
+
+
+@dataclass
+class WindowResult:
+    """One decoded window (tingxie.engine re-exports it). The last three fields are
+    Whisper's quality figures; other families leave them at zero."""
+
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+
+    @property
+    def needs_fallback(self) -> bool:
+        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
+        at a higher temperature, unless the window is silence."""
+        if not self.segments:
+            return False
+        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
+
+
+# Whisper's thresholds for `needs_fallback` (tingxie.engine uses the same names).
+COMPRESSION_LIMIT = 2.4
+LOW_LOGPROB = -1.0
 
 
 class ModelError(TingxieError):
@@ -117,4 +144,26 @@ def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
     if options.hotwords and not caps.hotwords:
         raise OptionsError(f"{name} does not support hotwords")
     if options.language and spec.languages and options.language not in spec.languages:
-        raise OptionsError(f"{name} does not recognise language {options.language!r}; it knows {', '.join(spec.languages)}")
+        known = ", ".join(spec.languages) if len(spec.languages) <= 12 else f"{len(spec.languages)} languages: {', '.join(spec.languages[:10])}, …"
+        raise OptionsError(f"{name} does not recognise language {options.language!r}; it knows {known}")
+
+
+# -- optional hooks ------------------------------------------------------------------------
+# A recognizer may also offer, beyond the protocol:
+#   refine(window, result, submit) -> WindowResult: a second look at a window's result,
+#       its extra decodes submitted through `submit` so they batch with everyone's
+#       windows (Whisper: temperature fallback, and decoding again what it left out);
+#   transcribe_whole(audio, decode, vad, progress) -> (WindowResult, record): takes
+#       whole requests itself instead of windows (the reference pipeline, engines/reference.py);
+#   whole_sentences = True: the real-time lane decodes each sentence whole after its
+#       endpoint (no parts while spoken, no early final), as the reference does.
+Submit = Callable[[Window], WindowResult]
+
+
+def refine(engine, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    hook = getattr(engine, "refine", None)
+    return hook(window, result, submit) if hook is not None else result
+
+
+def takes_whole_requests(engine) -> bool:
+    return getattr(engine, "transcribe_whole", None) is not None

@@ -329,7 +329,7 @@ def _lazy(module: str, name: str) -> Callable:
 
 
 # Order matters: the most specific detection first.
-register(Family("whisper", detect_whisper, check_whisper, _lazy("whisper", "load_whisper"), _lazy("whisper", "describe")))
+register(Family("whisper", detect_whisper, check_whisper, _lazy("reference", "load"), _lazy("whisper", "describe")))
 register(Family("funasr-nano-llm", detect_nano_llm, check_nano_llm, _lazy("sherpa", "FunAsrNanoLlm"), _lazy("sherpa", "FunAsrNanoLlm.describe"), sherpa=True))
 register(Family("streaming-paraformer", detect_streaming_paraformer, check_streaming_paraformer, _lazy("sherpa", "StreamingParaformer"), _lazy("sherpa", "StreamingParaformer.describe"), sherpa=True))
 register(Family("punctuation", detect_punctuation, check_punctuation, _lazy("sherpa", "Punctuator"), _lazy("sherpa", "Punctuator.describe"), sherpa=True))

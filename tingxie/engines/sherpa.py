@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..engine import WindowResult
 from ..types import SAMPLE_RATE, DecodeOptions, Segment, Word
 from ..windows import Piece, Window
 from . import registry
-from .base import Capabilities, ModelError, ModelSpec, TaggedResult
+from .base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
 
 SENSE_VOICE_LANGUAGES = ("zh", "en", "ja", "ko", "yue")
 SENTENCE_END = set("。！？!?；;") | {"."}
@@ -269,6 +268,9 @@ class SenseVoice(_Offline):
         if detected in SENSE_VOICE_LANGUAGES and not w.options.language:
             r.language = detected
         r.emotion, r.event = _tag(res.emotion), _tag(res.event)  # type: ignore[attr-defined]
+        tags = {k: v for k, v in (("emotion", r.emotion), ("event", r.event)) if v}  # type: ignore[attr-defined]
+        for seg in r.segments:
+            seg.tags = dict(tags)
         return r
 
 

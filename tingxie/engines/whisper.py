@@ -1,13 +1,16 @@
 """Whisper (CTranslate2) behind the recognizer protocol: the existing `Engine` with
-the spec and the one-argument `batch_key` the protocol asks for."""
+the spec, the one-argument `batch_key` the protocol asks for, and Whisper's own policy
+for a window's result (temperature fallback, continuation of what it left out)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+from .. import windows as windows_mod
 from ..windows import Window
-from .base import Capabilities, ModelSpec
+from .base import Capabilities, ModelSpec, Submit, WindowResult
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
@@ -64,6 +67,15 @@ class WhisperRecognizer:
     def warm_up(self) -> None:
         self.engine.warm_up()
 
+    def refine(self, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+        return complete(window, result, submit)
+
+    def empty_cache(self) -> None:
+        """CTranslate2 keeps freed CUDA blocks in its caching allocator; moving the
+        model to host memory and back returns them."""
+        self.engine.model.unload_model(to_cpu=True)
+        self.engine.model.load_model()
+
     def __getattr__(self, name):
         return getattr(self.engine, name)
 
@@ -72,3 +84,51 @@ def load_whisper(model_id: str, path: Path, choice, dynamic_frames: bool = True,
     from ..engine import Engine
 
     return WhisperRecognizer(Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames))
+
+
+# -- Whisper's policy for a window's result ----------------------------------------------
+# Speech left undecoded at the end of a window worth a second pass (seconds).
+MIN_REMAINDER_S = 1.5
+MAX_PASSES = 3
+
+
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def with_fallback(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    """Whisper's temperature fallback, per window: redo a failed decode by sampling at
+    rising temperatures; keep the first that passes, else the most likely seen."""
+    if window.options.temperature > 0 or not result.needs_fallback:
+        return result
+    tried = [result]
+    for temp in FALLBACK_TEMPERATURES:
+        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language), window.compact)
+        r = submit(hot)
+        r.language_probability = result.language_probability
+        tried.append(r)
+        if not r.needs_fallback:
+            return r
+    return max(tried, key=lambda r: r.avg_logprob)
+
+
+def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    """Decode again what Whisper left out at the end of a window (it sometimes stops
+    early); the continuation batches with everyone else's windows."""
+    result = with_fallback(window, result, submit)
+    w = window
+    for _ in range(MAX_PASSES):
+        if not result.segments:
+            break
+        rest = windows_mod.remainder(w, result.segments[-1].end)
+        if rest is None or rest.seconds < MIN_REMAINDER_S:
+            break
+        more = with_fallback(rest, submit(rest), submit)
+        if not more.segments:
+            break
+        result.segments.extend(more.segments)
+        result.tokens += more.tokens
+        for k, v in more.timings.items():
+            result.timings[k] = result.timings.get(k, 0.0) + v
+        w = rest
+        result = WindowResult(result.segments, result.language, result.language_probability, result.tokens, result.timings)
+    return result

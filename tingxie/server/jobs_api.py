@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from .. import output
+from ..engines.base import check_options
 from ..options import build_options
 from ..jobs import check_callback_url
 from ..types import OptionsError, VadOptions
@@ -93,7 +94,8 @@ async def create_jobs(
         word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
         vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
     )
-    build_options(**options)  # refuse bad options before storing anything
+    decode, _, _ = build_options(**options)  # refuse bad options before storing anything
+    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
     if callback_url:
         try:
             await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow, state.settings.port)

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import output
 from ..jobs import user_error
+from ..engines.base import check_options
 from ..options import build_options
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
@@ -54,6 +55,7 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": 0.0,
                 "no_speech_prob": s.no_speech_prob,
+                **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
             }
             for s in t.segments
         ],
@@ -84,6 +86,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     words = "word" in granularities
     model_id = resolve_model(state, form.pop("model"))
     decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form)
+    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # what the model cannot do: 400, nothing stored
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
@@ -168,7 +171,8 @@ async def translations(request: Request, form: Annotated[dict, Depends(_form_fie
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     state = request.app.state.tx
     data = [
-        {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie"}
+        {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie",
+         **{k: v for k, v in m.to_dict(with_path=False).items() if k in ("family", "languages", "capabilities", "ready", "error")}}
         for m in state.manager.models()
     ]
     return {"object": "list", "data": data}

@@ -19,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..options import parse_hotwords
 from ..scheduler import INTERACTIVE
-from ..stream import StreamOptions, StreamSession, parse_options
+from ..stream import StreamOptions, StreamSession, open_session, parse_options
 from ..transcribe import transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
 from .auth import Principal, ws_principal
@@ -128,9 +128,9 @@ def _observer(state):
     return on_update
 
 
-def _scheduler_and_model(state):
-    model_id, _ = state.manager.resolve(None)
-    return state.manager.scheduler(None), model_id
+def _scheduler_and_model(state, model: str | None = None):
+    model_id, _ = state.manager.resolve(model)
+    return state.manager.scheduler(model_id), model_id
 
 
 @router.websocket("/v1/stream")
@@ -158,16 +158,16 @@ async def stream(ws: WebSocket) -> None:
             except json.JSONDecodeError as e:
                 raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
             opts = parse_options(raw)
+            sched, model = _scheduler_and_model(state, opts.model)
+            sid = uuid.uuid4().hex
+            session = await open_session(
+                sched, opts, lambda m: _send_json(ws, m), sid,
+                audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
+            )
         except OptionsError as e:
             await _send_json(ws, {"type": "error", "message": str(e)})
             await _close(ws, CLOSE_BAD, str(e)[:120])
             return
-        sched, model = _scheduler_and_model(state)
-        sid = uuid.uuid4().hex
-        session = StreamSession(
-            sched, opts, lambda m: _send_json(ws, m), sid,
-            audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
-        )
         await _send_json(ws, {"type": "ready", "session_id": sid})
         stopped = False
         idle_reason = None
@@ -361,7 +361,7 @@ async def funasr(ws: WebSocket) -> None:
         # FunASR allows any input rate (StreamResampler handles it), so no SAMPLE_RATES check here.
         opts = StreamOptions(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
                              partials=cfg.mode != "offline")
-        return StreamSession(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
+        return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
 
     async def end_utterance() -> None:
         nonlocal session, offline, header_checked
@@ -415,7 +415,11 @@ async def funasr(ws: WebSocket) -> None:
                         cfg.audio_fs = rate
                     header_checked = True
                 if session is None:
-                    session = await start_session()
+                    try:
+                        session = await start_session()
+                    except OptionsError as e:  # an option the model cannot honour
+                        await error(str(e))
+                        continue
                 if len(data) % 2:
                     await error(f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole samples — frame dropped")
                     continue
