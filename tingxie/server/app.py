@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         description="Self-hosted speech recognition: OpenAI-compatible transcription, jobs, history, real-time streaming.",
         lifespan=lifespan,
         docs_url=None,  # served below from packaged assets: no CDN on an offline network
-        redoc_url=None,
+        redoc_url=None,  # (no offline ReDoc, see _offline_docs)
     )
     app.state.tx = state
     errors.install(app)
@@ -106,14 +106,15 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
 
 
 def _offline_docs(app: FastAPI) -> None:
-    """/docs (Swagger UI) and /redoc from the assets the `fastapi-offline` package ships,
-    so the pages load on a network that cannot reach a CDN (and send no request out)."""
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    """/docs (Swagger UI) from the assets the `fastapi-offline` package ships, so it loads on
+    a network that cannot reach a CDN and sends no request out. No /redoc: its page
+    fetches a logo from redoc.ly whatever it is told."""
+    from fastapi.openapi.docs import get_swagger_ui_html
 
     try:
         import fastapi_offline
     except ImportError:  # docs stay off rather than pointing at a CDN
-        log.warning("fastapi-offline is not installed: /docs and /redoc are disabled")
+        log.warning("fastapi-offline is not installed: /docs is disabled")
         return
     assets = Path(fastapi_offline.__file__).resolve().parent / "static"
     app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
@@ -127,8 +128,3 @@ def _offline_docs(app: FastAPI) -> None:
             swagger_favicon_url="/docs-assets/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},  # the validator badge would call swagger.io
         )
-
-    @app.get("/redoc", include_in_schema=False)
-    def _redoc():
-        return get_redoc_html(openapi_url=openapi_url, title=f"{app.title} API", redoc_js_url="/docs-assets/redoc.standalone.js",
-                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
