@@ -389,6 +389,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     assert opts["hotwords"] == "greasy,wash", opts
     page.wait_for_selector(".result .segment", timeout=90_000)
     # back to the server's defaults
+    page.click("#rec-again")
     page.locator("#rec-options .vad-clear").click()
     assert not note.is_visible()
 
