@@ -312,7 +312,7 @@ async function pollJob(id, onUpdate, isStale = () => false) {
     onUpdate(job);
     if (["done", "failed", "cancelled"].includes(job.state)) return job;
     await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(2000, delay * 1.3);
+    delay = Math.min(job.state === "running" ? 1000 : 2000, delay * 1.3); // running: follow each finished window
   }
 }
 
@@ -449,7 +449,8 @@ pages.recognise = {
       const job = await pollJob(id, (j) => {
         if (token !== recToken) return;
         if (j.state === "queued") this.progress(t("rec.queued"), null);
-        else if (j.state === "running") this.progress(t("rec.running"), j.progress || 0);
+        // before the first window finishes there is no figure to show: a moving bar, not a stuck 0 %
+        else if (j.state === "running") this.progress(t("rec.running"), j.progress || null);
       }, () => token !== recToken);
       if (!job || token !== recToken) return;
       this.finish(job);
