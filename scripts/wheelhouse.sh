@@ -29,7 +29,18 @@ if [ -n "${PLATFORM:-}${PY_VERSION:-}" ]; then
   TARGET=(--only-binary=:all: --implementation cp)
   [ -n "${PY_VERSION:-}" ] && TARGET+=(--python-version "$PY_VERSION")
   IFS=, read -ra PLATS <<<"${PLATFORM:-}"
-  for p in "${PLATS[@]}"; do [ -n "$p" ] && TARGET+=(--platform "$p"); done
+  for p in "${PLATS[@]}"; do
+    [ -n "$p" ] || continue
+    TARGET+=(--platform "$p")
+    # pip matches tags literally: a glibc 2.N target also takes every older manylinux wheel
+    if [[ $p =~ ^manylinux_2_([0-9]+)_(.+)$ ]]; then
+      n=${BASH_REMATCH[1]} arch=${BASH_REMATCH[2]}
+      for ((i = 5; i < n; i++)); do TARGET+=(--platform "manylinux_2_${i}_${arch}"); done
+      [ "$n" -ge 17 ] && TARGET+=(--platform "manylinux2014_${arch}")
+      [ "$n" -ge 12 ] && TARGET+=(--platform "manylinux2010_${arch}")
+      TARGET+=(--platform "manylinux1_${arch}")
+    fi
+  done
   "${PIP[@]}" download -q -d "$DIR" "${TARGET[@]}" "$SPEC @ file://$WHEEL" "${EXTRA_REQS[@]}" pip 2>&1 | quiet
 else
   # pip wheel also turns any sdist-only dependency into a wheel for this platform

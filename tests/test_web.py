@@ -321,6 +321,7 @@ def test_chinese_ui_speaks_chinese(page, server, files):
     page.wait_for_selector("#rec-error:not(.hidden)", timeout=60_000)
     err = page.locator("#rec-error").inner_text()
     assert err.startswith("识别失败") and not HAS_ENGLISH_WORD.search(err), err
+    shot(page, "recognise-zh-error")
 
     # batch: one good file and the corrupt one
     page.goto(page.base + "/ui/#batch")
@@ -381,6 +382,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     assert note.is_visible() and "500" in note.inner_text()
     page.set_input_files("#rec-file", str(recognise_wav))
     page.fill("#rec-options input[name=hotwords]", "greasy  wash")  # spaces separate words too
+    shot(page, "recognise-vad-carried")
     page.click("#rec-submit")
     page.wait_for_function("/^#recognise\\/[\\w-]+/.test(location.hash)")
     job_id = page.evaluate("location.hash.split('/')[1]")
