@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DIR=$(mkdir -p "${1:-wheelhouse}" && cd "${1:-wheelhouse}" && pwd)
+EXTRAS=${EXTRAS:-}; EXTRAS=${EXTRAS#[}; EXTRAS=${EXTRAS%]}  # "postgres,celery" or install.sh's "[postgres,celery]"
 SPEC="tingxie${EXTRAS:+[$EXTRAS]}"
 PIP=("$PY" -m pip --disable-pip-version-check)
 quiet() { grep -v "^WARNING: Location" || true; }  # pipefail keeps pip's own exit status

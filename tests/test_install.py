@@ -27,7 +27,7 @@ OFFLINE = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/"
 def wheelhouse(request) -> Path:
     """Built once per pytest cache (its dependencies are reused; tingxie's own wheel is rebuilt)."""
     d = Path(request.config.cache.mkdir("tingxie-wheelhouse"))
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "wheelhouse.sh"), str(d)], capture_output=True, text=True,
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "wheelhouse.sh"), str(d)], check=False, capture_output=True, text=True,
                        env={**os.environ, "PYTHON": sys.executable}, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
     return d
@@ -54,7 +54,7 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
     venv, home = tmp_path / "venv", tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     env.update(OFFLINE, VENV=str(venv), WHEELHOUSE=str(wheelhouse), TINGXIE_HOME=str(home), PYTHON=sys.executable)
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], check=False, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (home / "models" / "whisper-base" / "model.bin").is_file()
     # installed from the wheel, not from this checkout
@@ -65,7 +65,7 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
     audio, expected, language = _speech(request, tmp_path)
     out = tmp_path / "out"
     r = subprocess.run([venv / "bin" / "tingxie", "transcribe", str(audio), "--language", language, "--format", "json", "-o", str(out)],
-                       capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+                       check=False, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     text = json.loads((out / f"{audio.stem}.json").read_text(encoding="utf-8"))["text"]
     norm = (lambda s: "".join(c for c in s.lower() if c.isalnum()))
@@ -76,6 +76,6 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
 
 def test_offline_install_without_wheelhouse_dir_is_a_clear_error(tmp_path):
     env = {**os.environ, **OFFLINE, "VENV": str(tmp_path / "venv"), "WHEELHOUSE": str(tmp_path / "nowhere"), "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], capture_output=True, text=True, env=env, timeout=120)
+    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode != 0
     assert "not a directory" in r.stderr and "Traceback" not in r.stderr
