@@ -300,6 +300,19 @@ def test_docs_render_on_an_offline_network(browser, server):
     assert not ctx.outside, f"/docs asked for something outside the server: {ctx.outside}"
 
 
+def test_every_error_carries_a_code_the_ui_translates(server):
+    """The UI translates errors by their stable `code`; none may come without one."""
+    cases = [("GET", "/api/jobs/nope", 404), ("GET", "/api/batches/nope", 404), ("GET", "/api/nowhere", 404),
+             ("GET", "/api/jobs?state=bogus", 400), ("DELETE", "/healthz", 405), ("POST", "/api/jobs", 400)]
+    ui = (ROOT / "tingxie" / "web" / "i18n.js").read_text(encoding="utf-8")
+    for method, path, status in cases:
+        r = httpx.request(method, server.url + path, timeout=10)
+        assert r.status_code == status, (path, r.text)
+        code = r.json()["error"]["code"]
+        assert code, (path, r.json())
+        assert f'"err.{code}"' in ui, f"{path}: the UI has no message for code {code!r}"
+
+
 def _zh(page, hash_: str) -> None:
     page.goto(page.base + "/ui/")
     page.evaluate("localStorage.setItem('tingxie.lang', 'zh')")

@@ -186,7 +186,12 @@ const STRINGS = {
     "err.empty_file": "The file is empty (0 bytes).",
     "err.invalid_option": "Invalid option",
     "err.invalid_value": "Invalid value",
-    "err.conflict": "The job changed meanwhile; try again.",
+    "err.conflict": "Not possible in the job's current state",
+    "err.invalid_request": "Invalid request",
+    "err.unauthorized": "Not authorised.",
+    "err.forbidden": "Not allowed for this API key.",
+    "err.rate_limited": "Too many requests; try again shortly.",
+    "err.method_not_allowed": "This action is not supported here.",
     "reason.not_audio": "Not an audio file, or a format that cannot be read.",
     "reason.corrupt": "The audio is corrupt or truncated.",
     "reason.empty": "The file is empty (0 bytes).",
@@ -382,7 +387,12 @@ const STRINGS = {
     "err.empty_file": "文件为空（0 字节）。",
     "err.invalid_option": "选项无效",
     "err.invalid_value": "参数无效",
-    "err.conflict": "任务状态刚刚发生变化，请重试。",
+    "err.conflict": "与任务当前状态冲突",
+    "err.invalid_request": "请求无效",
+    "err.unauthorized": "未通过身份验证。",
+    "err.forbidden": "此 API 密钥无权执行该操作。",
+    "err.rate_limited": "请求过多，请稍后重试。",
+    "err.method_not_allowed": "此处不支持该操作。",
     "reason.not_audio": "不是音频文件，或格式无法读取。",
     "reason.corrupt": "音频已损坏或不完整。",
     "reason.empty": "文件为空（0 字节）。",
@@ -479,8 +489,8 @@ export function isPermanentFailure(message) {
 export function errorText(code, message, status) {
   const reason = reasonOf(message);
   if (reason) return t(reason[1]);
-  const detailed = code === "invalid_option" || code === "invalid_value";
-  if (!code) code = { 0: "network", 404: "not_found", 409: "conflict", 413: "file_too_large", 503: "overloaded" }[status];
+  const detailed = ["invalid_option", "invalid_value", "invalid_request", "conflict"].includes(code || "");
+  if (!code) code = { 0: "network", 404: "not_found", 413: "file_too_large", 503: "overloaded" }[status];
   if (code && STRINGS.en[`err.${code}`]) {
     if (detailed && message) return `${t(`err.${code}`)}${current === "zh" ? "：" : ": "}${message}`;
     return t(`err.${code}`);
