@@ -313,6 +313,18 @@ def test_every_error_carries_a_code_the_ui_translates(server):
         assert f'"err.{code}"' in ui, f"{path}: the UI has no message for code {code!r}"
 
 
+def test_the_ui_knows_every_reason_a_file_is_refused():
+    """A failed job carries the reason from tingxie/audio.py as text; the UI matches those
+    phrases to say them in Chinese (and to offer no retry). A new or reworded reason must
+    be added there too, or it would reach the Chinese UI in English."""
+    from tingxie import audio
+
+    ui = (ROOT / "tingxie" / "web" / "i18n.js").read_text(encoding="utf-8").lower()
+    reasons = [audio.NOT_FOUND, audio.EMPTY, audio.NOT_AUDIO, audio.CORRUPT, audio.NO_STREAM, audio.NO_SAMPLES]
+    missing = [r for r in reasons if not any(f'["{phrase}"' in ui for phrase in (r.lower(), r.lower().split(" (")[0]))]
+    assert not missing, f"reasons the UI cannot translate: {missing}"
+
+
 def _zh(page, hash_: str) -> None:
     page.goto(page.base + "/ui/")
     page.evaluate("localStorage.setItem('tingxie.lang', 'zh')")

@@ -1211,6 +1211,7 @@ function boot() {
     document.title = `${t(`nav.${currentPage}`)} · tingxie`;
     pages.batch.render();
     pages.history.updateExport();
+    if (currentPage === "history" && !location.hash.includes("/")) pages.history.load(true); // language names, reasons
     renderVadNotes();
     if (currentPage === "vad") { pages.vad.draw(); pages.vad.result && pages.vad.renderStats(); }
     if (!pages.realtime.finals.length) pages.realtime.renderText("");
