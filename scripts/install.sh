@@ -7,7 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-quiet() { grep -v "^WARNING: Location" || true; }
+# pip and the build backend talk even with -q (notes about editable installs, local index
+# locations): show their output only when a step fails.
+quiet() {
+  local log rc=0
+  log=$(mktemp)
+  "$@" >"$log" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || cat "$log" >&2
+  rm -f "$log"
+  return "$rc"
+}
 if [ -n "${WHEELHOUSE:-}" ]; then  # checked before anything is created
   [ -d "$WHEELHOUSE" ] || { echo "WHEELHOUSE=$WHEELHOUSE is not a directory" >&2; exit 1; }
   ls "$WHEELHOUSE"/tingxie-*.whl >/dev/null 2>&1 || { echo "no tingxie wheel in $WHEELHOUSE: build it with scripts/wheelhouse.sh" >&2; exit 1; }
@@ -16,10 +25,10 @@ fi
 PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 if [ -n "${WHEELHOUSE:-}" ]; then
   # never ask an index: every wheel comes from the wheelhouse
-  "${PIP[@]}" install --no-index --find-links "$WHEELHOUSE" "tingxie${EXTRAS:-}" 2>&1 | quiet
+  quiet "${PIP[@]}" install --no-index --find-links "$WHEELHOUSE" "tingxie${EXTRAS:-}"
 else
-  "${PIP[@]}" install --upgrade pip 2>&1 | quiet
-  "${PIP[@]}" install -e ".${EXTRAS:-}" 2>&1 | quiet
+  quiet "${PIP[@]}" install --upgrade pip
+  quiet "${PIP[@]}" install -e ".${EXTRAS:-}"
 fi
 "$VENV/bin/python" -c "import tingxie.cli" # fail loudly if the install is broken
 "$VENV/bin/tingxie" models --prepare >/dev/null

@@ -56,6 +56,8 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
     env.update(OFFLINE, VENV=str(venv), WHEELHOUSE=str(wheelhouse), TINGXIE_HOME=str(home), PYTHON=sys.executable)
     r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], check=False, capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
+    # a clean install: one line saying where it went, no pip or setuptools chatter
+    assert not r.stderr.strip() and len(r.stdout.strip().splitlines()) == 1, r.stdout + r.stderr
     assert (home / "models" / "whisper-base" / "model.bin").is_file()
     # installed from the wheel, not from this checkout
     where = subprocess.run([venv / "bin" / "python", "-c", "import tingxie; print(tingxie.__file__)"], capture_output=True,
