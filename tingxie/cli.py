@@ -70,16 +70,24 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ok = failed = 0
     audio_total = 0.0
-    bar = tqdm(total=round(sum(durations), 1), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
+    bar = tqdm(total=sum(durations), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}")
     bar.set_postfix_str(f"files 0/{len(args.files)}")
+    shown = [0.0] * len(args.files)  # per file, capped at its probed length: the bar never passes 100 %
+
+    def advance(i: int, to: float) -> None:
+        to = min(durations[i], max(shown[i], to))
+        if to > shown[i]:
+            bar.update(to - shown[i])
+            shown[i] = to
 
     def progress(i: int, delta: float) -> None:
-        bar.update(round(delta, 2))
+        advance(i, shown[i] + delta)
 
     try:
         for outcome in transcribe_many(list(args.files), sched, decode, vad, text, on_progress=progress):
             name = args.files[outcome.index]
+            advance(outcome.index, durations[outcome.index])  # a failed or shorter-than-probed file counts as done
             if outcome.transcript is not None:
                 ok += 1
                 audio_total += outcome.transcript.duration

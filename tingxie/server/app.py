@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         version=__version__,
         description="Self-hosted speech recognition: OpenAI-compatible transcription, jobs, history, real-time streaming.",
         lifespan=lifespan,
+        docs_url=None,  # served below from packaged assets: no CDN on an offline network
+        redoc_url=None,  # (no offline ReDoc, see _offline_docs)
     )
     app.state.tx = state
     errors.install(app)
@@ -92,17 +94,13 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     metrics.install(app)
     _install_internal_errors(app)
 
-    from . import jobs_api, openai_api, system_api
+    from . import jobs_api, openai_api, stream_api, system_api
 
     app.include_router(openai_api.router)
     app.include_router(jobs_api.router)
     app.include_router(system_api.router)
-    try:
-        from . import stream_api
-
-        app.include_router(stream_api.router)
-    except ImportError:  # the real-time lane ships separately
-        pass
+    app.include_router(stream_api.router)
+    _offline_docs(app)
     if WEB_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")
 
@@ -176,3 +174,24 @@ class InternalErrorMiddleware:
             await send({"type": "http.response.start", "status": 500,
                         "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": body})
+
+
+def _offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) from the assets the `fastapi-offline` package ships, so it loads on
+    a network that cannot reach a CDN and sends no request out. No /redoc: its page
+    fetches a logo from redoc.ly whatever it is told."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    import fastapi_offline  # a dependency: never fall back to a CDN
+    assets = Path(fastapi_offline.__file__).resolve().parent / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    def _swagger():
+        return get_swagger_ui_html(
+            openapi_url=openapi_url, title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+            swagger_ui_parameters={"validatorUrl": None},  # the validator badge would call swagger.io
+        )

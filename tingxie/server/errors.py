@@ -49,6 +49,12 @@ def public_job(job: dict) -> dict:
     return out
 
 
+# A stable `code` for every error, so clients (the web UI's translations) need not parse
+# English messages; specific codes set where the error is raised win over these.
+STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "file_too_large", 422: "invalid_value", 429: "rate_limited", 503: "overloaded"}
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": redact(message), "type": type_, "param": param, "code": code}}
 
@@ -60,7 +66,7 @@ def install(app: FastAPI) -> None:
             _PRIVATE_DIRS.update({str(d), str(Path(d).resolve())})
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError):
-        return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status, headers=e.headers)
+        return JSONResponse(error_body(e.message, e.type, e.param, e.code or STATUS_CODES.get(e.status)), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(AudioError)
     async def _audio(_: Request, e: AudioError):
@@ -86,4 +92,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
         type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error"}.get(e.status_code, "invalid_request_error")
-        return JSONResponse(error_body(str(e.detail), type_, None, None), status_code=e.status_code, headers=getattr(e, "headers", None))
+        return JSONResponse(error_body(str(e.detail), type_, None, STATUS_CODES.get(e.status_code)), status_code=e.status_code, headers=getattr(e, "headers", None))
