@@ -56,9 +56,9 @@ def per_clip_recall(refs: list[str], hyp: str, language: str = "zh") -> list[flo
     """For each reference clip, the share of its characters found in the transcript when
     the whole transcript is aligned against all references joined in order (a lost clip
     scores ≈ 0 whatever the timestamps say)."""
-    norm = [normalize_for_scoring(r, language) for r in refs]
+    norm = [normalize_for_scoring(r, language).lower() for r in refs]
     joined = "".join(norm)
-    h = normalize_for_scoring(hyp, language)
+    h = normalize_for_scoring(hyp, language).lower()
     owner = [i for i, r in enumerate(norm) for _ in r]
     matched = [0] * len(refs)
     for op in Levenshtein.opcodes(joined, h):

@@ -16,7 +16,7 @@ import numpy as np
 FRAME = 512  # the VAD's frame: 32 ms at 16 kHz
 TARGET_DB = -32.0  # frame RMS of loud syllables in normal recordings (AISHELL ≈ −25 dBFS)
 MAX_GAIN_DB = 36.0
-SILENCE_DB = -75.0  # below this nothing is lifted: digital silence, dither
+SILENCE_DB = -65.0  # sound below this never raises the gain: silence, dither, faint hiss
 SNR_GATE_DB = 10.0  # sound this far above the noise floor is taken for a signal
 HOLD_FRAMES = 10  # level = loudest frame of the last 0.32 s (syllable peaks)
 FLOOR_FRAMES = 94  # noise floor = quietest frame of the last 3 s

@@ -168,9 +168,12 @@ def recover(window: windows_mod.Window, result: WindowResult, scheduler: Schedul
             suspect.append((s, reason))
         else:
             kept.append(s)
+    for s, why in suspect:
+        if why not in s.flags:
+            s.flags.append(why)
     lost = lost_speech(window, kept)
-    if not lost:
-        result.segments = kept + [s for s, _ in suspect]
+    if not lost:  # junk over no speech: bracket junk goes, the rest stays flagged
+        result.segments = sorted(kept + [s for s, why in suspect if why != "brackets"], key=lambda s: s.start)
         return result
     opts = replace(window.options, initial_prompt=None, hotwords=[], temperature=0.0, language=language or None)
     parts: list[windows_mod.Window] = []
@@ -187,24 +190,25 @@ def recover(window: windows_mod.Window, result: WindowResult, scheduler: Schedul
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
         result.tokens += r.tokens
-        good = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language) and not _repeats_kept(s, kept)]
+        clean = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language)]
+        good = [s for s in clean if not _repeats_kept(s, kept)]
         for s in good:
             s.flags.append("retried")
         if good:
             found += good
             continue
+        if clean:
+            continue  # it only said again what is kept: that speech was covered after all
         # Still nothing: keep a suspect's text (flagged) where it is no bracket junk,
         # else say that this speech gave no text.
         overlapping = [(s, why) for s, why in suspect if _overlaps(s, part.start, part.end)]
         keep = [s for s, why in overlapping if why != "brackets"]
-        for s, why in overlapping:
-            if why not in s.flags:
-                s.flags.append(why)
         if keep:
             found += [s for s in keep if s not in found]
         else:
             found.append(Segment(0, round(part.start, 3), round(part.end, 3), "", "", None, 0.0, round(r.no_speech_prob, 4),
                                  ["no_text"] + sorted({why for _, why in overlapping})))
+    found += [s for s, why in suspect if why != "brackets" and not any(_overlaps(s, p.start, p.end) for p in parts)]
     result.segments = sorted(kept + found, key=lambda s: s.start)
     return result
 

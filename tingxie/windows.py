@@ -69,13 +69,12 @@ class Window:
 
     def speech_frames(self) -> list[tuple[float, float]]:
         """(start, end) in source seconds of each VAD frame inside this window that the
-        VAD called speech (the whole pieces when the VAD's view is not known)."""
-        out = []
+        VAD called speech; none when the VAD did not run (`--vad off`)."""
+        out: list[tuple[float, float]] = []
+        if self.probs is None:
+            return out
         for p in self.pieces:
             a, b = p.start, p.start + p.length
-            if self.probs is None:
-                out.append((a / SAMPLE_RATE, b / SAMPLE_RATE))
-                continue
             for f in np.flatnonzero(self.probs[a // VAD_FRAME : -(-b // VAD_FRAME)] >= SPEECH_PROB):
                 s = max(a, (a // VAD_FRAME + int(f)) * VAD_FRAME)
                 out.append((s / SAMPLE_RATE, min(b, s + VAD_FRAME) / SAMPLE_RATE))
