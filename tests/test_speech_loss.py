@@ -35,7 +35,7 @@ REPRO_CLIPS = [
 ]  # fmt: skip
 # clips whisper-base reads well alone, joined in the recording test (4 of them quiet)
 JOINED = [
-    "aishell_sample_BAC009S0150W0133", "fireredasr_IT0011W0001", "aishell_sample_BAC009S0150W0241",
+    "aishell_sample_BAC009S0150W0133", "aishell_sample_BAC009S0150W0169", "aishell_sample_BAC009S0150W0241",
     "aishell_sample_BAC009S0150W0349", "cosyvoice_zero_shot_prompt", "aishell_sample_BAC009S0150W0457",
     "aishell_sample_BAC009S0150W0313", "funasr_nano_sample", "aishell_sample_BAC009S0150W0193",
 ]  # fmt: skip
