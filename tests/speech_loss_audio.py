@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,6 @@ from tingxie.types import SAMPLE_RATE
 def zh_items(corpus: Path) -> list[dict]:
     items = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines() if x.strip()]
     return [m for m in items if m["lang"] == "zh"]
-
-
-def write_wav(path: Path, audio: np.ndarray) -> Path:
-    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(pcm.tobytes())
-    return path
 
 
 def join(corpus: Path, items: list[dict], seed: int, quiet: set[int] = frozenset()) -> tuple[np.ndarray, list[tuple[float, float]]]:

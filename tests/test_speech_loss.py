@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from speech_loss_audio import join, per_clip_recall, write_wav, zh_items
-from test_core import MODELS
+from speech_loss_audio import join, per_clip_recall, zh_items
+from test_core import MODELS, write_wav
 from tingxie import models as models_mod
 from tingxie import output
 from tingxie.manager import ModelManager
