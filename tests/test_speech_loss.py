@@ -20,6 +20,7 @@ from tingxie import models as models_mod
 from tingxie import output
 from tingxie.manager import ModelManager
 from tingxie.scheduler import BATCH
+from tingxie.server.openai_api import verbose_json
 from tingxie.settings import Settings
 from tingxie.text import error_rate, junk_reason
 from tingxie.transcribe import transcribe
@@ -142,6 +143,8 @@ def test_speech_that_stays_empty_is_flagged_and_counted(sched, clips, corpus_dir
     assert sum(s["end"] - s["start"] for s in flagged) > 0.6 * clip["duration_s"]  # the clip's speech, not a sliver
     assert d["warning_count"] == len(flagged) == len(d["warnings"])
     assert "detected speech" in d["warnings"][0]
+    v = verbose_json(t, "transcribe", False)  # what /v1/audio/transcriptions answers
+    assert v["warning_count"] == len(flagged) and v["warnings"] == d["warnings"]
     assert output.render(t, "srt") == ""  # no empty cues in subtitles
 
 
