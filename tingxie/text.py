@@ -472,6 +472,34 @@ def _unit_key(unit: str) -> str:
     return stripped or unit
 
 
+# ---------------------------------------------------------------- junk guard
+
+_BRACKETS = set("《》〈〉【】〔〕「」『』()（）[]［］{}<>")
+_LATIN = re.compile(r"[A-Za-z]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+
+
+def junk_reason(text: str, language: str) -> str | None:
+    """Why a segment's text is model junk rather than speech, or None:
+    "brackets" — mostly bracket marks around Latin or repeated items
+    (《平和表配》《iPOP》《iPOP: Whisper's memory of titles and subtitles, not speech);
+    "script" — a Chinese or Japanese request answered wholly in Latin letters
+    ("Thank you for watching.");
+    "loop" — a hallucination loop that collapse_repetitions would cut."""
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return None
+    brackets = sum(c in _BRACKETS for c in visible)
+    inside = re.findall(r"[《〈【〔「『(（\[［{<]([^》〉】〕」』)）\]］}>]*)", text)
+    if brackets >= 3 and brackets >= 0.2 * len(visible) and (_LATIN.search(text) or len(set(inside)) < len(inside)):
+        return "brackets"
+    if _base(language) in (*_CHINESE, "ja") and not _HAN.search(text) and len(_LATIN.findall(text)) >= 6:
+        return "script"
+    if collapse_repetitions(text)[1]:
+        return "loop"
+    return None
+
+
 # ---------------------------------------------------------------- scoring
 
 

@@ -7,10 +7,11 @@ batches (cross-file batching), bounding how much decoded audio is held in memory
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ from . import vad as vad_mod
 from . import windows as windows_mod
 from .engines.base import WindowResult, check_options, refine, takes_whole_requests
 from .scheduler import BATCH, INTERACTIVE, Scheduler
-from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, TextOptions, Transcript, VadOptions
+from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,105 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
     )
 
 
+# A stretch of VAD speech this long (seconds) that no segment covers is decoded again.
+MIN_LOST_S = 1.0
+COVER_PAD_S = 0.5  # Whisper's segment times are this loose around the speech they cover
+MERGE_GAP_S = 0.6  # uncovered speech frames this close belong to one stretch
+RETRY_PAD_S = 0.3
+RETRY_MAX_S = 10.0  # retried stretches are cut (at pauses) into windows this long at most
+
+
+def lost_speech(window: windows_mod.Window, segments: list[Segment]) -> list[tuple[float, float]]:
+    """(start, end) in source seconds of the window's VAD speech that no segment
+    covers: at least MIN_LOST_S of speech frames each."""
+    covered = sorted((s.start - COVER_PAD_S, s.end + COVER_PAD_S) for s in segments)
+    runs: list[list[float]] = []  # [start, end, speech seconds]
+    for a, b in window.speech_frames():
+        mid = (a + b) / 2
+        if any(lo <= mid <= hi for lo, hi in covered):
+            continue
+        if runs and a - runs[-1][1] <= MERGE_GAP_S:
+            runs[-1][1] = b
+            runs[-1][2] += b - a
+        else:
+            runs.append([a, b, b - a])
+    return [(a, b) for a, b, speech in runs if speech >= MIN_LOST_S]
+
+
+def _overlaps(s: Segment, a: float, b: float) -> bool:
+    return s.start < b and s.end > a
+
+
+def _repeats_kept(seg: Segment, kept: list[Segment]) -> bool:
+    """Whether a retried segment only says again what a neighbouring segment says (its
+    stretch was covered after all; Whisper's times were off)."""
+    text = seg.raw_text.replace(" ", "")
+    near = "".join(s.raw_text.replace(" ", "") for s in kept if _overlaps(s, seg.start - 3.0, seg.end + 3.0))
+    if not text or not near:
+        return False
+    same = sum(m.size for m in difflib.SequenceMatcher(None, text, near, autojunk=False).get_matching_blocks())
+    return same >= 0.7 * len(text)
+
+
+def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
+    """Never lose detected speech silently. Junk (text_mod.junk_reason) is set aside;
+    VAD speech that no segment covers is decoded again in smaller windows without the
+    prompt (a prompt can make Whisper skip speech); what still gives no text comes back
+    as an empty segment flagged `no_text`, which the result counts as a warning."""
+    language = result.language or window.options.language or ""
+    kept: list[Segment] = []
+    suspect: list[tuple[Segment, str]] = []
+    for s in result.segments:
+        reason = text_mod.junk_reason(s.raw_text, language)
+        if reason:
+            suspect.append((s, reason))
+        else:
+            kept.append(s)
+    for s, why in suspect:
+        if why not in s.flags:
+            s.flags.append(why)
+    lost = lost_speech(window, kept)
+    if not lost:  # junk over no speech: bracket junk goes, the rest stays flagged
+        result.segments = sorted(kept + [s for s, why in suspect if why != "brackets"], key=lambda s: s.start)
+        return result
+    opts = replace(window.options, initial_prompt=None, hotwords=[], temperature=0.0, language=language or None)
+    parts: list[windows_mod.Window] = []
+    for a, b in lost:
+        part = window.part(a - RETRY_PAD_S, b + RETRY_PAD_S, opts)
+        if part is None:
+            continue
+        spans = [SpeechSpan(p.start, p.start + p.length) for p in part.pieces]
+        parts += windows_mod.pack(window.source, spans, opts, limit_s=RETRY_MAX_S, probs=window.probs)
+    found: list[Segment] = []
+    futures = [scheduler.submit(p, lane, owner) for p in parts]  # full 30 s input: compact=False
+    for part, f in zip(parts, futures):
+        r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+        for k in r.timings:
+            result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
+        result.tokens += r.tokens
+        clean = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language)]
+        good = [s for s in clean if not _repeats_kept(s, kept)]
+        for s in good:
+            s.flags.append("retried")
+        if good:
+            found += good
+            continue
+        if clean:
+            continue  # it only said again what is kept: that speech was covered after all
+        # Still nothing: keep a suspect's text (flagged) where it is no bracket junk,
+        # else say that this speech gave no text.
+        overlapping = [(s, why) for s, why in suspect if _overlaps(s, part.start, part.end)]
+        keep = [s for s, why in overlapping if why != "brackets"]
+        if keep:
+            found += [s for s in keep if s not in found]
+        else:
+            found.append(Segment(0, round(part.start, 3), round(part.end, 3), "", "", None, 0.0, round(r.no_speech_prob, 4),
+                                 ["no_text"] + sorted({why for _, why in overlapping})))
+    found += [s for s, why in suspect if why != "brackets" and not any(_overlaps(s, p.start, p.end) for p in parts)]
+    result.segments = sorted(kept + found, key=lambda s: s.start)
+    return result
+
+
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
     """Text stage: cut repetition loops, then ITN and script; number the segments."""
     segments: list[Segment] = []
@@ -77,7 +177,7 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
             seg.text = text_mod.finalize(raw, language, opts)
             if hasattr(seg, "_tokens"):
                 del seg._tokens  # type: ignore[attr-defined]
-            if seg.text.strip():
+            if seg.text.strip() or "no_text" in seg.flags:
                 seg.id = len(segments)
                 segments.append(seg)
     segments.sort(key=lambda s: s.start)
@@ -136,7 +236,8 @@ def transcribe(
     def run(indexes: list[int], capacity: bool) -> None:
         futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
         for i, f in futures:
-            results[i] = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+            refined = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+            results[i] = recover(engine, p.windows[i], refined, scheduler, lane, owner)
             report(i, results[i])
 
     first = 0
@@ -166,7 +267,15 @@ def transcribe(
         processing_time=round(time.perf_counter() - t0 + (sum(p.timings.values()) if prepared else 0.0), 3),
         model=scheduler.engine.model_id,
         options=opts,
+        warnings=no_text_warnings(segments),
     )
+
+
+def no_text_warnings(segments: list[Segment]) -> list[str]:
+    """One warning per stretch of detected speech that gave no text (no audio or
+    transcript content in them: times only)."""
+    return [f"no text for {s.end - s.start:.1f} s of detected speech at {s.start:.1f}–{s.end:.1f} s"
+            for s in segments if "no_text" in s.flags]
 
 
 def _transcribe_whole(source: Source | np.ndarray, engine, decode: DecodeOptions, vad: VadOptions | None,

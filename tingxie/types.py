@@ -100,7 +100,10 @@ class Segment:
     words: list[Word] | None = None
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
-    flags: list[str] = field(default_factory=list)  # "truncated", "repetition_cut"
+    # "truncated", "repetition_cut"; "no_text": VAD speech here gave no text even when
+    # retried (text is empty); "retried": recovered by that retry; "brackets",
+    # "script", "loop": why the model's first text here was taken for junk
+    flags: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
 
 
@@ -115,6 +118,9 @@ class Transcript:
     processing_time: float = 0.0
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # Things the user must know about this result, e.g. detected speech that gave no
+    # text (its segment is flagged "no_text"); counted as `warning_count` in json.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -129,6 +135,7 @@ class Transcript:
         d = asdict(self)
         d["text"] = self.text
         d["rtf"] = round(self.rtf, 4)
+        d["warning_count"] = len(self.warnings)
         return d
 
     @classmethod
@@ -148,4 +155,5 @@ class Transcript:
             processing_time=d.get("processing_time", 0.0),
             model=d.get("model", ""),
             options=d.get("options", {}),
+            warnings=list(d.get("warnings", [])),
         )

@@ -102,7 +102,7 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
-        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language), window.compact)
+        hot = replace(window, options=replace(window.options, temperature=temp, language=result.language))
         r = submit(hot)
         r.language_probability = result.language_probability
         tried.append(r)

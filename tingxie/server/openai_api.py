@@ -60,6 +60,7 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
             for s in t.segments
         ],
     }
+    d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
         d["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in (s.words or [])]
     return d

@@ -259,7 +259,9 @@ function renderResult(container, job) {
   const items = segs.map((s) => {
     const li = el("li", { class: "segment", tabindex: "0", dataset: { start: s.start, end: s.end } },
       el("span", { class: "ts", text: `${fmtTime(s.start)} – ${fmtTime(s.end)}` }),
-      el("span", { class: "seg-text", text: s.text }));
+      (s.flags || []).includes("no_text")
+        ? el("span", { class: "seg-text muted", text: lang() === "zh" ? "［此处有语音，未能识别出文字］" : "[speech here gave no text]" })
+        : el("span", { class: "seg-text", text: s.text }));
     const play = () => { audio.currentTime = s.start + 0.001; audio.play().catch(() => {}); };
     li.addEventListener("click", play);
     li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); play(); } });
@@ -293,6 +295,7 @@ function renderResult(container, job) {
         el("button", { type: "button", class: "ghost small", text: t("res.copy"), onclick: () => copyText(fullText) }),
         el("span", { class: "muted small", text: t("res.download") }), ...dl)),
     meta,
+    r.warning_count ? el("p", { class: "alert error no-text-warning", role: "status", text: (lang() === "zh" ? `注意：${r.warning_count} 处检测到的语音没有识别出文字（已在分段中标出）` : `Warning: ${r.warning_count} stretch(es) of detected speech gave no text (marked in the segments)`) }) : null,
     el("div", { class: "player" }, audio, noAudio, el("span", { class: "muted small", text: segs.length ? t("res.click") : "" })),
     body,
     el("details", { class: "fulltext" }, el("summary", { text: lang() === "zh" ? "全文" : "Full text" }), el("p", { class: "plain", text: fullText })));
