@@ -19,7 +19,7 @@ import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
-from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
+from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
 from .windows import Piece, Window
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,11 @@ def token_budget(seconds: float) -> int:
 class Engine:
     """A loaded Whisper model. Thread-safe: call `decode` from several threads."""
 
-    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True):
+    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True,
+                 detect_languages: tuple[str, ...] = ()):
         from faster_whisper import WhisperModel
+
+        from .options import model_languages
 
         self.model_id = model_id
         self.dynamic_frames = dynamic_frames
@@ -94,6 +97,9 @@ class Engine:
         ctranslate2.set_random_seed(0)  # temperature fallback samples: keep runs repeatable
         self.load_seconds = time.perf_counter() - t0
         self.multilingual = self.model.is_multilingual
+        self.languages = model_languages(path) if self.multilingual else ("en",)
+        # auto-detection picks only among these (TINGXIE_DETECT_LANGUAGES); () = all
+        self.detect_languages = tuple(x for x in detect_languages if x in self.languages)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.suppress = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
@@ -113,6 +119,19 @@ class Engine:
         return self._fw
 
     # -- helpers -------------------------------------------------------------------
+    def pick_language(self, ranked: list[tuple[str, float]]) -> tuple[str, float]:
+        """The most likely language among the configured candidates, with its share of
+        their probability: quiet Mandarin the model rates "pl 0.3, zh 0.25" is zh when
+        only zh and en are expected."""
+        if not self.detect_languages:
+            return ranked[0]
+        allowed = [(code, p) for code, p in ranked if code in self.detect_languages]
+        if not allowed:
+            return ranked[0]
+        total = sum(p for _, p in allowed)
+        code, p = allowed[0]
+        return code, (p / total if total > 0 else p)
+
     def tokenizer(self, language: str, task: str = "transcribe"):
         from faster_whisper.tokenizer import Tokenizer
 
@@ -179,9 +198,10 @@ class Engine:
             else:
                 all_langs = self.model.detect_language(enc)
                 for i in need_detect:
-                    token, prob = all_langs[i][0]
-                    detected[i] = (token[2:-2], prob)
+                    detected[i] = self.pick_language([(token[2:-2], prob) for token, prob in all_langs[i]])
         for i, w in enumerate(windows):
+            if w.options.language and w.options.language not in self.languages:
+                raise OptionsError(f"model {self.model_id} cannot transcribe language {w.options.language!r}")
             languages.append(detected.get(i, (w.options.language or "en", 1.0)))
 
         prompts = []

@@ -13,6 +13,7 @@ from . import device as device_mod
 from . import models as models_mod
 from .device import DeviceChoice
 from .engine import Engine
+from .options import parse_detect_languages
 from .scheduler import Scheduler
 from .settings import Settings
 from .types import OptionsError
@@ -78,7 +79,8 @@ class ModelManager:
             slot.last_used = time.monotonic()
             if slot.engine is None:
                 log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
-                slot.engine = Engine(model_id, slot.path, self.choice, dynamic_frames=self.settings.dynamic_frames)
+                slot.engine = Engine(model_id, slot.path, self.choice, dynamic_frames=self.settings.dynamic_frames,
+                                     detect_languages=parse_detect_languages(self.settings.detect_languages))
                 slot.engine.warm_up()
             return slot.engine
 

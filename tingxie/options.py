@@ -3,6 +3,11 @@ refused before any work starts and the message names the option."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
 from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
 
 
@@ -12,15 +17,46 @@ def language_codes() -> tuple[str, ...]:
     return tuple(_LANGUAGE_CODES)
 
 
-def parse_language(value: str | None) -> str | None:
+@lru_cache(maxsize=16)
+def model_languages(model_dir: str | Path) -> tuple[str, ...]:
+    """The languages a Whisper model can transcribe: those with a language token in its
+    tokenizer. whisper-base has 99 and no <|yue|> (large-v3 added it); asking for a
+    language without its token makes the decoder write nonsense ("Welcome to to to")."""
+    path = Path(model_dir) / "tokenizer.json"
+    try:
+        added = json.loads(path.read_text(encoding="utf-8")).get("added_tokens", [])
+    except (OSError, ValueError):
+        return language_codes()  # not readable here (not assembled yet): let the model decide
+    tokens = {t.get("content") for t in added if isinstance(t, dict)}
+    langs = tuple(c for c in language_codes() if f"<|{c}|>" in tokens)
+    return langs or ("en",)  # an English-only model has no language tokens
+
+
+def parse_language(value: str | None, supported: Sequence[str] | None = None) -> str | None:
+    """A language code (or None for auto-detection); `supported`: the model's languages."""
     v = (value or "").strip().lower()
     if v in ("", "auto"):
         return None
-    aliases = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh", "chinese": "zh", "english": "en"}
+    aliases = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh", "chinese": "zh", "english": "en",
+               "cantonese": "yue", "zh-hk": "yue"}
     v = aliases.get(v, v)
     if v not in language_codes():
         raise OptionsError(f"unknown language {value!r}; use auto or a code such as zh, en, ja, yue")
+    if supported is not None and v not in supported:
+        raise OptionsError(f"this model cannot transcribe language {value!r}; it supports auto, {', '.join(supported)}")
     return v
+
+
+def parse_detect_languages(value: str | Sequence[str] | None, supported: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The candidate set for auto-detection (TINGXIE_DETECT_LANGUAGES, e.g. "zh,en"):
+    empty means every language the model has."""
+    items = value.replace("，", ",").split(",") if isinstance(value, str) else list(value or [])
+    out: list[str] = []
+    for item in items:
+        code = parse_language(item, supported)
+        if code and code not in out:
+            out.append(code)
+    return tuple(out)
 
 
 def parse_hotwords(value: str | list[str] | None) -> list[str]:
@@ -48,7 +84,10 @@ def build_options(
     vad_min_silence_ms: int = VadOptions.min_silence_ms,
     vad_speech_pad_ms: int = VadOptions.speech_pad_ms,
     vad_max_segment_s: float = VadOptions.max_speech_s,
+    punctuate: bool = True,
+    languages: Sequence[str] | None = None,
 ) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+    """`languages`: the model's (model_languages); a language outside them is refused."""
     if task not in ("transcribe", "translate"):
         raise OptionsError(f"task must be transcribe or translate, not {task!r}")
     if not 1 <= beam_size <= 10:
@@ -68,7 +107,7 @@ def build_options(
     if initial_prompt is not None and len(initial_prompt) > 1000:
         raise OptionsError("prompt: at most 1000 characters")
     decode = DecodeOptions(
-        language=parse_language(language),
+        language=parse_language(language, languages),
         task=task,
         beam_size=beam_size,
         hotwords=parse_hotwords(hotwords),
@@ -86,4 +125,4 @@ def build_options(
         if vad
         else None
     )
-    return decode, vad_opts, TextOptions(itn=itn, zh_script=zh_script)
+    return decode, vad_opts, TextOptions(itn=itn, zh_script=zh_script, punctuate=punctuate)

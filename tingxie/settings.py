@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     max_streams: int = 16
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
+    # Auto-detection chooses only among these languages, e.g. "zh,en" (empty = every
+    # language the model has): a quiet Mandarin clip is then never "Polish".
+    detect_languages: str = ""
 
     @property
     def models_dir(self) -> Path:

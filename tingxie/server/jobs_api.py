@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from .. import output
-from ..options import build_options
+from ..options import build_options, model_languages
 from ..types import VadOptions
 from ..types import Transcript
 from .auth import Principal, principal
@@ -75,7 +75,7 @@ async def create_jobs(
         word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
         vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
     )
-    build_options(**options)  # refuse bad options before storing anything
+    build_options(**options, languages=model_languages(state.manager.resolve(model_id)[1]))  # refuse bad options before storing anything
     if callback_url and not callback_url.startswith(("http://", "https://")):
         raise ApiError(400, "callback_url must be an http(s) URL", param="callback_url")
     if not files:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import models as models_mod
 from .. import output
-from ..options import build_options
+from ..options import build_options, model_languages
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
 from ..types import AudioError, OptionsError, Transcript, VadOptions
@@ -83,7 +83,8 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         raise ApiError(400, f"timestamp_granularities[] takes word and/or segment, not {bad[0]!r}", param="timestamp_granularities[]")
     words = "word" in granularities
     model_id = resolve_model(state, form.pop("model"))
-    decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form)
+    decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form,
+                                      languages=model_languages(state.manager.resolve(model_id)[1]))
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")

@@ -18,7 +18,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import audio as audio_mod
-from ..options import parse_hotwords
+from ..options import model_languages, parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
 from ..stream import StreamOptions, StreamSession, parse_options
 from ..transcribe import transcribe
@@ -110,6 +110,10 @@ def _observer(state):
     return on_update
 
 
+def _model_languages(state) -> tuple[str, ...]:
+    return model_languages(state.manager.resolve(None)[1])
+
+
 def _scheduler_and_model(state):
     model_id, _ = state.manager.resolve(None)
     return state.manager.scheduler(None), model_id
@@ -134,6 +138,7 @@ async def stream(ws: WebSocket) -> None:
             except json.JSONDecodeError as e:
                 raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
             opts = parse_options(raw)
+            parse_language(opts.language, _model_languages(state))
         except OptionsError as e:
             await _send_json(ws, {"type": "error", "message": str(e)})
             await _close(ws, CLOSE_BAD, str(e)[:120])
@@ -220,6 +225,7 @@ class _FunasrConfig:
         self.hotwords: list[str] = []
         self.itn = True
         self.language: str | None = None
+        self.languages: tuple[str, ...] | None = None  # the model's, to refuse others
 
     def update(self, m: dict) -> None:
         if "mode" in m:
@@ -240,9 +246,7 @@ class _FunasrConfig:
         if "itn" in m:
             self.itn = bool(m["itn"])
         if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
-            from ..options import parse_language
-
-            self.language = parse_language(m["svs_lang"])
+            self.language = parse_language(m["svs_lang"], self.languages)
 
 
 def _strip_wav_header(data: bytes) -> tuple[bytes, int | None]:
@@ -316,6 +320,7 @@ async def funasr(ws: WebSocket) -> None:
         return
     state = ws.app.state.tx
     cfg = _FunasrConfig()
+    cfg.languages = _model_languages(state)
     session: StreamSession | None = None
     offline: list[bytes] = []
     offline_size = 0

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from .. import models as models_mod
+from ..options import model_languages
 from ..types import OptionsError, VadOptions
 from .auth import Principal, admin, principal
 from .errors import ApiError
@@ -48,6 +49,7 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
         d = m.to_dict()
         d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
         d["default"] = m.id == st.settings.model
+        d["languages"] = list(model_languages(m.path)) if m.ready else []
         out.append(d)
     return {"models": out}
 
