@@ -213,11 +213,10 @@ def server(tmp_path_factory):
 
 
 def _pcm(path: Path) -> np.ndarray:
-    import wave
+    """16 kHz PCM16 of any eval file (some are 24 kHz or FLAC)."""
+    from tingxie.audio import decode
 
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 16000 and w.getnchannels() == 1
-        return np.frombuffer(w.readframes(w.getnframes()), "<i2")
+    return (np.clip(decode(path), -1, 1) * 32767).astype("<i2")
 
 
 async def _stream(url: str, pcm: np.ndarray, options: dict) -> list[dict]:
@@ -263,3 +262,53 @@ def test_a_language_the_model_lacks_is_refused_naming_the_ones_it_has(server) ->
     models = httpx.get(server.url + "/api/models").json()["models"]
     base = next(m for m in models if m["id"] == "whisper-base")
     assert "zh" in base["languages"] and "en" in base["languages"] and "yue" not in base["languages"]
+
+
+# ---------------------------------------------------------------- hotwords
+
+
+HOT = ["七牛", "云存储"]
+
+
+async def _funasr_offline(url: str, pcm: np.ndarray, hotwords: dict) -> str:
+    async with websockets.connect(url.replace("http", "ws") + "/funasr") as ws:
+        await ws.send(json.dumps({"mode": "offline", "wav_name": "laoxu", "wav_format": "pcm", "is_speaking": True,
+                                  "audio_fs": 16000, "hotwords": json.dumps(hotwords), "itn": True}))
+        for i in range(0, len(pcm), 9600):
+            await ws.send(pcm[i : i + 9600].tobytes())
+        await ws.send(json.dumps({"is_speaking": False}))
+        while True:
+            m = json.loads(await asyncio.wait_for(ws.recv(), 300))
+            if m.get("is_final") or m.get("error"):
+                return m.get("text", "") + m.get("error", "")
+
+
+@pytest.mark.eval
+def test_hotwords_fix_words_the_model_gets_wrong_on_every_path(server, corpus_dir) -> None:
+    """cosyvoice_pr1212_laoxu: whisper-base writes 七牛 as 气流 and 云存储 as 原称处;
+    with the hotwords it writes both, whichever way the request comes in."""
+    clip = corpus_dir / "cosyvoice_pr1212_laoxu.wav"
+    client = OpenAI(base_url=server.url + "/v1", api_key="unused")
+
+    def openai(extra: dict) -> str:
+        with clip.open("rb") as f:
+            return client.audio.transcriptions.create(model="whisper-base", file=f, language="zh", extra_body=extra).text
+
+    without = openai({})
+    assert not any(w in without for w in HOT), without  # the model alone gets both wrong
+    texts = {"openai": openai({"hotwords": ",".join(HOT)})}
+    with clip.open("rb") as f:
+        r = httpx.post(server.url + "/api/jobs", files={"files": ("laoxu.wav", f, "audio/wav")},
+                       data={"language": "zh", "hotwords": "七牛，云存储"}, timeout=60)
+    job_id = r.json()["jobs"][0]["id"]
+    deadline = time.time() + 600
+    while (job := httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json())["state"] not in ("done", "failed"):
+        assert time.time() < deadline
+        time.sleep(1)
+    texts["jobs"] = job.get("text") or job.get("error")
+    pcm = _pcm(clip)
+    msgs = asyncio.run(_stream(server.url, pcm, {"language": "zh", "hotwords": HOT}))
+    texts["realtime"] = "".join(m["text"] for m in msgs if m["type"] == "final")
+    texts["funasr"] = asyncio.run(_funasr_offline(server.url, pcm, {w: 20 for w in HOT}))
+    for path, text in texts.items():
+        assert all(w in text for w in HOT), (path, text)
