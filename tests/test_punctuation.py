@@ -256,7 +256,8 @@ def test_a_language_the_model_lacks_is_refused_naming_the_ones_it_has(server) ->
     assert "yue" in message and "zh" in message and "en" in message
     r = httpx.post(server.url + "/api/jobs", files={"files": ("a.wav", b"RIFF", "audio/wav")}, data={"language": "yue"})
     assert r.status_code == 400 and "yue" in r.json()["error"]["message"]
-    assert httpx.get(server.url + "/api/jobs").json()["jobs"] == []  # nothing refused leaves a trace
+    jobs = httpx.get(server.url + "/api/jobs").json()["jobs"]
+    assert not [j for j in jobs if j["filename"] == "a.wav"]  # nothing refused leaves a trace
     msgs = asyncio.run(_stream(server.url, np.zeros(1600, "<i2"), {"language": "yue"}))
     assert msgs[0]["type"] == "error" and "yue" in msgs[0]["message"]
     models = httpx.get(server.url + "/api/models").json()["models"]
@@ -312,3 +313,33 @@ def test_hotwords_fix_words_the_model_gets_wrong_on_every_path(server, corpus_di
     texts["funasr"] = asyncio.run(_funasr_offline(server.url, pcm, {w: 20 for w in HOT}))
     for path, text in texts.items():
         assert all(w in text for w in HOT), (path, text)
+
+
+# ---------------------------------------------------------------- detection candidates
+
+
+@pytest.mark.eval
+def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> None:
+    """TINGXIE_DETECT_LANGUAGES: detection picks the likeliest of the candidates, so a
+    deployment that expects zh and en never gets a Polish transcript."""
+    from tingxie.manager import ModelManager
+    from tingxie.options import parse_detect_languages
+    from tingxie.settings import Settings
+    from tingxie.transcribe import transcribe
+    from tingxie.types import DecodeOptions, OptionsError, VadOptions
+
+    from test_core import MODELS
+
+    clip = corpus_dir / "aishell_sample_BAC009S0150W0193.wav"  # Mandarin, detected zh when unrestricted
+    found = {}
+    for candidates in ("", "zh,en", "ja,ko"):
+        manager = ModelManager(Settings(home=MODELS.parent, detect_languages=candidates))
+        try:
+            t = transcribe(clip, manager.scheduler(), DecodeOptions(beam_size=1), VadOptions(), TextOptions())
+        finally:
+            manager.close()
+        found[candidates] = t.language
+    assert found[""] == "zh" and found["zh,en"] == "zh"
+    assert found["ja,ko"] in ("ja", "ko")  # the candidates bind even against the evidence
+    with pytest.raises(OptionsError, match="xx"):
+        parse_detect_languages("zh,xx")
