@@ -71,6 +71,7 @@ def options_from_args(args: argparse.Namespace, languages: list[str] | None = No
         vad_min_silence_ms=args.vad_min_silence_ms,
         vad_speech_pad_ms=args.vad_speech_pad_ms,
         vad_max_segment_s=args.vad_max_segment_s,
+        languages=languages,
     )
 
 
@@ -91,6 +92,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     from . import audio as audio_mod
     from .manager import ModelManager
+    from .options import model_languages
     from .output import EXTENSIONS, FORMATS, render
     from .transcribe import transcribe_many
 
@@ -98,9 +100,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
-    decode, vad, text = options_from_args(args)
     settings = _settings(args)
     manager = ModelManager(settings)
+    decode, vad, text = options_from_args(args, list(model_languages(manager.resolve(settings.model)[1])))
     sched = manager.scheduler(settings.model)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

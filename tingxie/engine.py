@@ -19,7 +19,7 @@ import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
-from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
+from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
 from .windows import Piece, Window
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,8 @@ class Engine:
         t2 = time.perf_counter()
 
         languages: list[tuple[str, float]] = []
-        need_detect = [i for i, w in enumerate(windows) if not w.options.language]
+        # a language the model lacks (refused up front; this guards older stored jobs) is detected
+        need_detect = [i for i, w in enumerate(windows) if w.options.language not in self.languages]
         detected: dict[int, tuple[str, float]] = {}
         if need_detect:
             if not self.multilingual:
@@ -200,8 +201,6 @@ class Engine:
                 for i in need_detect:
                     detected[i] = self.pick_language([(token[2:-2], prob) for token, prob in all_langs[i]])
         for i, w in enumerate(windows):
-            if w.options.language and w.options.language not in self.languages:
-                raise OptionsError(f"model {self.model_id} cannot transcribe language {w.options.language!r}")
             languages.append(detected.get(i, (w.options.language or "en", 1.0)))
 
         prompts = []
