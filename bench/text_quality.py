@@ -116,12 +116,12 @@ def read_pcm16(path: Path) -> np.ndarray:
     return (np.clip(decode(path), -1, 1) * 32767).astype("<i2")
 
 
-async def _stream(url: str, pcm: np.ndarray) -> list[str]:
+async def _stream(url: str, pcm: np.ndarray, itn: bool = True) -> list[str]:
     import websockets
 
     finals = []
     async with websockets.connect(url.replace("http", "ws") + "/v1/stream") as ws:
-        await ws.send(json.dumps({"language": "zh"}))
+        await ws.send(json.dumps({"language": "zh", "itn": itn}))
         json.loads(await ws.recv())
         pad = np.zeros(8000, "<i2")
         audio = np.concatenate([pad, pcm, pad])
@@ -135,21 +135,21 @@ async def _stream(url: str, pcm: np.ndarray) -> list[str]:
     return finals
 
 
-def realtime(items: list[dict], corpus: Path) -> dict:
+def realtime(items: list[dict], corpus: Path, itn: bool = True) -> dict:
     from tingxie.bench import LocalServer
 
     pcms = [(m, read_pcm16(corpus / m["audio"])) for m in items if m["lang"] == "zh"]
     with LocalServer(models_dir=MODELS) as srv:
-        per_clip = [(m, asyncio.run(_stream(srv.url, p))) for m, p in pcms]
+        per_clip = [(m, asyncio.run(_stream(srv.url, p, itn))) for m, p in pcms]
     finals = [f for _, fs in per_clip for f in fs]
     row = measure([m for m, _ in per_clip], ["".join(fs) for _, fs in per_clip])
     long = [f for f in finals if content_len(f) > 4]
     ended = sum(f.endswith(SENTENCE_MARKS) for f in long)
     row["finals"] = len(finals)
     row["finals_end_with_full_width_mark"] = f"{ended}/{len(long)}"
-    row["note"] = f"{len(pcms)} Mandarin clips, each its own session, streamed flat out, ITN on (the stream default)"
+    row["note"] = f"{len(pcms)} Mandarin clips, each its own session, streamed flat out, ITN {'on' if itn else 'off'}"
     row["examples"] = ["".join(fs) for _, fs in per_clip][20:23]
-    return {"real time": row}
+    return {f"real time, ITN {'on' if itn else 'off'}": row}
 
 
 def main() -> int:
@@ -157,6 +157,7 @@ def main() -> int:
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "eval"))
     ap.add_argument("--files-only", action="store_true")
     ap.add_argument("--realtime-only", action="store_true")
+    ap.add_argument("--realtime-itn", choices=("on", "off"), default="on", help="ITN for the streams (default on, as a client gets)")
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     corpus = Path(args.corpus)
@@ -168,7 +169,7 @@ def main() -> int:
     if not args.realtime_only:
         results.update(files(items, corpus))
     if not args.files_only:
-        results.update(realtime(items, corpus))
+        results.update(realtime(items, corpus, args.realtime_itn == "on"))
     for name, row in results.items():
         print(f"\n## {name}")
         for k, v in row.items():
