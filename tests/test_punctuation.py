@@ -343,3 +343,24 @@ def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> N
     assert found["ja,ko"] in ("ja", "ko")  # the candidates bind even against the evidence
     with pytest.raises(OptionsError, match="xx"):
         parse_detect_languages("zh,xx")
+
+
+def test_punctuation_never_changes_the_words(corpus_dir) -> None:
+    """Only marks and spaces change: over every eval reference cut into clauses at its
+    own marks and spaces, and over random mixes of Chinese, Latin, digits and marks."""
+    import random
+    import unicodedata
+
+    def words(s: str) -> str:
+        return "".join(c for c in unicodedata.normalize("NFKC", s) if not c.isspace() and not unicodedata.category(c).startswith("P"))
+
+    texts = [r["text"] for r in _items(corpus_dir)]
+    rng = random.Random(0)
+    alphabet = list("我们的是不了在有人这中大为上个国,.?!:;… 　，。？！、abcXYZ0123456789%")
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(2000)]
+    for text in texts:
+        clauses = [Clause(p, rng.choice([0.0, 2.0])) for p in re.split(r"[，。？！ ]+", text) if p]
+        for open_end in (False, True):
+            out = punctuate(clauses, "zh", open_end)
+            assert len(out) == len(clauses)
+            assert words("".join(out)) == words("".join(c.text for c in clauses)), (text, out)
