@@ -58,3 +58,12 @@ def test_bad_values_name_the_option(data, message):
     with pytest.raises(OptionsError) as e:
         TranscriptionOptions.parse(data, known_only=True)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "given, words",
+    [("七牛,云存储", ["七牛", "云存储"]), ("七牛，云存储、对象存储", ["七牛", "云存储", "对象存储"]),
+     ("七牛 云存储", ["七牛", "云存储"]), ("New York, Los Angeles", ["New York", "Los Angeles"])],
+)
+def test_hotwords_split_on_commas_or_else_spaces(given, words):
+    assert TranscriptionOptions.parse({"hotwords": given}).hotwords == words

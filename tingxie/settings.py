@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # A punctuation model (sherpa-onnx CT-Transformer: a folder under the models dir, or a
     # path) that punctuates families writing none (Paraformer, Whisper's Mandarin).
     punctuation_model: str = ""
+    # Auto-detection chooses only among these languages, e.g. "zh,en" (empty = every
+    # language the model has): a quiet Mandarin clip is then never "Polish".
+    detect_languages: str = ""
 
     @property
     def models_dir(self) -> Path:
@@ -93,7 +96,10 @@ class Settings(BaseSettings):
     def engine_options(self) -> dict:
         """What the manager hands every model's loader (`serial` selects the reference
         pipeline for Whisper, engines/reference.py)."""
-        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial}
+        from .options import parse_detect_languages
+
+        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial,
+                "detect_languages": parse_detect_languages(self.detect_languages)}
 
 
 @lru_cache(maxsize=1)

@@ -233,6 +233,20 @@ def _joined(results: list[WindowResult], lang: str) -> str:
     return sep.join(texts)
 
 
+def _final_text(results: list[WindowResult], raw: str, lang: str, opts: TextOptions, open_end: bool) -> str:
+    """The text users see for consecutive windows of one sentence. Chinese is finalised
+    segment by segment, so each of Whisper's clause boundaries gets its mark, and the
+    sentence ends with one (a real-time final is a sentence: the speaker paused);
+    `open_end`: a partial, still being spoken."""
+    if not raw:
+        return ""
+    if not (opts.punctuate and text_mod.is_chinese(lang)):
+        return text_mod.finalize(raw, lang, opts)
+    texts = [t for r in results for seg in r.segments if (t := text_mod.collapse_repetitions(seg.raw_text)[0].strip())]
+    clauses = [text_mod.Clause(f) for t in texts if (f := text_mod.finalize(t, lang, opts))]
+    return "".join(text_mod.punctuate(clauses, lang, open_end=open_end))
+
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
@@ -459,7 +473,7 @@ class StreamSession:
         done = [p.future.result() for p in s.parts if p.end <= frm]
         lang = self.language or (done[0] if done else r).language
         raw = _joined([*done, r], lang)
-        text = text_mod.finalize(raw, lang, self._text) if raw else ""
+        text = _final_text([*done, r], raw, lang, self._text, open_end=True)
         if not text:
             return
         await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
@@ -508,7 +522,7 @@ class StreamSession:
                 self.language, self.language_probability = r.language, r.language_probability
             lang = self.language or r.language
             raw = _joined(results, lang)
-            text = text_mod.finalize(raw, lang, self._text) if raw else ""
+            text = _final_text(results, raw, lang, self._text, open_end=False)
             start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
             if not text:
                 continue  # noise the VAD took for speech: nothing to show

@@ -166,7 +166,7 @@ def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler:
 
 
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
-    """Text stage: cut repetition loops, then ITN and script; number the segments."""
+    """Text stage: cut repetition loops, then ITN and script; number the segments; punctuate."""
     segments: list[Segment] = []
     for r in results:
         for seg in r.segments:
@@ -183,6 +183,7 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
     segments.sort(key=lambda s: s.start)
     for i, s in enumerate(segments):
         s.id = i
+    text_mod.punctuate_segments(segments, language, opts)
     return segments
 
 

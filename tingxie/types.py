@@ -74,6 +74,7 @@ class TextOptions:
 
     itn: bool = True
     zh_script: str = "hans"  # hans | hant | keep
+    punctuate: bool = True  # Chinese punctuation (text.punctuate); raw_text keeps the model's
 
 
 @dataclass

@@ -95,8 +95,8 @@ class ReferenceWhisper(WhisperRecognizer):
             return decode_serially(audio, self.engine, decode, vad, on_progress), {"serial": True}
 
 
-def load(model_id: str, path, choice, dynamic_frames: bool = True, reference: bool = False, **_options) -> WhisperRecognizer:
+def load(model_id: str, path, choice, reference: bool = False, **options) -> WhisperRecognizer:
     """The Whisper family's loader: tingxie's pipeline, or with `reference` (`tingxie serve
     --serial`) the reference system's."""
-    recognizer = load_whisper(model_id, path, choice, dynamic_frames=dynamic_frames)
+    recognizer = load_whisper(model_id, path, choice, **options)
     return ReferenceWhisper(recognizer.engine) if reference else recognizer

@@ -21,11 +21,12 @@ def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     return tuple(_LANGUAGE_CODES)
 
 
-def whisper_spec(model_id: str, multilingual: bool) -> ModelSpec:
+def whisper_spec(model_id: str, multilingual: bool, languages: tuple[str, ...] | None = None) -> ModelSpec:
+    """`languages`: those the model's tokenizer has a token for (engine.tokenizer_languages)."""
     caps = Capabilities(
         word_timestamps=True, language_detection=multilingual, punctuation=True, hotwords=True, translation=multilingual
     )
-    return ModelSpec("whisper", model_id, whisper_languages(multilingual), 30.0, caps)
+    return ModelSpec("whisper", model_id, languages or whisper_languages(multilingual), 30.0, caps)
 
 
 def vocabulary_size(path: Path) -> int:
@@ -42,7 +43,10 @@ def vocabulary_size(path: Path) -> int:
 def describe(model_id: str, path: Path) -> ModelSpec:
     """The spec without loading: CTranslate2 calls a Whisper multilingual when its
     vocabulary has 51865 tokens or more."""
-    return whisper_spec(model_id, vocabulary_size(Path(path)) >= 51865)
+    from ..engine import tokenizer_languages
+
+    multilingual = vocabulary_size(Path(path)) >= 51865
+    return whisper_spec(model_id, multilingual, tokenizer_languages(Path(path)) if multilingual else None)
 
 
 class WhisperRecognizer:
@@ -56,7 +60,7 @@ class WhisperRecognizer:
 
     @property
     def spec(self) -> ModelSpec:
-        return whisper_spec(self.model_id, bool(self.engine.multilingual))
+        return whisper_spec(self.model_id, bool(self.engine.multilingual), self.engine.languages)
 
     def batch_key(self, window: Window) -> tuple:
         return self.engine.batch_key(window, len(self.engine.prompt_prefix(window)))
@@ -80,10 +84,11 @@ class WhisperRecognizer:
         return getattr(self.engine, name)
 
 
-def load_whisper(model_id: str, path: Path, choice, dynamic_frames: bool = True, **_options) -> WhisperRecognizer:
+def load_whisper(model_id: str, path: Path, choice, dynamic_frames: bool = True, detect_languages: tuple[str, ...] = (),
+                 **_options) -> WhisperRecognizer:
     from ..engine import Engine
 
-    return WhisperRecognizer(Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames))
+    return WhisperRecognizer(Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames, detect_languages=detect_languages))
 
 
 # -- Whisper's policy for a window's result ----------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..options import parse_hotwords
+from ..options import parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
 from ..stream import StreamOptions, StreamSession, open_session, parse_options
 from ..transcribe import transcribe
@@ -126,6 +126,10 @@ def _observer(state):
         hist.labels(kind).observe(seconds)
 
     return on_update
+
+
+def _model_languages(state, model: str | None = None) -> tuple[str, ...]:
+    return tuple(state.manager.spec(model).languages)
 
 
 def _scheduler_and_model(state, model: str | None = None):
@@ -250,6 +254,7 @@ class _FunasrConfig:
         self.hotwords: list[str] = []
         self.itn = True
         self.language: str | None = None
+        self.languages: tuple[str, ...] | None = None  # the model's, to refuse others
 
     def update(self, m: dict) -> None:
         if "mode" in m:
@@ -270,9 +275,7 @@ class _FunasrConfig:
         if "itn" in m:
             self.itn = bool(m["itn"])
         if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
-            from ..options import parse_language
-
-            self.language = parse_language(m["svs_lang"])
+            self.language = parse_language(m["svs_lang"], self.languages)
 
 
 def _strip_wav_header(data: bytes) -> tuple[bytes, int | None]:
@@ -346,6 +349,7 @@ async def funasr(ws: WebSocket) -> None:
         return
     state = ws.app.state.tx
     cfg = _FunasrConfig()
+    cfg.languages = _model_languages(state)
     session: StreamSession | None = None
     offline: _OfflineSpool | None = None
     header_checked = False

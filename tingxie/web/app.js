@@ -6,7 +6,8 @@ const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 const KEY_STORE = "tingxie.apiKey";
 const BATCH_STORE = "tingxie.batchId";
 const VAD_STORE = "tingxie.vad"; // VAD settings carried from the VAD page to Recognise/Batch
-const LANGS = ["auto", "zh", "en", "yue", "ja", "ko", "fr", "de", "es", "ru"];
+const ALL_LANGS = ["auto", "zh", "en", "yue", "ja", "ko", "fr", "de", "es", "ru"];
+let LANGS = ALL_LANGS; // narrowed to the languages the default model has (modelLanguages)
 
 // ---------------------------------------------------------------- helpers
 
@@ -81,6 +82,14 @@ function langOptions(select, withAuto = true) {
   const keep = select.value;
   select.replaceChildren(...LANGS.filter((l) => withAuto || l !== "auto").map((l) => el("option", { value: l, text: langName(l) })));
   if (keep) select.value = keep;
+}
+
+// Offer only languages the default model can transcribe (whisper-base has no Cantonese).
+function modelLanguages(models) {
+  const m = models.find((x) => x.default) || models[0];
+  if (!m || !Array.isArray(m.languages) || !m.languages.length) return;
+  LANGS = ALL_LANGS.filter((l) => l === "auto" || m.languages.includes(l));
+  $$(".lang-select").forEach((s) => langOptions(s));
 }
 
 function scriptOptions(select) {
@@ -403,6 +412,7 @@ pages.recognise = {
     const sel = $("#rec-model");
     try {
       const { models } = await api("/api/models");
+      modelLanguages(models);
       sel.replaceChildren(...models.map((m) => el("option", { value: m.id, text: m.id + (m.loaded ? "" : ` (${t("sys.model.notloaded")})`), selected: m.default || undefined })));
     } catch (e) {
       sel.replaceChildren(el("option", { value: "", text: "whisper-base" }));
