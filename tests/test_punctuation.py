@@ -173,7 +173,7 @@ def zh_files(corpus_dir):
     from tingxie.transcribe import transcribe_many
     from tingxie.types import DecodeOptions, VadOptions
 
-    from test_core import MODELS
+    from helpers import MODELS
 
     wanted = ["soulx_female_mandarin", "mossttsd_zh_spk1_moon", "cosyvoice_pr1212_laoxu", "fireredasr2s_hello_zh",
               "aishell_sample_BAC009S0150W0241"]
@@ -328,7 +328,7 @@ def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> N
     from tingxie.transcribe import transcribe
     from tingxie.types import DecodeOptions, OptionsError, VadOptions
 
-    from test_core import MODELS
+    from helpers import MODELS
 
     clip = corpus_dir / "aishell_sample_BAC009S0150W0193.wav"  # Mandarin, detected zh when unrestricted
     found = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from speech_loss_audio import join, per_clip_recall, zh_items
-from test_core import MODELS, write_wav
+from helpers import MODELS, write_wav
 from tingxie import models as models_mod
 from tingxie import output
 from tingxie.manager import ModelManager

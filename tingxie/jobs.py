@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from . import options as options_mod
+from .request import TranscriptionOptions
 from .manager import ModelManager
 from .scheduler import BATCH
 from .transcribe import transcribe
@@ -34,13 +34,7 @@ class PermanentError(Exception):
 
 def job_options(opts: dict):
     """Stored job options → pipeline options (validated again: stored data may be old)."""
-    return options_mod.build_options(**{k: v for k, v in opts.items() if k in _OPTION_NAMES})
-
-
-_OPTION_NAMES = {
-    "language", "task", "beam_size", "hotwords", "initial_prompt", "word_timestamps", "temperature", "itn", "zh_script",
-    "vad", "vad_threshold", "vad_min_silence_ms", "vad_speech_pad_ms", "vad_max_segment_s",
-}
+    return TranscriptionOptions.parse(opts).pipeline()
 
 
 def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: bool = True) -> str:

@@ -9,7 +9,8 @@ every caller gets the same error for the same bad value.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Literal, get_args, get_origin
+import inspect
+from typing import Any, Callable, Literal, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -138,6 +139,31 @@ def _bounds(field: Any) -> tuple[Any, Any]:
         if lo is not None and hi is not None:
             break
     return lo, hi
+
+
+# -- HTTP forms ----------------------------------------------------------------------------
+def as_form(model: type[TranscriptionOptions] = TranscriptionOptions, exclude: tuple[str, ...] = ()) -> Callable[..., TranscriptionOptions]:
+    """A FastAPI dependency taking each option as a form field (typed and described in
+    /docs) and returning the validated options; a bad value is the same OptionsError (400)
+    as everywhere else."""
+    from fastapi import Form
+
+    params = []
+    for name, f in model.model_fields.items():
+        if name in exclude:
+            continue
+        default = f.get_default(call_default_factory=True)
+        kind = f.annotation if f.annotation in (int, float, bool) else str | None
+        if name == "hotwords":
+            default = None
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
+                                        default=Form(default, description=f.description)))
+
+    def dependency(**fields: Any) -> TranscriptionOptions:
+        return model.parse(fields)
+
+    dependency.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    return dependency
 
 
 # -- the command line -------------------------------------------------------------------------

@@ -21,9 +21,9 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Res
 
 from .. import output
 from ..engines.base import check_options
-from ..options import build_options
+from ..request import TranscriptionOptions, as_form
 from ..jobs import check_callback_url
-from ..types import OptionsError, VadOptions
+from ..types import OptionsError
 from ..types import Transcript
 from .auth import Principal, principal
 from .errors import ApiError, public_job
@@ -71,30 +71,15 @@ async def create_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
     files: Annotated[list[UploadFile], File(description="one or more audio/video files")],
+    opts: Annotated[TranscriptionOptions, Depends(as_form())],
     model: Annotated[str, Form()] = "whisper-base",
-    language: Annotated[str | None, Form()] = None,
-    prompt: Annotated[str | None, Form()] = None,
-    hotwords: Annotated[str | None, Form()] = None,
-    itn: Annotated[bool, Form()] = True,
-    zh_script: Annotated[str, Form()] = "hans",
-    beam_size: Annotated[int, Form()] = 5,
-    word_timestamps: Annotated[bool, Form()] = False,
-    vad: Annotated[bool, Form()] = True,
-    vad_threshold: Annotated[float, Form()] = VadOptions.threshold,
-    vad_min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
-    vad_speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
-    vad_max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
     batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
     callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
 ):
     state = request.app.state.tx
     model_id = resolve_model(state, model)
-    options = dict(
-        language=language, initial_prompt=prompt, hotwords=hotwords, itn=itn, zh_script=zh_script, beam_size=beam_size,
-        word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
-        vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
-    )
-    decode, _, _ = build_options(**options)  # refuse bad options before storing anything
+    options = opts.stored()
+    decode, _, _ = opts.pipeline()
     check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
     if callback_url:
         try:
