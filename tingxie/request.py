@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from typing import Any, Callable, Literal, get_args, get_origin
+from typing import Any, Callable, Literal, Self, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -19,27 +19,15 @@ from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
 _VAD = VadOptions()
 
 
-class TranscriptionOptions(BaseModel):
-    """Options of one transcription (file, job, synchronous request or stream)."""
+class _Common(BaseModel):
+    """Options every way of transcribing takes (files, jobs, requests, streams)."""
 
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     language: str | None = Field(None, description="language code (zh, en, …); empty or auto: detect per file")
-    task: Literal["transcribe", "translate"] = Field("transcribe", description="translate: English text from any language")
-    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
     hotwords: list[str] = Field(default_factory=list, description='words to favour, separated by commas or spaces: "七牛,云存储"')
-    prompt: str | None = Field(
-        None, max_length=1000, validation_alias=AliasChoices("prompt", "initial_prompt"), description="text that precedes the audio"
-    )
-    word_timestamps: bool = Field(False, description="a start and end time for every word")
-    temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)")
     itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
     zh_script: Literal["hans", "hant", "keep"] = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
-    vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
-    vad_threshold: float = Field(_VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech")
-    vad_min_silence_ms: int = Field(_VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)")
-    vad_speech_pad_ms: int = Field(_VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)")
-    vad_max_segment_s: float = Field(_VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut")
 
     @field_validator("language", mode="before")
     @classmethod
@@ -59,25 +47,41 @@ class TranscriptionOptions(BaseModel):
             raise ValueError("must be a string or a list of strings")
         return parse_hotwords(v)
 
-    @field_validator("prompt", mode="before")
     @classmethod
-    def _prompt(cls, v: Any) -> str | None:
-        return v or None
-
-    # -- building -------------------------------------------------------------------------
-    @classmethod
-    def parse(cls, data: dict[str, Any], known_only: bool = False) -> TranscriptionOptions:
+    def parse(cls, data: dict[str, Any], known_only: bool = False) -> Self:
         """Validate `data`; any problem is an OptionsError naming the option."""
         if not isinstance(data, dict):
             raise OptionsError("options must be a JSON object")
         if known_only:
-            unknown = sorted(set(data) - option_names(cls) - {"initial_prompt"})
+            unknown = sorted(set(data) - option_names(cls) - {"initial_prompt", "type"})
             if unknown:
                 raise OptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(option_names(cls)))}")
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise OptionsError(describe(e)) from None
+            raise OptionsError(describe(e, cls)) from None
+
+
+class TranscriptionOptions(_Common):
+    """Options of one transcription of a file (CLI, OpenAI API, jobs)."""
+
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="translate: English text from any language")
+    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
+    prompt: str | None = Field(
+        None, max_length=1000, validation_alias=AliasChoices("prompt", "initial_prompt"), description="text that precedes the audio"
+    )
+    word_timestamps: bool = Field(False, description="a start and end time for every word")
+    temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)")
+    vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
+    vad_threshold: float = Field(_VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech")
+    vad_min_silence_ms: int = Field(_VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)")
+    vad_speech_pad_ms: int = Field(_VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)")
+    vad_max_segment_s: float = Field(_VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, v: Any) -> str | None:
+        return v or None
 
     def pipeline(self) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
         """The stage options the pipeline takes."""
@@ -105,11 +109,42 @@ class TranscriptionOptions(BaseModel):
         return self.model_dump()
 
 
+class StreamOptions(_Common):
+    """The first message of a real-time stream (/v1/stream). JSON types are strict here:
+    `"itn": "yes"` is refused, not guessed."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    sample_rate: Literal[8000, 16000, 44100, 48000] = Field(16000, description="rate of the PCM16 mono audio sent")
+    partials: bool = Field(True, description="send partial results while a sentence is spoken")
+    # 600 ms measured on the eval corpus with Silero v6 (docs/streaming.md): no utterance is
+    # split by its own pauses at 600 ms and above, 300 ms splits some; each extra 100 ms
+    # adds 100 ms to every final. The reference system waits ~1500 ms.
+    endpoint_silence_ms: int = Field(600, ge=100, le=10000, description="silence that ends a sentence (ms)")
+    max_sentence_s: float = Field(30.0, ge=2, le=30, description="longest sentence before it is cut")
+    partial_interval_ms: int = Field(600, ge=100, le=10000, description="how often partials are decoded (ms)")
+    save_audio: bool = Field(False, description="keep the session's audio in the history")
+    model: str | None = Field(None, description="a model id; none: the server's default")
+
+    @field_validator("max_sentence_s", mode="before")
+    @classmethod
+    def _seconds(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, v: Any) -> Any:
+        return v or None
+
+    def record(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 def option_names(model: type[BaseModel] = TranscriptionOptions) -> set[str]:
     return set(model.model_fields)
 
 
-def describe(e: ValidationError) -> str:
+def describe(e: ValidationError, model: type[BaseModel] = TranscriptionOptions) -> str:
     """One line naming the first bad option and what it takes."""
     err = e.errors()[0]
     name = ".".join(str(x) for x in err.get("loc", ())) or "options"
@@ -117,7 +152,7 @@ def describe(e: ValidationError) -> str:
     value = err.get("input")
     kind = err.get("type", "")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        field = TranscriptionOptions.model_fields.get(name)
+        field = model.model_fields.get(name)
         lo, hi = _bounds(field) if field else (None, None)
         if lo is not None and hi is not None:
             return f"option {name} must be between {lo} and {hi}, not {value!r}"

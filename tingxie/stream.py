@@ -32,7 +32,7 @@ import unicodedata
 import uuid
 import wave
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -41,7 +41,7 @@ import numpy as np
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
 from .engines.base import WindowResult, check_options
-from .options import parse_hotwords, parse_language
+from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
 from .vad import StreamingVad
@@ -49,13 +49,6 @@ from .windows import Piece, Window
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATES = (8000, 16000, 44100, 48000)
-# Silence that ends a sentence. Measured on the AISHELL/LibriSpeech eval corpus with
-# Silero v6 (see docs/streaming.md): no utterance of the corpus is split by its own
-# pauses at 600 ms and above, while 300 ms splits some; each extra 100 ms adds 100 ms to
-# every final. The reference system waits ~1500 ms.
-DEFAULT_ENDPOINT_MS = 600
-DEFAULT_PARTIAL_MS = 600
 # A long sentence is decoded in parts while it is spoken: once its undecoded audio
 # reaches PART_TRIGGER_S, the part up to its quietest point at least PART_MIN_S in
 # goes to the model (beam 5), so at the endpoint only the tail is left to decode and
@@ -70,80 +63,11 @@ _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts bac
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
 
 
-@dataclass
-class StreamOptions:
-    """The first message of a stream. Unknown keys and bad values are refused by
-    `parse_options` with a message that names the option."""
-
-    language: str | None = None
-    hotwords: list[str] = field(default_factory=list)
-    itn: bool = True
-    zh_script: str = "hans"
-    sample_rate: int = 16000
-    partials: bool = True
-    endpoint_silence_ms: int = DEFAULT_ENDPOINT_MS
-    max_sentence_s: float = 30.0
-    partial_interval_ms: int = DEFAULT_PARTIAL_MS
-    save_audio: bool = False
-    model: str | None = None  # a model id; None: the server's default
-
-    def record(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _bool(name: str, v: Any) -> bool:
-    if isinstance(v, bool):
-        return v
-    raise OptionsError(f"option {name} must be true or false, not {v!r}")
-
-
-def _number(name: str, v: Any, lo: float, hi: float, integer: bool = True) -> Any:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise OptionsError(f"option {name} must be a number, not {v!r}")
-    if not lo <= v <= hi:
-        raise OptionsError(f"option {name} must be between {lo:g} and {hi:g}, not {v!r}")
-    return int(v) if integer else float(v)
-
-
 def parse_options(d: Any) -> StreamOptions:
-    """Validate the client's first message (a JSON object)."""
+    """Validate the client's first message (a JSON object of request.StreamOptions)."""
     if not isinstance(d, dict):
         raise OptionsError("the first message must be a JSON object of options")
-    known = {f.name for f in fields(StreamOptions)}
-    unknown = sorted(set(d) - known - {"type"})
-    if unknown:
-        raise OptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    o = StreamOptions()
-    if "language" in d:
-        if d["language"] is not None and not isinstance(d["language"], str):
-            raise OptionsError(f"option language must be a string, not {d['language']!r}")
-        o.language = parse_language(d["language"])
-    if "hotwords" in d:
-        if d["hotwords"] is not None and not isinstance(d["hotwords"], (str, list)):
-            raise OptionsError("option hotwords must be a string or a list of strings")
-        o.hotwords = parse_hotwords(d["hotwords"])
-    for name in ("itn", "partials", "save_audio"):
-        if name in d:
-            setattr(o, name, _bool(name, d[name]))
-    if "zh_script" in d:
-        if d["zh_script"] not in ("hans", "hant", "keep"):
-            raise OptionsError(f"option zh_script must be hans, hant or keep, not {d['zh_script']!r}")
-        o.zh_script = d["zh_script"]
-    if "sample_rate" in d:
-        if d["sample_rate"] not in SAMPLE_RATES or isinstance(d["sample_rate"], bool):
-            raise OptionsError(f"option sample_rate must be one of {', '.join(map(str, SAMPLE_RATES))}, not {d['sample_rate']!r}")
-        o.sample_rate = int(d["sample_rate"])
-    if "endpoint_silence_ms" in d:
-        o.endpoint_silence_ms = _number("endpoint_silence_ms", d["endpoint_silence_ms"], 100, 10000)
-    if "max_sentence_s" in d:
-        o.max_sentence_s = _number("max_sentence_s", d["max_sentence_s"], 2, 30, integer=False)
-    if "partial_interval_ms" in d:
-        o.partial_interval_ms = _number("partial_interval_ms", d["partial_interval_ms"], 100, 10000)
-    if "model" in d:
-        if d["model"] is not None and not isinstance(d["model"], str):
-            raise OptionsError(f"option model must be a model id, not {d['model']!r}")
-        o.model = d["model"] or None
-    return o
+    return StreamOptions.parse(d, known_only=True)
 
 
 @dataclass

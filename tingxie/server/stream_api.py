@@ -362,9 +362,10 @@ async def funasr(ws: WebSocket) -> None:
         await _send_json(ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message})
 
     async def start_session() -> StreamSession:
-        # FunASR allows any input rate (StreamResampler handles it), so no SAMPLE_RATES check here.
-        opts = StreamOptions(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
-                             partials=cfg.mode != "offline")
+        # FunASR allows any input rate (StreamResampler handles it), so the schema's rate
+        # list does not apply; the other values were validated when the config arrived.
+        opts = StreamOptions.model_construct(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
+                                             partials=cfg.mode != "offline")
         return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
 
     async def end_utterance() -> None:
