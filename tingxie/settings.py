@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     max_streams: int = 16
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
+    # Longest audio file accepted (seconds; 0 = no limit): longer ones are refused
+    # with 413 naming the limit, before or while decoding (headers may lie).
+    max_audio_duration_s: float = 4 * 3600.0
+    # Seconds of audio that synchronous requests may have admitted at once (being
+    # decoded, VAD-scanned or transcribed); more gets 503 + Retry-After. Counted in
+    # audio, not windows, because silence makes no windows but still costs work.
+    max_queued_audio_s: float = 4 * 3600.0
 
     @property
     def models_dir(self) -> Path:

@@ -114,6 +114,8 @@ class Transcript:
     processing_time: float = 0.0
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    # Problems the user must know about, e.g. a damaged file only partly decoded.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -147,4 +149,5 @@ class Transcript:
             processing_time=d.get("processing_time", 0.0),
             model=d.get("model", ""),
             options=d.get("options", {}),
+            warnings=list(d.get("warnings", [])),
         )

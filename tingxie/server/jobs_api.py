@@ -17,9 +17,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
+from .. import audio as audio_mod
 from .. import output
+from ..audio import AudioTooLong
 from ..options import build_options
-from ..types import VadOptions
+from ..types import AudioError, VadOptions
 from ..types import Transcript
 from .auth import Principal, principal
 from .errors import ApiError
@@ -86,6 +88,18 @@ async def create_jobs(
     for f in files:
         job_id, path, size = store_upload(f, state.settings.audio_dir)
         stored.append((job_id, f, path, size))
+    try:  # a file over the duration limit refuses the request; other damage fails its job later
+        for _, f, path, _ in stored:
+            try:
+                audio_mod.check_duration(path, state.settings.max_audio_duration_s)
+            except AudioTooLong as e:
+                raise ApiError(413, f"{display_name(f.filename)}: {e}", param="files", code="audio_too_long") from e
+            except AudioError:
+                pass
+    except ApiError:
+        for _, _, path, _ in stored:
+            path.unlink(missing_ok=True)
+        raise
     for job_id, f, path, size in stored:
         state.store.create_job(
             id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from .. import audio as audio_mod
 from .. import models as models_mod
 from .. import output
 from ..options import build_options
@@ -58,6 +59,8 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
             for s in t.segments
         ],
     }
+    if t.warnings:
+        d["warnings"] = t.warnings
     if words:
         d["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in (s.words or [])]
     return d
@@ -65,7 +68,7 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
 
 def render_response(t: Transcript, fmt: str, task: str, words: bool) -> Response:
     if fmt == "json":
-        return JSONResponse({"text": t.text})
+        return JSONResponse({"text": t.text, **({"warnings": t.warnings} if t.warnings else {})})
     if fmt == "verbose_json":
         return JSONResponse(verbose_json(t, task, words))
     media = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}[fmt]
@@ -88,20 +91,30 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
     job_id, path, size = store_upload(file, state.settings.audio_dir)
+    try:  # refuse too-long audio and admit by audio seconds before anything is recorded
+        seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s))
+    except (AudioError, Overloaded) as e:
+        path.unlink(missing_ok=True)
+        if isinstance(e, AudioError):
+            raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file",
+                           code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio") from e
+        raise
     options = {"language": decode.language, "task": task, "beam_size": decode.beam_size, "hotwords": decode.hotwords,
                "initial_prompt": decode.initial_prompt, "word_timestamps": words, "itn": text.itn, "zh_script": text.zh_script,
                "vad": vad is not None}
-    state.store.create_job(id=job_id, owner=who.key_id, kind="sync", filename=display_name(file.filename), audio_path=str(path),
-                           size_bytes=size, model=model_id, options=options)
-    state.store.claim_job(job_id, "api")
     try:
+        state.store.create_job(id=job_id, owner=who.key_id, kind="sync", filename=display_name(file.filename), audio_path=str(path),
+                               size_bytes=size, model=model_id, options=options)
+        state.store.claim_job(job_id, "api")
         t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
     except AudioError as e:
         state.store.fail_job(job_id, str(e))
-        raise ApiError(400, f"{display_name(file.filename)}: {e}", param="file", code="invalid_audio") from e
+        raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file", code="invalid_audio") from e
     except Overloaded:
         state.store.fail_job(job_id, "server busy")
         raise
+    finally:
+        sched.release_audio(seconds)
     state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
     if t.duration:
         state.metrics.rtf.observe(t.processing_time / t.duration)
