@@ -3,7 +3,8 @@
 Builds (once, with ffmpeg) a 1-hour and a 2-hour silent Opus file and a 1-hour Opus file
 with one spoken sentence a minute, then measures for each code tree given by --repo:
 - `tingxie transcribe FILE`: peak RSS, minus the peak of the same command on a 5 s file
-  (model load and imports), i.e. what the long file adds;
+  of the same kind (silent: imports only, no model is loaded; speech: imports and the
+  model), i.e. what the long file adds;
 - a running `tingxie serve`: peak RSS while four 2-hour files are posted at once
   (with the queued-audio budget raised so all four are admitted), and how many of four
   get 503 under the default settings.
@@ -39,11 +40,13 @@ def sh(*cmd: str) -> None:
 def build_inputs(d: Path) -> dict[str, Path]:
     """Silent 1 h / 2 h and sparse-speech 1 h Opus files (2 h = 1 h twice, stream copy)."""
     d.mkdir(parents=True, exist_ok=True)
-    f = {"short 5 s": d / "short.opus", "silent 1 h": d / "silent1h.opus", "silent 2 h": d / "silent2h.opus",
+    f = {"short 5 s": d / "short.opus", "silent 5 s": d / "silent5s.opus", "silent 1 h": d / "silent1h.opus", "silent 2 h": d / "silent2h.opus",
          "sparse speech 1 h": d / "sparse1h.opus"}
     if not f["short 5 s"].exists():
         sh("espeak-ng", "-w", str(d / "s.wav"), SENTENCE)
         sh("ffmpeg", "-loglevel", "error", "-y", "-i", str(d / "s.wav"), "-af", "apad=whole_dur=5", "-c:a", "libopus", str(f["short 5 s"]))
+    if not f["silent 5 s"].exists():
+        sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "5", "-c:a", "libopus", str(f["silent 5 s"]))
     if not f["silent 1 h"].exists():
         sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "3600", "-c:a", "libopus",
            "-b:a", "24k", str(f["silent 1 h"]))
@@ -137,13 +140,16 @@ def main() -> int:
         repo = Path(path).resolve()
         home = Path(tempfile.mkdtemp(prefix="tingxie-mem-home-"))
         shared_models(home)
-        base, _ = cli_peak(repo, home, inputs["short 5 s"])
+        base = {"silent": cli_peak(repo, home, inputs["silent 5 s"])[0], "sparse": cli_peak(repo, home, inputs["short 5 s"])[0]}
         for name in ("silent 1 h", "silent 2 h", "sparse speech 1 h"):
             peak, wall = cli_peak(repo, home, inputs[name])
-            rows.append(f"| {label or path} | {name} | {peak:.0f} | {peak - base:+.0f} | {wall:.0f} |")
+            b = base[name.split()[0]]
+            rows.append(f"| {label or path} | {name} | {b:.0f} | {peak:.0f} | {peak - b:+.0f} | {wall:.0f} |")
             print(rows[-1], flush=True)
         big = server_run(repo, Path(tempfile.mkdtemp(prefix="tingxie-mem-srv-")), inputs, {"TINGXIE_MAX_QUEUED_AUDIO_S": "1e9"})
-        dflt = server_run(repo, Path(tempfile.mkdtemp(prefix="tingxie-mem-srv-")), inputs, {})
+        dflt = {"peak": float("nan"), "codes": "(no such setting)"}
+        if "max_queued_audio_s" in (repo / "tingxie" / "settings.py").read_text():
+            dflt = server_run(repo, Path(tempfile.mkdtemp(prefix="tingxie-mem-srv-")), inputs, {})
         server_rows.append(f"| {label or path} | {big['idle']:.0f} | {big['peak']:.0f} | {big['codes']} | {big['wall']:.0f} "
                            f"| {dflt['peak']:.0f} | {dflt['codes']} |")
         print(server_rows[-1], flush=True)
@@ -152,7 +158,7 @@ def main() -> int:
         f"`python bench/memory.py {' '.join('--repo ' + r for r in args.repo)}` on this machine ({time.strftime('%Y-%m-%d %H:%M')}).",
         "Inputs: Opus files built by ffmpeg (silence: `anullsrc`; sparse: one espeak-ng sentence a minute).", "",
         "## `tingxie transcribe FILE` (RSS MB; growth = peak minus the peak for a 5 s file)", "",
-        "| code | file | peak RSS | growth | wall s |", "|---|---|---|---|---|", *rows, "",
+        "| code | file | peak RSS, 5 s file | peak RSS | growth | wall s |", "|---|---|---|---|---|---|", *rows, "",
         "## `tingxie serve`, four 2-hour silent files posted at once (RSS MB)", "",
         "Queued-audio budget raised (`TINGXIE_MAX_QUEUED_AUDIO_S=1e9`) so all four run, then the default settings.", "",
         "| code | idle after a warm-up | peak | status codes | wall s | peak (defaults) | status codes (defaults) |",
