@@ -85,6 +85,19 @@ def test_damaged_file_with_nothing_decodable_is_an_audio_error(files):
         prepare(files["tiny"], DecodeOptions(), VadOptions())
 
 
+def test_duration_limit_holds_when_the_header_understates_it(tmp_path):
+    """A VBR MP3 without a Xing header: FFmpeg estimates its length from the first
+    (loud, high-bitrate) frames at about a third of the truth; decoding still stops
+    at the limit instead of trusting the estimate."""
+    mp3 = tmp_path / "vbr.mp3"
+    ffmpeg("-f", "lavfi", "-i", "anoisesrc=a=0.5:r=44100:c=white:d=5", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono",
+           "-filter_complex", "[0][1]concat=n=2:v=0:a=1,atrim=0:65", "-ac", "1", "-c:a", "libmp3lame", "-q:a", "0",
+           "-write_xing", "0", str(mp3))
+    assert audio_mod.probe(mp3).duration < 30  # the header's story
+    with pytest.raises(audio_mod.AudioTooLong, match="more than 30 s long; this server accepts at most 30 s"):
+        prepare(mp3, DecodeOptions(), VadOptions(), max_seconds=30)
+
+
 # -- through the real server --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
