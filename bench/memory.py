@@ -18,7 +18,6 @@ end, so its peak is the model's, whatever the decode costs; the server isolates 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
