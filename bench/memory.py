@@ -18,6 +18,7 @@ end, so its peak is the model's, whatever the decode costs; the server isolates 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,29 @@ class Peak:
         return self.peak
 
 
+PREPARE_ONLY = """
+import sys, threading, time
+from tingxie.transcribe import prepare
+from tingxie.types import DecodeOptions, VadOptions
+rss = lambda: int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) / 1024
+prepare(sys.argv[1], DecodeOptions(), VadOptions())  # warm: VAD session, decoder libraries
+peak = [0.0]
+def sample():
+    while True:
+        peak[0] = max(peak[0], rss()); time.sleep(0.05)
+before = rss(); threading.Thread(target=sample, daemon=True).start()
+prepare(sys.argv[2], DecodeOptions(), VadOptions())
+print(before, peak[0])
+"""
+
+
+def prepare_growth(repo: Path, short: Path, long: Path) -> tuple[float, float]:
+    """RSS growth of decode + VAD + packing alone (`prepare`), in a fresh process."""
+    out = subprocess.run([sys.executable, "-c", PREPARE_ONLY, str(short), str(long)], env={**os.environ, "PYTHONPATH": str(repo)},
+                         check=True, capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
 def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) -> dict:
     from server_fixture import Server
 
@@ -126,10 +150,17 @@ def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repo", action="append", required=True, help="PATH=LABEL: a checkout to measure")
+    ap.add_argument("--prepare-only", action="store_true", help="only measure prepare() (decode + VAD) on the 1-hour silent file")
     ap.add_argument("--cap-s", type=float, default=3600, help="stop the four-file run after this long (peak so far)")
     ap.add_argument("--inputs", default=str(Path(tempfile.gettempdir()) / "tingxie-memory-inputs"))
     args = ap.parse_args()
     inputs = build_inputs(Path(args.inputs))
+    if args.prepare_only:
+        for spec in args.repo:
+            path, _, label = spec.partition("=")
+            before, peak = prepare_growth(Path(path).resolve(), inputs["short 5 s"], inputs["silent 1 h"])
+            print(f"| {label or path} | silent 1 h | {before:.0f} | {peak:.0f} | {peak - before:+.0f} |", flush=True)
+        return 0
     rows, four = [], []
     for spec in args.repo:
         path, _, label = spec.partition("=")
