@@ -106,8 +106,9 @@ print(before, peak[0])
 
 def prepare_growth(repo: Path, short: Path, long: Path) -> tuple[float, float]:
     """RSS growth of decode + VAD + packing alone (`prepare`), in a fresh process."""
+    # cwd matters: `python -c` and `-m` put it first on sys.path, ahead of PYTHONPATH
     out = subprocess.run([sys.executable, "-c", PREPARE_ONLY, str(short), str(long)], env={**os.environ, "PYTHONPATH": str(repo)},
-                         check=True, capture_output=True, text=True).stdout.split()
+                         cwd=repo, check=True, capture_output=True, text=True).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -115,7 +116,12 @@ def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) ->
     from server_fixture import Server
 
     srv = Server(home, env={"PYTHONPATH": str(repo), "TINGXIE_MAX_QUEUED_AUDIO_S": "1e9"})
-    srv.start()
+    here = os.getcwd()
+    os.chdir(repo)  # `python -m tingxie` puts the working directory first on sys.path, ahead of PYTHONPATH
+    try:
+        srv.start()
+    finally:
+        os.chdir(here)
     pid = srv.proc.pid
 
     def post(f: Path) -> int:
