@@ -50,7 +50,7 @@ def load_manifest(eval_dir: Path) -> list[dict]:
 def build_long(eval_dir: Path, items: list[dict], n: int, seconds: float, out: Path, seed: int = 0) -> list[dict]:
     """N recordings of `seconds` each from Mandarin utterances with 0.5–3 s pauses
     (the same builder `tingxie bench` uses)."""
-    from tingxie.bench import Utterance, concat_speech
+    from tingxie.bench.corpus import Utterance, concat_speech
 
     utts = [Utterance(m["id"], audio_mod.decode(eval_dir / m["audio"]), "zh", m["text"]) for m in items if m["lang"] == "zh"]
     rng = random.Random(seed)

@@ -10,7 +10,7 @@ per kind and audio seconds per wall second, on the same machine in one run, for
            extra instances switched off (requests still share the one instance), which
            shows how much of the gain batching alone gives on this device.
 
-Audio, server and client come from tingxie.bench.
+Audio and client come from tingxie.bench, the server from tingxie.localserver.
 
     python bench/load.py [--clients 8] [--short 24] [--long 4] [--long-seconds 180]
     python bench/load.py --url http://gpu-box:8000 --api-key ...   # one running server
@@ -32,8 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tingxie.bench import LocalServer, _machine, accuracy, load_corpus, pct, post_files, recordings, short_files  # noqa: E402
-from tingxie.bench_report import md_table  # noqa: E402
+from tingxie.bench.clients import post_files  # noqa: E402
+from tingxie.bench.corpus import accuracy, load_corpus, recordings, short_files  # noqa: E402
+from tingxie.bench.figures import pct  # noqa: E402
+from tingxie.bench.report import md_table  # noqa: E402
+from tingxie.bench.run import machine  # noqa: E402
+from tingxie.localserver import LocalServer  # noqa: E402
 
 MODES = {"tingxie": [], "serial": ["--serial"], "batch1": ["--max-batch-size", "1", "--instances", "1"]}
 COLS = [(c, c.replace("_", " ")) for c in ("mode", "clients", "requests", "errors", "wall_seconds", "audio_s_per_wall_s", "short_p50", "short_p95",
@@ -53,6 +57,11 @@ def run_load(url: str, shorts: list[dict], longs: list[dict], clients: int, api_
             "accuracy_percent": accuracy(reqs, res["hyps"])}
 
 
+def eval_set(d: str) -> Path | None:
+    """The eval set when present; else the bench falls back to espeak-ng speech (as before)."""
+    return Path(d) if (Path(d) / "manifest.jsonl").is_file() else None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=8)
@@ -62,12 +71,13 @@ def main() -> int:
     ap.add_argument("--modes", default="tingxie,serial,batch1")
     ap.add_argument("--url")
     ap.add_argument("--api-key")
+    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     if a.clients < 1 or a.short < 0 or a.long < 0 or a.short + a.long == 0:
         ap.error("--clients must be ≥ 1 and --short + --long ≥ 1")
     work = Path(tempfile.mkdtemp(prefix="tx-load-"))
-    corpus = load_corpus(None, None, work)
+    corpus = load_corpus(None, None, work, eval_set(a.eval_dir))
     base = short_files(corpus, work / "short")
     shorts = [dict(base[k % len(base)], id=f"{base[k % len(base)]['id']}#{k}") for k in range(a.short)]
     longs = recordings(corpus, a.long, a.long_seconds, work / "long")
@@ -85,7 +95,7 @@ def main() -> int:
     for r in rows:
         if base_row and r is not base_row:
             r["throughput_vs_serial"] = round(r["audio_s_per_wall_s"] / base_row["audio_s_per_wall_s"], 2)
-    meta = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": _machine(argparse.Namespace(url=a.url, device=None, compute_type=None,
+    meta = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(argparse.Namespace(url=a.url, device=None, compute_type=None,
             threads_per_instance=None, batch_size=None)), "audio": corpus.source, "short_requests": a.short, "long_requests": a.long,
             "long_seconds": a.long_seconds}
     out = Path(a.out)

@@ -1,10 +1,10 @@
 """Scale-out throughput: the same 2 CPU cores as 1 worker × 2 instances vs 2 workers ×
 1 instance, real Celery + Redis + PostgreSQL, over short eval files.
 
-    python bench/scaleout.py [--files 20]
+    python bench/scaleout.py [--files 20] [--eval-dir ../shared/eval] [--out bench/results]
 
-Writes bench/results/scaleout.{json,md}. Needs redis-server and PostgreSQL binaries
-(Debian) and ../shared/eval."""
+Writes scaleout.{json,md} under --out. Needs redis-server and PostgreSQL binaries
+(Debian) and an eval set. The servers come from tingxie.localserver."""
 
 from __future__ import annotations
 
@@ -16,13 +16,11 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-from pg_fixture import _start_cluster  # noqa: E402
-from redis_fixture import RedisServer  # noqa: E402
-from test_scaleout import Cluster  # noqa: E402
+from tingxie.localserver import Cluster, RedisServer, start_postgres  # noqa: E402
 
 
 def run(config: str, workers: list[tuple[str, int]], items: list[dict], pg: str, redis: RedisServer, tmp: Path) -> dict:
@@ -35,22 +33,7 @@ def run(config: str, workers: list[tuple[str, int]], items: list[dict], pg: str,
     try:
         cl.start_api()
         for wname, inst in workers:
-            home = cl.tmp / wname
-            cl.start_worker(wname)
-            cl.workers[wname].kill()  # restart with the wanted instance count
-            cl.workers[wname].wait()
-            import os
-            import subprocess
-
-            from server_fixture import shared_models
-
-            shared_models(home)
-            env = {**os.environ, **cl.env, "TINGXIE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-            cl.offsets[wname] = (home / "worker.log").stat().st_size if (home / "worker.log").exists() else 0
-            cl.workers[wname] = subprocess.Popen(
-                [sys.executable, "-m", "tingxie", "worker", "--name", wname, "--instances", str(inst), "--threads-per-instance", "1"],
-                env=env, stdout=open(home / "worker.log", "ab"), stderr=subprocess.STDOUT, cwd=str(ROOT),
-            )
+            cl.start_worker(wname, instances=inst)
         cl.wait_workers([w for w, _ in workers])
         cl.wait_done(cl.submit(items[:2]), timeout=120)  # warm-up
         t0 = time.perf_counter()
@@ -75,8 +58,10 @@ def run(config: str, workers: list[tuple[str, int]], items: list[dict], pg: str,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--files", type=int, default=20)
+    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
-    corpus = (ROOT / ".." / "shared" / "eval").resolve()
+    corpus = Path(args.eval_dir).resolve()
     rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines() if x.strip()]
     rows = sorted((r for r in rows if (r.get("duration_s") or 99) <= 6), key=lambda r: r["duration_s"])
     items = [{"path": corpus / r["audio"], "text": r["text"], "lang": r["lang"], "duration": r["duration_s"]}
@@ -85,7 +70,7 @@ def main() -> None:
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="tingxie-bench-"))
-    pg, stop_pg = _start_cluster()
+    pg, stop_pg = start_postgres()
     redis = RedisServer(shutil.which("redis-server")).start()
     try:
         results = [
@@ -96,7 +81,7 @@ def main() -> None:
         redis.close()
         stop_pg()
         shutil.rmtree(tmp, ignore_errors=True)
-    out = ROOT / "bench" / "results"
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaleout.json").write_text(json.dumps(results, indent=2))
     lines = [

@@ -45,3 +45,30 @@ def corpus_dir() -> Path:
     if not (d / "manifest.jsonl").is_file():
         pytest.skip(f"real-speech corpus not present at {d} (../shared/eval/manifest.jsonl)")
     return d
+
+
+# -- the real model, for stage tests (test_pipeline, test_cli) ----------------------------
+@pytest.fixture(scope="module")
+def manager():
+    """The real model on this machine's device (one per test module)."""
+    from helpers import MODELS
+
+    from tingxie import models as models_mod
+    from tingxie.manager import ModelManager
+    from tingxie.settings import Settings
+
+    models_mod.assemble_bundled(MODELS)
+    m = ModelManager(Settings(home=MODELS.parent))
+    yield m
+    m.close()
+
+
+@pytest.fixture(scope="module")
+def sched(manager):
+    return manager.scheduler()
+
+
+@pytest.fixture(scope="module")
+def english_wav(tmp_path_factory, synth_speech):
+    d = tmp_path_factory.mktemp("speech")
+    return synth_speech("The quick brown fox jumps over the lazy dog. Please call me tomorrow morning.", d / "fox.wav")

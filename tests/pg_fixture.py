@@ -13,27 +13,17 @@ every test starts from an empty schema.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
+from tingxie.localserver import pg_bin, start_postgres
+
 ENV = "TINGXIE_TEST_PG_URL"
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).resolve().parent if initdb else None
 
 
 def _install() -> str:
@@ -50,67 +40,14 @@ def _install() -> str:
     return "" if r.returncode == 0 else f"apt-get install postgresql failed: {r.stderr.strip()[-300:]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_cluster() -> tuple[str, Callable[[], None]]:
-    """Returns (server url, stop function) or raises RuntimeError with the reason."""
-    bindir = _pg_bin()
-    if bindir is None:
+    """tingxie.localserver.start_postgres, installing Debian's postgresql first when
+    its binaries are missing (and we may)."""
+    if pg_bin() is None:
         reason = _install()
-        bindir = _pg_bin()
-        if bindir is None:
+        if pg_bin() is None:
             raise RuntimeError(reason or "PostgreSQL binaries not found after install")
-    as_root = os.geteuid() == 0
-    prefix: list[str] = []
-    if as_root:
-        try:
-            import pwd
-
-            pw = pwd.getpwnam("postgres")
-        except KeyError:
-            raise RuntimeError("running as root and there is no `postgres` user to run the server as") from None
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            raise RuntimeError("running as root and `runuser` is missing")
-        prefix = [runuser, "-u", "postgres", "--"]
-    base = Path(tempfile.mkdtemp(prefix="tingxie-pg-"))
-    data, sock, logf = base / "data", base / "sock", base / "log"
-    sock.mkdir()
-    if as_root:
-        os.chmod(base, 0o755)
-        for p in (base, sock):
-            os.chown(p, pw.pw_uid, pw.pw_gid)
-
-    def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=timeout, cwd=base)
-
-    def stop() -> None:
-        run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
-
-    common = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8"]
-    r = run([*common, "--locale=C.UTF-8"])
-    if r.returncode != 0:  # no C.UTF-8 locale on this system
-        shutil.rmtree(data, ignore_errors=True)
-        r = run([*common, "--no-locale"])
-    if r.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        raise RuntimeError(f"initdb failed: {(r.stderr or r.stdout).strip()[-300:]}")
-    port = _free_port()
-    opts = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} "
-        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-    )
-    r = run([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(logf), "-o", opts, "-w", "-t", "60", "start"])
-    if r.returncode != 0:
-        log = logf.read_text(errors="replace")[-300:] if logf.exists() else ""
-        stop()
-        raise RuntimeError(f"pg_ctl start failed: {(r.stderr or r.stdout).strip()[-300:]} {log}")
-    return f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", stop
+    return start_postgres()
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,14 @@ Plain module (not a conftest) so any test file can import it:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from tingxie.bench import LocalServer, link_bundled_model
+from helpers import MODELS as MODELS_CACHE
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-MODELS_CACHE = Path(os.environ.get("TINGXIE_TEST_MODELS", Path.home() / ".cache" / "tingxie" / "models"))
+from tingxie.localserver import LocalServer, link_bundled_model
+
+__all__ = ["MODELS_CACHE", "ROOT", "Server", "shared_models"]
 
 
 def shared_models(home: Path) -> None:
@@ -24,7 +25,7 @@ def shared_models(home: Path) -> None:
 
 
 class Server(LocalServer):
-    """The bench's local server with a given home; `wait_ready=False` waits for
+    """tingxie.localserver's server with a given home; `wait_ready=False` waits for
     /healthz only (for servers whose model may not be loaded yet)."""
 
     def __init__(self, home: Path, args: list[str] | None = None, env: dict | None = None, port: int | None = None, wait_ready: bool = True):

@@ -15,7 +15,7 @@ from tingxie.text import error_rate
 from tingxie.transcribe import transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
-from test_core import MODELS
+from helpers import MODELS
 
 # measured 17.29 / 5.56; the margin absorbs run-to-run differences of a word or two
 THRESHOLDS = {"zh": 0.180, "en": 0.070}

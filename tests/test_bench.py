@@ -5,21 +5,30 @@ No timing thresholds: speed is what the bench reports, not what tests assert."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 from server_fixture import Server
 
-from tingxie import bench
+from tingxie.bench.corpus import load_corpus, recordings
+from tingxie.bench.figures import capacity_figures, cost_figures, slo_capacity
 
-REPO = Path(__file__).resolve().parent.parent
+EVAL = ROOT.parent / "shared" / "eval"
 
 
-def run_bench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tingxie", "bench", "-q", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO)
+def run_bench(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`tingxie bench` on the eval set when it is there (as the committed reports are),
+    else on espeak-ng speech."""
+    env = {k: v for k, v in os.environ.items() if k != "TINGXIE_BENCH_EVAL"}
+    if (EVAL / "manifest.jsonl").is_file():
+        env["TINGXIE_BENCH_EVAL"] = str(EVAL)
+    return subprocess.run([sys.executable, "-m", "tingxie", "bench", "-q", *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd, env=env)
 
 
 def load(report: Path) -> dict:
@@ -27,14 +36,35 @@ def load(report: Path) -> dict:
 
 
 def check_capacity_row(r: dict, files: int, duration: float) -> None:
+    """The run measured what it was asked to: every file, all of its audio, no errors."""
     assert r["files"] == files
     assert r["audio_seconds"] == pytest.approx(files * duration, rel=1e-3)
-    assert r["audio_hours"] == pytest.approx(files * duration / 3600, rel=1e-2)
-    assert r["wall_seconds"] > 0
-    assert r["rtf"] == pytest.approx(r["wall_seconds"] / r["audio_seconds"], rel=0.02)
-    assert r["audio_hours_per_wall_hour"] == pytest.approx(r["audio_seconds"] / r["wall_seconds"], rel=0.02)
-    assert r["audio_hours_per_day"] == pytest.approx(24 * r["audio_seconds"] / r["wall_seconds"], rel=0.02)
+    assert r["wall_seconds"] > 0 and r["audio_hours_per_day"] > 0
     assert not r["errors"]
+
+
+# -- the figures, on worked examples --------------------------------------------------------
+def test_capacity_figures_worked_example():
+    # 2 files of 30 min decoded in 15 min: 4 audio hours per wall hour, 96 a day, RTF 0.25
+    d = capacity_figures(2, 3600.0, 900.0)
+    assert (d["audio_hours"], d["rtf"], d["audio_hours_per_wall_hour"], d["audio_hours_per_day"]) == (1.0, 0.25, 4.0, 96.0)
+    assert capacity_figures(1, 0.0, 0.0)["rtf"] is None  # nothing measured: no figure, no crash
+
+
+def test_cost_figures_worked_example():
+    # 26 280 over 3 years = 1.00 an hour; 500 W at 0.40/kWh = 0.20 an hour; 4 audio h per hour
+    d = cost_figures(4.0, 26280.0, 3.0, 500.0, 0.4, cloud_price=0.6)
+    assert (d["hardware_per_hour"], d["power_per_hour"], d["server_per_hour"]) == (1.0, 0.2, 1.2)
+    assert d["per_audio_hour"] == 0.3 and d["cloud_over_self_hosted"] == 2.0
+    assert cost_figures(0.0, 26280.0, 3.0, 0.0, 0.0)["per_audio_hour"] is None  # no throughput measured
+
+
+def test_slo_capacity_is_the_most_streams_within_the_target():
+    levels = [{"streams": 1, "finals": 3, "final_p95": 0.8}, {"streams": 2, "finals": 6, "final_p95": 1.9},
+              {"streams": 4, "finals": 12, "final_p95": 2.4}, {"streams": 8, "finals": 0, "final_p95": None}]
+    assert slo_capacity(levels, 2000) == 2
+    assert slo_capacity(levels, 500) == 0
+    assert slo_capacity(levels, 3000) == 4  # a level without finals never counts
 
 
 @pytest.mark.parametrize(
@@ -50,6 +80,7 @@ def check_capacity_row(r: dict, files: int, duration: float) -> None:
         (["--audio-dir", "/nonexistent/calls"], "--audio-dir"),
         (["--report", "out.json"], "--report"),
         (["--refs", "/nonexistent/refs.jsonl"], "--refs"),
+        (["--eval-set", "/nonexistent/eval"], "--eval-set"),
     ],
 )
 def test_bad_arguments_name_the_option(args, option, tmp_path):
@@ -84,19 +115,15 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
     assert all(x["batch_size"] == 1 and x["instances"] == 1 and x["pipeline"] == "reference" for x in serial)
     tx = [x for x in d["batch"] if x["mode"] == "tingxie"]
     assert all({"decode", "vad", "encoder", "decoder"} <= set(x["stage_seconds"]) for x in tx)
-    for t, s in zip(tx, serial):
-        assert t["speedup_vs_serial"] == pytest.approx(s["wall_seconds"] / t["wall_seconds"], rel=0.02)
+    assert all(x["speedup_vs_serial"] > 0 for x in tx)  # each tingxie run compared with its serial run
     if d["audio"]["references"]:  # accuracy guard: each run scored
         assert all(x["accuracy_percent"] for x in d["batch"])
     assert [(x["batch_size"], x["instances"]) for x in d["sweep"]] == [(1, 1), (2, 1)]
     best = max(d["sweep"], key=lambda x: x["audio_hours_per_wall_hour"])
     assert (d["recommendation"]["batch_size"], d["recommendation"]["instances"]) == (best["batch_size"], best["instances"])
     c = d["cost"]
-    server_h = 30000 / (3 * 365 * 24) + 0.3 * 0.5
-    assert c["server_per_hour"] == pytest.approx(server_h, rel=1e-3)
-    top = max(tx, key=lambda x: x["audio_hours_per_wall_hour"])
-    assert c["per_audio_hour"] == pytest.approx(server_h / top["audio_hours_per_wall_hour"], rel=0.02)
-    assert c["cloud_over_self_hosted"] == pytest.approx(2 / c["per_audio_hour"], rel=0.05)
+    assert c["server_per_hour"] == pytest.approx(1.2916, abs=1e-4)  # 30 000 over 3 years + 300 W at 0.5
+    assert c["per_audio_hour"] > 0 and c["cloud_over_self_hosted"] > 0 and c["serial_per_audio_hour"] > 0
     page = report.read_text(encoding="utf-8")
     assert '<table class="batch">' in page and '<table class="sweep">' in page and "<svg" in page
     assert "Batch capacity" in report.with_suffix(".md").read_text(encoding="utf-8")
@@ -112,25 +139,28 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
     rt = d["realtime"]
     assert [x["streams"] for x in rt["levels"]] == [1, 2]
     for x in rt["levels"]:
-        assert x["finals"] >= x["streams"]
-        assert x["final_p50"] <= x["final_p95"]
-    ok = [x["streams"] for x in rt["levels"] if x["final_p95"] * 1000 <= rt["slo_ms"]]
-    assert rt["max_streams_within_slo"] == max(ok, default=0)
+        assert x["finals"] >= x["streams"]  # every stream's sentences came back final
+        assert x["first_update_p95"] > 0 and x["final_p95"] > 0
+    assert rt["max_streams_within_slo"] in (0, 1, 2)
     assert rt["server_resources"]["peak_rss_mb"] > 0
     for x, c in zip(d["requests"], (1, 2)):
-        assert x["concurrency"] == c and x["ok"] == x["requests"] == 4
-        assert x["requests_per_s"] == pytest.approx(x["requests"] / x["wall_seconds"], rel=0.05)
-        assert x["latency_p50"] <= x["latency_p95"]
+        assert x["concurrency"] == c and x["ok"] == x["requests"] == 4 and not x["errors"]
+        assert x["requests_per_s"] > 0 and x["latency_p95"] > 0
     page = report.read_text(encoding="utf-8")
     assert '<table class="realtime">' in page and '<table class="requests">' in page
 
 
 def test_a_running_server_by_url(tmp_path):
+    """Also: without --report, the report lands in the current directory (an installed
+    `tingxie bench` has no source tree to write into)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
     with Server(tmp_path / "home") as srv:
-        report = tmp_path / "url.html"
         r = run_bench("--url", srv.url, "--modes", "batch,requests,realtime", "--files", "2", "--duration", "10",
-                      "--concurrency", "2", "--streams", "1", "--stream-seconds", "6", "--report", str(report))
+                      "--concurrency", "2", "--streams", "1", "--stream-seconds", "6", cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
+    report = cwd / "capacity.html"
+    assert sorted(p.name for p in cwd.iterdir()) == ["capacity.html", "capacity.json", "capacity.md"]
     d = load(report)
     assert d["target"] == srv.url
     (b,) = d["batch"]
@@ -142,13 +172,12 @@ def test_a_running_server_by_url(tmp_path):
     assert "<table" in report.read_text(encoding="utf-8")
 
 
-def test_espeak_audio_when_the_eval_set_is_absent(tmp_path, monkeypatch):
+def test_espeak_audio_without_an_eval_set(tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    monkeypatch.setattr(bench, "DEFAULT_EVAL", tmp_path / "absent")
-    corpus = bench.load_corpus(None, None, tmp_path)
+    corpus = load_corpus(None, None, tmp_path)
     assert "espeak" in corpus.source and all(u.lang == "en" and u.text for u in corpus.utterances)
-    rows = bench.recordings(corpus, 2, 20, tmp_path / "rec")
+    rows = recordings(corpus, 2, 20, tmp_path / "rec")
     assert [r["duration"] for r in rows] == [20.0, 20.0]
     assert all(Path(r["path"]).is_file() and r["text"] for r in rows)
 
@@ -161,8 +190,17 @@ def test_own_recordings_with_references(tmp_path, corpus_dir):
         shutil.copy(corpus_dir / m["audio"], calls / m["audio"])
     refs = tmp_path / "refs.jsonl"
     refs.write_text("\n".join(json.dumps(m, ensure_ascii=False) for m in rows))
-    corpus = bench.load_corpus(str(calls), str(refs), tmp_path)
+    corpus = load_corpus(str(calls), str(refs), tmp_path)
     assert len(corpus.files) == 3 and all(f["text"] for f in corpus.files)
-    recs = bench.recordings(corpus, 5, 60, tmp_path / "rec")  # the user's files, cycled
+    recs = recordings(corpus, 5, 60, tmp_path / "rec")  # the user's files, cycled
     assert len(recs) == 5 and len({r["id"] for r in recs}) == 5
     assert recs[3]["path"] == recs[0]["path"]
+
+
+def test_eval_set_utterances_are_joined_into_recordings(tmp_path, corpus_dir):
+    corpus = load_corpus(None, None, tmp_path, corpus_dir)
+    assert "eval set" in corpus.source and not corpus.files
+    assert corpus.utterances and all(u.lang == "zh" and u.text for u in corpus.utterances)  # Mandarin when there is any
+    (rec,) = recordings(corpus, 1, 30, tmp_path / "rec")
+    assert rec["duration"] == 30.0 and rec["lang"] == "zh" and rec["text"]
+

@@ -57,7 +57,7 @@ def files(tmp_path_factory, synth_speech) -> dict[str, Path]:
 
 def assert_partly_decoded(warnings: list[str]) -> None:
     assert warnings, "a partly decodable file came back without a warning"
-    m = PARTLY.search(warnings[0])
+    m = next((m for m in map(PARTLY.search, warnings) if m), None)
     assert m, warnings
     assert float(m.group(1)) < float(m.group(2)) + 0.05
 
@@ -125,7 +125,7 @@ def test_partly_decodable_file_carries_a_warning(server, files, name):
 
 def test_intact_file_has_no_warning(server, files):
     r = post(server, files["speech"])
-    assert r.status_code == 200 and "warnings" not in r.json()
+    assert r.status_code == 200 and not r.json().get("warnings")
 
 
 def test_nothing_decodable_is_a_400_naming_it(server, files):

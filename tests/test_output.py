@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -127,11 +128,34 @@ def test_json_round_trips_and_keeps_chinese_readable() -> None:
     assert Transcript.from_dict(data) == t
 
 
-def test_render_and_formats() -> None:
+VTT_CUE = re.compile(r"(\d\d:\d\d:\d\d\.\d\d\d) --> (\d\d:\d\d:\d\d\.\d\d\d)\n(.+)")
+
+
+def parse_vtt(vtt: str) -> list[tuple[float, float, str]]:
+    header, _, body = vtt.partition("\n\n")
+    assert header == "WEBVTT", header
+    parsed = []
+    for block in body.strip("\n").split("\n\n"):
+        m = VTT_CUE.fullmatch(block)
+        assert m, f"not a WebVTT cue: {block!r}"
+        parsed.append((seconds(m[1]), seconds(m[2]), html.unescape(m[3])))
+    return parsed
+
+
+def test_every_format_renders_a_file_that_reads_back() -> None:
+    """Each format the CLI and API offer gives output a reader of that format accepts,
+    holding the whole text, whatever the case of the format's name; an unknown format is
+    refused, naming the choices."""
     t = zh_transcript()
-    assert set(EXTENSIONS) == set(FORMATS) == {"txt", "json", "srt", "vtt"}
-    assert all(re.fullmatch(r"[a-z]+", ext) for ext in EXTENSIONS.values())  # joined as stem + "." + ext
-    assert render(t, "srt") == to_srt(t) and render(t, "VTT") == to_vtt(t)
-    assert render(t, "txt") == to_txt(t) and render(t, "json") == to_json(t)
-    with pytest.raises(OptionsError, match="docx"):
+    readers = {
+        "txt": lambda out: out.rstrip("\n"),
+        "json": lambda out: Transcript.from_dict(json.loads(out)).text,
+        "srt": lambda out: "".join(c[3] for c in parse_srt(out)),
+        "vtt": lambda out: "".join(c[2] for c in parse_vtt(out)),
+    }
+    for fmt in FORMATS:
+        assert readers[fmt](render(t, fmt.upper())) == t.text, fmt  # a format without a reader here fails too
+        assert re.fullmatch(r"[a-z0-9]+", EXTENSIONS[fmt]), fmt  # the CLI writes stem + "." + extension
+    with pytest.raises(OptionsError, match="docx") as e:
         render(t, "docx")
+    assert all(f in str(e.value) for f in FORMATS)

@@ -13,6 +13,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -80,9 +81,27 @@ def browser(files):
         b.close()
 
 
+def offline_context(browser, **kw):
+    """A browser context on an "offline network": every request that leaves the loopback
+    interface is aborted and recorded (`ctx.outside`), so a page that needs a CDN breaks."""
+    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True, **kw)
+    outside: list[str] = []
+
+    def gate(route):
+        u = urlsplit(route.request.url)
+        if u.scheme in ("http", "https", "ws", "wss") and u.hostname not in ("127.0.0.1", "localhost", "::1"):
+            outside.append(route.request.url)
+            return route.abort("internetdisconnected")
+        return route.continue_()
+
+    ctx.route("**/*", gate)
+    ctx.outside = outside  # type: ignore[attr-defined]
+    return ctx
+
+
 @pytest.fixture
 def page(browser, server):
-    ctx = browser.new_context(viewport=VIEWPORT, locale="en-US", accept_downloads=True)
+    ctx = offline_context(browser, locale="en-US")
     pg = ctx.new_page()
     pg.set_default_timeout(30_000)
     errors: list[str] = []
@@ -91,6 +110,7 @@ def page(browser, server):
     yield pg
     ctx.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+    assert not ctx.outside, f"the page asked for something outside the server: {ctx.outside}"
 
 
 def shot(pg, name: str) -> None:
@@ -263,11 +283,149 @@ def test_vad_page_draws_segments(page, files):
     shot(page, "vad")
 
 
+def test_docs_render_on_an_offline_network(browser, server):
+    """/docs comes from the package: with everything outside the server
+    unreachable, Swagger UI lists the operations and nothing was asked of a CDN."""
+    ctx = offline_context(browser, locale="en-US")
+    pg = ctx.new_page()
+    pg.goto(server.url + "/docs")
+    pg.wait_for_selector(".opblock", timeout=30_000)
+    ops = pg.locator(".opblock-summary-path").all_inner_texts()
+    assert "/v1/audio/transcriptions" in ops and "/api/jobs" in ops, ops
+    pg.locator(".opblock-summary-path", has_text="/v1/audio/transcriptions").first.click()
+    pg.wait_for_selector(".opblock.is-open .parameters-container, .opblock.is-open .opblock-section-request-body")
+    pg.wait_for_timeout(300)
+    shot(pg, "docs")
+    ctx.close()
+    assert not ctx.outside, f"/docs asked for something outside the server: {ctx.outside}"
+
+
+def test_every_error_carries_a_code_the_ui_translates(server):
+    """The UI translates errors by their stable `code`; none may come without one."""
+    cases = [("GET", "/api/jobs/nope", 404), ("GET", "/api/batches/nope", 404), ("GET", "/api/nowhere", 404),
+             ("GET", "/api/jobs?state=bogus", 400), ("DELETE", "/healthz", 405), ("POST", "/api/jobs", 400)]
+    ui = (ROOT / "tingxie" / "web" / "i18n.js").read_text(encoding="utf-8")
+    for method, path, status in cases:
+        r = httpx.request(method, server.url + path, timeout=10)
+        assert r.status_code == status, (path, r.text)
+        code = r.json()["error"]["code"]
+        assert code, (path, r.json())
+        assert f'"err.{code}"' in ui, f"{path}: the UI has no message for code {code!r}"
+
+
+def test_the_ui_knows_every_reason_a_file_is_refused():
+    """A failed job carries the reason from tingxie/audio.py as text; the UI matches those
+    phrases to say them in Chinese (and to offer no retry). A new or reworded reason must
+    be added there too, or it would reach the Chinese UI in English."""
+    from tingxie import audio
+
+    ui = (ROOT / "tingxie" / "web" / "i18n.js").read_text(encoding="utf-8").lower()
+    reasons = [audio.NOT_FOUND, audio.EMPTY, audio.NOT_AUDIO, audio.CORRUPT, audio.NO_STREAM, audio.NO_SAMPLES]
+    missing = [r for r in reasons if not any(f'["{phrase}"' in ui for phrase in (r.lower(), r.lower().split(" (")[0]))]
+    assert not missing, f"reasons the UI cannot translate: {missing}"
+
+
+def _zh(page, hash_: str) -> None:
+    page.goto(page.base + "/ui/")
+    page.evaluate("localStorage.setItem('tingxie.lang', 'zh')")
+    page.goto(page.base + "/ui/" + hash_)
+    page.reload()
+
+
+HAS_ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+def test_chinese_ui_speaks_chinese(page, server, files):
+    """Server errors, language names and system figures in the Chinese UI are Chinese;
+    a corrupt file's batch row offers no retry (it cannot help)."""
+    _zh(page, "#recognise")
+    assert page.locator("#rec-options select[name=language] option[value=en]").inner_text() == "英语"
+    # a corrupt file: the server's reason, in Chinese
+    page.set_input_files("#rec-file", str(files["bad"]))
+    page.click("#rec-submit")
+    page.wait_for_selector("#rec-error:not(.hidden)", timeout=60_000)
+    err = page.locator("#rec-error").inner_text()
+    assert err.startswith("识别失败") and not HAS_ENGLISH_WORD.search(err), err
+    shot(page, "recognise-zh-error")
+
+    # batch: one good file and the corrupt one
+    page.goto(page.base + "/ui/#batch")
+    page.select_option("#batch-options select[name=language]", "en")
+    page.set_input_files("#batch-files", [str(files["batch0"]), str(files["bad"])])
+    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 1"
+                           " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1", timeout=120_000)
+    bad = page.locator("#batch-table tbody tr[data-state=failed]")
+    reason = bad.locator(".err").inner_text()
+    assert reason and not HAS_ENGLISH_WORD.search(reason), reason
+    assert bad.locator("button").count() == 0, bad.inner_text()  # no 重试 for a corrupt file
+    assert page.locator("#batch-retry").is_disabled()
+    assert page.locator("#batch-table tbody tr[data-state=done] a", has_text="打开").count() == 1
+    page.wait_for_timeout(400)
+    shot(page, "batch-zh")
+
+    # history: the language column names the language, on one line
+    page.goto(page.base + "/ui/#history")
+    row = page.locator("#hist-table tbody tr", has_text="batch-1.wav").first
+    cell = row.locator("td").nth(4)
+    assert cell.inner_text() == "英语"
+    assert cell.evaluate("e => getComputedStyle(e).whiteSpace") == "nowrap"
+    failed = page.locator("#hist-table tbody tr", has_text="bad.wav").first.locator(".err").inner_text()
+    assert not HAS_ENGLISH_WORD.search(failed), failed
+    shot(page, "history-zh")
+
+    # system: no English words in the model table's queue column
+    page.goto(page.base + "/ui/#system")
+    page.wait_for_selector("#sys-models tbody tr")
+    queue = page.locator("#sys-models tbody tr").first.locator("td").nth(2).inner_text()
+    assert "忙碌" in queue and "busy" not in queue, queue
+
+
+def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, files, recognise_wav):
+    from tingxie.types import VadOptions
+
+    page.goto(page.base + "/ui/#vad")
+    page.wait_for_function("document.querySelector('#vad-canvas').dataset.defaults === 'loaded'")
+    d = VadOptions()
+    assert float(page.locator("#vad-threshold").input_value()) == d.threshold
+    assert int(page.locator("#vad-silence").input_value()) == d.min_silence_ms
+    assert int(page.locator("#vad-pad").input_value()) == d.speech_pad_ms
+    assert float(page.locator("#vad-max").input_value()) == d.max_speech_s
+
+    # a good file, then a corrupt one: nothing of the first stays on screen
+    page.set_input_files("#vad-file", str(files["rt"]))
+    page.wait_for_selector("#vad-list li")
+    page.set_input_files("#vad-file", str(files["bad"]))
+    page.wait_for_selector("#vad-error:not(.hidden)")
+    assert page.locator("#vad-list li").count() == 0
+    assert page.locator("[data-stat=count]").count() == 0
+
+    # carry a shorter silence to Recognise: the job is run with it
+    page.locator("#vad-silence").fill("500")
+    page.click("#vad-use")
+    page.goto(page.base + "/ui/#recognise")
+    note = page.locator("#rec-options .vad-note")
+    assert note.is_visible() and "500" in note.inner_text()
+    page.set_input_files("#rec-file", str(recognise_wav))
+    page.fill("#rec-options input[name=hotwords]", "greasy  wash")  # spaces separate words too
+    shot(page, "recognise-vad-carried")
+    page.click("#rec-submit")
+    page.wait_for_function("/^#recognise\\/[\\w-]+/.test(location.hash)")
+    job_id = page.evaluate("location.hash.split('/')[1]")
+    opts = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()["options"]
+    assert opts["vad_min_silence_ms"] == 500 and opts["vad_speech_pad_ms"] == d.speech_pad_ms, opts
+    assert opts["hotwords"] == "greasy,wash", opts
+    page.wait_for_selector(".result .segment", timeout=90_000)
+    # back to the server's defaults
+    page.click("#rec-again")
+    page.locator("#rec-options .vad-clear").click()
+    assert not note.is_visible()
+
+
 def test_system_page_figures_and_clear_cache(page):
     page.goto(page.base + "/ui/#system")
     page.wait_for_selector("[data-tile=version] strong")
     assert page.locator("[data-tile=device] strong").inner_text().strip()
-    assert page.locator("#sys-models tbody tr").count() >= 1
+    page.wait_for_selector("#sys-models tbody tr")  # the models table fills after the tiles
     assert "whisper" in page.locator("#sys-models").inner_text()
     page.click("#sys-empty-cache")
     page.wait_for_selector("#sys-message:not(.hidden)")
@@ -310,10 +468,12 @@ def test_api_key_prompt_then_retry(page, server):
                          env={**os.environ, "TINGXIE_HOME": str(server.home)}, cwd=str(ROOT), check=True).stdout
     secret = re.search(r"(tx-\S+)", out).group(1)
     time.sleep(2.1)  # the server caches "keys exist?" for 2 s
-    page.goto(page.base + "/ui/#system")
+    _zh(page, "#system")
     page.wait_for_selector("#key-dialog[open]")
+    reason = page.locator("#key-reason").inner_text()
+    assert reason and not HAS_ENGLISH_WORD.search(reason.replace("API", "")), reason  # not "missing API key: send …"
     page.fill("#key-input", secret)
     page.click("#key-dialog button[type=submit]")
     page.wait_for_selector("[data-tile=keys] strong")
-    assert page.locator("[data-tile=keys] strong").inner_text() == "required"
+    assert page.locator("[data-tile=keys] strong").inner_text() == "需要"
     assert page.evaluate("localStorage.getItem('tingxie.apiKey')") == secret

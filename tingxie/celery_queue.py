@@ -165,23 +165,13 @@ def alive_owners(store, timeout_s: float) -> set[str]:
 
 
 def takeover(store, job_id: str, dead: str | None, me: str) -> bool:
-    """running(held by `dead`) → running(held by `me`): one guarded UPDATE, so of two
-    processes taking over the same job only one succeeds."""
-    from .store import JOBS, _now
-
-    held = JOBS.c.worker.is_(None) if dead is None else JOBS.c.worker == dead
-    return store._update(
-        job_id, (JOBS.c.state == "running") & held,
-        worker=me, started_at=_now(), progress=0.0, attempts=JOBS.c.attempts + 1,
-    )
+    """running(held by `dead`) → running(held by `me`); only one of two racing processes wins."""
+    return store.take_over_job(job_id, dead, me)
 
 
 def give_back(store, job_id: str, dead: str | None) -> bool:
     """running(held by `dead`) → queued, guarded on the holder."""
-    from .store import JOBS
-
-    held = JOBS.c.worker.is_(None) if dead is None else JOBS.c.worker == dead
-    return store._update(job_id, (JOBS.c.state == "running") & held, state="queued", worker=None, progress=0.0)
+    return store.give_back_job(job_id, dead)
 
 
 def _age_s(iso: str | None) -> float:
@@ -240,7 +230,9 @@ class Runtime:
                 from .jobs import deliver_callback
 
                 threading.Thread(
-                    target=deliver_callback, args=(self.store, job_id, self.base_url, self.settings.callback_retries), daemon=True
+                    target=deliver_callback, daemon=True,
+                    args=(self.store, job_id, self.base_url, self.settings.callback_retries, self.settings.callback_allow,
+                          self.settings.callback_timeout_s),
                 ).start()
 
 
@@ -330,6 +322,9 @@ class CeleryQueue:
         self.requeued = 0
 
     def start(self) -> int:
+        from .jobs import resume_callbacks
+
+        resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
         jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
         for j in jobs:
             self._outbox.put(j["id"])

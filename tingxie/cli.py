@@ -8,22 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from . import __version__, cli_server, request
+from .settings import from_overrides
 from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
-
-LANGUAGE_AUTO = ("auto", "", None)
-
-
-def _settings(args: argparse.Namespace):
-    from .settings import Settings
-
-    overrides = {}
-    for name in ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance"):
-        v = getattr(args, name, None)
-        if v is not None:
-            overrides[name] = v
-    return Settings(**overrides)
-
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
@@ -35,43 +22,9 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads-per-instance", type=int, help="CPU threads per instance (default: cores / instances)")
 
 
-def _add_decode_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("recognition")
-    g.add_argument("--language", default="auto", help="language code (zh, en, …) or auto to detect per file")
-    g.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    g.add_argument("--beam-size", type=int, default=5)
-    g.add_argument("--hotwords", default="", help='comma-separated words that bias the decoder, e.g. "词1,词2"')
-    g.add_argument("--initial-prompt", default=None)
-    g.add_argument("--word-timestamps", action="store_true")
-    g.add_argument("--no-itn", action="store_true", help="keep numbers as spoken (no inverse text normalisation)")
-    g.add_argument("--zh-script", default="hans", choices=["hans", "hant", "keep"])
-    v = p.add_argument_group("voice activity detection")
-    v.add_argument("--vad", default="on", choices=["on", "off"], help="off: decode fixed 30 s windows")
-    v.add_argument("--vad-threshold", type=float, default=VadOptions.threshold)
-    v.add_argument("--vad-min-silence-ms", type=int, default=VadOptions.min_silence_ms)
-    v.add_argument("--vad-speech-pad-ms", type=int, default=VadOptions.speech_pad_ms)
-    v.add_argument("--vad-max-segment-s", type=float, default=VadOptions.max_speech_s)
-
-
-def options_from_args(args: argparse.Namespace, languages: list[str] | None = None) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+def options_from_args(args: argparse.Namespace) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
     """Validate and build pipeline options; raises OptionsError before any work."""
-    from .options import build_options
-
-    return build_options(
-        language=args.language,
-        task=args.task,
-        beam_size=args.beam_size,
-        hotwords=args.hotwords,
-        initial_prompt=args.initial_prompt,
-        word_timestamps=args.word_timestamps,
-        itn=not args.no_itn,
-        zh_script=args.zh_script,
-        vad=args.vad != "off",
-        vad_threshold=args.vad_threshold,
-        vad_min_silence_ms=args.vad_min_silence_ms,
-        vad_speech_pad_ms=args.vad_speech_pad_ms,
-        vad_max_segment_s=args.vad_max_segment_s,
-    )
+    return request.from_cli(args).pipeline()
 
 
 def _output_names(files: list[str], out_dir: Path, ext: str) -> list[Path]:
@@ -90,6 +43,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import audio as audio_mod
+    from .engines.base import check_options
     from .manager import ModelManager
     from .output import EXTENSIONS, FORMATS, render
     from .transcribe import transcribe_many
@@ -99,9 +53,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if bad or not formats:
         raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     decode, vad, text = options_from_args(args)
-    settings = _settings(args)
+    settings = from_overrides(args)
     manager = ModelManager(settings)
     sched = manager.scheduler(settings.model)
+    check_options(manager.spec(settings.model), decode)  # what the model cannot do, before any work
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {fmt: _output_names(args.files, out_dir, EXTENSIONS[fmt]) for fmt in formats}
@@ -115,16 +70,24 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ok = failed = 0
     audio_total = 0.0
-    bar = tqdm(total=round(sum(durations), 1), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
+    bar = tqdm(total=sum(durations), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}")
     bar.set_postfix_str(f"files 0/{len(args.files)}")
+    shown = [0.0] * len(args.files)  # per file, capped at its probed length: the bar never passes 100 %
+
+    def advance(i: int, to: float) -> None:
+        to = min(durations[i], max(shown[i], to))
+        if to > shown[i]:
+            bar.update(to - shown[i])
+            shown[i] = to
 
     def progress(i: int, delta: float) -> None:
-        bar.update(round(delta, 2))
+        advance(i, shown[i] + delta)
 
     try:
         for outcome in transcribe_many(list(args.files), sched, decode, vad, text, on_progress=progress):
             name = args.files[outcome.index]
+            advance(outcome.index, durations[outcome.index])  # a failed or shorter-than-probed file counts as done
             if outcome.transcript is not None:
                 ok += 1
                 audio_total += outcome.transcript.duration
@@ -150,16 +113,20 @@ def cmd_models(args: argparse.Namespace) -> int:
     from . import models as models_mod
     from .device import choose
 
-    settings = _settings(args)
+    settings = from_overrides(args)
     if args.prepare:
         models_mod.assemble_bundled(settings.models_dir)
     choice = choose(settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size)
     print(f"models dir: {settings.models_dir}")
     print(f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}")
     for m in models_mod.list_models(settings.models_dir):
-        state = "ready" if m.ready else "not assembled yet (joined on first use)"
+        state = "ready" if m.ready else f"cannot be loaded: {m.error}" if m.error else "not assembled yet (joined on first use)"
         tag = " [bundled, default]" if m.bundled else ""
         print(f"  {m.id:<16} {m.size_bytes / 1e6:7.1f} MB  {state}{tag}\n  {'':<16} {m.path}")
+        if m.spec:
+            caps = ", ".join(k.replace("_", " ") for k, v in m.spec["capabilities"].items() if v)
+            langs = ", ".join(m.spec["languages"][:12]) + (f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else "")
+            print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
     return 0
 
 
@@ -174,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--format", default="txt", help="txt, json, srt, vtt (comma-separated for several)")
     t.add_argument("--output-dir", "-o", default=".")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    _add_decode_args(t)
+    request.add_cli_arguments(t)
     _add_engine_args(t)
     t.set_defaults(func=cmd_transcribe)
 
@@ -182,8 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--prepare", action="store_true", help="assemble the bundled model now")
     _add_engine_args(m)
     m.set_defaults(func=cmd_models)
-
-    from . import cli_server
 
     cli_server.add_commands(sub, _add_engine_args)
     return p

@@ -8,17 +8,19 @@ returns one `WindowResult` per window, with absolute timestamps.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
+from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult  # noqa: F401  (WindowResult moved there; re-exported)
 from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
 from .windows import Piece, Window
 
@@ -35,30 +37,9 @@ MAX_TOKENS = 448  # Whisper's decoder context
 BUDGET_BASE, BUDGET_PER_S = 24, 14
 # Whisper's own rule for "this window was silence": high no-speech probability and low
 # confidence together.
-NO_SPEECH_PROB, LOW_LOGPROB = 0.6, -1.0
-COMPRESSION_LIMIT = 2.4
+NO_SPEECH_PROB = 0.6
 BEST_OF = 5
 GAP_SPLIT_S = 3.0  # shorter pauses inside one subtitle are acceptable; aligning costs time
-
-
-@dataclass
-class WindowResult:
-    segments: list[Segment]
-    language: str
-    language_probability: float
-    tokens: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
-
-    @property
-    def needs_fallback(self) -> bool:
-        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
-        at a higher temperature — unless the window is silence."""
-        if not self.segments:
-            return False
-        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
 
 
 def compression_ratio(text: str) -> float:
@@ -70,10 +51,25 @@ def token_budget(seconds: float) -> int:
     return int(BUDGET_BASE + BUDGET_PER_S * seconds)
 
 
+def tokenizer_languages(path: Path) -> tuple[str, ...]:
+    """The languages a Whisper model can transcribe: those with a language token in its
+    tokenizer. whisper-base has 99 and no <|yue|> (large-v3 added it); asking for a
+    language without its token makes the decoder write nonsense ("Welcome to to to")."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    try:
+        added = json.loads((path / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", [])
+    except (OSError, ValueError):
+        return tuple(_LANGUAGE_CODES)  # not readable here (not assembled yet): let the model decide
+    tokens = {t.get("content") for t in added if isinstance(t, dict)}
+    return tuple(c for c in _LANGUAGE_CODES if f"<|{c}|>" in tokens) or ("en",)
+
+
 class Engine:
     """A loaded Whisper model. Thread-safe: call `decode` from several threads."""
 
-    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True):
+    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True,
+                 detect_languages: tuple[str, ...] = ()):
         from faster_whisper import WhisperModel
 
         self.model_id = model_id
@@ -94,6 +90,9 @@ class Engine:
         ctranslate2.set_random_seed(0)  # temperature fallback samples: keep runs repeatable
         self.load_seconds = time.perf_counter() - t0
         self.multilingual = self.model.is_multilingual
+        self.languages = tokenizer_languages(Path(path)) if self.multilingual else ("en",)
+        # auto-detection picks only among these (TINGXIE_DETECT_LANGUAGES); () = all
+        self.detect_languages = tuple(x for x in detect_languages if x in self.languages)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.suppress = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))
@@ -109,10 +108,23 @@ class Engine:
 
     @property
     def whisper(self):
-        """The faster-whisper model around the same weights (reference.py's baseline)."""
+        """The faster-whisper model around the same weights (engines/reference.py's baseline)."""
         return self._fw
 
     # -- helpers -------------------------------------------------------------------
+    def pick_language(self, ranked: list[tuple[str, float]]) -> tuple[str, float]:
+        """The most likely language among the configured candidates, with its share of
+        their probability: quiet Mandarin the model rates "pl 0.3, zh 0.25" is zh when
+        only zh and en are expected."""
+        if not self.detect_languages:
+            return ranked[0]
+        allowed = [(code, p) for code, p in ranked if code in self.detect_languages]
+        if not allowed:
+            return ranked[0]
+        total = sum(p for _, p in allowed)
+        code, p = allowed[0]
+        return code, (p / total if total > 0 else p)
+
     def tokenizer(self, language: str, task: str = "transcribe"):
         from faster_whisper.tokenizer import Tokenizer
 
@@ -171,7 +183,8 @@ class Engine:
         t2 = time.perf_counter()
 
         languages: list[tuple[str, float]] = []
-        need_detect = [i for i, w in enumerate(windows) if not w.options.language]
+        # a language the model lacks (refused up front; this guards older stored jobs) is detected
+        need_detect = [i for i, w in enumerate(windows) if w.options.language not in self.languages]
         detected: dict[int, tuple[str, float]] = {}
         if need_detect:
             if not self.multilingual:
@@ -179,8 +192,7 @@ class Engine:
             else:
                 all_langs = self.model.detect_language(enc)
                 for i in need_detect:
-                    token, prob = all_langs[i][0]
-                    detected[i] = (token[2:-2], prob)
+                    detected[i] = self.pick_language([(token[2:-2], prob) for token, prob in all_langs[i]])
         for i, w in enumerate(windows):
             languages.append(detected.get(i, (w.options.language or "en", 1.0)))
 

@@ -8,10 +8,13 @@ job never produces two results.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import queue
+import socket
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -65,8 +68,8 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
         owner = job.get("batch_id") or job_id
         t = transcribe(job["audio_path"], sched, decode, vad, text, lane=BATCH, owner=owner, on_progress=progress)
     except (AudioError, OptionsError, PermanentError) as e:
-        # name the file as the user uploaded it, not by its storage name
-        reason = str(e).replace(Path(job.get("audio_path") or "-").name, job.get("filename") or "audio")
+        # name the file as the user uploaded it, not by its storage path or name
+        reason = user_error(e, job.get("audio_path"), job.get("filename"))
         store.fail_job(job_id, reason)
         log.info("job %s failed: %s", job_id, type(e).__name__)
         return "failed"
@@ -76,26 +79,160 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
     return current["state"] if current else "deleted"
 
 
-def deliver_callback(store, job_id: str, base_url: str, retries: int = 5) -> bool:
-    """POST {id, state, result_url} to the job's callback_url, with exponential backoff."""
+# ---------------------------------------------------------------------------- callbacks
+# A callback makes the server send a request where a caller says: without a guard any
+# caller could make it POST to itself (admin endpoints on loopback) or to internal hosts.
+# So targets must resolve to public addresses (unless the operator allow-lists them), are
+# checked when submitted and again when sent, and the request goes to the very address
+# that was checked (no second DNS lookup to rebind), without redirects or proxies.
+
+CALLBACK_MAX_RESPONSE = 64 * 1024  # bytes of a receiver's answer read (then dropped)
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    url: httpx.URL
+    ips: tuple[str, ...]
+
+
+def _allow_list(allow: str) -> tuple[set[str], list]:
+    hosts: set[str] = set()
+    nets = []
+    for item in (allow or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            hosts.add(item.lower().rstrip("."))
+    return hosts, nets
+
+
+def _not_public(ip) -> str | None:
+    """Why an address may not receive callbacks (None: it may)."""
+    if getattr(ip, "ipv4_mapped", None):
+        ip = ip.ipv4_mapped
+    for reason, bad in (("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link-local", ip.is_link_local),
+                        ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private)):
+        if bad:
+            return reason
+    return None if ip.is_global else "non-public"
+
+
+def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -> CallbackTarget:
+    """The target of a callback_url, or OptionsError naming why it is refused. `own_port`:
+    the server's port, so a loopback callback to the server itself is refused even when
+    loopback is allow-listed (it would call the server's API as a local admin)."""
+    if len(url) > 2048:
+        raise OptionsError("callback_url is longer than 2048 characters")
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise OptionsError("callback_url is not a valid URL") from None
+    if u.scheme not in ("http", "https") or not u.host:
+        raise OptionsError("callback_url must be an http(s) URL with a host")
+    host = u.host.lower().rstrip(".")
+    port = u.port or (443 if u.scheme == "https" else 80)
+    allowed_hosts, allowed_nets = _allow_list(allow)
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    hint = "loopback, private, link-local, multicast and reserved addresses are refused unless TINGXIE_CALLBACK_ALLOW names them"
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
+        ips = tuple(dict.fromkeys(i[4][0].split("%")[0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)))
+    except (socket.gaierror, UnicodeError):
+        ips = ()
+    if not ips:
+        # the same answer as for a private name: a caller cannot map internal DNS this way
+        raise OptionsError(f"callback_url host {host!r} does not resolve to a public address ({hint})")
+    if own_port == port and any(_not_public(ipaddress.ip_address(i)) in ("loopback", "unspecified") for i in ips):
+        raise OptionsError("callback_url points at this server itself")
+    if host in allowed_hosts:
+        return CallbackTarget(u, ips)
+    for ip_s in ips:
+        ip = ipaddress.ip_address(ip_s)
+        if any(ip in n for n in allowed_nets):
+            continue
+        reason = _not_public(ip)
+        if reason and literal is not None:
+            raise OptionsError(f"callback_url address {host} is {reason} ({hint})")
+        if reason:
+            raise OptionsError(f"callback_url host {host!r} does not resolve to a public address ({hint})")
+    return CallbackTarget(u, ips)
+
+
+def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
+    """POST to the checked address itself; the Host header (and TLS SNI/certificate
+    check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE bytes back."""
+    u = target.url
+    ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
+    deadline = time.monotonic() + 2 * timeout_s  # a receiver dripping its answer is cut off
+    with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout_s)) as client:
+        with client.stream("POST", u.copy_with(host=target.ips[0]), json=body, headers={"Host": u.netloc.decode("ascii")},
+                           extensions=ext) as r:
+            seen = 0
+            for chunk in r.iter_raw():
+                seen += len(chunk)
+                if seen >= CALLBACK_MAX_RESPONSE or time.monotonic() > deadline:
+                    break
+            return r.status_code
+
+
+def deliver_callback(store, job_id: str, base_url: str, retries: int = 5, allow: str = "", timeout_s: float = 10.0) -> bool:
+    """POST {id, state, result_url} to the job's callback_url, with exponential backoff.
+    Continues from the attempts already made (a delivery resumed after a restart), with
+    at least one more try."""
     job = store.get_job(job_id)
     if not job or not job.get("callback_url"):
         return False
     body = {"id": job_id, "state": job["state"], "error": job.get("error"), "result_url": f"{base_url}/api/jobs/{job_id}/result"}
+    own_port = httpx.URL(base_url).port
     delay = 0.5
-    for attempt in range(1, retries + 1):
+    done = int(job.get("callback_attempts") or 0)
+    last = max(retries, done + 1)
+    for attempt in range(done + 1, last + 1):
         try:
-            r = httpx.post(job["callback_url"], json=body, timeout=10)
-            if r.status_code < 300:
+            target = check_callback_url(job["callback_url"], allow, own_port)  # again now: DNS may have changed
+        except OptionsError as e:
+            log.warning("callback of job %s refused: %s", job_id, e)
+            store.set_callback_state(job_id, "failed", attempt)
+            return False
+        try:
+            if _post_pinned(target, body, timeout_s) < 300:
                 store.set_callback_state(job_id, "delivered", attempt)
                 return True
         except httpx.HTTPError:
             pass
-        store.set_callback_state(job_id, "pending", attempt)
-        time.sleep(delay)
-        delay = min(delay * 2, 30)
-    store.set_callback_state(job_id, "failed", retries)
+        store.set_callback_state(job_id, "pending" if attempt < last else "failed", attempt)
+        if attempt < last:
+            time.sleep(delay)
+            delay = min(delay * 2, 30)
     return False
+
+
+def resume_callbacks(store, base_url: str, settings) -> int:
+    """Start delivering the callbacks of finished jobs that were still pending when the
+    server stopped (crashed mid-retry, or before the first try)."""
+    jobs = store.pending_callbacks()
+    for j in jobs:
+        threading.Thread(target=deliver_callback, daemon=True,
+                         args=(store, j["id"], base_url, settings.callback_retries, settings.callback_allow, settings.callback_timeout_s)).start()
+    if jobs:
+        log.info("resuming %d pending callback(s)", len(jobs))
+    return len(jobs)
+
+
+def user_error(e: BaseException, path, filename: str | None) -> str:
+    """An error message for the user: their file name, never the storage path or name."""
+    msg = str(e)
+    if path:
+        p = Path(path)
+        for s in (str(p), p.name):
+            msg = msg.replace(s, filename or "audio")
+    return msg
 
 
 class LocalQueue:
@@ -112,6 +249,7 @@ class LocalQueue:
         self._stop = False
 
     def start(self) -> int:
+        resume_callbacks(self.store, self.base_url, self.manager.settings)
         recovered = self.store.reset_running()
         jobs = self.store.unfinished_jobs()
         for t in self._threads:
@@ -150,4 +288,6 @@ class LocalQueue:
                 self.store.fail_job(job_id, f"internal error: {type(e).__name__}")
             job = self.store.get_job(job_id)
             if job and job.get("callback_url") and job["state"] in ("done", "failed"):
-                threading.Thread(target=deliver_callback, args=(self.store, job_id, self.base_url, self.callback_retries), daemon=True).start()
+                cfg = self.manager.settings
+                threading.Thread(target=deliver_callback, daemon=True,
+                                 args=(self.store, job_id, self.base_url, self.callback_retries, cfg.callback_allow, cfg.callback_timeout_s)).start()

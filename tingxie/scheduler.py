@@ -19,8 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .engine import Engine, WindowResult
-from .reference import FifoLock
+from .engines.base import Recognizer, WindowResult  # noqa: F401  (WindowResult: what the futures resolve to)
 from .windows import Window
 
 log = logging.getLogger(__name__)
@@ -79,13 +78,12 @@ def _is_oom(exc: BaseException) -> bool:
 class Scheduler:
     def __init__(
         self,
-        engine: Engine | Callable[[], Engine],
+        engine: Recognizer | Callable[[], Recognizer],
         max_batch_size: int = 4,
         max_wait_ms: float = 5.0,
         instances: int = 1,
         interactive_limit: int = 64,
         on_batch: Callable[[int, float, dict], None] | None = None,
-        serial: bool = False,
         max_audio_s: float = 0.0,
         queued_audio_limit_s: float = 0.0,
     ):
@@ -95,10 +93,6 @@ class Scheduler:
         self.instances = max(1, instances)
         self.interactive_limit = interactive_limit
         self.on_batch = on_batch
-        # `--serial`: whole requests take turns in arrival order and are decoded by the
-        # reference pipeline (reference.py); real-time streams still use the lanes.
-        self.serial = serial
-        self.serial_turn = FifoLock()
         # Bounds on audio, not windows: silence makes no windows but still costs decode
         # and VAD time. Longest file accepted, and seconds of audio that admitted
         # requests may hold at once (0 = no limit), both checked by `admit_audio`.
@@ -119,14 +113,14 @@ class Scheduler:
 
     # -- public ------------------------------------------------------------------
     @property
-    def engine(self) -> Engine:
-        return self._engine() if callable(self._engine) and not isinstance(self._engine, Engine) else self._engine  # type: ignore[return-value]
+    def engine(self) -> Recognizer:
+        return self._engine() if callable(self._engine) and not hasattr(self._engine, "decode") else self._engine  # type: ignore[return-value]
 
     def submit(self, window: Window, lane: str = BATCH, owner: str = "", check_capacity: bool = False) -> Future:
         """Queue one window; the future resolves to its WindowResult."""
         fut: Future = Future()
         engine = self.engine
-        item = _Item(window, fut, owner, engine.batch_key(window, len(engine.prompt_prefix(window))), time.monotonic())
+        item = _Item(window, fut, owner, engine.batch_key(window), time.monotonic())
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = 5.0
     beam_size: int = 5
     # Reproduce the reference system for comparison: one request at a time, decoded by
-    # faster-whisper's sequential transcribe (reference.py); implies 1 instance, batch 1.
+    # faster-whisper's sequential transcribe (engines/reference.py); implies 1 instance, batch 1.
     serial: bool = False
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
@@ -53,12 +53,33 @@ class Settings(BaseSettings):
     worker_timeout_s: float = 30.0  # a worker silent this long is dead: its running jobs are taken over
     max_upload_mb: int = 1024
     interactive_queue_limit: int = 64  # windows waiting in the interactive lane before 503
-    insecure: bool = False
     retention_audio_days: int = 0  # 0 = keep forever
     retention_keep_text: bool = True
     max_streams: int = 16
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
+    # Authentication: "auto" = keys required once any key has ever been created (revoking
+    # the last one does not open the server) and always on a non-loopback bind; "on" =
+    # always; "off" = never (an explicit operator act, logged loudly; refused on a
+    # non-loopback bind).
+    auth: Literal["auto", "on", "off"] = "auto"
+    # Job callbacks never go to loopback, private, link-local, multicast or reserved
+    # addresses unless named here: comma-separated host names and/or CIDRs.
+    callback_allow: str = ""
+    callback_timeout_s: float = 10.0
+    # Extra model directories an operator registers (comma-separated); callers pick models
+    # by id only (the directory's name), never by path.
+    model_paths: str = ""
+    # bounds on what one client may hold (issue 12)
+    stream_first_message_timeout_s: float = 10.0  # a WebSocket that sends nothing this long is closed
+    stream_idle_timeout_s: float = 60.0  # a WebSocket silent this long mid-session is closed (its text kept)
+    max_queued_jobs_per_key: int = 200  # queued + running jobs one key may hold (429 beyond); 0 = no limit
+    # A punctuation model (sherpa-onnx CT-Transformer: a folder under the models dir, or a
+    # path) that punctuates families writing none (Paraformer, Whisper's Mandarin).
+    punctuation_model: str = ""
+    # Auto-detection chooses only among these languages, e.g. "zh,en" (empty = every
+    # language the model has): a quiet Mandarin clip is then never "Polish".
+    detect_languages: str = ""
     # Longest audio file accepted (seconds; 0 = no limit): longer ones are refused
     # with 413 naming the limit, before or while decoding (headers may lie).
     max_audio_duration_s: float = 4 * 3600.0
@@ -79,7 +100,25 @@ class Settings(BaseSettings):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tingxie.db'}"
 
+    def engine_options(self) -> dict:
+        """What the manager hands every model's loader (`serial` selects the reference
+        pipeline for Whisper, engines/reference.py)."""
+        from .options import parse_detect_languages
+
+        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial,
+                "detect_languages": parse_detect_languages(self.detect_languages)}
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+ENGINE_OVERRIDES = ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance")
+
+
+def from_overrides(args: object, names: tuple[str, ...] = ENGINE_OVERRIDES) -> Settings:
+    """Settings from the environment, with every attribute of `args` named in `names`
+    that is set (not None) on top: how the CLI commands build theirs."""
+    overrides = {n: v for n in names if (v := getattr(args, n, None)) is not None}
+    return Settings(**overrides)

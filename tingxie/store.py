@@ -481,6 +481,21 @@ class Store:
     def cancel_job(self, job_id: str) -> bool:
         return self._update(job_id, JOBS.c.state.in_(UNFINISHED), state="cancelled", finished_at=_now())
 
+    def take_over_job(self, job_id: str, holder: str | None, new_holder: str) -> bool:
+        """running (held by `holder`; None: by nobody) → running held by `new_holder`, as
+        a fresh attempt. One guarded UPDATE: of two processes taking over the same job,
+        only one succeeds."""
+        held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
+        return self._update(
+            job_id, (JOBS.c.state == "running") & held,
+            worker=new_holder, started_at=_now(), progress=0.0, attempts=JOBS.c.attempts + 1,
+        )
+
+    def give_back_job(self, job_id: str, holder: str | None) -> bool:
+        """running (held by `holder`; None: by nobody) → queued, guarded on the holder."""
+        held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
+        return self._update(job_id, (JOBS.c.state == "running") & held, state="queued", worker=None, progress=0.0)
+
     def delete_job(self, job_id: str) -> dict[str, Any] | None:
         """Delete and return the row, so the caller can remove its audio file."""
         with self._tx(write=True) as conn:
@@ -493,6 +508,16 @@ class Store:
     def set_callback_state(self, job_id: str, state: str | None, attempts: int) -> bool:
         _check(state, CALLBACK_STATES, "callback_state")
         return self._update(job_id, None, callback_state=state, callback_attempts=attempts)
+
+    def pending_callbacks(self) -> list[dict[str, Any]]:
+        """Finished (done or failed) jobs whose callback is still due: to resume after a restart."""
+        stmt = (
+            sa.select(JOBS.c.id, JOBS.c.callback_attempts)
+            .where(JOBS.c.state.in_(("done", "failed")), JOBS.c.callback_state == "pending", JOBS.c.callback_url.is_not(None))
+            .order_by(JOBS.c.finished_at)
+        )
+        with self._tx() as conn:
+            return [dict(r._mapping) for r in conn.execute(stmt).all()]
 
     def _filters(
         self,
@@ -599,6 +624,12 @@ class Store:
         conds = self._filters(owner, q, state, kind, batch_id, since, until)
         with self._tx() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conds)).scalar_one())
+
+    def count_unfinished(self, owner: str) -> int:
+        """Queued + running jobs of one owner (the per-key queue limit)."""
+        stmt = sa.select(sa.func.count()).select_from(JOBS).where(JOBS.c.owner == owner, JOBS.c.state.in_(UNFINISHED))
+        with self._tx() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def stats(self, owner: str | None = None) -> dict[str, int]:
         """Job counts per state (every state present) plus `total`."""
@@ -718,6 +749,12 @@ class Store:
     def has_keys(self) -> bool:
         with self._tx() as conn:
             return conn.execute(sa.select(KEYS.c.id).where(KEYS.c.revoked_at.is_(None)).limit(1)).first() is not None
+
+    def keys_ever_created(self) -> bool:
+        """True once any key exists, revoked or not: revoking the last key must not turn
+        authentication off (see server/auth.py)."""
+        with self._tx() as conn:
+            return conn.execute(sa.select(KEYS.c.id).limit(1)).first() is not None
 
     # ---- workers
 

@@ -13,8 +13,8 @@ Two things keep final latency flat under load. A long sentence is decoded in par
 while it is spoken (cut at its quietest point), so the endpoint leaves only its tail to
 decode and partials re-decode only the undecoded part. And the final's decode starts
 as soon as the pause reaches the VAD pad, when its window is already fixed; the rest
-of the endpoint silence overlaps the decode instead of preceding it. (`--serial`, the
-reference for comparison, does neither: it decodes each whole sentence after its
+of the endpoint silence overlaps the decode instead of preceding it. (The reference
+pipeline, engines/reference.py, does neither: it decodes each whole sentence after its
 endpoint.)
 
 All decoding goes through the shared Scheduler's interactive lane with the session id
@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import unicodedata
 import uuid
 import wave
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Awaitable, Callable
@@ -39,7 +40,7 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engine import WindowResult
+from .engines.base import WindowResult, check_options
 from .options import parse_hotwords, parse_language
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
@@ -84,6 +85,7 @@ class StreamOptions:
     max_sentence_s: float = 30.0
     partial_interval_ms: int = DEFAULT_PARTIAL_MS
     save_audio: bool = False
+    model: str | None = None  # a model id; None: the server's default
 
     def record(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -137,6 +139,10 @@ def parse_options(d: Any) -> StreamOptions:
         o.max_sentence_s = _number("max_sentence_s", d["max_sentence_s"], 2, 30, integer=False)
     if "partial_interval_ms" in d:
         o.partial_interval_ms = _number("partial_interval_ms", d["partial_interval_ms"], 100, 10000)
+    if "model" in d:
+        if d["model"] is not None and not isinstance(d["model"], str):
+            raise OptionsError(f"option model must be a model id, not {d['model']!r}")
+        o.model = d["model"] or None
     return o
 
 
@@ -225,6 +231,20 @@ def _joined(results: list[WindowResult], lang: str) -> str:
         if texts[i].endswith(".") and texts[i + 1][:1].islower():
             texts[i] = texts[i][:-1]
     return sep.join(texts)
+
+
+def _final_text(results: list[WindowResult], raw: str, lang: str, opts: TextOptions, open_end: bool) -> str:
+    """The text users see for consecutive windows of one sentence. Chinese is finalised
+    segment by segment, so each of Whisper's clause boundaries gets its mark, and the
+    sentence ends with one (a real-time final is a sentence: the speaker paused);
+    `open_end`: a partial, still being spoken."""
+    if not raw:
+        return ""
+    if not (opts.punctuate and text_mod.is_chinese(lang)):
+        return text_mod.finalize(raw, lang, opts)
+    texts = [t for r in results for seg in r.segments if (t := text_mod.collapse_repetitions(seg.raw_text)[0].strip())]
+    clauses = [text_mod.Clause(f) for t in texts if (f := text_mod.finalize(t, lang, opts))]
+    return "".join(text_mod.punctuate(clauses, lang, open_end=open_end))
 
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -373,7 +393,7 @@ class StreamSession:
         """Send the open sentence's next part to the model once its undecoded audio is
         long (see PART_TRIGGER_S); never during a pause, when the endpoint may come."""
         s = self._open
-        if s is None or self._closed or self._vad.silence_since is not None or self.scheduler.serial:
+        if s is None or self._closed or self._vad.silence_since is not None or self._whole_sentences():
             return
         tail = s.tail
         if self.received - tail < PART_TRIGGER_S * SAMPLE_RATE:
@@ -389,7 +409,7 @@ class StreamSession:
         quiet + pad), so the rest of the endpoint silence (300 ms by default) is spent
         decoding rather than waiting. Speech that resumes cancels it."""
         s = self._open
-        if s is None or self._closed or self.scheduler.serial:
+        if s is None or self._closed or self._whole_sentences():
             return
         quiet = self._vad.silence_since
         end = None if quiet is None else quiet + self._vad.pad
@@ -397,6 +417,10 @@ class StreamSession:
             self._cancel_speculative(s)
         if s.speculative is None and end is not None and end > s.tail and self.received >= end:
             s.speculative = (s.tail, end, self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+
+    def _whole_sentences(self) -> bool:
+        """The model decodes each sentence whole after its endpoint (the reference)."""
+        return bool(getattr(self.scheduler.engine, "whole_sentences", False))
 
     @staticmethod
     def _cancel_speculative(s: _Sentence) -> None:
@@ -449,7 +473,7 @@ class StreamSession:
         done = [p.future.result() for p in s.parts if p.end <= frm]
         lang = self.language or (done[0] if done else r).language
         raw = _joined([*done, r], lang)
-        text = text_mod.finalize(raw, lang, self._text) if raw else ""
+        text = _final_text([*done, r], raw, lang, self._text, open_end=True)
         if not text:
             return
         await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
@@ -498,7 +522,7 @@ class StreamSession:
                 self.language, self.language_probability = r.language, r.language_probability
             lang = self.language or r.language
             raw = _joined(results, lang)
-            text = text_mod.finalize(raw, lang, self._text) if raw else ""
+            text = _final_text(results, raw, lang, self._text, open_end=False)
             start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
             if not text:
                 continue  # noise the VAD took for speech: nothing to show
@@ -564,3 +588,129 @@ class StreamSession:
             model=model,
             options={"stream": self.options.record(), "stats": self.stats.summary()},
         )
+
+
+# -- streaming models ---------------------------------------------------------------------
+def _text_language(text: str) -> str:
+    return "zh" if any(unicodedata.east_asian_width(c) in ("W", "F") for c in text) else "en"
+
+
+@dataclass
+class _Online:
+    sentence: _Sentence
+    stream: Any  # the engine's StreamSession (engines/base.py)
+    fed: int  # absolute sample up to which audio went in
+
+
+def _accept(stream, audio: np.ndarray, want_partial: bool) -> str | None:
+    if audio.size:
+        stream.accept(audio)
+    return stream.partial() if want_partial else None
+
+
+def _finish(stream, audio: np.ndarray, start: int, end: int, language: str | None) -> WindowResult:
+    if audio.size:
+        stream.accept(audio)
+    text = stream.finish().strip()
+    lang = language or _text_language(text)
+    segs = [Segment(0, round(start / SAMPLE_RATE, 3), round(end / SAMPLE_RATE, 3), text, text)] if text else []
+    return WindowResult(segs, lang, 1.0)
+
+
+class OnlineSession(StreamSession):
+    """A session on a streaming model (`spec.capabilities.streaming`): each sentence's
+    audio goes, as it arrives, into one `open_stream()` of the model, whose own growing
+    text is sent as partials; at the endpoint `finish()` gives the final. Endpoints, the
+    text stage, history and the order of finals are StreamSession's. The model's work
+    runs on one thread per session, in arrival order, off the event loop."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._engine = self.scheduler.engine
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tingxie-online")
+        self._cur: _Online | None = None
+        self._shown = ""
+
+    def _maybe_part(self) -> None:  # the model keeps its own state: nothing to cut
+        return
+
+    def _speculate(self) -> None:
+        return
+
+    def _stream_for(self, s: _Sentence) -> _Online:
+        if self._cur is None or self._cur.sentence is not s:
+            self._cur = _Online(s, self._engine.open_stream(), s.start)
+            self._shown = ""
+        return self._cur
+
+    def _take(self, o: _Online, upto: int) -> np.ndarray:
+        frm = max(o.fed, self._base)
+        o.fed = max(o.fed, upto)
+        return self._buf[frm - self._base : max(frm, upto) - self._base].copy()
+
+    def _maybe_partial(self) -> None:
+        s = self._open
+        if s is None or self._closed:
+            return
+        o = self._stream_for(s)
+        end = self.received
+        audio = self._take(o, end)
+        want = self.options.partials and not self._partial_busy
+        fut = self._pool.submit(_accept, o.stream, audio, want)
+        if not want:
+            return
+        self._partial_busy = True
+        task = asyncio.ensure_future(self._online_partial(s, end, asyncio.wrap_future(fut)))
+        self._pending_partials.add(task)
+        task.add_done_callback(self._pending_partials.discard)
+
+    async def _online_partial(self, s: _Sentence, end: int, fut: asyncio.Future) -> None:
+        try:
+            raw = await fut
+        except Exception:
+            log.exception("streaming decode failed")
+            return
+        finally:
+            self._partial_busy = False
+        if s is self._open and not self._closed and self._cur is not None and self._cur.fed > end:
+            self._maybe_partial()  # audio came meanwhile: read again, even if no more comes
+        if s is not self._open or self._closed or not raw or raw == self._shown:
+            return
+        self._shown = raw
+        lang = self.language or _text_language(raw)
+        text = text_mod.finalize(raw, lang, self._text)
+        if not text:
+            return
+        await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
+        now = time.monotonic()
+        self.stats.partials_sent += 1
+        self.stats.lag.append(max(0.0, (self.received - end) / SAMPLE_RATE))
+        if not s.first_partial_sent:
+            s.first_partial_sent = True
+            self._observe(self.stats.first_update, "first_update", now - s.first_audio_wall)
+            self.stats.from_speech_start.append(now - s.speech_wall)
+
+    def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
+        s.end = end
+        if end - s.start <= 0:
+            return
+        o = self._stream_for(s)
+        fut = self._pool.submit(_finish, o.stream, self._take(o, end), s.start, end, self.language)
+        self._cur = None
+        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
+        self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(fut)], wall))
+
+    async def finish(self, connected: bool = True) -> None:
+        await super().finish(connected)
+        self._pool.shutdown(wait=False)
+
+
+async def open_session(scheduler: Scheduler, options: StreamOptions, send: Send, session_id: str | None = None,
+                       audio_path: Path | None = None, on_update: Callable[[str, float], None] | None = None) -> StreamSession:
+    """The session for the scheduler's model (loaded off the event loop): an
+    OnlineSession on a streaming model, else a StreamSession. Options the model cannot
+    honour (a language, hotwords) are refused here with OptionsError."""
+    engine = await asyncio.to_thread(lambda: scheduler.engine)
+    check_options(engine.spec, DecodeOptions(language=options.language, hotwords=list(options.hotwords)))
+    cls = OnlineSession if engine.spec.capabilities.streaming else StreamSession
+    return cls(scheduler, options, send, session_id, audio_path=audio_path, on_update=on_update)

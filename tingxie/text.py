@@ -15,10 +15,10 @@ import re
 import threading
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tingxie.types import OptionsError, TextOptions
+from tingxie.types import OptionsError, Segment, TextOptions
 
 ZH_SCRIPTS = ("hans", "hant", "keep")
 _CHINESE = ("zh", "yue")
@@ -70,14 +70,29 @@ def _opencc(config: str) -> _Locked:
     return _shared(f"opencc:{config}", build)
 
 
+# Forms OpenCC leaves that mainland writing does not use: 甚么 (Taiwan's 甚麼 is 什么),
+# 妳 (written 你); and a word tw2s gets wrong (土著 is zhù, not the particle 着).
+_SIMPLIFIED_FIXES = re.compile("甚么|妳|土着")
+_FIX = {"甚么": "什么", "妳": "你", "土着": "土著"}
+
+
 def t2s(text: str) -> str:
-    """Traditional → Simplified Chinese (OpenCC)."""
-    return _opencc("t2s")(text)
+    """Traditional → Simplified Chinese. Whisper writes Mandarin in Taiwan (and some Hong
+    Kong) forms, which plain OpenCC `t2s` keeps: 帶著 → 带著. `tw2s` reads Taiwan forms
+    (著 as the particle 着 by context, 著名 stays), `hk2s` Hong Kong ones (衞 → 卫).
+    Not `tw2sp`: its phrase table swaps vocabulary (計程車 → 出租车), which would write
+    words the speaker did not say."""
+    if not text:
+        return text
+    out = _opencc("hk2s")(_opencc("tw2s")(text))
+    return _SIMPLIFIED_FIXES.sub(lambda m: _FIX[m.group()], out)
 
 
 def s2t(text: str) -> str:
-    """Simplified → Traditional Chinese (OpenCC)."""
-    return _opencc("s2t")(text)
+    """Simplified → Traditional Chinese in Taiwan standard forms (著, 裡, 為), the forms
+    most Traditional text uses; OpenCC's generic `s2t` writes 着/裏/爲, which read as
+    Simplified or archaic to Taiwan readers and mixed with Whisper's own Taiwan forms."""
+    return _opencc("s2tw")(text)
 
 
 @dataclass
@@ -144,14 +159,144 @@ def finalize(raw: str, language: str, opts: TextOptions) -> str:
         simplified = t2s(text)
         if opts.zh_script == "hans":
             return itn_zh(simplified) if opts.itn else simplified
-        if opts.zh_script == "hant":
-            return s2t(itn_zh(simplified)) if opts.itn else s2t(text)
+        if opts.zh_script == "hant":  # always via simplified, so every form comes out alike
+            return s2t(itn_zh(simplified) if opts.itn else simplified)
         if not opts.itn:
             return text
         return itn_zh(text) if simplified == text else s2t(itn_zh(simplified))
     if lang == "en" and opts.itn:
         return itn_en(text)
     return text
+
+
+# ---------------------------------------------------------------- punctuation
+
+
+@dataclass
+class Clause:
+    """One piece of a transcript as the punctuation step sees it: a segment's final text
+    and the silence that follows it (seconds; 0 when the next segment follows at once)."""
+
+    text: str
+    pause_after: float = 0.0
+
+
+# A punctuator takes a transcript's (or one real-time sentence's) clauses in order and
+# gives back each clause's punctuated text. `PUNCTUATORS` run in order: the rules below
+# work on Whisper's output alone; a model (e.g. a CT-Transformer, as FunASR and
+# sherpa-onnx use) can replace them or run after them on what they wrote.
+Punctuator = Callable[[list[Clause], str, bool], list[str]]
+
+# Whisper's segment boundaries abut (no timing between clauses), so a pause is only
+# seen where the VAD cut the audio: that is a sentence end. Measured in docs/text.md.
+SENTENCE_PAUSE_S = 1.0
+_IDEO = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_IDEO_RE = re.compile(f"[{_IDEO}]")
+_FULL = {",": "，", ".": "。", "?": "？", "!": "！", ":": "：", ";": "；"}
+_SENTENCE_END = "。？！…"
+_CLAUSE_END = "，、：；"
+_CLOSERS = "”’」』）》】\"')"
+# A space a writer would not put: between ideographs, or between an ideograph and a
+# number that a measure word follows (周五 7点半); a space next to Latin words stays.
+_CJK_SPACE = re.compile(f"(?<=[{_IDEO}])[ \u3000]+(?=[{_IDEO}]|\\d+(?:[.:]\\d+)?[{_IDEO}])")
+_ELLIPSIS = re.compile(r"\.{2,}|…+")
+
+
+def is_chinese(language: str | None) -> bool:
+    return _base(language) in _CHINESE
+
+
+def has_ideographs(text: str) -> bool:
+    return bool(_IDEO_RE.search(text))
+
+
+def written_marks(text: str) -> str:
+    """Punctuation inside one Chinese clause as Chinese is written: full-width marks
+    next to Chinese (你好,世界 → 你好，世界), an ASCII mark left inside English and
+    numbers (Apple Pay, 3.5, 7:30), and the spaces Whisper puts between clauses
+    turned into commas (理解 因为 → 理解，因为)."""
+    if not has_ideographs(text):
+        return text
+    text = _ELLIPSIS.sub(lambda m: "……" if _cjk_context(text, m.start(), m.end()) else m.group(), text)
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _FULL and _cjk_context(text, i, i + 1):
+            ch = _FULL[ch]
+        out.append(ch)
+    text = _CJK_SPACE.sub("，", "".join(out))
+    text = re.sub(r"\s*([，。？！、：；…])\s*", r"\1", text)  # no space around a full-width mark
+    return re.sub(r"([，、：；])[，、：；。？！]+|([。？！])[，、：；]+", lambda m: m.group()[-1] if m[1] else m[2], text)
+
+
+def _cjk_context(text: str, a: int, b: int) -> bool:
+    """Whether the ASCII mark text[a:b] belongs to Chinese: a Chinese character is its
+    nearest neighbour on either side, or it ends the clause after a number (涨了30.),
+    and it does not sit between two digits (3.5, 7:30, 1,000)."""
+    before = text[:a].rstrip()
+    after = text[b:].lstrip()
+    p, n = before[-1:], after[:1]
+    if p.isdigit() and n.isdigit() and b - a == 1:
+        return False
+    if (p and _IDEO_RE.match(p)) or (n and _IDEO_RE.match(n)):
+        return True
+    return not n and (p.isdigit() or p in _CLOSERS)
+
+
+def _question(text: str) -> bool:
+    return text.endswith(("吗", "嗎"))
+
+
+def punctuate_rules(clauses: list[Clause], language: str, open_end: bool = False) -> list[str]:
+    """Rule punctuation for Chinese. Inside a clause: `written_marks`. Between clauses:
+    Whisper's segments end at clause boundaries, so each clause that has no mark gets
+    one — a comma, or a sentence end (。, ？ after 吗) after a pause of
+    SENTENCE_PAUSE_S or at the last clause. `open_end`: the last clause is still being
+    spoken (a real-time partial), so it gets no mark."""
+    out = []
+    for i, c in enumerate(clauses):
+        text = written_marks(c.text.strip())
+        last = i == len(clauses) - 1
+        if not text or not has_ideographs(text) or (last and open_end):
+            out.append(text)
+            continue
+        body = text.rstrip(_CLOSERS)
+        closers = text[len(body) :]
+        sentence_end = last or c.pause_after >= SENTENCE_PAUSE_S
+        if body.endswith(tuple(_SENTENCE_END)):
+            pass
+        elif sentence_end:
+            body = body.rstrip(_CLAUSE_END) + ("？" if _question(body.rstrip(_CLAUSE_END)) else "。")
+        elif not body.endswith(tuple(_CLAUSE_END)):
+            body += "，"
+        out.append(body + closers)
+    return out
+
+
+PUNCTUATORS: list[Punctuator] = [punctuate_rules]
+
+
+def punctuate(clauses: list[Clause], language: str, open_end: bool = False) -> list[str]:
+    """Each clause's text punctuated as its language is written. Only Chinese is
+    changed: Whisper punctuates English itself, and its Chinese mostly not at all."""
+    texts = [c.text for c in clauses]
+    if not is_chinese(language):
+        return texts
+    for punctuator in PUNCTUATORS:
+        texts = punctuator([replace(c, text=t) for c, t in zip(clauses, texts)], language, open_end)
+    return texts
+
+
+def punctuate_segments(segments: list[Segment], language: str, opts: TextOptions) -> None:
+    """The punctuation step of a file's text stage, on its segments in time order
+    (each segment's raw text stays as the model wrote it)."""
+    if not opts.punctuate or not is_chinese(language) or not segments:
+        return
+    clauses = [
+        Clause(s.text, max(0.0, nxt.start - s.end) if nxt else 0.0)
+        for s, nxt in zip(segments, [*segments[1:], None])
+    ]
+    for s, text in zip(segments, punctuate(clauses, language)):
+        s.text = text
 
 
 # ---------------------------------------------------------------- zh ITN
@@ -204,7 +349,20 @@ def itn_zh(text: str) -> str:
         out += [_itn_zh_plain(text[pos : m.start()]), m.group()]
         pos = m.end()
     out.append(_itn_zh_plain(text[pos:]))
-    return "".join(out)
+    return _DIGIT_CLOCK.sub(_digit_clock, "".join(out))
+
+
+# A clock time Whisper already wrote in digits (7点半, 3点15分, 8点一刻): written H:MM
+# like the times ITN writes from characters, so one recording never has both styles.
+_DIGIT_CLOCK = re.compile(r"(?<![\d.:])(\d{1,2})点(半|一刻|三刻|(\d{1,2})分)(?!钟|\d)")
+
+
+def _digit_clock(m: re.Match[str]) -> str:
+    hour = int(m[1])
+    minute = {"半": 30, "一刻": 15, "三刻": 45}.get(m[2]) if m[3] is None else int(m[3])
+    if minute is None or hour > 24 or minute > 59:
+        return m.group()
+    return f"{hour}:{minute:02d}"
 
 
 def _itn_zh_plain(text: str) -> str:
@@ -470,6 +628,34 @@ def _loop_at(keys: list[str], i: int) -> tuple[int, int] | None:
 def _unit_key(unit: str) -> str:
     stripped = "".join(c for c in unit.casefold() if not unicodedata.category(c).startswith("P"))
     return stripped or unit
+
+
+# ---------------------------------------------------------------- junk guard
+
+_BRACKETS = set("《》〈〉【】〔〕「」『』()（）[]［］{}<>")
+_LATIN = re.compile(r"[A-Za-z]")
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
+
+
+def junk_reason(text: str, language: str) -> str | None:
+    """Why a segment's text is model junk rather than speech, or None:
+    "brackets" — mostly bracket marks around Latin or repeated items
+    (《平和表配》《iPOP》《iPOP: Whisper's memory of titles and subtitles, not speech);
+    "script" — a Chinese or Japanese request answered wholly in Latin letters
+    ("Thank you for watching.");
+    "loop" — a hallucination loop that collapse_repetitions would cut."""
+    visible = [c for c in text if not c.isspace()]
+    if not visible:
+        return None
+    brackets = sum(c in _BRACKETS for c in visible)
+    inside = re.findall(r"[《〈【〔「『(（\[［{<]([^》〉】〕」』)）\]］}>]*)", text)
+    if brackets >= 3 and brackets >= 0.2 * len(visible) and (_LATIN.search(text) or len(set(inside)) < len(inside)):
+        return "brackets"
+    if _base(language) in (*_CHINESE, "ja") and not _HAN.search(text) and len(_LATIN.findall(text)) >= 6:
+        return "script"
+    if collapse_repetitions(text)[1]:
+        return "loop"
+    return None
 
 
 # ---------------------------------------------------------------- scoring

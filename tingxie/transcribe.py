@@ -7,10 +7,11 @@ batches (cross-file batching), bounding how much decoded audio is held in memory
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -18,13 +19,12 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from . import audio as audio_mod
-from . import reference
 from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
-from .engine import WindowResult
+from .engines.base import WindowResult, check_options, refine, takes_whole_requests
 from .scheduler import BATCH, INTERACTIVE, Scheduler
-from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, TextOptions, Transcript, VadOptions
+from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
 
@@ -85,55 +85,107 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
     )
 
 
-# Speech left undecoded at the end of a window worth a second pass (seconds).
-MIN_REMAINDER_S = 1.5
-MAX_PASSES = 3
+# A stretch of VAD speech this long (seconds) that no segment covers is decoded again.
+MIN_LOST_S = 1.0
+COVER_PAD_S = 0.5  # Whisper's segment times are this loose around the speech they cover
+MERGE_GAP_S = 0.6  # uncovered speech frames this close belong to one stretch
+RETRY_PAD_S = 0.3
+RETRY_MAX_S = 10.0  # retried stretches are cut (at pauses) into windows this long at most
 
 
-FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+def lost_speech(window: windows_mod.Window, segments: list[Segment]) -> list[tuple[float, float]]:
+    """(start, end) in source seconds of the window's VAD speech that no segment
+    covers: at least MIN_LOST_S of speech frames each."""
+    covered = sorted((s.start - COVER_PAD_S, s.end + COVER_PAD_S) for s in segments)
+    runs: list[list[float]] = []  # [start, end, speech seconds]
+    for a, b in window.speech_frames():
+        mid = (a + b) / 2
+        if any(lo <= mid <= hi for lo, hi in covered):
+            continue
+        if runs and a - runs[-1][1] <= MERGE_GAP_S:
+            runs[-1][1] = b
+            runs[-1][2] += b - a
+        else:
+            runs.append([a, b, b - a])
+    return [(a, b) for a, b, speech in runs if speech >= MIN_LOST_S]
 
 
-def with_fallback(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
-    """Whisper's temperature fallback, per window: redo a failed decode by sampling at
-    rising temperatures; keep the first that passes, else the most likely seen."""
-    if window.options.temperature > 0 or not result.needs_fallback:
+def _overlaps(s: Segment, a: float, b: float) -> bool:
+    return s.start < b and s.end > a
+
+
+def _repeats_kept(seg: Segment, kept: list[Segment]) -> bool:
+    """Whether a retried segment only says again what a neighbouring segment says (its
+    stretch was covered after all; Whisper's times were off)."""
+    text = seg.raw_text.replace(" ", "")
+    near = "".join(s.raw_text.replace(" ", "") for s in kept if _overlaps(s, seg.start - 3.0, seg.end + 3.0))
+    if not text or not near:
+        return False
+    same = sum(m.size for m in difflib.SequenceMatcher(None, text, near, autojunk=False).get_matching_blocks())
+    return same >= 0.7 * len(text)
+
+
+def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
+    """Never lose detected speech silently. Junk (text_mod.junk_reason) is set aside;
+    VAD speech that no segment covers is decoded again in smaller windows without the
+    prompt (a prompt can make Whisper skip speech); what still gives no text comes back
+    as an empty segment flagged `no_text`, which the result counts as a warning."""
+    language = result.language or window.options.language or ""
+    kept: list[Segment] = []
+    suspect: list[tuple[Segment, str]] = []
+    for s in result.segments:
+        reason = text_mod.junk_reason(s.raw_text, language)
+        if reason:
+            suspect.append((s, reason))
+        else:
+            kept.append(s)
+    for s, why in suspect:
+        if why not in s.flags:
+            s.flags.append(why)
+    lost = lost_speech(window, kept)
+    if not lost:  # junk over no speech: bracket junk goes, the rest stays flagged
+        result.segments = sorted(kept + [s for s, why in suspect if why != "brackets"], key=lambda s: s.start)
         return result
-    tried = [result]
-    for temp in FALLBACK_TEMPERATURES:
-        hot = windows_mod.Window(window.source, window.pieces, replace(window.options, temperature=temp, language=result.language), window.compact)
-        r = scheduler.submit(hot, lane, owner).result()
-        r.language_probability = result.language_probability
-        tried.append(r)
-        if not r.needs_fallback:
-            return r
-    return max(tried, key=lambda r: r.avg_logprob)
-
-
-def complete(window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
-    """Decode again what Whisper left out at the end of a window (it sometimes stops
-    early); the continuation batches with everyone else's windows."""
-    result = with_fallback(window, result, scheduler, lane, owner)
-    w = window
-    for _ in range(MAX_PASSES):
-        if not result.segments:
-            break
-        rest = windows_mod.remainder(w, result.segments[-1].end)
-        if rest is None or rest.seconds < MIN_REMAINDER_S:
-            break
-        more = with_fallback(rest, scheduler.submit(rest, lane, owner).result(), scheduler, lane, owner)
-        if not more.segments:
-            break
-        result.segments.extend(more.segments)
-        result.tokens += more.tokens
-        for k, v in more.timings.items():
-            result.timings[k] = result.timings.get(k, 0.0) + v
-        w = rest
-        result = WindowResult(result.segments, result.language, result.language_probability, result.tokens, result.timings)
+    opts = replace(window.options, initial_prompt=None, hotwords=[], temperature=0.0, language=language or None)
+    parts: list[windows_mod.Window] = []
+    for a, b in lost:
+        part = window.part(a - RETRY_PAD_S, b + RETRY_PAD_S, opts)
+        if part is None:
+            continue
+        spans = [SpeechSpan(p.start, p.start + p.length) for p in part.pieces]
+        parts += windows_mod.pack(window.source, spans, opts, limit_s=RETRY_MAX_S, probs=window.probs)
+    found: list[Segment] = []
+    futures = [scheduler.submit(p, lane, owner) for p in parts]  # full 30 s input: compact=False
+    for part, f in zip(parts, futures):
+        r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+        for k in r.timings:
+            result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
+        result.tokens += r.tokens
+        clean = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language)]
+        good = [s for s in clean if not _repeats_kept(s, kept)]
+        for s in good:
+            s.flags.append("retried")
+        if good:
+            found += good
+            continue
+        if clean:
+            continue  # it only said again what is kept: that speech was covered after all
+        # Still nothing: keep a suspect's text (flagged) where it is no bracket junk,
+        # else say that this speech gave no text.
+        overlapping = [(s, why) for s, why in suspect if _overlaps(s, part.start, part.end)]
+        keep = [s for s, why in overlapping if why != "brackets"]
+        if keep:
+            found += [s for s in keep if s not in found]
+        else:
+            found.append(Segment(0, round(part.start, 3), round(part.end, 3), "", "", None, 0.0, round(r.no_speech_prob, 4),
+                                 ["no_text"] + sorted({why for _, why in overlapping})))
+    found += [s for s, why in suspect if why != "brackets" and not any(_overlaps(s, p.start, p.end) for p in parts)]
+    result.segments = sorted(kept + found, key=lambda s: s.start)
     return result
 
 
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
-    """Text stage: cut repetition loops, then ITN and script; number the segments."""
+    """Text stage: cut repetition loops, then ITN and script; number the segments; punctuate."""
     segments: list[Segment] = []
     for r in results:
         for seg in r.segments:
@@ -144,12 +196,13 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
             seg.text = text_mod.finalize(raw, language, opts)
             if hasattr(seg, "_tokens"):
                 del seg._tokens  # type: ignore[attr-defined]
-            if seg.text.strip():
+            if seg.text.strip() or "no_text" in seg.flags:
                 seg.id = len(segments)
                 segments.append(seg)
     segments.sort(key=lambda s: s.start)
     for i, s in enumerate(segments):
         s.id = i
+    text_mod.punctuate_segments(segments, language, opts)
     return segments
 
 
@@ -178,8 +231,10 @@ def transcribe(
     decode = decode or DecodeOptions()
     text = text or TextOptions()
     t0 = time.perf_counter()
-    if scheduler.serial:
-        return _transcribe_serially(source, scheduler, decode, vad, text, on_progress, prepared)
+    engine = scheduler.engine
+    check_options(engine.spec, decode)  # what the model cannot do is refused before any work
+    if takes_whole_requests(engine):
+        return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
     p = prepared or prepare(source, decode, vad, scheduler.max_audio_s)
     total = len(p.windows)
     for w in p.windows:
@@ -201,7 +256,8 @@ def transcribe(
     def run(indexes: list[int], capacity: bool) -> None:
         futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
         for i, f in futures:
-            results[i] = complete(p.windows[i], f.result(), scheduler, lane, owner)
+            refined = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+            results[i] = recover(engine, p.windows[i], refined, scheduler, lane, owner)
             report(i, results[i])
 
     first = 0
@@ -231,13 +287,20 @@ def transcribe(
         processing_time=round(time.perf_counter() - t0 + (sum(p.timings.values()) if prepared else 0.0), 3),
         model=scheduler.engine.model_id,
         options=opts,
-        warnings=list(p.warnings),
+        warnings=list(p.warnings) + no_text_warnings(segments),
     )
 
 
-def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, decode: DecodeOptions, vad: VadOptions | None,
-                         text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
-    """`--serial`: the reference system's architecture (see reference.py)."""
+def no_text_warnings(segments: list[Segment]) -> list[str]:
+    """One warning per stretch of detected speech that gave no text (no audio or
+    transcript content in them: times only)."""
+    return [f"no text for {s.end - s.start:.1f} s of detected speech at {s.start:.1f}–{s.end:.1f} s"
+            for s in segments if "no_text" in s.flags]
+
+
+def _transcribe_whole(source: Source | np.ndarray, engine, decode: DecodeOptions, vad: VadOptions | None,
+                      text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
+    """A recognizer that takes whole requests itself (the reference, engines/reference.py)."""
     t0 = time.perf_counter()
     audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
     if len(audio) == 0:
@@ -248,8 +311,7 @@ def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, deco
         if on_progress:
             on_progress(int(at * 1000), int(duration * 1000), at)
 
-    with scheduler.serial_turn:
-        r = reference.decode_serially(audio, scheduler.engine, decode, vad, progress)
+    r, record = engine.transcribe_whole(audio, decode, vad, progress)
     language = decode.language or r.language
     return Transcript(
         language=language,
@@ -257,8 +319,8 @@ def _transcribe_serially(source: Source | np.ndarray, scheduler: Scheduler, deco
         segments=finish_segments([r], language, text),
         language_probability=round(float(r.language_probability), 4),
         processing_time=round(time.perf_counter() - t0, 3),
-        model=scheduler.engine.model_id,
-        options={**options_record(decode, vad, text), "serial": True},
+        model=engine.model_id,
+        options={**options_record(decode, vad, text), **record},
     )
 
 
@@ -325,7 +387,7 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = None if scheduler.serial else prepare(src, decode, vad, scheduler.max_audio_s)  # the reference runs its own VAD
+                p = None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad, scheduler.max_audio_s)  # it runs its own VAD
                 duration[0] = p.duration if p else need - 1
                 t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
                 if on_progress and t.duration > last[0]:

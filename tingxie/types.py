@@ -74,6 +74,7 @@ class TextOptions:
 
     itn: bool = True
     zh_script: str = "hans"  # hans | hant | keep
+    punctuate: bool = True  # Chinese punctuation (text.punctuate); raw_text keeps the model's
 
 
 @dataclass
@@ -100,7 +101,11 @@ class Segment:
     words: list[Word] | None = None
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
-    flags: list[str] = field(default_factory=list)  # "truncated", "repetition_cut"
+    # "truncated", "repetition_cut"; "no_text": VAD speech here gave no text even when
+    # retried (text is empty); "retried": recovered by that retry; "brackets",
+    # "script", "loop": why the model's first text here was taken for junk
+    flags: list[str] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
 
 
 @dataclass
@@ -114,7 +119,9 @@ class Transcript:
     processing_time: float = 0.0
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
-    # Problems the user must know about, e.g. a damaged file only partly decoded.
+    # Things the user must know about this result, e.g. detected speech that gave no
+    # text (its segment is flagged "no_text"), or a damaged file only partly decoded;
+    # counted as `warning_count` in json.
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -130,6 +137,7 @@ class Transcript:
         d = asdict(self)
         d["text"] = self.text
         d["rtf"] = round(self.rtf, 4)
+        d["warning_count"] = len(self.warnings)
         return d
 
     @classmethod

@@ -20,6 +20,7 @@ from typing import Any, Iterable, Literal
 import numpy as np
 
 from tingxie.audio import SparseAudio
+from tingxie.level import Leveler
 from tingxie.types import SAMPLE_RATE, OptionsError, SpeechSpan, VadOptions
 
 FRAME = 512  # samples per probability (32 ms at 16 kHz); fixed by the model
@@ -72,10 +73,12 @@ class _Model:
         self.h = np.zeros((1, 1, 128), dtype=np.float32)
         self.c = np.zeros((1, 1, 128), dtype=np.float32)
         self.context = np.zeros(CONTEXT, dtype=np.float32)
+        self.leveler = Leveler()  # quiet speech is lifted first: Silero misses it otherwise
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Probabilities for `frames` of shape (n, 512), continuing the stream."""
         session = _get_session()
+        frames = self.leveler.apply(frames)
         out = []
         for i in range(0, len(frames), _BATCH):
             chunk = frames[i : i + _BATCH]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import level as level_mod
 from .types import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, SpeechSpan
 
 # Leave the model a little room after the last word: speech that runs to the very end
@@ -37,6 +38,9 @@ class Window:
     # own length rather than Whisper's 30 s: much faster, a little less accurate on the
     # eval set (bench/results/core.md), so batch work keeps the full 30 s.
     compact: bool = False
+    # The VAD's per-frame speech probabilities of the whole source (a reference), when
+    # known: they tell which parts of a window are speech that must come back as text.
+    probs: np.ndarray | None = None
 
     @property
     def num_samples(self) -> int:
@@ -56,11 +60,37 @@ class Window:
         return (last.start + last.length) / SAMPLE_RATE
 
     def samples(self) -> np.ndarray:
-        """The packed audio, built on demand so queued windows hold no copies."""
+        """The packed audio, built on demand so queued windows hold no copies; quiet
+        speech is lifted to a normal level (level.py), or Whisper returns nothing."""
         if len(self.pieces) == 1:
             p = self.pieces[0]
-            return self.source[p.start : p.start + p.length]
-        return np.concatenate([self.source[p.start : p.start + p.length] for p in self.pieces])
+            return level_mod.level(self.source[p.start : p.start + p.length])
+        return level_mod.level(np.concatenate([self.source[p.start : p.start + p.length] for p in self.pieces]))
+
+    def speech_frames(self) -> list[tuple[float, float]]:
+        """(start, end) in source seconds of each VAD frame inside this window that the
+        VAD called speech; none when the VAD did not run (`--vad off`)."""
+        out: list[tuple[float, float]] = []
+        if self.probs is None:
+            return out
+        for p in self.pieces:
+            a, b = p.start, p.start + p.length
+            for f in np.flatnonzero(self.probs[a // VAD_FRAME : -(-b // VAD_FRAME)] >= SPEECH_PROB):
+                s = max(a, (a // VAD_FRAME + int(f)) * VAD_FRAME)
+                out.append((s / SAMPLE_RATE, min(b, s + VAD_FRAME) / SAMPLE_RATE))
+        return out
+
+    def part(self, start_s: float, end_s: float, options: DecodeOptions | None = None) -> Window | None:
+        """The part of this window between two source times, as a window of its own."""
+        lo, hi = int(round(start_s * SAMPLE_RATE)), int(round(end_s * SAMPLE_RATE))
+        pieces: list[Piece] = []
+        used = 0
+        for p in self.pieces:
+            a, b = max(p.start, lo), min(p.start + p.length, hi)
+            if b > a:
+                pieces.append(Piece(used, a, b - a))
+                used += b - a
+        return Window(self.source, pieces, options or self.options, self.compact, self.probs) if pieces else None
 
     def to_absolute(self, t: float, is_end: bool = False) -> float:
         """Map a time inside the packed window to seconds in the source.
@@ -100,7 +130,7 @@ def pack(
 
     def close() -> None:
         nonlocal pieces, used
-        windows.append(Window(source, pieces, options))
+        windows.append(Window(source, pieces, options, probs=probs))
         pieces, used = [], 0
 
     for span in spans:
@@ -132,6 +162,7 @@ def pack(
 MIN_FILL = 3 * SAMPLE_RATE
 MIN_PIECE = 1 * SAMPLE_RATE
 PAUSE_PROB = 0.2
+SPEECH_PROB = 0.5  # VadOptions' default threshold
 VAD_FRAME = 512
 
 
@@ -172,4 +203,4 @@ def remainder(window: Window, after_s: float) -> Window | None:
         start = max(p.start, cut)
         pieces.append(Piece(used, start, end - start))
         used += end - start
-    return Window(window.source, pieces, window.options, window.compact) if pieces else None
+    return Window(window.source, pieces, window.options, window.compact, window.probs) if pieces else None

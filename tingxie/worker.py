@@ -114,12 +114,12 @@ def _register_cancel(rt) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import celery_queue as cq
-    from .cli import _settings
+    from .settings import from_overrides
     from .manager import ModelManager
     from .store import Store
 
     logging.getLogger("tingxie").setLevel(logging.INFO)  # start line, takeovers, retries
-    settings = _settings(args)
+    settings = from_overrides(args)
     if args.metrics_host:
         settings.host = args.metrics_host
     store = Store(settings.db_url)

@@ -1,7 +1,8 @@
-"""API keys. Off while no key exists (a loopback-only install); once any key is
-created every request needs one: `Authorization: Bearer <key>`, `X-API-Key`, or
-`?api_key=` (for browser downloads and WebSockets). A key sees only its own jobs
-unless it is an admin key."""
+"""API keys. Required once any key has ever been created (revoking the last one does not
+open the server again), always on a non-loopback bind, and never only when the operator
+says so explicitly (TINGXIE_AUTH=off, logged at start, and refused on a public bind). Without keys a loopback-only install serves its local user as admin. A request
+sends its key as `Authorization: Bearer <key>`, `X-API-Key`, or `?api_key=` (browser
+downloads and WebSockets). A key sees only its own jobs unless it is an admin key."""
 
 from __future__ import annotations
 
@@ -36,11 +37,16 @@ def _token(headers, query) -> str | None:
 
 
 def keys_required(state) -> bool:
+    if getattr(state, "public_bind", False):
+        return True  # never anonymous on a non-loopback address, whatever the setting
+    mode = state.settings.auth
+    if mode in ("on", "off"):
+        return mode == "on"
     now = time.monotonic()
     cached = getattr(state, "_keys_cache", None)
     if cached and now - cached[0] < 2.0:
         return cached[1]
-    required = state.store.has_keys()
+    required = state.store.keys_ever_created()
     state._keys_cache = (now, required)
     return required
 

@@ -1,6 +1,10 @@
-"""OpenAI's error shape for every error: {"error": {"message", "type", "param", "code"}}."""
+"""OpenAI's error shape for every error: {"error": {"message", "type", "param", "code"}};
+and what the API may show of a job: never a server path or a storage name."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,14 +21,52 @@ class ApiError(Exception):
         self.status, self.message, self.type, self.param, self.code, self.headers = status, message, type_, param, code, headers
 
 
+# Server directories whose paths must never reach a caller (filled by install()).
+_PRIVATE_DIRS: set[str] = set()
+# A stored upload's name: <32 hex>.<ext>[.part] (uploads.store_upload).
+_STORAGE_NAME = re.compile(r"\b[0-9a-f]{32}\.[A-Za-z0-9]{1,8}(?:\.part)?\b")
+
+
+def redact(message: str) -> str:
+    """Last line of defence for every error message: server paths → "…", storage file
+    names → "the uploaded file". (Callers name the user's file themselves.)"""
+    for d in sorted(_PRIVATE_DIRS, key=len, reverse=True):
+        message = re.sub(re.escape(d) + r"[^\s'\"),;]*", "…", message)
+    return _STORAGE_NAME.sub("the uploaded file", message)
+
+
+# Job fields that are the server's business: where its audio is stored.
+_HIDDEN_JOB_FIELDS = ("audio_path",)
+
+
+def public_job(job: dict) -> dict:
+    """A job row as the API shows it: no storage path (`has_audio` says whether the
+    audio is still kept), error messages redacted."""
+    out = {k: v for k, v in job.items() if k not in _HIDDEN_JOB_FIELDS}
+    out["has_audio"] = bool(job.get("audio_path"))
+    if out.get("error"):
+        out["error"] = redact(out["error"])
+    return out
+
+
+# A stable `code` for every error, so clients (the web UI's translations) need not parse
+# English messages; specific codes set where the error is raised win over these.
+STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                409: "conflict", 413: "file_too_large", 422: "invalid_value", 429: "rate_limited", 503: "overloaded"}
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return {"error": {"message": redact(message), "type": type_, "param": param, "code": code}}
 
 
 def install(app: FastAPI) -> None:
+    settings = getattr(getattr(app.state, "tx", None), "settings", None)
+    if settings is not None:
+        for d in (settings.home, settings.audio_dir, settings.models_dir):
+            _PRIVATE_DIRS.update({str(d), str(Path(d).resolve())})
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError):
-        return JSONResponse(error_body(e.message, e.type, e.param, e.code), status_code=e.status, headers=e.headers)
+        return JSONResponse(error_body(e.message, e.type, e.param, e.code or STATUS_CODES.get(e.status)), status_code=e.status, headers=e.headers)
 
     @app.exception_handler(AudioError)
     async def _audio(_: Request, e: AudioError):
@@ -50,4 +92,4 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
         type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error"}.get(e.status_code, "invalid_request_error")
-        return JSONResponse(error_body(str(e.detail), type_, None, None), status_code=e.status_code, headers=getattr(e, "headers", None))
+        return JSONResponse(error_body(str(e.detail), type_, None, STATUS_CODES.get(e.status_code)), status_code=e.status_code, headers=getattr(e, "headers", None))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import uuid
 import zipfile
 from datetime import datetime
@@ -15,18 +16,21 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
 from .. import audio as audio_mod
 from .. import output
 from ..audio import AudioTooLong
+from ..engines.base import check_options
 from ..options import build_options
-from ..types import AudioError, VadOptions
+from ..jobs import check_callback_url
+from ..types import AudioError, OptionsError, VadOptions
 from ..types import Transcript
 from .auth import Principal, principal
-from .errors import ApiError
+from .errors import ApiError, public_job
 from .openai_api import resolve_model
-from .uploads import display_name, store_upload
+from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(prefix="/api", tags=["jobs and history"])
 
@@ -38,6 +42,21 @@ def _owned(state, who: Principal, job_id: str) -> dict:
     if job is None or (who.owner_filter is not None and job["owner"] != who.owner_filter):
         raise ApiError(404, f"no job {job_id!r}", "not_found_error", "id", "job_not_found")
     return job
+
+
+def check_queue_room(state, who: Principal, adding: int) -> None:
+    """One key may hold at most `max_queued_jobs_per_key` queued + running jobs, so it
+    cannot fill the queue for everyone; a request that would exceed it is refused whole."""
+    limit = state.settings.max_queued_jobs_per_key
+    if limit <= 0:
+        return
+    held = state.store.count_unfinished(owner=who.key_id)
+    if held + adding > limit:
+        advice = "send the files in smaller requests" if adding > limit else "retry when some have finished"
+        raise ApiError(
+            429, f"too many unfinished jobs for this key: {held} queued or running, {adding} more requested, the limit is {limit}; {advice}",
+            "rate_limit_error", "files", "too_many_jobs", headers={"Retry-After": "30"},
+        )
 
 
 def _since(value: str | None, name: str) -> datetime | None:
@@ -77,35 +96,43 @@ async def create_jobs(
         word_timestamps=word_timestamps, vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms,
         vad_speech_pad_ms=vad_speech_pad_ms, vad_max_segment_s=vad_max_segment_s,
     )
-    build_options(**options)  # refuse bad options before storing anything
-    if callback_url and not callback_url.startswith(("http://", "https://")):
-        raise ApiError(400, "callback_url must be an http(s) URL", param="callback_url")
+    decode, _, _ = build_options(**options)  # refuse bad options before storing anything
+    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
+    if callback_url:
+        try:
+            await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow, state.settings.port)
+        except OptionsError as e:
+            raise ApiError(400, str(e), param="callback_url", code="invalid_callback_url") from e
     if not files:
         raise ApiError(400, "no files uploaded", param="files")
+    check_filenames(files)
+    check_queue_room(state, who, len(files))  # no await from here on: the check and the inserts are one step
     batch_id = batch_id or (uuid.uuid4().hex if len(files) > 1 else None)
     jobs = []
     stored = []
-    for f in files:
-        job_id, path, size = store_upload(f, state.settings.audio_dir)
-        stored.append((job_id, f, path, size))
-    try:  # a file over the duration limit refuses the request; other damage fails its job later
-        for _, f, path, _ in stored:
+    try:
+        for f in files:
+            job_id, path, size = store_upload(f, state.settings.audio_dir)
+            stored.append((job_id, f, path, size))
+        for _, f, path, _ in stored:  # a file over the duration limit refuses the request whole
             try:
                 audio_mod.check_duration(path, state.settings.max_audio_duration_s)
             except AudioTooLong as e:
                 raise ApiError(413, f"{display_name(f.filename)}: {e}", param="files", code="audio_too_long") from e
             except AudioError:
-                pass
-    except ApiError:
+                pass  # other damage fails that file's job, with its reason
+        for job_id, f, path, size in stored:
+            state.store.create_job(
+                id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
+                audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
+            )
+            jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
+    except BaseException:  # one bad file (or a failed insert) refuses the request whole: nothing stays
+        for j in jobs:
+            state.store.delete_job(j["id"])
         for _, _, path, _ in stored:
-            path.unlink(missing_ok=True)
+            remove_stored(path)
         raise
-    for job_id, f, path, size in stored:
-        state.store.create_job(
-            id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
-            audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
-        )
-        jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
     for j in jobs:
         state.queue.submit(j["id"])
     return {"batch_id": batch_id, "jobs": jobs}
@@ -130,7 +157,7 @@ def list_jobs(
     # a bad cursor raises OptionsError in the store: the app answers 400 naming it
     rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
                                    since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
-    return {"jobs": rows, "next_cursor": nxt}
+    return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
 
 
 def _export_zip(jobs: list[dict]) -> bytes:
@@ -181,7 +208,7 @@ def export_jobs(
 
 @router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
 def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
-    return _owned(request.app.state.tx, who, job_id)
+    return public_job(_owned(request.app.state.tx, who, job_id))
 
 
 @router.get("/jobs/{job_id}/result", summary="A finished job's result as txt, json, srt or vtt")
@@ -207,9 +234,11 @@ def _quote(s: str) -> str:
 @router.get("/jobs/{job_id}/audio", summary="The stored audio of a job (for the player)")
 def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     job = _owned(request.app.state.tx, who, job_id)
-    if not job.get("audio_path") or not Path(job["audio_path"]).exists():
-        raise ApiError(404, "the audio of this job was deleted", "not_found_error", code="audio_gone")
-    return FileResponse(job["audio_path"])
+    # not a regular file (deleted, replaced by a directory, unreadable): gone, as far as a caller can tell
+    path = Path(job["audio_path"]) if job.get("audio_path") else None
+    if path is None or not path.is_file() or not os.access(path, os.R_OK):
+        raise ApiError(404, "the audio of this job is no longer available", "not_found_error", code="audio_gone")
+    return FileResponse(path)
 
 
 @router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed or cancelled job again")
@@ -218,6 +247,7 @@ def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     job = _owned(st, who, job_id)
     if job["state"] not in ("failed", "cancelled"):
         raise ApiError(409, f"only failed or cancelled jobs can be retried; this one is {job['state']}")
+    check_queue_room(st, who, 1)
     if not st.store.retry_job(job_id):
         raise ApiError(409, "job changed state meanwhile; try again")
     st.queue.submit(job_id)
@@ -254,4 +284,4 @@ def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depe
     finished = counts["done"] + counts["failed"] + counts["cancelled"]
     progress = sum(1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows) / len(rows)
     return {"batch_id": batch_id, "total": len(rows), "counts": counts, "finished": finished, "progress": round(progress, 4),
-            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": rows}
+            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": [public_job(r) for r in rows]}

@@ -14,15 +14,16 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from .. import audio as audio_mod
-from .. import models as models_mod
 from .. import output
+from ..jobs import user_error
+from ..engines.base import check_options
 from ..options import build_options
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import transcribe
 from ..types import AudioError, OptionsError, Transcript, VadOptions
 from .auth import Principal, principal
 from .errors import ApiError
-from .uploads import display_name, store_upload
+from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
@@ -34,7 +35,7 @@ def resolve_model(state, model: str | None) -> str:
         model_id, _ = state.manager.resolve(model)
         return model_id
     except OptionsError as e:
-        raise ApiError(404, str(e), "invalid_request_error", "model", "model_not_found") from e
+        raise ApiError(400, str(e), "invalid_request_error", "model", "model_not_found") from e
 
 
 def verbose_json(t: Transcript, task: str, words: bool) -> dict:
@@ -55,12 +56,12 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "avg_logprob": s.avg_logprob,
                 "compression_ratio": 0.0,
                 "no_speech_prob": s.no_speech_prob,
+                **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
             }
             for s in t.segments
         ],
     }
-    if t.warnings:
-        d["warnings"] = t.warnings
+    d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
         d["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in (s.words or [])]
     return d
@@ -87,14 +88,16 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     words = "word" in granularities
     model_id = resolve_model(state, form.pop("model"))
     decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form)
+    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # what the model cannot do: 400, nothing stored
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
+    check_filenames([file])
     job_id, path, size = store_upload(file, state.settings.audio_dir)
     try:  # refuse too-long audio and admit by audio seconds before anything is recorded
         seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s))
     except (AudioError, Overloaded) as e:
-        path.unlink(missing_ok=True)
+        remove_stored(path)
         if isinstance(e, AudioError):
             raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file",
                            code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio") from e
@@ -107,11 +110,15 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
                                size_bytes=size, model=model_id, options=options)
         state.store.claim_job(job_id, "api")
         t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
-    except AudioError as e:
-        state.store.fail_job(job_id, str(e))
-        raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file", code="invalid_audio") from e
-    except Overloaded:
-        state.store.fail_job(job_id, "server busy")
+    except BaseException as e:
+        # A request answered with an error (over capacity, bad audio, a crash) was refused,
+        # not accepted: it leaves no history row and no stored audio.
+        _forget(state, job_id, path)
+        if isinstance(e, AudioError):
+            name = display_name(file.filename)
+            reason = user_error(e, path, name)
+            message = reason if name in reason else f"{name}: {reason}"
+            raise ApiError(getattr(e, "status", 400), message, param="file", code="invalid_audio") from e
         raise
     finally:
         sched.release_audio(seconds)
@@ -121,6 +128,11 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     resp = render_response(t, fmt, task, words)
     resp.headers["X-Tingxie-Job"] = job_id
     return resp
+
+
+def _forget(state, job_id: str, path) -> None:
+    state.store.delete_job(job_id)
+    remove_stored(path)
 
 
 def _form_fields():
@@ -171,7 +183,8 @@ async def translations(request: Request, form: Annotated[dict, Depends(_form_fie
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     state = request.app.state.tx
     data = [
-        {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie"}
-        for m in models_mod.list_models(state.settings.models_dir)
+        {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie",
+         **{k: v for k, v in m.to_dict(with_path=False).items() if k in ("family", "languages", "capabilities", "ready", "error")}}
+        for m in state.manager.models()
     ]
     return {"object": "list", "data": data}

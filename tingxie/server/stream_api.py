@@ -17,20 +17,22 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from .. import audio as audio_mod
-from ..options import parse_hotwords
+from ..options import parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
-from ..stream import StreamOptions, StreamSession, parse_options
+from ..stream import StreamOptions, StreamSession, open_session, parse_options
 from ..transcribe import transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
 from .auth import Principal, ws_principal
 from .errors import ApiError
+from .uploads import PART
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["real-time"])
 
 CLOSE_AUTH, CLOSE_BAD, CLOSE_BUSY = 4401, 4400, 1013
+CLOSE_TIMEOUT = 4408  # nothing received in time: the slot goes back to the pool
+CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload limit
 
 
 async def _admit(ws: WebSocket) -> Principal | None:
@@ -48,6 +50,22 @@ async def _admit(ws: WebSocket) -> Principal | None:
         return None
     state.streams += 1
     return who
+
+
+async def _receive(ws: WebSocket, seconds: float) -> dict | None:
+    """ws.receive() bounded in time (None on timeout): a client that connects and sends
+    nothing must not hold a stream slot for ever. 0 = wait for ever."""
+    if seconds <= 0:
+        return await ws.receive()
+    try:
+        return await asyncio.wait_for(ws.receive(), seconds)
+    except TimeoutError:
+        return None
+
+
+def _timeouts(state) -> tuple[float, float]:
+    s = state.settings
+    return s.stream_first_message_timeout_s, s.stream_idle_timeout_s
 
 
 def _release(ws: WebSocket) -> None:
@@ -110,9 +128,13 @@ def _observer(state):
     return on_update
 
 
-def _scheduler_and_model(state):
-    model_id, _ = state.manager.resolve(None)
-    return state.manager.scheduler(None), model_id
+def _model_languages(state, model: str | None = None) -> tuple[str, ...]:
+    return tuple(state.manager.spec(model).languages)
+
+
+def _scheduler_and_model(state, model: str | None = None):
+    model_id, _ = state.manager.resolve(model)
+    return state.manager.scheduler(model_id), model_id
 
 
 @router.websocket("/v1/stream")
@@ -122,9 +144,15 @@ async def stream(ws: WebSocket) -> None:
         return
     state = ws.app.state.tx
     session: StreamSession | None = None
+    first_timeout, idle_timeout = _timeouts(state)
     try:
         try:
-            first = await ws.receive()
+            first = await _receive(ws, first_timeout)
+            if first is None:
+                reason = f"no options message within {first_timeout:g} s"
+                await _send_json(ws, {"type": "error", "message": reason + "; closing"})
+                await _close(ws, CLOSE_TIMEOUT, reason)
+                return
             if first["type"] == "websocket.disconnect":
                 return
             if first.get("text") is None:
@@ -134,20 +162,26 @@ async def stream(ws: WebSocket) -> None:
             except json.JSONDecodeError as e:
                 raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
             opts = parse_options(raw)
+            sched, model = _scheduler_and_model(state, opts.model)
+            sid = uuid.uuid4().hex
+            session = await open_session(
+                sched, opts, lambda m: _send_json(ws, m), sid,
+                audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
+            )
         except OptionsError as e:
             await _send_json(ws, {"type": "error", "message": str(e)})
             await _close(ws, CLOSE_BAD, str(e)[:120])
             return
-        sched, model = _scheduler_and_model(state)
-        sid = uuid.uuid4().hex
-        session = StreamSession(
-            sched, opts, lambda m: _send_json(ws, m), sid,
-            audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
-        )
         await _send_json(ws, {"type": "ready", "session_id": sid})
         stopped = False
+        idle_reason = None
         while not stopped:
-            msg = await ws.receive()
+            msg = await _receive(ws, idle_timeout)
+            if msg is None:  # idle: end the session as if stopped (its text is sent and kept), then close
+                idle_reason = f"no audio or message for {idle_timeout:g} s"
+                await session._send({"type": "error", "message": idle_reason + "; ending the session"})
+                stopped = True
+                break
             if msg["type"] == "websocket.disconnect":
                 break
             data = msg.get("bytes")
@@ -175,7 +209,7 @@ async def stream(ws: WebSocket) -> None:
         session = None
         if stopped:
             await _send_json(ws, {"type": "end", "session_id": sid, "job_id": job, "stats": stats})
-            await _close(ws, 1000)
+            await _close(ws, CLOSE_TIMEOUT if idle_reason else 1000, idle_reason or "")
     except WebSocketDisconnect:
         pass
     finally:
@@ -220,6 +254,7 @@ class _FunasrConfig:
         self.hotwords: list[str] = []
         self.itn = True
         self.language: str | None = None
+        self.languages: tuple[str, ...] | None = None  # the model's, to refuse others
 
     def update(self, m: dict) -> None:
         if "mode" in m:
@@ -240,9 +275,7 @@ class _FunasrConfig:
         if "itn" in m:
             self.itn = bool(m["itn"])
         if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
-            from ..options import parse_language
-
-            self.language = parse_language(m["svs_lang"])
+            self.language = parse_language(m["svs_lang"], self.languages)
 
 
 def _strip_wav_header(data: bytes) -> tuple[bytes, int | None]:
@@ -316,11 +349,14 @@ async def funasr(ws: WebSocket) -> None:
         return
     state = ws.app.state.tx
     cfg = _FunasrConfig()
+    cfg.languages = _model_languages(state)
     session: StreamSession | None = None
-    offline: list[bytes] = []
-    offline_size = 0
+    offline: _OfflineSpool | None = None
     header_checked = False
     sched, model = _scheduler_and_model(state)
+    first_timeout, idle_timeout = _timeouts(state)
+    max_bytes = state.settings.max_upload_mb * 1024 * 1024
+    received_any = False
 
     async def error(message: str) -> None:
         await _send_json(ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message})
@@ -329,13 +365,17 @@ async def funasr(ws: WebSocket) -> None:
         # FunASR allows any input rate (StreamResampler handles it), so no SAMPLE_RATES check here.
         opts = StreamOptions(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
                              partials=cfg.mode != "offline")
-        return StreamSession(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
+        return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
 
     async def end_utterance() -> None:
-        nonlocal session, offline, offline_size, header_checked
+        nonlocal session, offline, header_checked
         if cfg.mode == "offline":
-            await _offline(ws, state, who, cfg, b"".join(offline), sched, model)
-            offline, offline_size = [], 0
+            spool, offline = offline, None
+            try:
+                await _offline(ws, state, who, cfg, spool, sched, model)
+            finally:
+                if spool is not None:
+                    spool.discard()
         else:
             s = session or await start_session()
             await s.finish(connected=True)
@@ -347,14 +387,31 @@ async def funasr(ws: WebSocket) -> None:
 
     try:
         while True:
-            msg = await ws.receive()
+            msg = await _receive(ws, idle_timeout if received_any else first_timeout)
+            if msg is None:
+                reason = f"no audio or message for {idle_timeout:g} s" if received_any else f"no message within {first_timeout:g} s"
+                if offline is not None or session is not None:  # decode and keep what was sent before closing
+                    await end_utterance()
+                await error(reason + "; closing")
+                await _close(ws, CLOSE_TIMEOUT, reason)
+                break
+            received_any = True
             if msg["type"] == "websocket.disconnect":
                 break
             data = msg.get("bytes")
             if data is not None:
                 if cfg.mode == "offline":
-                    offline.append(data)
-                    offline_size += len(data)
+                    # Offline audio waits for is_speaking false: kept on disk, bounded like an upload.
+                    if offline is None:
+                        offline = _OfflineSpool(Path(state.settings.audio_dir), cfg)
+                    if offline.size + len(data) > max_bytes:
+                        reason = f"audio too large: offline mode takes at most {state.settings.max_upload_mb} MB per utterance"
+                        offline.discard()
+                        offline = None
+                        await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": reason})
+                        await _close(ws, CLOSE_TOO_BIG, reason[:120])
+                        break
+                    await asyncio.to_thread(offline.write, data)
                     continue
                 if not header_checked:
                     data, rate = _strip_wav_header(data)
@@ -362,7 +419,11 @@ async def funasr(ws: WebSocket) -> None:
                         cfg.audio_fs = rate
                     header_checked = True
                 if session is None:
-                    session = await start_session()
+                    try:
+                        session = await start_session()
+                    except OptionsError as e:  # an option the model cannot honour
+                        await error(str(e))
+                        continue
                 if len(data) % 2:
                     await error(f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole samples — frame dropped")
                     continue
@@ -386,6 +447,8 @@ async def funasr(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
+        if offline is not None:
+            offline.discard()
         if session is not None:
             try:
                 await session.finish(connected=False)
@@ -395,22 +458,65 @@ async def funasr(ws: WebSocket) -> None:
         _release(ws)
 
 
-async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, data: bytes, sched, model: str) -> None:
-    """FunASR offline mode: one result for the whole received audio."""
+class _OfflineSpool:
+    """FunASR offline audio until is_speaking false, written to a locked `.part` file in
+    the storage dir like an upload (memory does not grow with what a client sends; a
+    crash leaves a file the start-up cleanup removes). Raw PCM gets a WAV header so the
+    file decodes like any uploaded one."""
+
+    def __init__(self, audio_dir: Path, cfg: _FunasrConfig) -> None:
+        import fcntl
+        import tempfile
+
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.file = tempfile.NamedTemporaryFile(dir=audio_dir, prefix="funasr-", suffix=PART, delete=False)  # noqa: SIM115 - lives across messages
+        fcntl.flock(self.file.fileno(), fcntl.LOCK_EX)
+        self.path = Path(self.file.name)
+        self.size = 0
+        self.wav_header = False
+
+    def write(self, data: bytes) -> None:
+        if self.size == 0 and self.cfg.wav_format == "pcm" and not (data[:4] == b"RIFF" and data[8:12] == b"WAVE"):
+            self.file.write(_wav_header(self.cfg.audio_fs, 0))
+            self.wav_header = True
+        self.file.write(data)
+        self.size += len(data)
+
+    def finish(self) -> Path:
+        """Close the file (WAV header sizes filled in) and return its path."""
+        if self.wav_header:
+            n = self.size - (self.size & 1)
+            self.file.truncate(44 + n)
+            self.file.seek(0)
+            self.file.write(_wav_header(self.cfg.audio_fs, n))
+        self.file.close()
+        return self.path
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _wav_header(rate: int, data_bytes: int) -> bytes:
+    import struct
+
+    return b"RIFF" + struct.pack("<I4s4sIHHIIHH4sI", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data_bytes)
+
+
+async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, spool: _OfflineSpool | None, sched, model: str) -> None:
+    """FunASR offline mode: one result for the whole received audio (decoded from disk)."""
     try:
-        if cfg.wav_format == "pcm":
-            pcm, rate = _strip_wav_header(data)
-            if len(pcm) % 2:
-                pcm = pcm[:-1]
-            audio = audio_mod.resample(audio_mod.pcm16_to_float(pcm), rate or cfg.audio_fs)
-        else:
-            audio = await asyncio.to_thread(audio_mod.decode, data)
-        if audio.size == 0:
+        if spool is None or spool.size < 2:
             raise AudioError("no audio was sent before is_speaking false")
+        path = await asyncio.to_thread(spool.finish)
         decode = DecodeOptions(language=cfg.language, hotwords=cfg.hotwords)
-        t = await asyncio.to_thread(
-            transcribe, audio, sched, decode, text=TextOptions(itn=cfg.itn), lane=INTERACTIVE, owner=f"funasr-{cfg.wav_name}"
-        )
+        try:
+            t = await asyncio.to_thread(
+                transcribe, str(path), sched, decode, text=TextOptions(itn=cfg.itn), lane=INTERACTIVE, owner=f"funasr-{cfg.wav_name}"
+            )
+        except AudioError as e:  # name the client's wav_name, never the storage file
+            raise AudioError(str(e).replace(path.name, cfg.wav_name)) from None
     except (AudioError, OptionsError) as e:
         await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": str(e)})
         return

@@ -12,9 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
-from .. import models as models_mod
 from ..types import OptionsError, VadOptions
-from .auth import Principal, admin, principal
+from .auth import Principal, admin, keys_required, principal
 from .errors import ApiError
 from .metrics import gpu_memory
 
@@ -44,10 +43,14 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
     out = []
-    for m in models_mod.list_models(st.settings.models_dir):
-        d = m.to_dict()
+    try:
+        default = st.manager.resolve(None)[0]
+    except OptionsError:
+        default = st.settings.model
+    for m in st.manager.models():
+        d = m.to_dict(with_path=who.admin)  # where models live is the operator's business
         d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
-        d["default"] = m.id == st.settings.model
+        d["default"] = m.id == default
         out.append(d)
     return {"models": out}
 
@@ -103,17 +106,18 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
         "max_batch_size": c.batch_size,
         "max_batch_wait_ms": st.settings.max_batch_wait_ms,
         "serial_reference": st.settings.serial,  # `--serial`: one request at a time, for comparison
-        "models": loaded,
+        "models": loaded if who.admin else [{k: v for k, v in m.items() if k != "path"} for m in loaded],
         "memory": {"rss_mb": round(_rss_mb(), 1), "gpu_used_bytes": gpu_memory()},
         "queue": {"jobs_waiting": st.queue.depth(), "interactive_limit": st.settings.interactive_queue_limit},
         "streams": {"open": st.streams, "max": st.settings.max_streams},
         "throughput": {"audio_seconds_total": round(audio_s, 1), "uptime_s": round(uptime, 1)},
-        "jobs": st.store.stats(),
-        "keys_required": st.store.has_keys(),
+        "jobs": st.store.stats(owner=who.owner_filter),  # a user key counts its own jobs only
+        "keys_required": keys_required(st),
         "queue_backend": st.settings.queue,
     }
     if hasattr(st.queue, "workers"):
-        info["workers"] = st.queue.workers()
+        workers = st.queue.workers()
+        info["workers"] = workers if who.admin else [{k: v for k, v in w.items() if k not in ("jobs_done", "jobs_failed")} for w in workers]
     return info
 
 

@@ -4,6 +4,7 @@ acknowledged."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -14,6 +15,8 @@ from pathlib import Path
 from fastapi import UploadFile
 
 from .errors import ApiError, error_body
+
+PART = ".part"
 
 
 class _TooLarge(Exception):
@@ -36,19 +39,29 @@ class UploadLimitMiddleware:
             if k == b"content-length" and v.isdigit() and int(v) > limit + 64 * 1024:
                 return await self._reject(send)
         seen = 0
-        started = False
+        started = over = False
 
         async def limited_receive():
-            nonlocal seen
+            nonlocal seen, over
+            if over:
+                raise _TooLarge()
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
                 if seen > limit + 64 * 1024:  # multipart framing overhead allowed
+                    over = True
                     raise _TooLarge()
             return msg
 
         async def tracking_send(msg):
+            # The form parser turns any error while reading the body into its own 400
+            # ("error parsing the body"); once the limit was crossed, answer 413 instead.
             nonlocal started
+            if over:
+                if msg["type"] == "http.response.start" and not started:
+                    started = True
+                    await self._reject(send)
+                return
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
@@ -57,6 +70,7 @@ class UploadLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
+                started = True
                 await self._reject(send)
 
     async def _reject(self, send):
@@ -84,20 +98,81 @@ def store_upload(upload: UploadFile, audio_dir: Path, job_id: str | None = None)
     target_dir = audio_dir / day
     target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / f"{job_id}.{safe_ext(upload.filename)}"
-    tmp = path.with_suffix(path.suffix + ".part")
+    tmp = path.with_suffix(path.suffix + PART)
     upload.file.seek(0)
-    with open(tmp, "wb") as out:
-        shutil.copyfileobj(upload.file, out, 1 << 20)
-        out.flush()
-        os.fsync(out.fileno())
-    size = tmp.stat().st_size
+    try:
+        with open(tmp, "wb") as out:
+            # Locked while written: start-up cleanup removes only .part files nobody holds
+            # (the lock dies with the process), never another live server's upload.
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+            shutil.copyfileobj(upload.file, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+            if size:
+                os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     if size == 0:
         tmp.unlink()
         raise ApiError(400, f"{display_name(upload.filename)}: file is empty (0 bytes)", param="file", code="empty_file")
-    os.replace(tmp, path)
     return job_id, path, size
+
+
+def remove_stored(path: str | Path | None) -> None:
+    """Delete the stored audio of a request that was refused after storing it."""
+    if path:
+        Path(path).unlink(missing_ok=True)
+
+
+def clean_partial_uploads(audio_dir: Path) -> int:
+    """Remove `.part` files left by a server killed while writing an upload (start-up).
+    A file still locked belongs to a live server sharing the storage and is kept."""
+    removed = 0
+    for p in Path(audio_dir).rglob(f"*{PART}"):
+        try:
+            with open(p, "rb") as f:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                p.unlink()
+                removed += 1
+        except OSError:  # locked by a live writer, already gone, or unreadable
+            continue
+    return removed
+
+
+MAX_FILENAME_CHARS = 255
+
+
+def check_filenames(uploads: list[UploadFile]) -> None:
+    """Refuse over-long file names before anything is stored: they are display text and
+    would otherwise be cut silently."""
+    for u in uploads:
+        name = Path(u.filename or "").name
+        if len(name) > MAX_FILENAME_CHARS:
+            raise ApiError(400, f"file name too long: {len(name)} characters ({name[:40]!r}…); the maximum is {MAX_FILENAME_CHARS}",
+                           param="file", code="filename_too_long")
 
 
 def display_name(filename: str | None) -> str:
     name = Path(filename or "audio").name
-    return name[:255] or "audio"
+    return name[:MAX_FILENAME_CHARS] or "audio"
+
+
+def multipart_header_problem(exc: BaseException) -> ApiError | None:
+    """python-multipart refuses a part header over its size limit as "Invalid multipart
+    data"; the usual cause is a very long file name, so name that and the maximum."""
+    try:
+        from python_multipart.exceptions import MultipartParseError
+        from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
+    except ImportError:  # older python-multipart
+        return None
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, MultipartParseError) and "header size" in str(e):
+            return ApiError(400, f"file name too long: a part's header is over {DEFAULT_MAX_HEADER_SIZE} bytes; "
+                                 f"a file name may have at most {MAX_FILENAME_CHARS} characters", param="file", code="filename_too_long")
+        e = e.__cause__ or e.__context__
+    return None

@@ -1,11 +1,13 @@
 // tingxie web UI: a no-build single-page app. Hash routes, one section per page.
-import { t, lang, setLang, onLangChange, applyStatic } from "./i18n.js";
+import { t, lang, setLang, onLangChange, applyStatic, langName, errorText, isPermanentFailure } from "./i18n.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
 const KEY_STORE = "tingxie.apiKey";
 const BATCH_STORE = "tingxie.batchId";
-const LANGS = ["auto", "zh", "en", "yue", "ja", "ko", "fr", "de", "es", "ru"];
+const VAD_STORE = "tingxie.vad"; // VAD settings carried from the VAD page to Recognise/Batch
+const ALL_LANGS = ["auto", "zh", "en", "yue", "ja", "ko", "fr", "de", "es", "ru"];
+let LANGS = ALL_LANGS; // narrowed to the languages the default model has (modelLanguages)
 
 // ---------------------------------------------------------------- helpers
 
@@ -78,8 +80,16 @@ function toast(msg, kind = "info") {
 
 function langOptions(select, withAuto = true) {
   const keep = select.value;
-  select.replaceChildren(...LANGS.filter((l) => withAuto || l !== "auto").map((l) => el("option", { value: l, text: t(`lang.${l}`) })));
+  select.replaceChildren(...LANGS.filter((l) => withAuto || l !== "auto").map((l) => el("option", { value: l, text: langName(l) })));
   if (keep) select.value = keep;
+}
+
+// Offer only languages the default model can transcribe (whisper-base has no Cantonese).
+function modelLanguages(models) {
+  const m = models.find((x) => x.default) || models[0];
+  if (!m || !Array.isArray(m.languages) || !m.languages.length) return;
+  LANGS = ALL_LANGS.filter((l) => l === "auto" || m.languages.includes(l));
+  $$(".lang-select").forEach((s) => langOptions(s));
 }
 
 function scriptOptions(select) {
@@ -158,20 +168,25 @@ function updateKeyButton() {
   show($("#forget-key"), !!apiKey());
 }
 
+// `message` is what the user reads (translated from the server's stable `code`); `raw` is the server's own words.
 class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
+  constructor(status, raw, code = null) {
+    super(errorText(code, raw, status));
     this.status = status;
+    this.raw = raw;
+    this.code = code;
   }
 }
 
-async function errorMessage(res) {
-  try {
-    const body = await res.json();
-    return body?.error?.message || body?.detail || JSON.stringify(body);
-  } catch {
-    return `${res.status} ${res.statusText}`;
-  }
+function errorFromBody(status, body, fallback) {
+  const e = body?.error;
+  return new ApiError(status, e?.message || body?.detail || fallback, e?.code || null);
+}
+
+async function responseError(res) {
+  let body = null;
+  try { body = await res.json(); } catch { /* not json */ }
+  return errorFromBody(res.status, body, `${res.status} ${res.statusText}`);
 }
 
 async function api(path, opts = {}) {
@@ -182,14 +197,14 @@ async function api(path, opts = {}) {
     try {
       res = await fetch(path, { ...opts, headers });
     } catch (e) {
-      throw new ApiError(0, `${t("common.error")}: ${e.message}`);
+      throw new ApiError(0, e.message, "network");
     }
     if (res.status === 401) {
-      const msg = await errorMessage(res);
-      if (await askKey(msg)) continue;
-      throw new ApiError(401, msg);
+      const err = await responseError(res);
+      if (await askKey(err.message)) continue;
+      throw err;
     }
-    if (!res.ok) throw new ApiError(res.status, await errorMessage(res));
+    if (!res.ok) throw await responseError(res);
     if (opts.raw) return res;
     const type = res.headers.get("content-type") || "";
     return type.includes("json") ? res.json() : res.text();
@@ -204,15 +219,16 @@ function upload(path, form, onProgress) {
       xhr.open("POST", path);
       if (apiKey()) xhr.setRequestHeader("Authorization", `Bearer ${apiKey()}`);
       xhr.upload.onprogress = (e) => e.lengthComputable && onProgress && onProgress(e.loaded / e.total);
-      xhr.onerror = () => reject(new ApiError(0, "network error during upload"));
+      xhr.onerror = () => reject(new ApiError(0, "network error during upload", "network"));
       xhr.onload = async () => {
         let body = null;
         try { body = JSON.parse(xhr.responseText); } catch { /* not json */ }
         if (xhr.status === 401) {
-          if (await askKey(body?.error?.message)) return send();
-          return reject(new ApiError(401, body?.error?.message || "unauthorised"));
+          const err = errorFromBody(401, body, "unauthorised");
+          if (await askKey(err.message)) return send();
+          return reject(err);
         }
-        if (xhr.status >= 400) return reject(new ApiError(xhr.status, body?.error?.message || body?.detail || `${xhr.status} ${xhr.statusText}`));
+        if (xhr.status >= 400) return reject(errorFromBody(xhr.status, body, `${xhr.status} ${xhr.statusText}`));
         resolve(body);
       };
       xhr.send(form);
@@ -252,7 +268,9 @@ function renderResult(container, job) {
   const items = segs.map((s) => {
     const li = el("li", { class: "segment", tabindex: "0", dataset: { start: s.start, end: s.end } },
       el("span", { class: "ts", text: `${fmtTime(s.start)} – ${fmtTime(s.end)}` }),
-      el("span", { class: "seg-text", text: s.text }));
+      (s.flags || []).includes("no_text")
+        ? el("span", { class: "seg-text muted", text: lang() === "zh" ? "［此处有语音，未能识别出文字］" : "[speech here gave no text]" })
+        : el("span", { class: "seg-text", text: s.text }));
     const play = () => { audio.currentTime = s.start + 0.001; audio.play().catch(() => {}); };
     li.addEventListener("click", play);
     li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); play(); } });
@@ -274,7 +292,7 @@ function renderResult(container, job) {
   const dl = ["txt", "srt", "vtt", "json"].map((f) =>
     el("a", { class: "button ghost small", href: withKey(`/api/jobs/${job.id}/result?format=${f}`), download: `${(job.filename || job.id).replace(/\.[^.]+$/, "")}.${f}`, text: f.toUpperCase() }));
   const meta = el("div", { class: "meta" },
-    metaItem(t("res.language"), r.language || job.language || "–"),
+    metaItem(t("res.language"), langName(r.language || job.language)),
     metaItem(t("res.duration"), fmtDuration(r.duration ?? job.duration)),
     metaItem(t("res.processing"), r.processing_time != null ? `${r.processing_time.toFixed(1)} s` : "–"),
     metaItem(t("res.rtf"), r.rtf ? `${(1 / r.rtf).toFixed(1)}× ${lang() === "zh" ? "实时" : "real time"}` : "–"));
@@ -286,6 +304,7 @@ function renderResult(container, job) {
         el("button", { type: "button", class: "ghost small", text: t("res.copy"), onclick: () => copyText(fullText) }),
         el("span", { class: "muted small", text: t("res.download") }), ...dl)),
     meta,
+    r.warning_count ? el("p", { class: "alert error no-text-warning", role: "status", text: (lang() === "zh" ? `注意：${r.warning_count} 处检测到的语音没有识别出文字（已在分段中标出）` : `Warning: ${r.warning_count} stretch(es) of detected speech gave no text (marked in the segments)`) }) : null,
     el("div", { class: "player" }, audio, noAudio, el("span", { class: "muted small", text: segs.length ? t("res.click") : "" })),
     body,
     el("details", { class: "fulltext" }, el("summary", { text: lang() === "zh" ? "全文" : "Full text" }), el("p", { class: "plain", text: fullText })));
@@ -305,7 +324,7 @@ async function pollJob(id, onUpdate, isStale = () => false) {
     onUpdate(job);
     if (["done", "failed", "cancelled"].includes(job.state)) return job;
     await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(2000, delay * 1.3);
+    delay = Math.min(job.state === "running" ? 1000 : 2000, delay * 1.3); // running: follow each finished window
   }
 }
 
@@ -326,15 +345,58 @@ function bindDrop(zone, input, onFiles) {
   zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
 }
 
+// Hotwords may be typed with spaces or commas (either kind): with a comma anywhere, commas
+// separate (so "New York, Hong Kong" keeps its phrases); otherwise spaces do. Sent comma-separated.
+function normaliseHotwords(value) {
+  const s = String(value || "").trim();
+  if (!s) return "";
+  const parts = /[,，、;；]/.test(s) ? s.split(/[,，、;；]/) : s.split(/\s+/);
+  return parts.map((w) => w.trim()).filter(Boolean).join(",");
+}
+
 function formOptions(form) {
   const fd = new FormData(form);
   const out = {};
   for (const name of ["language", "hotwords", "zh_script", "model"]) {
-    const v = fd.get(name);
+    const v = name === "hotwords" ? normaliseHotwords(fd.get(name)) : fd.get(name);
     if (v && !(name === "language" && v === "auto")) out[name] = v;
   }
   out.itn = form.elements.itn.checked ? "true" : "false";
+  Object.assign(out, carriedVad() || {});
   return out;
+}
+
+// ---------------------------------------------------------------- VAD settings shared by the pages
+
+// [slider id, form field of POST /api/jobs, tingxie's VadOptions value as the fallback]
+const VAD_FIELDS = [["vad-threshold", "vad_threshold", 0.5], ["vad-silence", "vad_min_silence_ms", 2000],
+  ["vad-pad", "vad_speech_pad_ms", 300], ["vad-max", "vad_max_segment_s", 29]];
+let vadDefaults = null;
+
+// What transcription uses when no VAD field is sent: the defaults the server publishes for
+// POST /api/jobs in its own OpenAPI schema, so the VAD page cannot drift from them.
+async function loadVadDefaults() {
+  if (vadDefaults) return vadDefaults;
+  const out = Object.fromEntries(VAD_FIELDS.map(([, k, v]) => [k, v]));
+  try {
+    const spec = await api("/openapi.json");
+    let schema = spec.paths["/api/jobs"].post.requestBody.content["multipart/form-data"].schema;
+    if (schema.$ref) schema = spec.components.schemas[schema.$ref.split("/").pop()];
+    for (const k of Object.keys(out)) if (typeof schema.properties?.[k]?.default === "number") out[k] = schema.properties[k].default;
+  } catch { /* keep the fallbacks */ }
+  return (vadDefaults = out);
+}
+
+function carriedVad() {
+  try { return JSON.parse(localStorage.getItem(VAD_STORE) || "null"); } catch { return null; }
+}
+
+function renderVadNotes() {
+  const v = carriedVad();
+  $$(".vad-note").forEach((n) => {
+    show(n, !!v);
+    if (v) $(".vad-note-text", n).textContent = t("opt.vad.custom", { threshold: Number(v.vad_threshold).toFixed(2), silence: v.vad_min_silence_ms, pad: v.vad_speech_pad_ms, max: v.vad_max_segment_s });
+  });
 }
 
 let recToken = 0;
@@ -350,6 +412,7 @@ pages.recognise = {
     const sel = $("#rec-model");
     try {
       const { models } = await api("/api/models");
+      modelLanguages(models);
       sel.replaceChildren(...models.map((m) => el("option", { value: m.id, text: m.id + (m.loaded ? "" : ` (${t("sys.model.notloaded")})`), selected: m.default || undefined })));
     } catch (e) {
       sel.replaceChildren(el("option", { value: "", text: "whisper-base" }));
@@ -399,7 +462,8 @@ pages.recognise = {
       const job = await pollJob(id, (j) => {
         if (token !== recToken) return;
         if (j.state === "queued") this.progress(t("rec.queued"), null);
-        else if (j.state === "running") this.progress(t("rec.running"), j.progress || 0);
+        // before the first window finishes there is no figure to show: a moving bar, not a stuck 0 %
+        else if (j.state === "running") this.progress(t("rec.running"), j.progress || null);
       }, () => token !== recToken);
       if (!job || token !== recToken) return;
       this.finish(job);
@@ -412,7 +476,7 @@ pages.recognise = {
   finish(job) {
     show($("#rec-progress"), false);
     if (job.state === "done") renderResult($("#rec-result"), job);
-    else this.fail(`${t(job.state === "failed" ? "rec.failed" : "rec.cancelled")}${job.error ? ": " + job.error : ""}`);
+    else this.fail(`${t(job.state === "failed" ? "rec.failed" : "rec.cancelled")}${job.error ? (lang() === "zh" ? "：" : ": ") + errorText(null, job.error) : ""}`);
   },
   fail(msg) {
     const box = $("#rec-error");
@@ -523,7 +587,7 @@ pages.realtime = {
         if (m.text && m.text.trim()) this.finals.push({ text: m.text.trim(), start: m.start || 0, end: m.end || m.start || 0 });
         this.renderText("");
       } else if (m.type === "error") {
-        this.error(m.message);
+        this.error(errorText(m.code, m.message));
       }
     };
     ws.onclose = async (e) => {
@@ -646,7 +710,8 @@ pages.batch = {
       this.poll();
     } catch (e) {
       row.state = "upload_failed";
-      row.error = e.message;
+      row.error = e.raw;
+      row.errorCode = e.code;
     }
     this.renderRow(row);
   },
@@ -664,7 +729,7 @@ pages.batch = {
           this.rows.set(row.key, row);
           this.byJob.set(j.id, row);
         }
-        Object.assign(row, { state: j.state, progress: j.progress, error: j.error, duration: j.duration, preview: j.preview });
+        Object.assign(row, { state: j.state, progress: j.progress, error: j.error, errorCode: null, duration: j.duration, preview: j.preview });
       }
       const now = Date.now() / 1000;
       this.rate.push([now, b.progress]);
@@ -711,7 +776,7 @@ pages.batch = {
     exp.href = this.batchId ? withKey(`/api/jobs/export?batch_id=${this.batchId}`) : "#";
     exp.classList.toggle("disabled", !counts.done);
     exp.setAttribute("aria-disabled", String(!counts.done));
-    $("#batch-retry").disabled = !counts.failed && !counts.cancelled;
+    $("#batch-retry").disabled = ![...this.rows.values()].some((r) => this.retryable(r));
     $("#batch-cancel").disabled = !(counts.queued || counts.running);
     const tbody = $("#batch-table tbody");
     const order = [...this.rows.values()];
@@ -732,17 +797,23 @@ pages.batch = {
     const actions = el("div", { class: "row" });
     if (r.jobId && (r.state === "queued" || r.state === "running"))
       actions.append(el("button", { type: "button", class: "ghost small", text: t("key.cancel"), onclick: () => this.cancel(r) }));
-    if (r.jobId && (r.state === "failed" || r.state === "cancelled"))
-      actions.append(el("button", { type: "button", class: "ghost small", text: t("batch.retry").split(/\s/)[0], onclick: () => this.retry(r) }));
+    if (this.retryable(r))
+      actions.append(el("button", { type: "button", class: "ghost small", text: t("batch.retry.one"), onclick: () => this.retry(r) }));
     if (r.jobId && r.state === "done")
       actions.append(el("a", { class: "button ghost small", href: `#recognise/${r.jobId}`, text: t("hist.open") }));
-    const details = r.error ? el("span", { class: "err", text: r.error }) : el("span", { class: "muted", text: r.preview || (r.duration ? fmtDuration(r.duration) : r.size ? fmtBytes(r.size) : "") });
+    const details = r.error ? el("span", { class: "err", text: errorText(r.errorCode, r.error), title: r.error }) : el("span", { class: "muted", text: r.preview || (r.duration ? fmtDuration(r.duration) : r.size ? fmtBytes(r.size) : "") });
     tr.replaceChildren(
       el("td", { class: "fname", text: r.name }),
       el("td", {}, el("span", { class: `badge ${r.state}`, text: t(`state.${r.state}`) })),
-      el("td", {}, el("div", { class: `bar thin ${r.state}` }, el("div", { style: `width:${Math.round(frac * 100)}%` }))),
+      el("td", {}, el("div", { class: "bar-cell" },
+        el("div", { class: `bar thin ${r.state}` }, el("div", { class: r.state === "running" && !frac ? "indeterminate" : null, style: `width:${Math.round(frac * 100)}%` })),
+        el("span", { class: "pct small muted", text: r.state === "running" || r.state === "uploading" ? `${Math.round(frac * 100)}%` : "" }))),
       el("td", { class: "details" }, details),
       el("td", {}, actions));
+  },
+  // a corrupt or non-audio file fails the same way again: no retry is offered for it
+  retryable(r) {
+    return !!r.jobId && (r.state === "cancelled" || (r.state === "failed" && !isPermanentFailure(r.error)));
   },
   async cancel(r) {
     try { await api(`/api/jobs/${r.jobId}`, { method: "DELETE" }); this.byJob.delete(r.jobId); this.rows.delete(r.key); } catch (e) { toast(e.message, "error"); }
@@ -757,7 +828,7 @@ pages.batch = {
     for (const r of [...this.rows.values()]) if (r.jobId && (r.state === "queued" || r.state === "running")) await this.cancel(r);
   },
   async retryFailed() {
-    for (const r of [...this.rows.values()]) if (r.jobId && (r.state === "failed" || r.state === "cancelled")) await api(`/api/jobs/${r.jobId}/retry`, { method: "POST" }).catch((e) => toast(e.message, "error"));
+    for (const r of [...this.rows.values()]) if (this.retryable(r)) await api(`/api/jobs/${r.jobId}/retry`, { method: "POST" }).catch((e) => toast(e.message, "error"));
     this.rate = [];
     this.poll();
   },
@@ -822,8 +893,8 @@ pages.history = {
       el("td", { class: "nowrap", text: fmtDate(j.created_at) }),
       el("td", {}, open),
       el("td", { class: "nowrap", text: j.duration != null ? fmtTime(j.duration) : "–" }),
-      el("td", { text: j.language || "–" }),
-      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: j.error }) : el("span", { text: j.preview || "" })),
+      el("td", { class: "nowrap", text: langName(j.language) }),
+      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: errorText(null, j.error), title: j.error }) : el("span", { text: j.preview || "" })),
       el("td", {}, el("span", { class: `badge ${j.state}`, text: t(`state.${j.state}`) })),
       el("td", {}, del));
     return tr;
@@ -855,7 +926,7 @@ pages.history = {
     try {
       const job = await api(`/api/jobs/${id}`);
       if (job.state === "done") renderResult(box, job);
-      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: job.error }) : "")));
+      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: errorText(null, job.error), title: job.error }) : "")));
       box.firstChild.append(el("div", { class: "row end" }, el("button", { type: "button", class: "ghost small danger", text: t("hist.delete"), onclick: () => this.remove(job, null) })));
     } catch (e) { box.replaceChildren(el("p", { class: "alert error", text: e.message })); }
   },
@@ -870,7 +941,31 @@ pages.vad = {
     for (const [id, fmt] of sliders) {
       $(`#${id}`).addEventListener("input", (e) => { $(`#${id}-v`).value = fmt(e.target.value); this.draw(); this.schedule(); });
     }
+    this.fmt = Object.fromEntries(sliders);
     window.addEventListener("resize", () => this.draw());
+    $("#vad-use").addEventListener("click", () => this.use());
+    $("#vad-reset").addEventListener("click", () => { localStorage.removeItem(VAD_STORE); renderVadNotes(); this.setSliders(vadDefaults); this.schedule(); });
+    $$(".vad-clear").forEach((b) => b.addEventListener("click", () => { localStorage.removeItem(VAD_STORE); renderVadNotes(); }));
+    renderVadNotes();
+    // start from what the user carried to the other pages, else from the server's defaults
+    loadVadDefaults().then((d) => { this.setSliders(carriedVad() || d); $("#vad-canvas").dataset.defaults = "loaded"; });
+  },
+  setSliders(values) {
+    for (const [id, key] of VAD_FIELDS) {
+      if (values?.[key] === undefined) continue;
+      $(`#${id}`).value = values[key];
+      $(`#${id}-v`).value = this.fmt[id]($(`#${id}`).value);
+    }
+    this.draw();
+  },
+  // carry the chosen settings to Recognise and Batch (their uploads send them as vad_* fields)
+  use() {
+    const v = Object.fromEntries(VAD_FIELDS.map(([id, key]) => [key, Number($(`#${id}`).value)]));
+    const same = vadDefaults && VAD_FIELDS.every(([, key]) => v[key] === vadDefaults[key]);
+    if (same) localStorage.removeItem(VAD_STORE);
+    else localStorage.setItem(VAD_STORE, JSON.stringify(v));
+    renderVadNotes();
+    toast(t("vad.applied"));
   },
   enter() { this.draw(); },
   error(msg) { const b = $("#vad-error"); b.textContent = msg || ""; show(b, !!msg); },
@@ -878,7 +973,11 @@ pages.vad = {
     this.file = file;
     this.result = null;
     this.samples = null;
+    this.duration = null;
     this.error("");
+    // nothing of the previous file stays on screen, whatever happens to this one
+    $("#vad-list").replaceChildren();
+    delete $("#vad-canvas").dataset.threshold;
     $("#vad-filename").textContent = file.name;
     $("#vad-stats").replaceChildren(el("span", { class: "muted", text: t("vad.decoding") }));
     try {
@@ -924,7 +1023,10 @@ pages.vad = {
     } catch (e) {
       if (token !== this.token) return;
       this.error(e.message);
+      this.result = null;
       $("#vad-stats").replaceChildren();
+      $("#vad-list").replaceChildren();
+      this.draw();
       return;
     }
     this.renderStats();
@@ -1069,7 +1171,7 @@ pages.system = {
       return el("tr", {},
         el("td", { class: "fname", text: m.id }),
         el("td", {}, el("span", { class: `badge ${m.loaded ? "done" : "cancelled"}`, text: m.loaded ? t("sys.model.loaded") : t("sys.model.notloaded") })),
-        el("td", { class: "nowrap", text: m.queue ? `${q.interactive ?? 0} / ${q.batch ?? 0} · busy ${q.busy_instances ?? 0}` : "–" }),
+        el("td", { class: "nowrap", text: m.queue ? `${q.interactive ?? 0} / ${q.batch ?? 0} · ${t("sys.busy")} ${q.busy_instances ?? 0}` : "–" }),
         el("td", { class: "nowrap", text: m.stats ? `${st.batches ?? 0} / ${st.windows ?? 0} / ${(st.mean_batch_size ?? 0).toFixed ? (st.mean_batch_size ?? 0).toFixed(2) : st.mean_batch_size}` : "–" }),
         el("td", { class: "nowrap", text: m.stats ? fmtDuration(st.audio_seconds || 0) : "–" }),
         el("td", {}, btn));
@@ -1122,6 +1224,8 @@ function boot() {
     document.title = `${t(`nav.${currentPage}`)} · tingxie`;
     pages.batch.render();
     pages.history.updateExport();
+    if (currentPage === "history" && !location.hash.includes("/")) pages.history.load(true); // language names, reasons
+    renderVadNotes();
     if (currentPage === "vad") { pages.vad.draw(); pages.vad.result && pages.vad.renderStats(); }
     if (!pages.realtime.finals.length) pages.realtime.renderText("");
     pages.realtime.setStatus(pages.realtime.state === "recording" ? "rt.listening" : "rt.idle", pages.realtime.state === "recording");

@@ -29,7 +29,7 @@ const STRINGS = {
     "opt.model": "Model",
     "opt.language": "Language",
     "opt.hotwords": "Hotwords",
-    "opt.hotwords.ph": "names, terms… separated by spaces",
+    "opt.hotwords.ph": "names, terms… separated by spaces or commas",
     "opt.itn": "Numbers as digits (ITN)",
     "opt.script": "Chinese script",
     "opt.script.hans": "Simplified",
@@ -163,6 +163,44 @@ const STRINGS = {
     "sys.jobs": "Jobs by state",
     "sys.queueinfo": "Queue",
     "sys.stats": "Batches / windows / mean batch",
+    "batch.retry.one": "Retry",
+    "batch.retry.none": "Retrying cannot fix this file: it is not usable audio.",
+    "sys.busy": "busy",
+    "vad.defaults": "The sliders start at the server's transcription defaults.",
+    "vad.use": "Use these settings for Recognise and Batch",
+    "vad.reset": "Reset to server defaults",
+    "vad.applied": "Recognise and Batch now use these VAD settings.",
+    "opt.vad.custom": "Custom VAD: threshold {threshold}, silence {silence} ms, padding {pad} ms, max segment {max} s",
+    "opt.vad.clear": "Use server defaults",
+    "err.prefix": "Error",
+    "err.network": "Cannot reach the server. Check the network and try again.",
+    "err.missing_api_key": "This server needs an API key.",
+    "err.invalid_api_key": "The API key is invalid or has been revoked.",
+    "err.admin_required": "This action needs an admin API key.",
+    "err.job_not_found": "This job does not exist (it may have been deleted).",
+    "err.not_found": "Not found.",
+    "err.job_not_done": "This job has not finished.",
+    "err.audio_gone": "The audio of this job is no longer stored.",
+    "err.overloaded": "The server is busy. Try again in a moment.",
+    "err.file_too_large": "The file is larger than the server's upload limit.",
+    "err.empty_file": "The file is empty (0 bytes).",
+    "err.invalid_option": "Invalid option",
+    "err.invalid_value": "Invalid value",
+    "err.conflict": "Not possible in the job's current state",
+    "err.invalid_request": "Invalid request",
+    "err.unauthorized": "Not authorised.",
+    "err.forbidden": "Not allowed for this API key.",
+    "err.rate_limited": "Too many requests; try again shortly.",
+    "err.method_not_allowed": "This action is not supported here.",
+    "reason.not_audio": "Not an audio file, or a format that cannot be read.",
+    "reason.corrupt": "The audio is corrupt or truncated.",
+    "reason.empty": "The file is empty (0 bytes).",
+    "reason.no_stream": "No audio track (a video without sound?).",
+    "reason.no_samples": "The file contains no audio samples.",
+    "reason.not_found": "File not found.",
+    "reason.missing": "The uploaded audio is missing from storage.",
+    "reason.internal": "Internal server error; retrying may help.",
+    "reason.busy": "The server was busy; retrying will help.",
     "common.error": "Error",
     "common.close": "Close",
   },
@@ -192,7 +230,7 @@ const STRINGS = {
     "opt.model": "模型",
     "opt.language": "语言",
     "opt.hotwords": "热词",
-    "opt.hotwords.ph": "人名、术语……用空格分隔",
+    "opt.hotwords.ph": "人名、术语……用空格或逗号分隔",
     "opt.itn": "数字转阿拉伯数字（ITN）",
     "opt.script": "中文字形",
     "opt.script.hans": "简体",
@@ -326,6 +364,44 @@ const STRINGS = {
     "sys.jobs": "各状态任务数",
     "sys.queueinfo": "队列",
     "sys.stats": "批次 / 窗口 / 平均批大小",
+    "batch.retry.one": "重试",
+    "batch.retry.none": "重试无法修复此文件：它不是可用的音频。",
+    "sys.busy": "忙碌",
+    "vad.defaults": "滑块的初始值就是服务器转写时使用的默认值。",
+    "vad.use": "将此设置用于识别和批量",
+    "vad.reset": "恢复服务器默认值",
+    "vad.applied": "识别和批量页面现在使用这些语音检测设置。",
+    "opt.vad.custom": "自定义语音检测：阈值 {threshold}，静音 {silence} 毫秒，边距 {pad} 毫秒，最长分段 {max} 秒",
+    "opt.vad.clear": "使用服务器默认值",
+    "err.prefix": "错误",
+    "err.network": "无法连接服务器，请检查网络后重试。",
+    "err.missing_api_key": "此服务器需要 API 密钥。",
+    "err.invalid_api_key": "API 密钥无效或已被吊销。",
+    "err.admin_required": "此操作需要管理员 API 密钥。",
+    "err.job_not_found": "此任务不存在（可能已被删除）。",
+    "err.not_found": "未找到。",
+    "err.job_not_done": "此任务尚未完成。",
+    "err.audio_gone": "此任务的音频已不再保存。",
+    "err.overloaded": "服务器繁忙，请稍后重试。",
+    "err.file_too_large": "文件超过了服务器的上传大小限制。",
+    "err.empty_file": "文件为空（0 字节）。",
+    "err.invalid_option": "选项无效",
+    "err.invalid_value": "参数无效",
+    "err.conflict": "与任务当前状态冲突",
+    "err.invalid_request": "请求无效",
+    "err.unauthorized": "未通过身份验证。",
+    "err.forbidden": "此 API 密钥无权执行该操作。",
+    "err.rate_limited": "请求过多，请稍后重试。",
+    "err.method_not_allowed": "此处不支持该操作。",
+    "reason.not_audio": "不是音频文件，或格式无法读取。",
+    "reason.corrupt": "音频已损坏或不完整。",
+    "reason.empty": "文件为空（0 字节）。",
+    "reason.no_stream": "没有音轨（是否为无声视频？）。",
+    "reason.no_samples": "文件中没有音频采样。",
+    "reason.not_found": "找不到文件。",
+    "reason.missing": "上传的音频在存储中丢失。",
+    "reason.internal": "服务器内部错误，重试可能有效。",
+    "reason.busy": "服务器当时繁忙，重试即可。",
     "common.error": "错误",
     "common.close": "关闭",
   },
@@ -370,4 +446,55 @@ export function applyStatic(root) {
   root.querySelectorAll("[data-i18n-placeholder]").forEach((el) => (el.placeholder = t(el.dataset.i18nPlaceholder)));
   root.querySelectorAll("[data-i18n-title]").forEach((el) => (el.title = t(el.dataset.i18nTitle)));
   root.querySelectorAll("[data-i18n-aria-label]").forEach((el) => el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel)));
+}
+
+// Language names: our own list first, then the browser's (ICU) names for any other code.
+export function langName(code) {
+  if (!code) return "–";
+  const key = `lang.${code}`;
+  if (STRINGS[current][key]) return STRINGS[current][key];
+  try {
+    return new Intl.DisplayNames([current === "zh" ? "zh-CN" : "en"], { type: "language" }).of(code) || code;
+  } catch {
+    return code;
+  }
+}
+
+// The server's reasons for a bad file (tingxie/audio.py) and for a failed job (tingxie/jobs.py):
+// stable English phrases, matched here so the UI can say them in the user's language.
+const REASONS = [
+  ["not an audio file or unsupported format", "reason.not_audio", true],
+  ["corrupt or truncated audio", "reason.corrupt", true],
+  ["file is empty (0 bytes)", "reason.empty", true],
+  ["no audio stream", "reason.no_stream", true],
+  ["contains no audio samples", "reason.no_samples", true],
+  ["file not found", "reason.not_found", true],
+  ["audio file is missing from storage", "reason.missing", true],
+  ["internal error", "reason.internal", false],
+  ["server busy", "reason.busy", false],
+];
+
+function reasonOf(message) {
+  const m = String(message || "").toLowerCase();
+  return REASONS.find(([phrase]) => m.includes(phrase)) || null;
+}
+
+// True when the failure is the file itself: retrying the same bytes cannot help.
+export function isPermanentFailure(message) {
+  return !!reasonOf(message)?.[2];
+}
+
+// What to show for a server error: its stable `code` (OpenAI error shape) or a known reason
+// in the user's language; unknown errors keep the server's own words after a translated label.
+export function errorText(code, message, status) {
+  const reason = reasonOf(message);
+  if (reason) return t(reason[1]);
+  const detailed = ["invalid_option", "invalid_value", "invalid_request", "conflict"].includes(code || "");
+  if (!code) code = { 0: "network", 404: "not_found", 413: "file_too_large", 503: "overloaded" }[status];
+  if (code && STRINGS.en[`err.${code}`]) {
+    if (detailed && message) return `${t(`err.${code}`)}${current === "zh" ? "：" : ": "}${message}`;
+    return t(`err.${code}`);
+  }
+  if (!message) return t("err.prefix");
+  return current === "en" ? message : `${t("err.prefix")}：${message}`;
 }

@@ -6,6 +6,11 @@ next request waits. That is the baseline the brief quotes and the benchmarks com
 against (bench/core.py runs it on files, bench/load.py against a server in this mode).
 Same model, same text stage (ITN, script) and the same `Transcript`, so a comparison
 measures the architecture and nothing else.
+
+It is served as a recognizer of its own (`ReferenceWhisper`, what `serve --serial`
+loads), so nothing else in tingxie branches on the mode: the pipeline hands it whole
+requests (`transcribe_whole`), which take turns in arrival order under its FIFO lock;
+real-time sentences still go through the scheduler, decoded whole after their endpoint.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from typing import Callable
 
 import numpy as np
 
-from .engine import Engine, WindowResult
-from .types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
+from ..engine import Engine, WindowResult
+from .whisper import WhisperRecognizer, load_whisper
+from ..types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
 
 
 class FifoLock:
@@ -67,3 +73,30 @@ def decode_serially(
         if on_progress:
             on_progress(min(s.end, len(audio) / SAMPLE_RATE))
     return WindowResult(out, info.language, info.language_probability)
+
+
+
+class ReferenceWhisper(WhisperRecognizer):
+    """The serial reference as a recognizer: whole requests, one at a time, first come
+    first served, through faster-whisper's sequential transcribe. Windows (real-time
+    sentences) decode as Whisper's do, without parts or early finals."""
+
+    whole_sentences = True
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self.turn = FifoLock()
+
+    def transcribe_whole(self, audio: np.ndarray, decode: DecodeOptions, vad: VadOptions | None,
+                         on_progress: Callable[[float], None] | None = None) -> tuple[WindowResult, dict]:
+        """One whole request, after those that came before it; the record marks the
+        transcript as the reference's."""
+        with self.turn:
+            return decode_serially(audio, self.engine, decode, vad, on_progress), {"serial": True}
+
+
+def load(model_id: str, path, choice, reference: bool = False, **options) -> WhisperRecognizer:
+    """The Whisper family's loader: tingxie's pipeline, or with `reference` (`tingxie serve
+    --serial`) the reference system's."""
+    recognizer = load_whisper(model_id, path, choice, **options)
+    return ReferenceWhisper(recognizer.engine) if reference else recognizer

@@ -1,0 +1,100 @@
+"""File transcription end to end on the real model: audio → VAD → windows → batched
+decode → text; and the serial reference pipeline it is compared with."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from helpers import write_wav
+
+from tingxie.scheduler import BATCH, INTERACTIVE, Scheduler
+from tingxie.transcribe import transcribe, transcribe_many
+from tingxie.types import DecodeOptions, TextOptions, VadOptions
+
+
+def test_transcribes_english_with_timestamps_and_words(sched, english_wav):
+    t = transcribe(english_wav, sched, DecodeOptions(word_timestamps=True), VadOptions(), TextOptions())
+    assert t.language == "en"
+    text = t.text.lower()
+    assert "quick brown fox" in text and "lazy dog" in text
+    assert 0 <= t.segments[0].start < t.segments[-1].end <= t.duration + 0.05
+    words = [w for s in t.segments for w in (s.words or [])]
+    assert len(words) >= 10
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert t.to_dict()["segments"][0]["raw_text"]
+
+
+def test_silent_and_noise_files_give_no_text(sched, tmp_path):
+    silent = write_wav(tmp_path / "silent.wav", np.zeros(16000 * 20, np.float32))
+    hiss = write_wav(tmp_path / "hiss.wav", np.random.default_rng(0).normal(0, 0.002, 16000 * 20).astype(np.float32))
+    for f in (silent, hiss):
+        t = transcribe(f, sched, DecodeOptions(), VadOptions(), TextOptions())
+        assert t.text == "" and t.segments == []
+    t = transcribe(silent, sched, DecodeOptions(), None, TextOptions())  # --vad off: Whisper's own silence rule
+    assert t.text.strip() == ""
+
+
+def test_long_speech_is_cut_below_max_segment_and_timestamps_stay_absolute(sched, tmp_path, synth_speech):
+    a = synth_speech("Good morning. This is the first recording.", tmp_path / "a.wav")
+    from tingxie import audio
+
+    x = audio.decode(a)
+    gap = np.zeros(16000 * 40, np.float32)
+    f = write_wav(tmp_path / "gap.wav", np.concatenate([gap, x, gap, x]))
+    t = transcribe(f, sched, DecodeOptions(language="en"), VadOptions(), TextOptions())
+    spans = [(s.start, s.end) for s in t.segments]
+    second = 80 + len(x) / 16000
+    assert any(39 < a < 41 for a, _ in spans), spans  # first speech at 40 s
+    assert any(second - 1 < a < second + 1 for a, _ in spans), spans
+    # no subtitle runs through the 40 s pause, although both were packed into one window
+    assert all(not (a < second - 5 and b > second - 35) for a, b in spans), spans
+
+
+def test_cross_file_batching_returns_every_file(sched, tmp_path, synth_speech):
+    sentences = {"window": "Please open the window before you leave the office.", "green": "My favourite colour is green, like the trees in spring.",
+                 "london": "The train to London leaves at noon every day.", "coffee": "We need to buy more coffee and milk for the kitchen.",
+                 "football": "The children are playing football in the park."}
+    files = [synth_speech(text, tmp_path / f"f{i}.wav") for i, text in enumerate(sentences.values())]
+    before = sched.stats.batches
+    outs = sorted(transcribe_many(files, sched, DecodeOptions(language="en"), VadOptions(), TextOptions(itn=False)), key=lambda o: o.index)
+    assert [o.index for o in outs] == list(range(5))
+    for o, word in zip(outs, sentences):
+        assert o.error is None and word in o.transcript.text.lower(), (word, o.transcript.text)
+    assert sched.stats.batches - before < 5  # fewer batches than files: they were shared
+
+
+def test_hotwords_are_accepted_and_bias_the_decoder(sched, tmp_path, synth_speech):
+    f = synth_speech("Please send the report to Xiaoming Wang.", tmp_path / "h.wav")
+    t = transcribe(f, sched, DecodeOptions(language="en", hotwords=["Xiaoming Wang"]), VadOptions(), TextOptions())
+    assert "xiaoming" in t.text.lower().replace(" ", "")
+
+
+def test_serial_reference_mode_serves_whole_requests_in_arrival_order(manager, english_wav, tmp_path, synth_speech):
+    """`tingxie serve --serial`, the comparison baseline: one request at a time, first
+    come first served (a later interactive request waits), decoded by faster-whisper's
+    sequential transcribe, with the same Transcript and text stage as tingxie."""
+    from tingxie.engines.reference import ReferenceWhisper
+
+    sched = Scheduler(ReferenceWhisper(manager.load().engine), max_batch_size=1, instances=1)
+    long = synth_speech("The train to London leaves at noon every day. " * 4, tmp_path / "long.wav")
+    done: dict[str, float] = {}
+    outs: dict[str, object] = {}
+
+    def run(name, path, lane):
+        outs[name] = transcribe(path, sched, DecodeOptions(language="en"), VadOptions(), TextOptions(), lane=lane)
+        done[name] = time.monotonic()
+
+    a = threading.Thread(target=run, args=("long", long, BATCH))
+    a.start()
+    time.sleep(0.2)
+    b = threading.Thread(target=run, args=("short", english_wav, INTERACTIVE))
+    b.start()
+    a.join(120)
+    b.join(120)
+    sched.close()
+    assert done["long"] < done["short"]
+    assert "london" in outs["long"].text.lower() and "fox" in outs["short"].text.lower()
+    assert outs["short"].options["serial"] and outs["short"].segments[0].end > outs["short"].segments[0].start
+    assert sched.stats.batches == 0  # nothing went through the batcher

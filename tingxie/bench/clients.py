@@ -1,0 +1,135 @@
+"""Load clients over the API: concurrent POSTs of files, and paced WebSocket streams.
+`tingxie bench`, bench/load.py and bench/realtime.py all measure through these."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import SR, Corpus, concat_speech
+from .figures import pct
+
+
+def _headers(api_key: str | None) -> dict:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str | None = None, language: str | None = None,
+                     timeout: float = 3600) -> dict:
+    """POST every row to /v1/audio/transcriptions with `concurrency` clients; latencies,
+    transcripts and wall time."""
+    import httpx
+
+    queue = list(enumerate(rows))
+    lat: list[float] = []
+    per_id: dict[str, float] = {}
+    hyps: dict[str, str] = {}
+    errors: list[str] = []
+    data = {"response_format": "verbose_json"}
+    if language:
+        data["language"] = language
+
+    async def client(c: httpx.AsyncClient) -> None:
+        while queue:
+            i, r = queue.pop(0)
+            body = Path(r["path"]).read_bytes()
+            t0 = time.perf_counter()
+            resp = await c.post(url + "/v1/audio/transcriptions", files={"file": (Path(r["path"]).name, body)}, data=data)
+            lat.append(time.perf_counter() - t0)
+            per_id[r["id"]] = lat[-1]
+            if resp.status_code != 200:
+                errors.append(f"{resp.status_code}: {resp.text[:200]}")
+                continue
+            hyps[r["id"]] = resp.json().get("text", "")
+
+    async with httpx.AsyncClient(timeout=timeout, headers=_headers(api_key)) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client(c) for _ in range(max(1, concurrency))])
+        wall = time.perf_counter() - t0
+    return {"latencies": lat, "latency_by_id": per_id, "hyps": hyps, "errors": errors, "wall": wall}
+
+
+def request_level(url: str, rows: list[dict], concurrency: int, n_requests: int, api_key: str | None = None,
+                  language: str | None = None) -> dict:
+    """`n_requests` short files (cycled) at `concurrency`: requests/s, latency p50/p95."""
+    reqs = [dict(rows[k % len(rows)], id=f"{rows[k % len(rows)]['id']}#{k}") for k in range(n_requests)]
+    r = asyncio.run(post_files(url, reqs, concurrency, api_key, language))
+    audio = sum(x["duration"] for x in reqs)
+    return {
+        "concurrency": concurrency, "requests": n_requests, "ok": n_requests - len(r["errors"]), "errors": r["errors"][:3],
+        "wall_seconds": round(r["wall"], 4), "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
+        "latency_p50": pct(r["latencies"], 50), "latency_p95": pct(r["latencies"], 95),
+        "audio_s_per_wall_s": round(audio / r["wall"], 2),
+    }
+
+
+async def one_stream(ws_url: str, pcm: np.ndarray, options: dict, offset_s: float, chunk_ms: int = 100, api_key: str | None = None) -> dict:
+    """One paced stream to /v1/stream. first: first partial of a sentence − when its
+    first sample was sent; final: final received − when its `end` sample was sent (so
+    it includes the endpoint silence); lag: audio sent but not covered by the final."""
+    import websockets
+
+    await asyncio.sleep(offset_s)  # stagger starts so sentences do not align across streams
+    sent_at: list[float] = []
+    n = SR * chunk_ms // 1000
+    first, final, lag = [], [], []
+    seen: set[int] = set()
+    q = f"?api_key={api_key}" if api_key else ""
+    async with websockets.connect(ws_url + "/v1/stream" + q, max_size=None) as ws:
+        await ws.send(json.dumps(options))
+        ready = json.loads(await ws.recv())
+        if ready.get("type") != "ready":
+            raise RuntimeError(f"stream refused: {ready}")
+        t0 = time.monotonic()
+
+        def when(sec: float) -> float:
+            i = min(int(sec * SR) // n, len(sent_at) - 1)
+            return sent_at[max(i, 0)]
+
+        async def reader() -> None:
+            async for m in ws:
+                d, now = json.loads(m), time.monotonic()
+                sent_s = len(sent_at) * n / SR
+                if d["type"] == "partial" and d["segment_id"] not in seen:
+                    seen.add(d["segment_id"])
+                    first.append(now - when(d["start"]))
+                elif d["type"] == "final":
+                    final.append(now - when(d["end"]))
+                    lag.append(max(0.0, sent_s - d["end"]))
+
+        task = asyncio.create_task(reader())
+        for i in range(0, len(pcm), n):
+            sent_at.append(time.monotonic())
+            await ws.send(pcm[i : i + n].tobytes())
+            await asyncio.sleep(max(0.0, t0 + (i + n) / SR - time.monotonic()))
+        await ws.send(json.dumps({"type": "stop"}))
+        await task
+    return {"first": first, "final": final, "lag": lag, "audio_s": len(pcm) / SR}
+
+
+async def stream_level(ws_url: str, pcm: np.ndarray, streams: int, options: dict, api_key: str | None = None) -> dict:
+    t0 = time.monotonic()
+    res = await asyncio.gather(*[one_stream(ws_url, pcm, options, 0.37 * i, api_key=api_key) for i in range(streams)])
+    wall = time.monotonic() - t0
+    first = [x for r in res for x in r["first"]]
+    final = [x for r in res for x in r["final"]]
+    lag = [x for r in res for x in r["lag"]]
+    return {
+        "streams": streams,
+        "first_update_p50": pct(first, 50), "first_update_p95": pct(first, 95),
+        "final_p50": pct(final, 50), "final_p95": pct(final, 95),
+        "lag_p95": pct(lag, 95),
+        "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
+        "finals": len(final),
+    }
+
+
+def stream_audio(corpus: Corpus, seconds: float, seed: int = 0) -> np.ndarray:
+    """PCM16 of utterances with 1 s pauses (sentences the endpointer can close)."""
+    x, _, _ = concat_speech(corpus.utterances, seconds, random.Random(seed), pause=(1.0, 1.0))
+    return (np.clip(x, -1, 1) * 32767).astype("<i2")

@@ -1,0 +1,169 @@
+"""What every recognizer declares and does, whatever its family.
+
+The scheduler, pipeline, stream and API see a model only through `Recognizer`: it
+decodes a batch of `Window`s into `WindowResult`s with absolute times, says which
+windows may share a batch, and declares in a `ModelSpec` what it can do, so a request
+for something it cannot do is refused before any work starts (`check_options`).
+Streaming families also offer `open_stream()` for the real-time lane.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..types import DecodeOptions, OptionsError, Segment, TingxieError
+from ..windows import Window
+
+
+@dataclass
+class WindowResult:
+    """One decoded window (tingxie.engine re-exports it). The last three fields are
+    Whisper's quality figures; other families leave them at zero."""
+
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    tokens: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+
+    @property
+    def needs_fallback(self) -> bool:
+        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
+        at a higher temperature, unless the window is silence."""
+        if not self.segments:
+            return False
+        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
+
+
+# Whisper's thresholds for `needs_fallback` (tingxie.engine uses the same names).
+COMPRESSION_LIMIT = 2.4
+LOW_LOGPROB = -1.0
+
+
+class ModelError(TingxieError):
+    """A model directory that cannot be served: unknown family, missing file or
+    metadata. The message names what is missing, never the server's paths."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    segment_timestamps: bool = True
+    word_timestamps: bool = False  # per-word (or per-character) times
+    language_detection: bool = False
+    punctuation: bool = False  # the model writes punctuation itself
+    itn: bool = False  # the model writes numbers as digits itself
+    hotwords: bool = False
+    translation: bool = False  # task="translate" (to English)
+    streaming: bool = False  # open_stream(): partials while audio arrives
+    tags: bool = False  # emotion / audio-event tags (SenseVoice)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model declares. `languages` empty means any language it detects."""
+
+    family: str
+    model_id: str
+    languages: tuple[str, ...] = ()
+    max_input_s: float = 30.0  # the longest window it takes
+    capabilities: Capabilities = field(default_factory=Capabilities)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["languages"] = list(self.languages)
+        return d
+
+
+@dataclass
+class TaggedResult(WindowResult):
+    """A window result with SenseVoice's tags (empty for families without them)."""
+
+    emotion: str = ""  # e.g. "HAPPY", "NEUTRAL"
+    event: str = ""  # e.g. "Speech", "BGM", "Laughter"
+
+
+@runtime_checkable
+class Recognizer(Protocol):
+    """One loaded model. Thread-safe: workers call `decode` concurrently."""
+
+    model_id: str
+
+    @property
+    def spec(self) -> ModelSpec: ...
+
+    def decode(self, windows: list[Window]) -> list[WindowResult]:
+        """One batch of windows (from any files and requests) → one result each, in
+        order, with times absolute in each window's source."""
+        ...
+
+    def batch_key(self, window: Window) -> tuple:
+        """Windows with equal keys may share one `decode` call."""
+        ...
+
+    def warm_up(self) -> None:
+        """Run once before serving, so the first user does not pay for allocation."""
+        ...
+
+
+@runtime_checkable
+class StreamSession(Protocol):
+    """One live utterance on a streaming model: feed audio, read partials, finish."""
+
+    def accept(self, samples: np.ndarray) -> None:
+        """16 kHz mono float32 in [-1, 1]; decodes every chunk that is ready."""
+        ...
+
+    def partial(self) -> str:
+        """The text so far (grows while audio arrives)."""
+        ...
+
+    def finish(self) -> str:
+        """Flush the end of the audio and return the final text. The session is done."""
+        ...
+
+
+@runtime_checkable
+class StreamingRecognizer(Recognizer, Protocol):
+    def open_stream(self) -> StreamSession: ...
+
+
+def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
+    """Refuse, naming it, anything the model cannot do (HTTP 400 in the API)."""
+    caps = spec.capabilities
+    name = f"model {spec.model_id} ({spec.family})"
+    if options.task == "translate" and not caps.translation:
+        raise OptionsError(f"{name} cannot translate; use task=transcribe")
+    if options.word_timestamps and not caps.word_timestamps:
+        raise OptionsError(f"{name} does not give word timestamps")
+    if options.hotwords and not caps.hotwords:
+        raise OptionsError(f"{name} does not support hotwords")
+    if options.language and spec.languages and options.language not in spec.languages:
+        known = ", ".join(spec.languages) if len(spec.languages) <= 12 else f"{len(spec.languages)} languages: {', '.join(spec.languages[:10])}, …"
+        raise OptionsError(f"{name} does not recognise language {options.language!r}; it knows {known}")
+
+
+# -- optional hooks ------------------------------------------------------------------------
+# A recognizer may also offer, beyond the protocol:
+#   refine(window, result, submit) -> WindowResult: a second look at a window's result,
+#       its extra decodes submitted through `submit` so they batch with everyone's
+#       windows (Whisper: temperature fallback, and decoding again what it left out);
+#   transcribe_whole(audio, decode, vad, progress) -> (WindowResult, record): takes
+#       whole requests itself instead of windows (the reference pipeline, engines/reference.py);
+#   whole_sentences = True: the real-time lane decodes each sentence whole after its
+#       endpoint (no parts while spoken, no early final), as the reference does.
+Submit = Callable[[Window], WindowResult]
+
+
+def refine(engine, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    hook = getattr(engine, "refine", None)
+    return hook(window, result, submit) if hook is not None else result
+
+
+def takes_whole_requests(engine) -> bool:
+    return getattr(engine, "transcribe_whole", None) is not None

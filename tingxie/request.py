@@ -1,0 +1,180 @@
+"""The one declaration of a transcription request's options.
+
+Every way in — the OpenAI and jobs form fields, the CLI flags, the real-time stream's
+first message, the FunASR adapter and the options stored with a job — is derived from
+`TranscriptionOptions`, so an option is named, bounded and described in one place and
+every caller gets the same error for the same bad value.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
+
+_VAD = VadOptions()
+
+
+class TranscriptionOptions(BaseModel):
+    """Options of one transcription (file, job, synchronous request or stream)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    language: str | None = Field(None, description="language code (zh, en, …); empty or auto: detect per file")
+    task: Literal["transcribe", "translate"] = Field("transcribe", description="translate: English text from any language")
+    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
+    hotwords: list[str] = Field(default_factory=list, description='words to favour, separated by commas or spaces: "七牛,云存储"')
+    prompt: str | None = Field(
+        None, max_length=1000, validation_alias=AliasChoices("prompt", "initial_prompt"), description="text that precedes the audio"
+    )
+    word_timestamps: bool = Field(False, description="a start and end time for every word")
+    temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)")
+    itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
+    zh_script: Literal["hans", "hant", "keep"] = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
+    vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
+    vad_threshold: float = Field(_VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech")
+    vad_min_silence_ms: int = Field(_VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)")
+    vad_speech_pad_ms: int = Field(_VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)")
+    vad_max_segment_s: float = Field(_VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut")
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _language(cls, v: Any) -> str | None:
+        from .options import parse_language
+
+        if v is not None and not isinstance(v, str):
+            raise ValueError("must be a language code such as zh or en")
+        return parse_language(v)
+
+    @field_validator("hotwords", mode="before")
+    @classmethod
+    def _hotwords(cls, v: Any) -> list[str]:
+        from .options import parse_hotwords
+
+        if v is not None and not isinstance(v, (str, list)):
+            raise ValueError("must be a string or a list of strings")
+        return parse_hotwords(v)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, v: Any) -> str | None:
+        return v or None
+
+    # -- building -------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, data: dict[str, Any], known_only: bool = False) -> TranscriptionOptions:
+        """Validate `data`; any problem is an OptionsError naming the option."""
+        if not isinstance(data, dict):
+            raise OptionsError("options must be a JSON object")
+        if known_only:
+            unknown = sorted(set(data) - option_names(cls) - {"initial_prompt"})
+            if unknown:
+                raise OptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(option_names(cls)))}")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            raise OptionsError(describe(e)) from None
+
+    def pipeline(self) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
+        """The stage options the pipeline takes."""
+        decode = DecodeOptions(
+            language=self.language,
+            task=self.task,
+            beam_size=self.beam_size,
+            hotwords=list(self.hotwords),
+            initial_prompt=self.prompt,
+            word_timestamps=self.word_timestamps,
+            temperature=self.temperature,
+        )
+        vad = None
+        if self.vad:
+            vad = VadOptions(
+                threshold=self.vad_threshold,
+                min_silence_ms=self.vad_min_silence_ms,
+                speech_pad_ms=self.vad_speech_pad_ms,
+                max_speech_s=min(self.vad_max_segment_s, 29.0),
+            )
+        return decode, vad, TextOptions(itn=self.itn, zh_script=self.zh_script)
+
+    def stored(self) -> dict[str, Any]:
+        """What a job row keeps (parse() reads it back)."""
+        return self.model_dump()
+
+
+def option_names(model: type[BaseModel] = TranscriptionOptions) -> set[str]:
+    return set(model.model_fields)
+
+
+def describe(e: ValidationError) -> str:
+    """One line naming the first bad option and what it takes."""
+    err = e.errors()[0]
+    name = ".".join(str(x) for x in err.get("loc", ())) or "options"
+    ctx = err.get("ctx") or {}
+    value = err.get("input")
+    kind = err.get("type", "")
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        field = TranscriptionOptions.model_fields.get(name)
+        lo, hi = _bounds(field) if field else (None, None)
+        if lo is not None and hi is not None:
+            return f"option {name} must be between {lo} and {hi}, not {value!r}"
+    if kind == "literal_error":
+        return f"option {name} must be {ctx.get('expected', 'one of the allowed values')}, not {value!r}"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err.get("msg", "")))
+        return msg if msg.startswith(("unknown", "hotwords", "option")) else f"option {name} {msg}"
+    if kind == "string_too_long":
+        return f"option {name}: at most {ctx.get('max_length')} characters"
+    return f"option {name}: {err.get('msg', 'invalid')} (got {value!r})"
+
+
+def _bounds(field: Any) -> tuple[Any, Any]:
+    lo = hi = None
+    for m in field.metadata:
+        lo = getattr(m, "ge", None) if getattr(m, "ge", None) is not None else getattr(m, "gt", lo)
+        hi = getattr(m, "le", None) if getattr(m, "le", None) is not None else getattr(m, "lt", hi)
+        if lo is not None and hi is not None:
+            break
+    return lo, hi
+
+
+# -- the command line -------------------------------------------------------------------------
+_CLI_GROUPS = {"vad": "voice activity detection"}
+_CLI_ALIASES = {"prompt": ["--initial-prompt"]}
+
+
+def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = TranscriptionOptions) -> None:
+    """One flag per option: `--beam-size 5`, `--word-timestamps`, `--no-itn`, `--vad off`."""
+    groups = {"": p.add_argument_group("recognition")}
+    for title in _CLI_GROUPS.values():
+        groups[title] = p.add_argument_group(title)
+    for name, f in model.model_fields.items():
+        group = groups[_CLI_GROUPS.get(name.split("_")[0], "")]
+        flag = "--" + name.replace("_", "-")
+        help_ = f.description
+        if name == "vad":
+            group.add_argument(flag, default="on", choices=["on", "off"], help="off: decode fixed 30 s windows")
+        elif f.annotation is bool or f.annotation == "bool":
+            if f.default:
+                group.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false", default=True, help=f"do not {help_}")
+            else:
+                group.add_argument(flag, dest=name, action="store_true", default=False, help=help_)
+        elif name == "hotwords":
+            group.add_argument(flag, default="", help=help_)
+        else:
+            choices = get_args(f.annotation) if get_origin(f.annotation) is Literal else None
+            default = None if f.default is None else f.default
+            kind = f.annotation if f.annotation in (int, float) else None
+            group.add_argument(flag, *_CLI_ALIASES.get(name, []), dest=name, default=default, choices=choices or None, type=kind,
+                               help=f"{help_} (default {default})" if default is not None else help_)
+
+
+def from_cli(args: argparse.Namespace, model: type[TranscriptionOptions] = TranscriptionOptions) -> TranscriptionOptions:
+    data = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
+    if "vad" in data:
+        data["vad"] = data["vad"] not in ("off", False)
+    if isinstance(data.get("language"), str) and data["language"].lower() == "auto":
+        data["language"] = None
+    return model.parse(data)
