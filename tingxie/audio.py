@@ -7,6 +7,7 @@ users upload whatever their phone or dictaphone produced and need to know what t
 
 from __future__ import annotations
 
+import bisect
 import gc
 import io
 import logging
@@ -50,57 +51,154 @@ class AudioInfo:
     format: str
 
 
-def decode(source: Source, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+# Less than this much audio from a damaged file is nothing usable (no VAD frame of
+# speech fits in it): such a file is refused like any other corrupt file.
+MIN_DAMAGED_S = 0.1
+# Decoding this much less than the container declares means the file was cut short.
+_SHORT_FRACTION, _SHORT_SLACK_S = 0.9, 1.0
+# Decoded audio is handed on in pieces of about this many seconds.
+CHUNK_S = 30.0
+
+
+class AudioTooLong(AudioError):
+    """The audio is longer than the server accepts (HTTP 413)."""
+
+    status = 413
+
+
+@dataclass
+class DecodeReport:
+    """What decoding found, filled in as `decode_chunks` runs: the result must say
+    when a damaged file was only partly decodable, not just the server log."""
+
+    declared: float = 0.0  # seconds the container/header states; 0.0 when unknown
+    decoded: float = 0.0  # seconds actually decoded
+    skipped: int = 0  # damaged packets skipped
+
+    @property
+    def warning(self) -> str | None:
+        short = self.declared > 0 and self.decoded < self.declared * _SHORT_FRACTION - _SHORT_SLACK_S
+        if not short and not self.skipped:
+            return None
+        of = f" of {self.declared:.1f} s declared" if self.declared > 0 else ""
+        why = []
+        if short:
+            why.append("the file ends early (truncated?)")
+        if self.skipped:
+            why.append(f"{self.skipped} damaged packet(s) skipped")
+        return f"audio only partly decodable: decoded {self.decoded:.1f} s{of}; {', '.join(why)}"
+
+
+def decode(source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport | None = None,
+           max_seconds: float = 0.0) -> np.ndarray:
     """Decode the first audio stream to mono float32 at `sample_rate`.
 
     The output buffer is reserved once from the container's stated duration and
-    filled frame by frame, so a 2-hour file peaks near its final size (~460 MB)
-    instead of the 2-3x that collecting chunks and concatenating would need.
-    Damaged packets are skipped (the rest is kept) and logged by count only.
+    filled chunk by chunk, so a 2-hour file peaks near its final size (~460 MB)
+    instead of the 2-3x that collecting chunks and concatenating would need. Long
+    inputs should rather go through `decode_chunks`, which holds one chunk at a time.
     """
-    with _open_audio(source) as (container, stream):
-        declared = _declared_duration(container, stream)
-        reserve = declared if declared > 0 else _UNKNOWN_DURATION_S
-        buf = _Growable(int(min(reserve, _MAX_RESERVE_S) * sample_rate * 1.01) + sample_rate)
+    report = report if report is not None else DecodeReport()
+    buf: _Growable | None = None
+    for chunk in decode_chunks(source, sample_rate, report, max_seconds):
+        if buf is None:
+            reserve = report.declared if report.declared > 0 else _UNKNOWN_DURATION_S
+            buf = _Growable(int(min(reserve, _MAX_RESERVE_S) * sample_rate * 1.01) + sample_rate)
+        buf.extend(chunk)
+    assert buf is not None  # decode_chunks raises when nothing was decoded
+    return buf.finish()
+
+
+def decode_chunks(source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport | None = None,
+                  max_seconds: float = 0.0, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+    """Decode the first audio stream as consecutive mono float32 chunks of about
+    `chunk_s` seconds, so memory does not grow with the file's length.
+
+    Damaged packets are skipped (the rest is kept) and counted in `report`; a file
+    that states a duration above `max_seconds` (0 = no limit) is refused before
+    decoding, and one that turns out longer while decoding is refused then. A damaged
+    file with (almost) nothing decodable raises AudioError naming what was decoded.
+    """
+    report = report if report is not None else DecodeReport()
+    want = max(1, int(chunk_s * sample_rate))
+    with _open_audio(source) as (container, stream, head):
+        stated = _declared_duration(container, stream)  # for WAV: from the bytes present
+        report.declared = _header_duration(head) or stated
+        if max_seconds > 0 and stated > max_seconds:
+            raise AudioTooLong(too_long(stated, max_seconds))
         resampler: av.AudioResampler | None = None
         setup: tuple[str, str, int] | None = None
-        errors = 0
+        parts: list[np.ndarray] = []
+        held = total = 0
         for frame in _frames(container, stream):
             if frame is None:
-                errors += 1
+                report.skipped += 1
                 continue
             key = (frame.format.name, frame.layout.name, frame.sample_rate)
+            out = []
             if key != setup:  # parameters changed mid-stream: drain and start anew
                 if resampler is not None:
-                    buf.extend_frames(resampler.resample(None))
+                    out += resampler.resample(None)
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
                 setup = key
             frame.pts = None  # timestamps of damaged streams are often wrong; unused
-            buf.extend_frames(resampler.resample(frame))
+            out += resampler.resample(frame)
+            for f in out:
+                a = f.to_ndarray().reshape(-1)
+                parts.append(a)
+                held += a.size
+            if held >= want:
+                total += held
+                report.decoded = total / sample_rate
+                if max_seconds > 0 and report.decoded > max_seconds:
+                    raise AudioTooLong(too_long(report.decoded, max_seconds, at_least=True))
+                yield np.concatenate(parts)
+                parts, held = [], 0
         if resampler is not None:
-            buf.extend_frames(resampler.resample(None))
+            for f in resampler.resample(None):
+                parts.append(f.to_ndarray().reshape(-1))
+                held += parts[-1].size
         del resampler
     # Older PyAV left resampler graphs in reference cycles that piled up on a
     # long-running server (faster-whisper issue #390). av 18 showed no growth over
     # 300 decodes without this, but pyproject allows av>=12; one collection per file
     # costs milliseconds.
     gc.collect()
+    total += held
+    report.decoded = total / sample_rate
+    if max_seconds > 0 and report.decoded > max_seconds:
+        raise AudioTooLong(too_long(report.decoded, max_seconds))
+    damaged = report.skipped > 0 or report.warning is not None
+    if total == 0 or (damaged and report.decoded < MIN_DAMAGED_S):
+        if total == 0 and not damaged and report.declared <= 0:
+            raise AudioError(NO_SAMPLES)
+        raise AudioError(f"{CORRUPT}: nothing decodable (decoded {report.decoded:.2f} s"
+                         + (f" of {report.declared:.1f} s declared)" if report.declared > 0 else ")"))
+    if report.warning:
+        log.warning("%s", report.warning)
+    if held:
+        yield np.concatenate(parts)
 
-    audio = buf.finish()
-    if audio.size == 0:
-        raise AudioError(CORRUPT if errors or declared > 0 else NO_SAMPLES)
-    if errors:
-        log.warning("skipped %d damaged packet(s) while decoding audio", errors)
-    got = audio.size / sample_rate
-    if declared > 0 and got < declared * 0.9 - 1.0:
-        log.warning("decoded %.1f s of %.1f s declared; file may be truncated", got, declared)
-    return audio
+
+def check_duration(source: Source, max_seconds: float) -> float:
+    """Cheaply (headers, or a demux pass) find the audio's duration before accepting
+    it; raise AudioTooLong over `max_seconds` (0 = no limit). Returns the duration
+    (0.0 when unknown; decoding then enforces the limit)."""
+    seconds = probe(source).duration
+    if max_seconds > 0 and seconds > max_seconds:
+        raise AudioTooLong(too_long(seconds, max_seconds))
+    return seconds
+
+
+def too_long(seconds: float, limit: float, at_least: bool = False) -> str:
+    more = "more than " if at_least else ""
+    return f"audio is {more}{seconds:.0f} s long; this server accepts at most {limit:.0f} s per file"
 
 
 def probe(source: Source) -> AudioInfo:
     """Describe the first audio stream cheaply: headers only, or a demux pass (no
     decoding) when the container does not state its duration (e.g. some WebM)."""
-    with _open_audio(source) as (container, stream):
+    with _open_audio(source) as (container, stream, _):
         duration = _declared_duration(container, stream)
         if duration <= 0:
             duration = _demuxed_duration(container, stream)
@@ -167,6 +265,55 @@ def _join(frames: list[av.AudioFrame]) -> np.ndarray:
     return np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
 
 
+class SparseAudio:
+    """A long recording of which only some stretches are kept (speech plus margins),
+    addressed by absolute sample like the full array: windows slice it as they would
+    the whole file, so an hour of silence costs no memory. Samples not kept read as 0."""
+
+    def __init__(self, length: int = 0) -> None:
+        self.length = length
+        self._starts: list[int] = []
+        self._parts: list[np.ndarray] = []
+
+    def keep(self, start: int, samples: np.ndarray) -> None:
+        """Keep `samples` at absolute `start` (after everything kept so far)."""
+        if samples.size == 0:
+            return
+        self._starts.append(start)
+        self._parts.append(np.array(samples, dtype=np.float32))  # a copy: never pin a larger buffer
+        self.length = max(self.length, start + samples.size)
+
+    @property
+    def kept_samples(self) -> int:
+        return sum(p.size for p in self._parts)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.length,)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise TypeError("SparseAudio takes plain slices only")
+        lo, hi, _ = key.indices(self.length)
+        out: np.ndarray | None = None
+        k = max(bisect.bisect_right(self._starts, lo) - 1, 0)
+        for start, part in zip(self._starts[k:], self._parts[k:]):
+            if start >= hi:
+                break
+            a, b = max(lo, start), min(hi, start + part.size)
+            if a >= b:
+                continue
+            if out is None and a == lo and b == hi:
+                return part[a - start : b - start]  # inside one stretch: a view, no copy
+            if out is None:
+                out = np.zeros(max(hi - lo, 0), np.float32)
+            out[a - lo : b - lo] = part[a - start : b - start]
+        return out if out is not None else np.zeros(max(hi - lo, 0), np.float32)
+
+
 class _Growable:
     """A float32 buffer grown with realloc (ndarray.resize), which large allocations
     satisfy by remapping pages, so growing never holds two copies at once."""
@@ -175,14 +322,12 @@ class _Growable:
         self.data = np.empty(max(capacity, 1), dtype=np.float32)
         self.n = 0
 
-    def extend_frames(self, frames: list[av.AudioFrame]) -> None:
-        for f in frames:
-            a = f.to_ndarray().reshape(-1)
-            need = self.n + a.size
-            if need > self.data.size:
-                self.data.resize(max(need, int(self.data.size * 1.25)), refcheck=False)
-            self.data[self.n : need] = a
-            self.n = need
+    def extend(self, a: np.ndarray) -> None:
+        need = self.n + a.size
+        if need > self.data.size:
+            self.data.resize(max(need, int(self.data.size * 1.25)), refcheck=False)
+        self.data[self.n : need] = a
+        self.n = need
 
     def finish(self) -> np.ndarray:
         self.data.resize(self.n, refcheck=False)
@@ -192,9 +337,9 @@ class _Growable:
 @contextmanager
 def _open_audio(
     source: Source,
-) -> Iterator[tuple[av.container.InputContainer, av.audio.stream.AudioStream]]:
-    """Open `source`, yielding (container, first audio stream), and turn every way
-    that can fail into an AudioError with the reason."""
+) -> Iterator[tuple[av.container.InputContainer, av.audio.stream.AudioStream, bytes]]:
+    """Open `source`, yielding (container, first audio stream, the file's first bytes),
+    and turn every way that can fail into an AudioError with the reason."""
     name, stream_or_path, head = _prepare(source)
     known = _known_magic(head)
     suffix = f" ({name})" if name else ""
@@ -206,7 +351,7 @@ def _open_audio(
     try:
         if not container.streams.audio:
             raise AudioError((NO_STREAM if known or container.streams.video else NOT_AUDIO) + suffix)
-        yield container, container.streams.audio[0]
+        yield container, container.streams.audio[0], head
     finally:
         container.close()
 
@@ -218,7 +363,7 @@ def _prepare(source: Source) -> tuple[str, str | BinaryIO, bytes]:
         data = bytes(source)
         if not data:
             raise AudioError(EMPTY)
-        return "", io.BytesIO(data), data[:16]
+        return "", io.BytesIO(data), data[:_HEAD]
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if not p.exists():
@@ -228,13 +373,13 @@ def _prepare(source: Source) -> tuple[str, str | BinaryIO, bytes]:
         if p.stat().st_size == 0:
             raise AudioError(f"{EMPTY} ({p.name})")
         with p.open("rb") as f:
-            head = f.read(16)
+            head = f.read(_HEAD)
         return p.name, str(p), head
     # A file-like object: sniff when seekable, leave the position as we found it.
     head = b""
     try:
         pos = source.tell()
-        head = source.read(16)
+        head = source.read(_HEAD)
         source.seek(pos)
     except (AttributeError, OSError, io.UnsupportedOperation):
         pass
@@ -243,6 +388,28 @@ def _prepare(source: Source) -> tuple[str, str | BinaryIO, bytes]:
             raise AudioError(EMPTY)
     name = getattr(source, "name", "")
     return (Path(name).name if isinstance(name, str) else ""), source, head
+
+
+# Bytes read ahead for magic sniffing and for WAV headers (whose chunks may come
+# after LIST/bext metadata).
+_HEAD = 4096
+
+
+def _header_duration(h: bytes) -> float:
+    """The duration a WAV header states (data chunk size / byte rate). FFmpeg reports
+    a truncated WAV's duration from the bytes present, which hides the truncation."""
+    if len(h) < 12 or h[:4] != b"RIFF" or h[8:12] != b"WAVE":
+        return 0.0
+    pos, rate = 12, 0
+    while pos + 8 <= len(h):
+        cid, size = h[pos : pos + 4], int.from_bytes(h[pos + 4 : pos + 8], "little")
+        if cid == b"fmt " and pos + 16 <= len(h):
+            rate = int.from_bytes(h[pos + 16 : pos + 20], "little")  # average bytes per second
+        elif cid == b"data":
+            # 0 and 0xFFFFFFFF mean "unknown" (streamed WAV); RF64 keeps the size elsewhere
+            return size / rate if rate > 0 and 0 < size < 0xFFFFFFFF else 0.0
+        pos += 8 + size + (size & 1)
+    return 0.0
 
 
 def _known_magic(h: bytes) -> bool:

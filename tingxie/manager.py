@@ -85,6 +85,8 @@ class ModelManager:
                     instances=self.choice.instances,
                     interactive_limit=self.settings.interactive_queue_limit,
                     on_batch=self.on_batch,
+                    max_audio_s=self.settings.max_audio_duration_s,
+                    queued_audio_limit_s=self.settings.max_queued_audio_s,
                 )
                 slot = self._slots[model_id] = _Slot(model_id, path, None, sched, time.monotonic())
             slot.last_used = time.monotonic()

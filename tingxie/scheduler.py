@@ -84,6 +84,8 @@ class Scheduler:
         instances: int = 1,
         interactive_limit: int = 64,
         on_batch: Callable[[int, float, dict], None] | None = None,
+        max_audio_s: float = 0.0,
+        queued_audio_limit_s: float = 0.0,
     ):
         self._engine = engine
         self.max_batch_size = max(1, max_batch_size)
@@ -91,6 +93,12 @@ class Scheduler:
         self.instances = max(1, instances)
         self.interactive_limit = interactive_limit
         self.on_batch = on_batch
+        # Bounds on audio, not windows: silence makes no windows but still costs decode
+        # and VAD time. Longest file accepted, and seconds of audio that admitted
+        # requests may hold at once (0 = no limit), both checked by `admit_audio`.
+        self.max_audio_s = max_audio_s
+        self.queued_audio_limit_s = queued_audio_limit_s
+        self._admitted_audio = 0.0
         self.stats = Stats()
         # lane → owner → that owner's waiting windows (insertion order = turn order)
         self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {lane: collections.OrderedDict() for lane in LANES}
@@ -125,6 +133,23 @@ class Scheduler:
             self._cond.notify()
         return fut
 
+    def admit_audio(self, seconds: float) -> float:
+        """Admit a request of `seconds` of audio or raise Overloaded (HTTP 503): the
+        audio of admitted, unfinished requests must stay within the limit, but one
+        request is always admitted when none is running (the longest file is bounded by
+        `max_audio_s`). Returns what to pass to `release_audio` when it finishes."""
+        seconds = max(float(seconds), 0.0)
+        with self._cond:
+            held, limit = self._admitted_audio, self.queued_audio_limit_s
+            if limit > 0 and held > 0 and held + seconds > limit:
+                raise Overloaded(f"{held:.0f} s of audio already queued; this request's {seconds:.0f} s would pass the limit of {limit:.0f} s")
+            self._admitted_audio = held + seconds
+        return seconds
+
+    def release_audio(self, seconds: float) -> None:
+        with self._cond:
+            self._admitted_audio = max(0.0, self._admitted_audio - seconds)
+
     def cancel(self, owner: str) -> int:
         """Drop an owner's queued windows (a cancelled job); returns how many."""
         with self._cond:
@@ -135,7 +160,8 @@ class Scheduler:
 
     def depth(self) -> dict[str, int]:
         with self._cond:
-            return {INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL), BATCH: self._count(BATCH), "busy_instances": self._busy}
+            return {INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL), BATCH: self._count(BATCH), "busy_instances": self._busy,
+                    "queued_audio_s": round(self._admitted_audio, 1)}
 
     def close(self) -> None:
         with self._cond:

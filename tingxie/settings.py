@@ -80,6 +80,13 @@ class Settings(BaseSettings):
     # Auto-detection chooses only among these languages, e.g. "zh,en" (empty = every
     # language the model has): a quiet Mandarin clip is then never "Polish".
     detect_languages: str = ""
+    # Longest audio file accepted (seconds; 0 = no limit): longer ones are refused
+    # with 413 naming the limit, before or while decoding (headers may lie).
+    max_audio_duration_s: float = 4 * 3600.0
+    # Seconds of audio that synchronous requests may have admitted at once (being
+    # decoded, VAD-scanned or transcribed); more gets 503 + Retry-After. Counted in
+    # audio, not windows, because silence makes no windows but still costs work.
+    max_queued_audio_s: float = 4 * 3600.0
 
     @property
     def models_dir(self) -> Path:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -36,24 +36,42 @@ Progress = Callable[[int, int, float], None]
 
 @dataclass
 class Prepared:
-    audio: np.ndarray
+    audio: np.ndarray | audio_mod.SparseAudio  # sparse (speech only) when decoded from a file with VAD
     duration: float
     windows: list[windows_mod.Window]
     speech_seconds: float
     timings: dict[str, float]
+    warnings: list[str] = field(default_factory=list)  # e.g. a damaged file only partly decoded
 
 
-def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None) -> Prepared:
-    """Decode and cut into windows. `vad=None` means fixed 30 s windows (`--vad off`)."""
+def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None, max_seconds: float = 0.0) -> Prepared:
+    """Decode and cut into windows. `vad=None` means fixed 30 s windows (`--vad off`).
+
+    A file is decoded in chunks that go straight through the VAD, and only the audio
+    around speech is kept, so memory follows the speech, not the file's length (a
+    2-hour silent file costs next to nothing). Audio longer than `max_seconds`
+    (0 = no limit) is refused with AudioTooLong.
+    """
     t0 = time.perf_counter()
-    audio = source if isinstance(source, np.ndarray) else audio_mod.decode(source)
-    t1 = time.perf_counter()
-    if len(audio) == 0:
-        raise AudioError("contains no audio samples")
+    report = audio_mod.DecodeReport()
+    if isinstance(source, np.ndarray):
+        audio: np.ndarray | audio_mod.SparseAudio = source
+        if max_seconds > 0 and len(source) / SAMPLE_RATE > max_seconds:
+            raise audio_mod.AudioTooLong(audio_mod.too_long(len(source) / SAMPLE_RATE, max_seconds))
+        if len(audio) == 0:
+            raise AudioError("contains no audio samples")
+        t1 = time.perf_counter()
+        probs = None if vad is None else vad_mod.speech_probabilities(audio)
+    elif vad is None:
+        audio = audio_mod.decode(source, report=report, max_seconds=max_seconds)
+        t1 = time.perf_counter()
+    else:
+        # decode and VAD interleave here; their shares are not told apart
+        audio, probs = vad_mod.scan(audio_mod.decode_chunks(source, report=report, max_seconds=max_seconds), vad)
+        t1 = time.perf_counter()
     if vad is None:
         wins = windows_mod.fixed(audio, decode)
     else:
-        probs = vad_mod.speech_probabilities(audio)
         spans = vad_mod.detect_speech(audio, vad, probs=probs)
         wins = windows_mod.pack(audio, spans, decode, probs=probs)
     t2 = time.perf_counter()
@@ -63,6 +81,7 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
         wins,
         sum(w.seconds for w in wins),
         {"decode": t1 - t0, "vad": t2 - t1},
+        [report.warning] if report.warning else [],
     )
 
 
@@ -216,7 +235,7 @@ def transcribe(
     check_options(engine.spec, decode)  # what the model cannot do is refused before any work
     if takes_whole_requests(engine):
         return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
-    p = prepared or prepare(source, decode, vad)
+    p = prepared or prepare(source, decode, vad, scheduler.max_audio_s)
     total = len(p.windows)
     for w in p.windows:
         w.compact = lane == INTERACTIVE
@@ -268,7 +287,7 @@ def transcribe(
         processing_time=round(time.perf_counter() - t0 + (sum(p.timings.values()) if prepared else 0.0), 3),
         model=scheduler.engine.model_id,
         options=opts,
-        warnings=no_text_warnings(segments),
+        warnings=list(p.warnings) + no_text_warnings(segments),
     )
 
 
@@ -368,7 +387,7 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad)  # it runs its own VAD
+                p = None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad, scheduler.max_audio_s)  # it runs its own VAD
                 duration[0] = p.duration if p else need - 1
                 t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
                 if on_progress and t.duration > last[0]:

@@ -120,7 +120,8 @@ class Transcript:
     model: str = ""
     options: dict[str, Any] = field(default_factory=dict)
     # Things the user must know about this result, e.g. detected speech that gave no
-    # text (its segment is flagged "no_text"); counted as `warning_count` in json.
+    # text (its segment is flagged "no_text"), or a damaged file only partly decoded;
+    # counted as `warning_count` in json.
     warnings: list[str] = field(default_factory=list)
 
     @property

@@ -15,10 +15,11 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import numpy as np
 
+from tingxie.audio import SparseAudio
 from tingxie.level import Leveler
 from tingxie.types import SAMPLE_RATE, OptionsError, SpeechSpan, VadOptions
 
@@ -105,17 +106,83 @@ def speech_probabilities(audio: np.ndarray) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def scan(chunks: Iterable[np.ndarray], opts: VadOptions | None = None) -> tuple[SparseAudio, np.ndarray]:
+    """Run the VAD over decoded chunks of a long file, keeping only the audio that
+    can belong to speech; returns (that audio, the per-frame probabilities).
+
+    The probabilities equal `speech_probabilities` on the whole file (the model's
+    state is carried across chunks), so `detect_speech(audio, opts, probs)` gives the
+    same spans as on the full array. Only frames within `margin` of a frame at or
+    above the hysteresis' lower threshold are kept: every padded span lies inside
+    that (inside a span, quiet runs are shorter than min_silence, and the span's
+    edges are padded by speech_pad), so silence costs no memory however long it is.
+    """
+    opts = opts or VadOptions()
+    _check(opts)
+    low = max(opts.threshold - 0.15, 0.01)
+    margin = -(-(opts.min_silence_ms + opts.speech_pad_ms) * SAMPLE_RATE // 1000 // FRAME) + 2  # frames
+    model = _Model()
+    kept = SparseAudio()
+    probs: list[np.ndarray] = []
+    active = np.zeros(0, bool)  # per frame from `abase` on: loud enough to keep near
+    abase = 0
+    hold = np.zeros(0, np.float32)  # audio from frame `done` (undecided) to `position`
+    done = position = frames = 0
+
+    def decide(upto: int) -> None:
+        """Keep or drop frames [done, upto); frames up to `upto + margin` are known."""
+        nonlocal active, abase, hold, done
+        if upto <= done:
+            return
+        k = np.arange(done, upto)
+        sums = np.concatenate([[0], np.cumsum(active)])
+        lo = np.clip(k - margin - abase, 0, active.size)
+        hi = np.clip(k + margin + 1 - abase, 0, active.size)
+        keep = (sums[hi] > sums[lo]).astype(np.int8)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], keep, [0]])))
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+            kept.keep((done + a) * FRAME, hold[a * FRAME : b * FRAME])
+        hold = hold[(upto - done) * FRAME :].copy()
+        done = upto
+        base = max(0, done - margin)
+        active, abase = active[base - abase :], base
+
+    for chunk in chunks:
+        x = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        hold = np.concatenate([hold, x])
+        position += x.size
+        whole = position // FRAME
+        if whole > frames:
+            start = (frames - done) * FRAME
+            p = model.run(hold[start : start + (whole - frames) * FRAME].reshape(-1, FRAME))
+            probs.append(p)
+            active = np.concatenate([active, p >= low])
+            frames = whole
+        decide(max(done, frames - margin))
+    if position % FRAME:
+        last = np.zeros((1, FRAME), np.float32)
+        tail = hold[(frames - done) * FRAME :]
+        last[0, : tail.size] = tail
+        p = model.run(last)
+        probs.append(p)
+        active = np.concatenate([active, p >= low])
+        frames += 1
+    decide(frames)
+    kept.length = position
+    return kept, (np.concatenate(probs) if probs else np.zeros(0, np.float32))
+
+
 def detect_speech(
-    audio: np.ndarray, opts: VadOptions | None = None, probs: np.ndarray | None = None
+    audio: np.ndarray | SparseAudio, opts: VadOptions | None = None, probs: np.ndarray | None = None
 ) -> list[SpeechSpan]:
     """Speech spans (absolute samples, sorted, non-overlapping, each at most
     `opts.max_speech_s` long) using Silero's hysteresis and padding rules.
 
-    Pass `probs` from `speech_probabilities` to avoid running the model twice.
+    Pass `probs` from `speech_probabilities` (or `scan`) to avoid running the model twice.
     """
     opts = opts or VadOptions()
     _check(opts)
-    length = int(np.asarray(audio).shape[-1])
+    length = len(audio) if isinstance(audio, SparseAudio) else int(np.asarray(audio).shape[-1])
     if probs is None:
         probs = speech_probabilities(audio)
     if len(probs) != -(-length // FRAME):

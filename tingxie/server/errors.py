@@ -70,7 +70,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(AudioError)
     async def _audio(_: Request, e: AudioError):
-        return JSONResponse(error_body(f"audio: {e}", "invalid_request_error", "file", "invalid_audio"), status_code=400)
+        return JSONResponse(error_body(f"audio: {e}", "invalid_request_error", "file", "invalid_audio"), status_code=getattr(e, "status", 400))
 
     @app.exception_handler(OptionsError)
     async def _options(_: Request, e: OptionsError):

@@ -19,11 +19,13 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 
+from .. import audio as audio_mod
 from .. import output
+from ..audio import AudioTooLong
 from ..engines.base import check_options
 from ..request import TranscriptionOptions, as_form
 from ..jobs import check_callback_url
-from ..types import OptionsError
+from ..types import AudioError, OptionsError
 from ..types import Transcript
 from .auth import Principal, principal
 from .errors import ApiError, public_job
@@ -97,6 +99,13 @@ async def create_jobs(
         for f in files:
             job_id, path, size = store_upload(f, state.settings.audio_dir)
             stored.append((job_id, f, path, size))
+        for _, f, path, _ in stored:  # a file over the duration limit refuses the request whole
+            try:
+                audio_mod.check_duration(path, state.settings.max_audio_duration_s)
+            except AudioTooLong as e:
+                raise ApiError(413, f"{display_name(f.filename)}: {e}", param="files", code="audio_too_long") from e
+            except AudioError:
+                pass  # other damage fails that file's job, with its reason
         for job_id, f, path, size in stored:
             state.store.create_job(
                 id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+from .. import audio as audio_mod
 from .. import output
 from ..jobs import user_error
 from ..engines.base import check_options
@@ -68,7 +69,7 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
 
 def render_response(t: Transcript, fmt: str, task: str, words: bool) -> Response:
     if fmt == "json":
-        return JSONResponse({"text": t.text})
+        return JSONResponse({"text": t.text, **({"warnings": t.warnings} if t.warnings else {})})
     if fmt == "verbose_json":
         return JSONResponse(verbose_json(t, task, words))
     media = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}[fmt]
@@ -93,13 +94,21 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
     check_filenames([file])
     job_id, path, size = store_upload(file, state.settings.audio_dir)
+    try:  # refuse too-long audio and admit by audio seconds before anything is recorded
+        seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s))
+    except (AudioError, Overloaded) as e:
+        remove_stored(path)
+        if isinstance(e, AudioError):
+            raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file",
+                           code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio") from e
+        raise
     options = {"language": decode.language, "task": task, "beam_size": decode.beam_size, "hotwords": decode.hotwords,
                "initial_prompt": decode.initial_prompt, "word_timestamps": words, "itn": text.itn, "zh_script": text.zh_script,
                "vad": vad is not None}
-    state.store.create_job(id=job_id, owner=who.key_id, kind="sync", filename=display_name(file.filename), audio_path=str(path),
-                           size_bytes=size, model=model_id, options=options)
-    state.store.claim_job(job_id, "api")
     try:
+        state.store.create_job(id=job_id, owner=who.key_id, kind="sync", filename=display_name(file.filename), audio_path=str(path),
+                               size_bytes=size, model=model_id, options=options)
+        state.store.claim_job(job_id, "api")
         t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
@@ -109,8 +118,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             name = display_name(file.filename)
             reason = user_error(e, path, name)
             message = reason if name in reason else f"{name}: {reason}"
-            raise ApiError(400, message, param="file", code="invalid_audio") from e
+            raise ApiError(getattr(e, "status", 400), message, param="file", code="invalid_audio") from e
         raise
+    finally:
+        sched.release_audio(seconds)
     state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
     if t.duration:
         state.metrics.rtf.observe(t.processing_time / t.duration)

@@ -142,8 +142,9 @@ async def vad_preview(
         raise ApiError(400, f"{file.filename or 'file'}: file is empty (0 bytes)", param="file", code="empty_file")
 
     def run():
-        x = audio_mod.decode(data)
-        probs = vad_mod.speech_probabilities(x)
+        # streamed: only audio near speech is kept, and the duration limit applies here too
+        chunks = audio_mod.decode_chunks(data, max_seconds=request.app.state.tx.settings.max_audio_duration_s)
+        x, probs = vad_mod.scan(chunks, opts)
         spans = vad_mod.detect_speech(x, opts, probs=probs)
         return x, probs, spans
 
