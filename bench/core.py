@@ -52,7 +52,9 @@ def build_long(eval_dir: Path, items: list[dict], n: int, seconds: float, out: P
     (the same builder `tingxie bench` uses)."""
     from tingxie.bench.corpus import Utterance, concat_speech
 
-    utts = [Utterance(m["id"], audio_mod.decode(eval_dir / m["audio"]), "zh", m["text"]) for m in items if m["lang"] == "zh"]
+    utts = [
+        Utterance(m["id"], audio_mod.decode(eval_dir / m["audio"]), "zh", m["text"]) for m in items if m["lang"] == "zh"
+    ]
     rng = random.Random(seed)
     rows = []
     for k in range(n):
@@ -81,7 +83,18 @@ def run_method(method: str, rows: list[dict], model_dir: str, out_dir: Path) -> 
                 segs, _ = model.transcribe(r["path"], beam_size=5, vad_filter=True, language=lang)
             hyps[r["id"]] = "".join(s.text for s in segs)
     else:
-        cmd = [sys.executable, "-m", "tingxie", "transcribe", "--quiet", "--format", "json", "-o", str(out_dir), *[r["path"] for r in rows]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tingxie",
+            "transcribe",
+            "--quiet",
+            "--format",
+            "json",
+            "-o",
+            str(out_dir),
+            *[r["path"] for r in rows],
+        ]
         subprocess.run(cmd, check=True)
         for r in rows:
             d = json.loads((out_dir / (Path(r["path"]).stem + ".json")).read_text())
@@ -102,7 +115,22 @@ def measure(method: str, rows: list[dict], model_dir: str, work: Path) -> dict:
     rows_f, res_f, out_d = work / f"{tag}.rows.json", work / f"{tag}.res.json", work / f"{tag}.out"
     out_d.mkdir()
     rows_f.write_text(json.dumps(rows, ensure_ascii=False))
-    proc = subprocess.Popen([sys.executable, __file__, "--child", method, "--rows", str(rows_f), "--result", str(res_f), "--model-dir", model_dir, "--out-dir", str(out_d)])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            "--rows",
+            str(rows_f),
+            "--result",
+            str(res_f),
+            "--model-dir",
+            model_dir,
+            "--out-dir",
+            str(out_d),
+        ]
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"{method} failed with status {status}")
@@ -149,7 +177,13 @@ def main() -> None:
     sets: dict[str, list[dict]] = {}
     if "eval" in args.sets:
         sets["eval"] = [
-            {"id": m["id"], "path": str(eval_dir / m["audio"]), "lang": m["lang"], "text": m["text"], "duration": m.get("duration_s") or audio_mod.probe(eval_dir / m["audio"]).duration}
+            {
+                "id": m["id"],
+                "path": str(eval_dir / m["audio"]),
+                "lang": m["lang"],
+                "text": m["text"],
+                "duration": m.get("duration_s") or audio_mod.probe(eval_dir / m["audio"]).duration,
+            }
             for m in items
         ]
     if "long" in args.sets:
@@ -170,23 +204,40 @@ def main() -> None:
                 "error_pct": score(rows, res["hyps"]),
             }
             res_set["methods"][method] = m
-            print(f"  {method:<8} wall {m['wall_s']:7.1f} s  RTF {m['rtf']:.4f}  {m['audio_s_per_s']:6.1f} audio s/s  RSS {m['peak_rss_mb']:.0f} MB  err% {m['error_pct']}", flush=True)
+            print(
+                f"  {method:<8} wall {m['wall_s']:7.1f} s  RTF {m['rtf']:.4f}  {m['audio_s_per_s']:6.1f} audio s/s  RSS {m['peak_rss_mb']:.0f} MB  err% {m['error_pct']}",
+                flush=True,
+            )
         base = res_set["methods"].get("serial")
         if base:
-            for k, m in res_set["methods"].items():
+            for m in res_set["methods"].values():
                 m["speedup_vs_serial"] = round(base["wall_s"] / m["wall_s"], 2)
-            print("  speed-up vs serial: " + ", ".join(f"{k} {m['speedup_vs_serial']}x" for k, m in res_set["methods"].items()))
+            print(
+                "  speed-up vs serial: "
+                + ", ".join(f"{k} {m['speedup_vs_serial']}x" for k, m in res_set["methods"].items())
+            )
         report["sets"][name] = res_set
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (out / "core.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    lines = [f"# Core pipeline benchmark ({stamp})", "", f"Machine: {report['machine']['cores']} cores, whisper-base int8, CPU.", ""]
+    lines = [
+        f"# Core pipeline benchmark ({stamp})",
+        "",
+        f"Machine: {report['machine']['cores']} cores, whisper-base int8, CPU.",
+        "",
+    ]
     for name, rs in report["sets"].items():
-        lines += [f"## Set `{name}`: {rs['files']} files, {rs['audio_seconds'] / 60:.1f} min of audio", "",
-                  "| method | wall s | RTF | audio s / s | × serial | peak RSS MB | zh CER % | en WER % |", "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## Set `{name}`: {rs['files']} files, {rs['audio_seconds'] / 60:.1f} min of audio",
+            "",
+            "| method | wall s | RTF | audio s / s | × serial | peak RSS MB | zh CER % | en WER % |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for k, m in rs["methods"].items():
-            lines.append(f"| {k} | {m['wall_s']} | {m['rtf']} | {m['audio_s_per_s']} | {m.get('speedup_vs_serial', '')} | {m['peak_rss_mb']:.0f} | {m['error_pct'].get('zh', '')} | {m['error_pct'].get('en', '')} |")
+            lines.append(
+                f"| {k} | {m['wall_s']} | {m['rtf']} | {m['audio_s_per_s']} | {m.get('speedup_vs_serial', '')} | {m['peak_rss_mb']:.0f} | {m['error_pct'].get('zh', '')} | {m['error_pct'].get('en', '')} |"
+            )
         lines.append("")
     (out / "core.md").write_text("\n".join(lines))
     print(f"\nwrote {out / 'core.json'} and {out / 'core.md'}")

@@ -40,21 +40,45 @@ from tingxie.bench.run import machine  # noqa: E402
 from tingxie.localserver import LocalServer  # noqa: E402
 
 MODES = {"tingxie": [], "serial": ["--serial"], "batch1": ["--max-batch-size", "1", "--instances", "1"]}
-COLS = [(c, c.replace("_", " ")) for c in ("mode", "clients", "requests", "errors", "wall_seconds", "audio_s_per_wall_s", "short_p50", "short_p95",
-                                          "long_p50", "long_p95")] + [("accuracy", "CER/WER %")]
+COLS = [
+    (c, c.replace("_", " "))
+    for c in (
+        "mode",
+        "clients",
+        "requests",
+        "errors",
+        "wall_seconds",
+        "audio_s_per_wall_s",
+        "short_p50",
+        "short_p95",
+        "long_p50",
+        "long_p95",
+    )
+] + [("accuracy", "CER/WER %")]
 
 
-def run_load(url: str, shorts: list[dict], longs: list[dict], clients: int, api_key: str | None = None, seed: int = 0) -> dict:
+def run_load(
+    url: str, shorts: list[dict], longs: list[dict], clients: int, api_key: str | None = None, seed: int = 0
+) -> dict:
     reqs = [dict(r, kind="short") for r in shorts] + [dict(r, kind="long") for r in longs]
     random.Random(seed).shuffle(reqs)
     res = asyncio.run(post_files(url, reqs, clients, api_key))
     lat = res["latency_by_id"]
     by = {k: [lat[r["id"]] for r in reqs if r["kind"] == k and r["id"] in lat] for k in ("short", "long")}
     audio = sum(r["duration"] for r in reqs)
-    return {"clients": clients, "requests": len(reqs), "errors": len(res["errors"]), "wall_seconds": round(res["wall"], 2),
-            "audio_seconds": round(audio, 1), "audio_s_per_wall_s": round(audio / res["wall"], 2),
-            "short_p50": pct(by["short"], 50), "short_p95": pct(by["short"], 95), "long_p50": pct(by["long"], 50), "long_p95": pct(by["long"], 95),
-            "accuracy_percent": accuracy(reqs, res["hyps"])}
+    return {
+        "clients": clients,
+        "requests": len(reqs),
+        "errors": len(res["errors"]),
+        "wall_seconds": round(res["wall"], 2),
+        "audio_seconds": round(audio, 1),
+        "audio_s_per_wall_s": round(audio / res["wall"], 2),
+        "short_p50": pct(by["short"], 50),
+        "short_p95": pct(by["short"], 95),
+        "long_p50": pct(by["long"], 50),
+        "long_p95": pct(by["long"], 95),
+        "accuracy_percent": accuracy(reqs, res["hyps"]),
+    }
 
 
 def eval_set(d: str) -> Path | None:
@@ -71,7 +95,9 @@ def main() -> int:
     ap.add_argument("--modes", default="tingxie,serial,batch1")
     ap.add_argument("--url")
     ap.add_argument("--api-key")
-    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)")
+    ap.add_argument(
+        "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     if a.clients < 1 or a.short < 0 or a.long < 0 or a.short + a.long == 0:
@@ -82,7 +108,7 @@ def main() -> int:
     shorts = [dict(base[k % len(base)], id=f"{base[k % len(base)]['id']}#{k}") for k in range(a.short)]
     longs = recordings(corpus, a.long, a.long_seconds, work / "long")
     rows = []
-    for mode in ([m.strip() for m in a.modes.split(",")] if not a.url else ["server"]):
+    for mode in [m.strip() for m in a.modes.split(",")] if not a.url else ["server"]:
         srv = None if a.url else LocalServer(MODES[mode]).start()
         try:
             r = {"mode": mode, **run_load(a.url or srv.url, shorts, longs, a.clients, a.api_key)}
@@ -95,15 +121,24 @@ def main() -> int:
     for r in rows:
         if base_row and r is not base_row:
             r["throughput_vs_serial"] = round(r["audio_s_per_wall_s"] / base_row["audio_s_per_wall_s"], 2)
-    meta = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(argparse.Namespace(url=a.url, device=None, compute_type=None,
-            threads_per_instance=None, batch_size=None)), "audio": corpus.source, "short_requests": a.short, "long_requests": a.long,
-            "long_seconds": a.long_seconds}
+    meta = {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(
+            argparse.Namespace(url=a.url, device=None, compute_type=None, threads_per_instance=None, batch_size=None)
+        ),
+        "audio": corpus.source,
+        "short_requests": a.short,
+        "long_requests": a.long,
+        "long_seconds": a.long_seconds,
+    }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "load.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, ensure_ascii=False))
     md = md_table(rows, COLS + [("throughput_vs_serial", "× serial")])
-    (out / "load.md").write_text(f"# Load: {a.clients} concurrent clients, {a.short} short + {a.long} × {a.long_seconds:g} s requests ({meta['time']})\n\n"
-                                 f"{meta['machine'].get('cores')} cores, device {meta['machine'].get('device')}; audio: {corpus.source}. Latencies in seconds.\n\n{md}\n")
+    (out / "load.md").write_text(
+        f"# Load: {a.clients} concurrent clients, {a.short} short + {a.long} × {a.long_seconds:g} s requests ({meta['time']})\n\n"
+        f"{meta['machine'].get('cores')} cores, device {meta['machine'].get('device')}; audio: {corpus.source}. Latencies in seconds.\n\n{md}\n"
+    )
     print(md)
     return 0
 

@@ -41,21 +41,92 @@ def sh(*cmd: str) -> None:
 def build_inputs(d: Path) -> dict[str, Path]:
     """Silent 1 h / 2 h and sparse-speech 1 h Opus files (2 h = 1 h twice, stream copy)."""
     d.mkdir(parents=True, exist_ok=True)
-    f = {"short 5 s": d / "short.opus", "silent 1 h": d / "silent1h.opus", "silent 2 h": d / "silent2h.opus",
-         "sparse speech 1 h": d / "sparse1h.opus"}
+    f = {
+        "short 5 s": d / "short.opus",
+        "silent 1 h": d / "silent1h.opus",
+        "silent 2 h": d / "silent2h.opus",
+        "sparse speech 1 h": d / "sparse1h.opus",
+    }
     if not f["short 5 s"].exists():
         sh("espeak-ng", "-w", str(d / "s.wav"), SENTENCE)
-        sh("ffmpeg", "-loglevel", "error", "-y", "-i", str(d / "s.wav"), "-af", "apad=whole_dur=5", "-c:a", "libopus", str(f["short 5 s"]))
+        sh(
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(d / "s.wav"),
+            "-af",
+            "apad=whole_dur=5",
+            "-c:a",
+            "libopus",
+            str(f["short 5 s"]),
+        )
     if not f["silent 1 h"].exists():
-        sh("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=48000:cl=mono", "-t", "3600", "-c:a", "libopus",
-           "-b:a", "24k", str(f["silent 1 h"]))
+        sh(
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=48000:cl=mono",
+            "-t",
+            "3600",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "24k",
+            str(f["silent 1 h"]),
+        )
     if not f["silent 2 h"].exists():
         (d / "two.txt").write_text(f"file '{f['silent 1 h']}'\nfile '{f['silent 1 h']}'\n")
-        sh("ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(d / "two.txt"), "-c", "copy", str(f["silent 2 h"]))
+        sh(
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(d / "two.txt"),
+            "-c",
+            "copy",
+            str(f["silent 2 h"]),
+        )
     if not f["sparse speech 1 h"].exists():  # a sentence, then quiet, to one minute; sixty times
-        sh("ffmpeg", "-loglevel", "error", "-y", "-i", str(d / "s.wav"), "-af", "apad=whole_dur=60", "-c:a", "libopus", str(d / "minute.opus"))
+        sh(
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(d / "s.wav"),
+            "-af",
+            "apad=whole_dur=60",
+            "-c:a",
+            "libopus",
+            str(d / "minute.opus"),
+        )
         (d / "sixty.txt").write_text("".join(f"file '{d / 'minute.opus'}'\n" for _ in range(60)))
-        sh("ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(d / "sixty.txt"), "-c", "copy", str(f["sparse speech 1 h"]))
+        sh(
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "concat",
+            "-safe",
+            "0",
+            "-i",
+            str(d / "sixty.txt"),
+            "-c",
+            "copy",
+            str(f["sparse speech 1 h"]),
+        )
     return f
 
 
@@ -107,8 +178,14 @@ print(before, peak[0])
 def prepare_growth(repo: Path, short: Path, long: Path) -> tuple[float, float]:
     """RSS growth of decode + VAD + packing alone (`prepare`), in a fresh process."""
     # cwd matters: `python -c` and `-m` put it first on sys.path, ahead of PYTHONPATH
-    out = subprocess.run([sys.executable, "-c", PREPARE_ONLY, str(short), str(long)], env={**os.environ, "PYTHONPATH": str(repo)},
-                         cwd=repo, check=True, capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PREPARE_ONLY, str(short), str(long)],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     return float(out[0]), float(out[1])
 
 
@@ -125,8 +202,12 @@ def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) ->
     pid = srv.proc.pid
 
     def post(f: Path) -> int:
-        r = httpx.post(srv.url + "/v1/audio/transcriptions", files={"file": (f.name, f.read_bytes())},
-                       data={"model": "whisper-base", "response_format": "json"}, timeout=3600)
+        r = httpx.post(
+            srv.url + "/v1/audio/transcriptions",
+            files={"file": (f.name, f.read_bytes())},
+            data={"model": "whisper-base", "response_format": "json"},
+            timeout=3600,
+        )
         return r.status_code
 
     try:
@@ -140,7 +221,9 @@ def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) ->
             out[name] = (before, peak.stop(), code)
             print(name, out[name], flush=True)
         codes: list[int] = []
-        threads = [threading.Thread(target=lambda: codes.append(post(inputs["silent 2 h"])), daemon=True) for _ in range(4)]
+        threads = [
+            threading.Thread(target=lambda: codes.append(post(inputs["silent 2 h"])), daemon=True) for _ in range(4)
+        ]
         before, peak, t0 = rss_mb(pid), Peak(pid), time.perf_counter()
         for t in threads:
             t.start()
@@ -156,7 +239,9 @@ def server_run(repo: Path, home: Path, inputs: dict[str, Path], cap_s: float) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repo", action="append", required=True, help="PATH=LABEL: a checkout to measure")
-    ap.add_argument("--prepare-only", action="store_true", help="only measure prepare() (decode + VAD) on the 1-hour silent file")
+    ap.add_argument(
+        "--prepare-only", action="store_true", help="only measure prepare() (decode + VAD) on the 1-hour silent file"
+    )
     ap.add_argument("--cap-s", type=float, default=3600, help="stop the four-file run after this long (peak so far)")
     ap.add_argument("--inputs", default=str(Path(tempfile.gettempdir()) / "tingxie-memory-inputs"))
     args = ap.parse_args()
@@ -176,18 +261,34 @@ def main() -> int:
             rows.append(f"| {label or path} | {name} | {code} | {before:.0f} | {peak:.0f} | {peak - before:+.0f} |")
         before, peak, codes, wall = r["four"]
         four.append(f"| {label or path} | {before:.0f} | {peak:.0f} | {peak - before:+.0f} | {codes} | {wall:.0f} |")
-    RESULTS.write_text("\n".join([
-        "# Memory of long inputs", "",
-        f"`python bench/memory.py {' '.join('--repo ' + r for r in args.repo)}` on this machine ({time.strftime('%Y-%m-%d %H:%M')} UTC,",
-        "2 shared cores under other load: wall times are not comparable). Inputs: Opus built by ffmpeg (silence: `anullsrc`;",
-        "sparse: one espeak-ng sentence a minute). Server RSS in MB, model loaded by a 5 s warm-up request.", "",
-        "## One request at a time", "",
-        "| code | file | status | RSS before | peak RSS | growth |", "|---|---|---|---|---|---|", *rows, "",
-        "## Four 2-hour silent files posted at once (`TINGXIE_MAX_QUEUED_AUDIO_S=1e9`, so all are admitted)", "",
-        "| code | RSS before | peak RSS | growth | status codes | wall s |", "|---|---|---|---|---|---|", *four, "",
-        "With the default `TINGXIE_MAX_QUEUED_AUDIO_S` (4 h), the third and fourth of these get 503 + Retry-After",
-        "(tests/test_bounds.py::test_admission_counts_queued_audio_seconds shows the rule).", "",
-    ]), encoding="utf-8")
+    RESULTS.write_text(
+        "\n".join(
+            [
+                "# Memory of long inputs",
+                "",
+                f"`python bench/memory.py {' '.join('--repo ' + r for r in args.repo)}` on this machine ({time.strftime('%Y-%m-%d %H:%M')} UTC,",
+                "2 shared cores under other load: wall times are not comparable). Inputs: Opus built by ffmpeg (silence: `anullsrc`;",
+                "sparse: one espeak-ng sentence a minute). Server RSS in MB, model loaded by a 5 s warm-up request.",
+                "",
+                "## One request at a time",
+                "",
+                "| code | file | status | RSS before | peak RSS | growth |",
+                "|---|---|---|---|---|---|",
+                *rows,
+                "",
+                "## Four 2-hour silent files posted at once (`TINGXIE_MAX_QUEUED_AUDIO_S=1e9`, so all are admitted)",
+                "",
+                "| code | RSS before | peak RSS | growth | status codes | wall s |",
+                "|---|---|---|---|---|---|",
+                *four,
+                "",
+                "With the default `TINGXIE_MAX_QUEUED_AUDIO_S` (4 h), the third and fourth of these get 503 + Retry-After",
+                "(tests/test_bounds.py::test_admission_counts_queued_audio_seconds shows the rule).",
+                "",
+            ]
+        ),
+        encoding="utf-8",
+    )
     print(f"wrote {RESULTS}")
     return 0
 

@@ -33,7 +33,20 @@ from tingxie.bench.corpus import SR, load_corpus  # noqa: E402
 from tingxie.bench.report import md_table  # noqa: E402
 from tingxie.localserver import LocalServer  # noqa: E402
 
-COLS = [(c, c) for c in ("mode", "streams", "first_update_p50", "first_update_p95", "final_p50", "final_p95", "lag_p95", "audio_s_per_wall_s", "finals")]
+COLS = [
+    (c, c)
+    for c in (
+        "mode",
+        "streams",
+        "first_update_p50",
+        "first_update_p95",
+        "final_p50",
+        "final_p95",
+        "lag_p95",
+        "audio_s_per_wall_s",
+        "finals",
+    )
+]
 
 
 def main() -> int:
@@ -43,17 +56,20 @@ def main() -> int:
     ap.add_argument("--streams", default="1,2,4,8,16")
     ap.add_argument("--seconds", type=float, default=60.0, help="audio per stream")
     ap.add_argument("--no-serial", action="store_true", help="skip the reference (serial) mode")
-    ap.add_argument("--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)")
+    ap.add_argument(
+        "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)"
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
     ev = Path(a.eval_dir)
-    corpus = load_corpus(None, None, Path(tempfile.mkdtemp(prefix="tx-rt-")), ev if (ev / "manifest.jsonl").is_file() else None)
+    corpus = load_corpus(
+        None, None, Path(tempfile.mkdtemp(prefix="tx-rt-")), ev if (ev / "manifest.jsonl").is_file() else None
+    )
     pcm = stream_audio(corpus, a.seconds)
     levels = [int(x) for x in a.streams.split(",")]
     modes = [("streaming", [], {"language": "zh"})]
     if not a.no_serial:
-        modes.append(("serial", ["--serial"],
-                      {"language": "zh", "partials": False, "endpoint_silence_ms": 1500}))
+        modes.append(("serial", ["--serial"], {"language": "zh", "partials": False, "endpoint_silence_ms": 1500}))
     rows = []
     for name, args, opts in modes:
         srv = None if a.url else LocalServer(args).start()
@@ -71,7 +87,9 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"audio_s_per_stream": round(len(pcm) / SR, 1), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "realtime.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    (out / "realtime.md").write_text(f"# Real-time streaming ({meta['audio_s_per_stream']} s of AISHELL speech per stream, paced)\n\n" + md + "\n")
+    (out / "realtime.md").write_text(
+        f"# Real-time streaming ({meta['audio_s_per_stream']} s of AISHELL speech per stream, paced)\n\n" + md + "\n"
+    )
     print(md)
     return 0
 

@@ -43,8 +43,13 @@ def run(config: str, workers: list[tuple[str, int]], items: list[dict], pg: str,
         audio = sum(it["duration"] for it in items)
         hb = cl.heartbeats()
         return {
-            "config": config, "workers": len(workers), "instances_per_worker": workers[0][1], "files": len(items),
-            "audio_s": round(audio, 1), "wall_s": round(wall, 1), "audio_s_per_wall_s": round(audio / wall, 2),
+            "config": config,
+            "workers": len(workers),
+            "instances_per_worker": workers[0][1],
+            "files": len(items),
+            "audio_s": round(audio, 1),
+            "wall_s": round(wall, 1),
+            "audio_s_per_wall_s": round(audio / wall, 2),
             "done": sum(r["state"] == "done" for r in rows.values()),
             "mean_batch_size": {n: h.get("mean_batch_size") for n, h in hb.items()},
         }
@@ -64,8 +69,10 @@ def main() -> None:
     corpus = Path(args.eval_dir).resolve()
     rows = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines() if x.strip()]
     rows = sorted((r for r in rows if (r.get("duration_s") or 99) <= 6), key=lambda r: r["duration_s"])
-    items = [{"path": corpus / r["audio"], "text": r["text"], "lang": r["lang"], "duration": r["duration_s"]}
-             for r in (rows * 3)[: args.files]]
+    items = [
+        {"path": corpus / r["audio"], "text": r["text"], "lang": r["lang"], "duration": r["duration_s"]}
+        for r in (rows * 3)[: args.files]
+    ]
     import shutil
     import tempfile
 
@@ -85,18 +92,26 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "scaleout.json").write_text(json.dumps(results, indent=2))
     lines = [
-        f"# Scale-out throughput ({args.files} eval files, 2 CPU cores, whisper-base int8)", "",
-        "| config | workers × instances | audio s | wall s | audio s / wall s | done | mean batch |", "|---|---|---|---|---|---|---|",
+        f"# Scale-out throughput ({args.files} eval files, 2 CPU cores, whisper-base int8)",
+        "",
+        "| config | workers × instances | audio s | wall s | audio s / wall s | done | mean batch |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lines.append(f"| {r['config']} | {r['workers']} × {r['instances_per_worker']} | {r['audio_s']} | {r['wall_s']} | "
-                     f"{r['audio_s_per_wall_s']} | {r['done']} | {r['mean_batch_size']} |")
+        lines.append(
+            f"| {r['config']} | {r['workers']} × {r['instances_per_worker']} | {r['audio_s']} | {r['wall_s']} | "
+            f"{r['audio_s_per_wall_s']} | {r['done']} | {r['mean_batch_size']} |"
+        )
     ratio = results[1]["audio_s_per_wall_s"] / results[0]["audio_s_per_wall_s"]
-    lines += ["", f"2 workers × 1 vs 1 worker × 2 on the same cores: {ratio:.2f}×.", "",
-              "Expected on N GPUs: one worker per GPU, each with its own batcher; workers share nothing but the "
-              "broker and the database (a few small writes per job), so throughput grows ~N× until the API node's "
-              "uploads, shared storage or PostgreSQL saturate. On one CPU box, splitting cores into processes "
-              "changes little: the cores are the limit, and a process costs a model copy in memory."]
+    lines += [
+        "",
+        f"2 workers × 1 vs 1 worker × 2 on the same cores: {ratio:.2f}×.",
+        "",
+        "Expected on N GPUs: one worker per GPU, each with its own batcher; workers share nothing but the "
+        "broker and the database (a few small writes per job), so throughput grows ~N× until the API node's "
+        "uploads, shared storage or PostgreSQL saturate. On one CPU box, splitting cores into processes "
+        "changes little: the cores are the limit, and a process costs a model copy in memory.",
+    ]
     (out / "scaleout.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

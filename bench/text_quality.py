@@ -56,7 +56,7 @@ def content_len(text: str) -> int:
 
 def measure(items: list[dict], texts: list[str]) -> dict:
     """The issue's measures over the Mandarin transcripts, plus CER."""
-    zh = [(m, t) for m, t in zip(items, texts) if m["lang"] == "zh"]
+    zh = [(m, t) for m, t in zip(items, texts, strict=False) if m["lang"] == "zh"]
     long = [t for _, t in zh if content_len(t) > 4]
     ended = sum(t.rstrip("”’」』）》】\"')").endswith(SENTENCE_MARKS) for t in long)
     return {
@@ -70,8 +70,8 @@ def measure(items: list[dict], texts: list[str]) -> dict:
 
 def restage(transcript, language: str, opts: TextOptions):
     """The text stage again on a transcript's raw model text (decoding is the slow part)."""
-    from tingxie.transcribe import finish_segments
     from tingxie.engine import WindowResult
+    from tingxie.transcribe import finish_segments
 
     t = copy.deepcopy(transcript)
     for s in t.segments:
@@ -91,21 +91,34 @@ def files(items: list[dict], corpus: Path) -> dict:
     models_mod.assemble_bundled(MODELS)
     manager = ModelManager(Settings(home=MODELS.parent))
     try:
-        outs = {o.index: o for o in transcribe_many([corpus / m["audio"] for m in items], manager.scheduler(), DecodeOptions(),
-                                                     VadOptions(), TextOptions(itn=False, punctuate=False))}
+        outs = {
+            o.index: o
+            for o in transcribe_many(
+                [corpus / m["audio"] for m in items],
+                manager.scheduler(),
+                DecodeOptions(),
+                VadOptions(),
+                TextOptions(itn=False, punctuate=False),
+            )
+        }
     finally:
         manager.close()
     rows = {}
-    for name, opts in [("files, punctuation off", TextOptions(itn=False, punctuate=False)),
-                       ("files", TextOptions(itn=False)), ("files, ITN on", TextOptions())]:
+    for name, opts in [
+        ("files, punctuation off", TextOptions(itn=False, punctuate=False)),
+        ("files", TextOptions(itn=False)),
+        ("files, ITN on", TextOptions()),
+    ]:
         ts = [restage(outs[i].transcript, outs[i].transcript.language, opts) for i in range(len(items))]
         row = measure(items, [t.text for t in ts])
-        zh_cues = [c.text for m, t in zip(items, ts) if m["lang"] == "zh" for c in cues(t)]
+        zh_cues = [c.text for m, t in zip(items, ts, strict=False) if m["lang"] == "zh" for c in cues(t)]
         row["cues_with_ascii_mark_next_to_cjk"] = sum(bool(ASCII_NEXT_TO_CJK.search(c)) for c in zh_cues)
         en = [i for i, m in enumerate(items) if m["lang"] == "en"]
         if en:
-            row["en_wer"] = round(text_mod.error_rate([items[i]["text"] for i in en], [ts[i].text for i in en], "en"), 4)
-        row["examples"] = [t.text for m, t in zip(items, ts) if m["lang"] == "zh"][20:23]
+            row["en_wer"] = round(
+                text_mod.error_rate([items[i]["text"] for i in en], [ts[i].text for i in en], "en"), 4
+            )
+        row["examples"] = [t.text for m, t in zip(items, ts, strict=False) if m["lang"] == "zh"][20:23]
         rows[name] = row
     return rows
 
@@ -157,7 +170,9 @@ def main() -> int:
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "eval"))
     ap.add_argument("--files-only", action="store_true")
     ap.add_argument("--realtime-only", action="store_true")
-    ap.add_argument("--realtime-itn", choices=("on", "off"), default="on", help="ITN for the streams (default on, as a client gets)")
+    ap.add_argument(
+        "--realtime-itn", choices=("on", "off"), default="on", help="ITN for the streams (default on, as a client gets)"
+    )
     ap.add_argument("--json", help="write the results here too")
     args = ap.parse_args()
     corpus = Path(args.corpus)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install system packages the tests use (idempotent), the project with its test extras,
-# then run the whole test suite. `.ci/run` calls exactly this.
+# lint/format/type-check, then run the whole test suite. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -13,4 +13,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 EXTRAS="[test]" bash scripts/install.sh
+# checks a newcomer can trust, before the tests: lint, formatting, types (pyproject.toml)
+.venv/bin/ruff check tingxie tests bench
+.venv/bin/ruff format --check tingxie tests bench
 exec .venv/bin/python -m pytest "$@"

@@ -33,7 +33,10 @@ def _install() -> str:
     try:
         r = subprocess.run(
             ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"],
-            capture_output=True, text=True, timeout=300, env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
         )
     except subprocess.TimeoutExpired:
         return "apt-get install postgresql timed out"

@@ -28,10 +28,23 @@ class Server(LocalServer):
     """tingxie.localserver's server with a given home; `wait_ready=False` waits for
     /healthz only (for servers whose model may not be loaded yet)."""
 
-    def __init__(self, home: Path, args: list[str] | None = None, env: dict | None = None, port: int | None = None, wait_ready: bool = True):
-        super().__init__(args, models_dir=MODELS_CACHE, home=Path(home), env=env, port=port,
-                         ready_path="/readyz" if wait_ready else "/healthz")
+    def __init__(
+        self,
+        home: Path,
+        args: list[str] | None = None,
+        env: dict | None = None,
+        port: int | None = None,
+        wait_ready: bool = True,
+    ):
+        super().__init__(
+            args,
+            models_dir=MODELS_CACHE,
+            home=Path(home),
+            env=env,
+            port=port,
+            ready_path="/readyz" if wait_ready else "/healthz",
+        )
 
-    def start(self, timeout: float = 120) -> "Server":
+    def start(self, timeout: float = 120) -> Server:
         super().start(timeout)
         return self

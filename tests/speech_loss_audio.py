@@ -21,7 +21,9 @@ def zh_items(corpus: Path) -> list[dict]:
     return [m for m in items if m["lang"] == "zh"]
 
 
-def join(corpus: Path, items: list[dict], seed: int, quiet: set[int] = frozenset()) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def join(
+    corpus: Path, items: list[dict], seed: int, quiet: set[int] = frozenset()
+) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """The clips joined with 0.4–1.5 s pauses (faint noise, like a real room); clips
     whose index is in `quiet` are attenuated by 20–30 dB. Returns audio and clip times."""
     rng = random.Random(seed)

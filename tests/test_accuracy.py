@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import MODELS
 
 from tingxie import models as models_mod
 from tingxie.manager import ModelManager
@@ -14,8 +15,6 @@ from tingxie.settings import Settings
 from tingxie.text import error_rate
 from tingxie.transcribe import transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
-
-from helpers import MODELS
 
 # measured 17.29 / 5.56; the margin absorbs run-to-run differences of a word or two
 THRESHOLDS = {"zh": 0.180, "en": 0.070}
@@ -29,7 +28,12 @@ def test_error_rates_on_the_eval_set(corpus_dir, capsys):
     try:
         sched = manager.scheduler()
         # ITN off: references spell numbers out (the eval README's advice)
-        outs = {o.index: o for o in transcribe_many([corpus_dir / m["audio"] for m in items], sched, DecodeOptions(), VadOptions(), TextOptions(itn=False))}
+        outs = {
+            o.index: o
+            for o in transcribe_many(
+                [corpus_dir / m["audio"] for m in items], sched, DecodeOptions(), VadOptions(), TextOptions(itn=False)
+            )
+        }
     finally:
         manager.close()
     assert all(o.error is None for o in outs.values()), [o.error for o in outs.values() if o.error]
@@ -38,6 +42,8 @@ def test_error_rates_on_the_eval_set(corpus_dir, capsys):
         idx = [i for i, m in enumerate(items) if m["lang"] == lang]
         rates[lang] = error_rate([items[i]["text"] for i in idx], [outs[i].transcript.text for i in idx], lang)
     with capsys.disabled():
-        print(f"\neval set: zh CER {rates['zh']:.2%} (≤ {THRESHOLDS['zh']:.0%}), en WER {rates['en']:.2%} (≤ {THRESHOLDS['en']:.0%})")
+        print(
+            f"\neval set: zh CER {rates['zh']:.2%} (≤ {THRESHOLDS['zh']:.0%}), en WER {rates['en']:.2%} (≤ {THRESHOLDS['en']:.0%})"
+        )
     for lang, limit in THRESHOLDS.items():
         assert rates[lang] <= limit, f"{lang} error rate {rates[lang]:.2%} above {limit:.0%}"

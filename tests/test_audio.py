@@ -62,9 +62,7 @@ def best_lag(a: np.ndarray, b: np.ndarray, max_lag: int = 400) -> tuple[int, flo
         ("mp4", ["-f", "lavfi", "-i", "testsrc=d=8:s=64x64:r=5", "-c:v", "mpeg4", "-shortest"]),
     ],
 )
-def test_decodes_common_formats_to_same_speech(
-    speech_wav: Path, tmp_path: Path, ext: str, args: list[str]
-) -> None:
+def test_decodes_common_formats_to_same_speech(speech_wav: Path, tmp_path: Path, ext: str, args: list[str]) -> None:
     out = tmp_path / f"speech.{ext}"  # .mp4 is a video with a soundtrack
     if not ffmpeg("-i", str(speech_wav), *args, str(out)):
         pytest.skip(f"this ffmpeg cannot encode .{ext}")

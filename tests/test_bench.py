@@ -27,8 +27,14 @@ def run_bench(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.
     env = {k: v for k, v in os.environ.items() if k != "TINGXIE_BENCH_EVAL"}
     if (EVAL / "manifest.jsonl").is_file():
         env["TINGXIE_BENCH_EVAL"] = str(EVAL)
-    return subprocess.run([sys.executable, "-m", "tingxie", "bench", "-q", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "tingxie", "bench", "-q", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def load(report: Path) -> dict:
@@ -47,7 +53,12 @@ def check_capacity_row(r: dict, files: int, duration: float) -> None:
 def test_capacity_figures_worked_example():
     # 2 files of 30 min decoded in 15 min: 4 audio hours per wall hour, 96 a day, RTF 0.25
     d = capacity_figures(2, 3600.0, 900.0)
-    assert (d["audio_hours"], d["rtf"], d["audio_hours_per_wall_hour"], d["audio_hours_per_day"]) == (1.0, 0.25, 4.0, 96.0)
+    assert (d["audio_hours"], d["rtf"], d["audio_hours_per_wall_hour"], d["audio_hours_per_day"]) == (
+        1.0,
+        0.25,
+        4.0,
+        96.0,
+    )
     assert capacity_figures(1, 0.0, 0.0)["rtf"] is None  # nothing measured: no figure, no crash
 
 
@@ -60,8 +71,12 @@ def test_cost_figures_worked_example():
 
 
 def test_slo_capacity_is_the_most_streams_within_the_target():
-    levels = [{"streams": 1, "finals": 3, "final_p95": 0.8}, {"streams": 2, "finals": 6, "final_p95": 1.9},
-              {"streams": 4, "finals": 12, "final_p95": 2.4}, {"streams": 8, "finals": 0, "final_p95": None}]
+    levels = [
+        {"streams": 1, "finals": 3, "final_p95": 0.8},
+        {"streams": 2, "finals": 6, "final_p95": 1.9},
+        {"streams": 4, "finals": 12, "final_p95": 2.4},
+        {"streams": 8, "finals": 0, "final_p95": None},
+    ]
     assert slo_capacity(levels, 2000) == 2
     assert slo_capacity(levels, 500) == 0
     assert slo_capacity(levels, 3000) == 4  # a level without finals never counts
@@ -100,9 +115,30 @@ def test_empty_audio_dir_is_refused(tmp_path):
 
 def test_batch_and_sweep_on_the_engine(tmp_path):
     report = tmp_path / "cap.html"
-    r = run_bench("--modes", "batch,sweep", "--files", "1,2", "--duration", "12", "--batch-sizes", "1,2", "--instances", "1",
-                  "--server-cost", "30000", "--amortize-years", "3", "--power-watts", "300", "--kwh-price", "0.5", "--cloud-price", "2",
-                  "--report", str(report))
+    r = run_bench(
+        "--modes",
+        "batch,sweep",
+        "--files",
+        "1,2",
+        "--duration",
+        "12",
+        "--batch-sizes",
+        "1,2",
+        "--instances",
+        "1",
+        "--server-cost",
+        "30000",
+        "--amortize-years",
+        "3",
+        "--power-watts",
+        "300",
+        "--kwh-price",
+        "0.5",
+        "--cloud-price",
+        "2",
+        "--report",
+        str(report),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     d = load(report)
     modes = [(x["mode"], x["files"]) for x in d["batch"]]
@@ -120,7 +156,10 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
         assert all(x["accuracy_percent"] for x in d["batch"])
     assert [(x["batch_size"], x["instances"]) for x in d["sweep"]] == [(1, 1), (2, 1)]
     best = max(d["sweep"], key=lambda x: x["audio_hours_per_wall_hour"])
-    assert (d["recommendation"]["batch_size"], d["recommendation"]["instances"]) == (best["batch_size"], best["instances"])
+    assert (d["recommendation"]["batch_size"], d["recommendation"]["instances"]) == (
+        best["batch_size"],
+        best["instances"],
+    )
     c = d["cost"]
     assert c["server_per_hour"] == pytest.approx(1.2916, abs=1e-4)  # 30 000 over 3 years + 300 W at 0.5
     assert c["per_audio_hour"] > 0 and c["cloud_over_self_hosted"] > 0 and c["serial_per_audio_hour"] > 0
@@ -132,8 +171,18 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
 
 def test_realtime_and_requests_against_a_local_server(tmp_path):
     report = tmp_path / "rt.html"
-    r = run_bench("--modes", "realtime,requests", "--streams", "1,2", "--stream-seconds", "8", "--concurrency", "1,2",
-                  "--report", str(report))
+    r = run_bench(
+        "--modes",
+        "realtime,requests",
+        "--streams",
+        "1,2",
+        "--stream-seconds",
+        "8",
+        "--concurrency",
+        "1,2",
+        "--report",
+        str(report),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     d = load(report)
     rt = d["realtime"]
@@ -143,7 +192,7 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
         assert x["first_update_p95"] > 0 and x["final_p95"] > 0
     assert rt["max_streams_within_slo"] in (0, 1, 2)
     assert rt["server_resources"]["peak_rss_mb"] > 0
-    for x, c in zip(d["requests"], (1, 2)):
+    for x, c in zip(d["requests"], (1, 2), strict=False):
         assert x["concurrency"] == c and x["ok"] == x["requests"] == 4 and not x["errors"]
         assert x["requests_per_s"] > 0 and x["latency_p95"] > 0
     page = report.read_text(encoding="utf-8")
@@ -156,8 +205,23 @@ def test_a_running_server_by_url(tmp_path):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     with Server(tmp_path / "home") as srv:
-        r = run_bench("--url", srv.url, "--modes", "batch,requests,realtime", "--files", "2", "--duration", "10",
-                      "--concurrency", "2", "--streams", "1", "--stream-seconds", "6", cwd=cwd)
+        r = run_bench(
+            "--url",
+            srv.url,
+            "--modes",
+            "batch,requests,realtime",
+            "--files",
+            "2",
+            "--duration",
+            "10",
+            "--concurrency",
+            "2",
+            "--streams",
+            "1",
+            "--stream-seconds",
+            "6",
+            cwd=cwd,
+        )
     assert r.returncode == 0, r.stderr[-3000:]
     report = cwd / "capacity.html"
     assert sorted(p.name for p in cwd.iterdir()) == ["capacity.html", "capacity.json", "capacity.md"]
@@ -203,4 +267,3 @@ def test_eval_set_utterances_are_joined_into_recordings(tmp_path, corpus_dir):
     assert corpus.utterances and all(u.lang == "zh" and u.text for u in corpus.utterances)  # Mandarin when there is any
     (rec,) = recordings(corpus, 1, 30, tmp_path / "rec")
     assert rec["duration"] == 30.0 and rec["lang"] == "zh" and rec["text"]
-

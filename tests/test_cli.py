@@ -15,7 +15,9 @@ from tingxie import models as models_mod
 
 def _cli(*args, home: Path):
     env = {"TINGXIE_HOME": str(home), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "tingxie", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "tingxie", *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+    )
 
 
 def _home(tmp_path: Path) -> Path:
@@ -32,7 +34,18 @@ def test_cli_writes_one_output_per_file_and_reports_bad_ones(tmp_path, english_w
     empty = tmp_path / "empty.mp3"
     empty.write_bytes(b"")
     out = tmp_path / "out"
-    r = _cli("transcribe", str(english_wav), str(bad), str(empty), str(tmp_path / "missing.m4a"), "--format", "srt,json", "-o", str(out), home=home)
+    r = _cli(
+        "transcribe",
+        str(english_wav),
+        str(bad),
+        str(empty),
+        str(tmp_path / "missing.m4a"),
+        "--format",
+        "srt,json",
+        "-o",
+        str(out),
+        home=home,
+    )
     assert r.returncode == 1
     assert "files ok: 1, failed: 3" in r.stdout and "RTF" in r.stdout
     assert "notes.wav" in r.stderr and "not an audio file" in r.stderr

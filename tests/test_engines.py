@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tingxie.engines import ModelError, check_options, describe, detect_family, validate
-from tingxie.engines import registry
+from tingxie.engines import ModelError, check_options, describe, detect_family, registry, validate
 from tingxie.types import DecodeOptions, OptionsError
 from tingxie.windows import Piece, Window
 
@@ -80,7 +79,11 @@ def test_funasr_nano_llm_directory_is_checked(tmp_path):
 
     d = tmp_path / "nano-llm"
     d.mkdir()
-    for stem, meta in (("encoder_adaptor", {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": 4}), ("llm", {"vocab_size": 10}), ("embedding", {})):
+    for stem, meta in (
+        ("encoder_adaptor", {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": 4}),
+        ("llm", {"vocab_size": 10}),
+        ("embedding", {}),
+    ):
         g = helper.make_graph(
             [helper.make_node("Identity", ["x"], ["y"])],
             stem,
@@ -121,7 +124,11 @@ def test_missing_metadata_is_refused_and_the_process_survives(tmp_path):
     bad = tmp_path / "sv-bad"
     tm.sense_voice(bad, drop_meta=("lfr_window_size", "neg_mean"))
     crash = subprocess.run(
-        [sys.executable, "-c", f"import sherpa_onnx as s; s.OfflineRecognizer.from_sense_voice(model={str(bad / 'model.int8.onnx')!r}, tokens={str(bad / 'tokens.txt')!r})"],
+        [
+            sys.executable,
+            "-c",
+            f"import sherpa_onnx as s; s.OfflineRecognizer.from_sense_voice(model={str(bad / 'model.int8.onnx')!r}, tokens={str(bad / 'tokens.txt')!r})",
+        ],
         capture_output=True,
         text=True,
     )
@@ -190,7 +197,7 @@ def test_sense_voice_batch_decode_text_and_timestamps(tiny):
     wins = [window(1.0, at=5.0), window(2.0, at=10.0), window(0.5)]
     assert len({eng.batch_key(w) for w in wins}) == 1  # one batch
     res = eng.decode(wins)
-    for w, r, secs in zip(wins, res, (1.0, 2.0, 0.5)):
+    for w, r, secs in zip(wins, res, (1.0, 2.0, 0.5), strict=False):
         text = "".join(s.text for s in r.segments)
         assert text == tm.expected_sense_voice(secs)
         assert r.language == "zh"
@@ -234,7 +241,7 @@ def test_paraformer_batch_decode_with_cif_timestamps(tiny):
     secs = (2.0, 1.0, 0.5)
     wins = [window(s, at=3.0 * i, word_timestamps=True) for i, s in enumerate(secs)]
     res = eng.decode(wins)
-    for w, r, s in zip(wins, res, secs):
+    for w, r, s in zip(wins, res, secs, strict=False):
         tokens = tm.paraformer_tokens(s)
         text = "".join(seg.text for seg in r.segments)
         assert text.replace(" ", "") == "".join(t.replace("@@", "") for t in tokens)
@@ -283,7 +290,7 @@ def test_streaming_paraformer_partials_before_finish(tiny):
         partials.append(s.partial())
     grown = [p for p in partials if p]
     assert grown and len(set(grown)) >= 3  # text grows while audio arrives
-    assert all(b.startswith(a) for a, b in zip(grown, grown[1:]))
+    assert all(b.startswith(a) for a, b in zip(grown, grown[1:], strict=False))
     final = s.finish()
     assert final.startswith(grown[-1]) and len(final) >= len(grown[-1])
     # the same model also serves whole windows

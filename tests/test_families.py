@@ -80,14 +80,15 @@ def clip(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("clip") / "clip.wav", x)
 
 
-def client(srv: Server) -> "openai.OpenAI":
+def client(srv: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=300)
 
 
 def transcribe(srv: Server, model: str, path: Path, **kw):
     with open(path, "rb") as f:
-        return client(srv).audio.transcriptions.create(model=model, file=f, response_format="verbose_json",
-                                                       extra_body={"vad": "false"}, **kw)
+        return client(srv).audio.transcriptions.create(
+            model=model, file=f, response_format="verbose_json", extra_body={"vad": "false"}, **kw
+        )
 
 
 def expected(model: str) -> str:
@@ -104,15 +105,26 @@ def test_model_lists_show_family_languages_and_capabilities(server, home):
     api = {m["id"]: m for m in httpx.get(server.url + "/api/models").json()["models"]}
     for models in (v1, api):
         assert models["whisper-base"]["family"] == "whisper" and models["whisper-base"]["capabilities"]["translation"]
-        assert models["sensevoice"]["family"] == "sensevoice" and models["sensevoice"]["languages"] == ["zh", "en", "ja", "ko", "yue"]
+        assert models["sensevoice"]["family"] == "sensevoice" and models["sensevoice"]["languages"] == [
+            "zh",
+            "en",
+            "ja",
+            "ko",
+            "yue",
+        ]
         assert models["sensevoice"]["capabilities"]["tags"] and not models["sensevoice"]["capabilities"]["translation"]
         assert models["paraformer"]["family"] == "paraformer" and models["nano"]["family"] == "funasr-nano"
         assert models["nano-llm"]["family"] == "funasr-nano-llm" and models["streaming"]["capabilities"]["streaming"]
         assert "punct" not in models  # a post-processor, not a recognizer
         assert not models["broken"]["ready"] and "lfr_window_size" in models["broken"]["error"]
         assert str(home) not in models["broken"]["error"]
-    out = subprocess.run([sys.executable, "-m", "tingxie", "models"], capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "TINGXIE_HOME": str(home)})
+    out = subprocess.run(
+        [sys.executable, "-m", "tingxie", "models"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "TINGXIE_HOME": str(home)},
+    )
     assert out.returncode == 0, out.stderr
     assert "sensevoice; languages: zh, en, ja, ko, yue" in out.stdout and "streaming-paraformer" in out.stdout
     assert "cannot be loaded" in out.stdout and "lfr_window_size" in out.stdout
@@ -159,7 +171,11 @@ def test_what_a_model_cannot_do_is_refused_and_leaves_no_trace(server, clip):
     with open(clip, "rb") as f, pytest.raises(openai.BadRequestError, match="cannot translate"):
         c.audio.translations.create(model="sensevoice", file=f)
     with open(clip, "rb") as f:
-        r = httpx.post(server.url + "/api/jobs", files={"files": ("a.wav", f)}, data={"model": "nano-llm", "word_timestamps": "true"})
+        r = httpx.post(
+            server.url + "/api/jobs",
+            files={"files": ("a.wav", f)},
+            data={"model": "nano-llm", "word_timestamps": "true"},
+        )
     assert r.status_code == 400 and "word timestamps" in r.json()["error"]["message"]
     assert len(httpx.get(server.url + "/api/jobs?limit=500").json()["jobs"]) == before
 
@@ -188,7 +204,12 @@ def test_jobs_decode_each_family(server, clip):
     ids = {}
     for model in ("sensevoice", "paraformer", "nano", "nano-llm", "streaming"):
         with open(clip, "rb") as f:
-            r = httpx.post(server.url + "/api/jobs", files={"files": (f"{model}.wav", f)}, data={"model": model, "vad": "false"}, timeout=60)
+            r = httpx.post(
+                server.url + "/api/jobs",
+                files={"files": (f"{model}.wav", f)},
+                data={"model": model, "vad": "false"},
+                timeout=60,
+            )
         assert r.status_code == 202, r.text
         ids[model] = r.json()["jobs"][0]["id"]
     for model, jid in ids.items():
@@ -220,7 +241,9 @@ def test_punctuation_model_punctuates_families_that_write_none(home, clip):
     for punct in ("", "punct"):
         m = ModelManager(Settings(home=home, device="cpu", punctuation_model=punct))
         try:
-            texts[punct] = {model: run(str(clip), m.scheduler(model), vad=None).text for model in ("paraformer", "sensevoice")}
+            texts[punct] = {
+                model: run(str(clip), m.scheduler(model), vad=None).text for model in ("paraformer", "sensevoice")
+            }
         finally:
             m.close()
     assert not any(c in texts[""]["paraformer"] for c in "，、。")
@@ -233,22 +256,60 @@ def test_punctuation_model_punctuates_families_that_write_none(home, clip):
 # -- the CLI -------------------------------------------------------------------------------
 def test_cli_transcribes_with_a_model_directory(home, clip, tmp_path):
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", "--model", str(home / "models" / "nano"), "--vad", "off",
-                        "--format", "json", "--output-dir", str(out), str(clip)],
-                       capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "TINGXIE_HOME": str(tmp_path / "h")})
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tingxie",
+            "transcribe",
+            "--model",
+            str(home / "models" / "nano"),
+            "--vad",
+            "off",
+            "--format",
+            "json",
+            "--output-dir",
+            str(out),
+            str(clip),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "TINGXIE_HOME": str(tmp_path / "h")},
+    )
     assert r.returncode == 0, r.stderr
     d = json.loads(next(out.glob("*.json")).read_text())
     assert d["text"] == tm.expected_nano(CLIP_S) and d["model"] == "nano"
     assert d["segments"][0]["start"] == pytest.approx(0.0, abs=0.01)
-    bad = subprocess.run([sys.executable, "-m", "tingxie", "transcribe", "--model", str(home / "models" / "nano"),
-                          "--task", "translate", "--output-dir", str(out), str(clip)],
-                         capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "TINGXIE_HOME": str(tmp_path / "h")})
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tingxie",
+            "transcribe",
+            "--model",
+            str(home / "models" / "nano"),
+            "--task",
+            "translate",
+            "--output-dir",
+            str(out),
+            str(clip),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "TINGXIE_HOME": str(tmp_path / "h")},
+    )
     assert bad.returncode == 2 and "cannot translate" in bad.stderr
 
 
 # -- real time -----------------------------------------------------------------------------
 def eval_clip(lang: str = "zh") -> Path:
-    rows = [json.loads(x) for x in (EVAL / "manifest.jsonl").read_text().splitlines() if x.strip()] if EVAL.is_dir() else []
+    rows = (
+        [json.loads(x) for x in (EVAL / "manifest.jsonl").read_text().splitlines() if x.strip()]
+        if EVAL.is_dir()
+        else []
+    )
     row = next((r for r in rows if r["lang"] == lang and 4 <= r.get("duration_s", 0) <= 10), None)
     if row is None:
         pytest.skip("shared eval audio not available (../shared/eval)")

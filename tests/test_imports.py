@@ -121,6 +121,7 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path):
 def test_no_import_cycles_in_tingxie():
     graph = import_graph()
     found = cycles(graph)
-    assert not found, "import cycles in tingxie/ (break each by moving what both sides need into a module of its own):\n" + "\n".join(
-        f"  {' → '.join(a_loop(graph, comp))}   (component: {', '.join(comp)})" for comp in found
+    assert not found, (
+        "import cycles in tingxie/ (break each by moving what both sides need into a module of its own):\n"
+        + "\n".join(f"  {' → '.join(a_loop(graph, comp))}   (component: {', '.join(comp)})" for comp in found)
     )

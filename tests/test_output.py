@@ -55,7 +55,7 @@ def parse_srt(srt: str) -> list[tuple[int, float, float, str]]:
 def test_srt_parses_back_numbered_and_monotonic() -> None:
     cues = parse_srt(to_srt(zh_transcript()))
     assert [c[0] for c in cues] == list(range(1, len(cues) + 1))
-    for (_, a, b, _), (_, c, _, _) in zip(cues, cues[1:]):
+    for (_, a, b, _), (_, c, _, _) in zip(cues, cues[1:], strict=False):
         assert a <= b <= c
     assert "".join(c[3] for c in cues) == zh_transcript().text  # nothing lost or repeated
     assert cues[0][1:3] == (0.0, 3.2)
@@ -86,7 +86,12 @@ def test_long_english_segment_splits_between_words() -> None:
 
 def test_split_times_follow_word_timestamps() -> None:
     """A long pause between two clauses lands between the cues, not inside one."""
-    words = [Word(0.0, 0.8, "第一句话"), Word(0.8, 1.6, "说完了，"), Word(12.0, 13.0, "第二句话"), Word(13.0, 14.0, "很久以后。")]
+    words = [
+        Word(0.0, 0.8, "第一句话"),
+        Word(0.8, 1.6, "说完了，"),
+        Word(12.0, 13.0, "第二句话"),
+        Word(13.0, 14.0, "很久以后。"),
+    ]
     t = Transcript("zh", 14.0, [seg(0, 0.0, 14.0, "第一句话说完了，第二句话很久以后。", words)])
     cues = parse_srt(to_srt(t))
     assert [c[3] for c in cues] == ["第一句话说完了，", "第二句话很久以后。"]
@@ -95,19 +100,16 @@ def test_split_times_follow_word_timestamps() -> None:
 
 
 def test_srt_timestamp_format_and_empty_segments_skipped() -> None:
-    t = Transcript("en", 4000.0, [seg(0, 3723.456, 3725.0, "Hello."), seg(1, 3725.0, 3726.0, ""), seg(2, 3726.0, 3727.5, "Bye.")])
-    assert to_srt(t) == (
-        "1\n01:02:03,456 --> 01:02:05,000\nHello.\n\n"
-        "2\n01:02:06,000 --> 01:02:07,500\nBye.\n"
+    t = Transcript(
+        "en", 4000.0, [seg(0, 3723.456, 3725.0, "Hello."), seg(1, 3725.0, 3726.0, ""), seg(2, 3726.0, 3727.5, "Bye.")]
     )
+    assert to_srt(t) == ("1\n01:02:03,456 --> 01:02:05,000\nHello.\n\n2\n01:02:06,000 --> 01:02:07,500\nBye.\n")
 
 
 def test_vtt() -> None:
     t = Transcript("en", 5.0, [seg(0, 1.5, 2.25, "a <b> & c"), seg(1, 62.0, 63.0, "next")])
     assert to_vtt(t) == (
-        "WEBVTT\n\n"
-        "00:00:01.500 --> 00:00:02.250\na &lt;b&gt; &amp; c\n\n"
-        "00:01:02.000 --> 00:01:03.000\nnext\n"
+        "WEBVTT\n\n00:00:01.500 --> 00:00:02.250\na &lt;b&gt; &amp; c\n\n00:01:02.000 --> 00:01:03.000\nnext\n"
     )
     assert to_vtt(zh_transcript()).startswith("WEBVTT\n\n00:00:00.000 --> 00:00:03.200\n你好，世界。\n")
 

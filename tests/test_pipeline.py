@@ -22,7 +22,7 @@ def test_transcribes_english_with_timestamps_and_words(sched, english_wav):
     assert 0 <= t.segments[0].start < t.segments[-1].end <= t.duration + 0.05
     words = [w for s in t.segments for w in (s.words or [])]
     assert len(words) >= 10
-    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
     assert t.to_dict()["segments"][0]["raw_text"]
 
 
@@ -53,14 +53,21 @@ def test_long_speech_is_cut_below_max_segment_and_timestamps_stay_absolute(sched
 
 
 def test_cross_file_batching_returns_every_file(sched, tmp_path, synth_speech):
-    sentences = {"window": "Please open the window before you leave the office.", "green": "My favourite colour is green, like the trees in spring.",
-                 "london": "The train to London leaves at noon every day.", "coffee": "We need to buy more coffee and milk for the kitchen.",
-                 "football": "The children are playing football in the park."}
+    sentences = {
+        "window": "Please open the window before you leave the office.",
+        "green": "My favourite colour is green, like the trees in spring.",
+        "london": "The train to London leaves at noon every day.",
+        "coffee": "We need to buy more coffee and milk for the kitchen.",
+        "football": "The children are playing football in the park.",
+    }
     files = [synth_speech(text, tmp_path / f"f{i}.wav") for i, text in enumerate(sentences.values())]
     before = sched.stats.batches
-    outs = sorted(transcribe_many(files, sched, DecodeOptions(language="en"), VadOptions(), TextOptions(itn=False)), key=lambda o: o.index)
+    outs = sorted(
+        transcribe_many(files, sched, DecodeOptions(language="en"), VadOptions(), TextOptions(itn=False)),
+        key=lambda o: o.index,
+    )
     assert [o.index for o in outs] == list(range(5))
-    for o, word in zip(outs, sentences):
+    for o, word in zip(outs, sentences, strict=False):
         assert o.error is None and word in o.transcript.text.lower(), (word, o.transcript.text)
     assert sched.stats.batches - before < 5  # fewer batches than files: they were shared
 

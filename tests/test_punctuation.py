@@ -20,7 +20,7 @@ from server_fixture import Server
 
 from tingxie import text as text_mod
 from tingxie.output import render
-from tingxie.text import Clause, finalize, punctuate, s2t, t2s, written_marks
+from tingxie.text import Clause, finalize, punctuate, s2t, written_marks
 from tingxie.types import Segment, TextOptions
 
 IDEO = "\u4e00-\u9fff"
@@ -60,7 +60,12 @@ def test_marks_inside_chinese_are_full_width(model: str, written: str) -> None:
 
 
 def test_clauses_get_commas_and_the_sentence_a_final_mark() -> None:
-    clauses = [Clause("周一到周五 每天早晨7:30"), Clause("到9:30的直播片段"), Clause("大家也别嫌弃,", 2.5), Clause("你知道吗")]
+    clauses = [
+        Clause("周一到周五 每天早晨7:30"),
+        Clause("到9:30的直播片段"),
+        Clause("大家也别嫌弃,", 2.5),
+        Clause("你知道吗"),
+    ]
     assert "".join(punctuate(clauses, "zh")) == "周一到周五，每天早晨7:30，到9:30的直播片段，大家也别嫌弃。你知道吗？"
 
 
@@ -95,8 +100,11 @@ def test_a_model_punctuator_can_follow_the_rules(monkeypatch: pytest.MonkeyPatch
 
 
 def test_segments_are_punctuated_and_keep_the_raw_text() -> None:
-    segs = [Segment(0, 0.0, 2.0, "这个也能理解 因为", "這個也能理解 因為"), Segment(1, 2.0, 4.0, "他是最早的", "他是最早的"),
-            Segment(2, 6.0, 7.0, "你好吗", "你好嗎")]
+    segs = [
+        Segment(0, 0.0, 2.0, "这个也能理解 因为", "這個也能理解 因為"),
+        Segment(1, 2.0, 4.0, "他是最早的", "他是最早的"),
+        Segment(2, 6.0, 7.0, "你好吗", "你好嗎"),
+    ]
     text_mod.punctuate_segments(segs, "zh", TextOptions())
     assert [s.text for s in segs] == ["这个也能理解，因为，", "他是最早的。", "你好吗？"]  # 2 s pause: a sentence end
     assert segs[0].raw_text == "這個也能理解 因為"
@@ -134,8 +142,12 @@ def test_simplified_output_has_no_taiwan_forms(traditional: str, simplified: str
 
 def test_hant_is_consistently_traditional() -> None:
     """Whisper mixes scripts; hant writes one Traditional standard whatever came in."""
-    for mixed, want in [("他带着我，看著你", "他帶著我，看著你"), ("这里和這裡", "這裡和這裡"), ("以后和以後", "以後和以後"),
-                        ("关于和關於", "關於和關於")]:
+    for mixed, want in [
+        ("他带着我，看著你", "他帶著我，看著你"),
+        ("这里和這裡", "這裡和這裡"),
+        ("以后和以後", "以後和以後"),
+        ("关于和關於", "關於和關於"),
+    ]:
         out = finalize(mixed, "zh", TextOptions(itn=False, zh_script="hant"))
         assert out == want and out == s2t(out)  # nothing Simplified left to convert
     assert finalize("他带着我", "zh", TextOptions(zh_script="hant")) == "他帶著我"
@@ -167,22 +179,34 @@ def _items(corpus_dir: Path, lang: str = "zh") -> list[dict]:
 @pytest.fixture(scope="module")
 def zh_files(corpus_dir):
     """A few Mandarin eval recordings through the real pipeline (whisper-base, CPU)."""
+    from helpers import MODELS
+
     from tingxie import models as models_mod
     from tingxie.manager import ModelManager
     from tingxie.settings import Settings
     from tingxie.transcribe import transcribe_many
     from tingxie.types import DecodeOptions, VadOptions
 
-    from helpers import MODELS
-
-    wanted = ["soulx_female_mandarin", "mossttsd_zh_spk1_moon", "cosyvoice_pr1212_laoxu", "fireredasr2s_hello_zh",
-              "aishell_sample_BAC009S0150W0241"]
+    wanted = [
+        "soulx_female_mandarin",
+        "mossttsd_zh_spk1_moon",
+        "cosyvoice_pr1212_laoxu",
+        "fireredasr2s_hello_zh",
+        "aishell_sample_BAC009S0150W0241",
+    ]
     items = [r for r in _items(corpus_dir) if r["id"] in wanted]
     models_mod.assemble_bundled(MODELS)
     manager = ModelManager(Settings(home=MODELS.parent))
     try:
-        outs = list(transcribe_many([corpus_dir / r["audio"] for r in items], manager.scheduler(), DecodeOptions(language="zh"),
-                                    VadOptions(), TextOptions()))
+        outs = list(
+            transcribe_many(
+                [corpus_dir / r["audio"] for r in items],
+                manager.scheduler(),
+                DecodeOptions(language="zh"),
+                VadOptions(),
+                TextOptions(),
+            )
+        )
     finally:
         manager.close()
     assert all(o.error is None for o in outs)
@@ -273,8 +297,19 @@ HOT = ["七牛", "云存储"]
 
 async def _funasr_offline(url: str, pcm: np.ndarray, hotwords: dict) -> str:
     async with websockets.connect(url.replace("http", "ws") + "/funasr") as ws:
-        await ws.send(json.dumps({"mode": "offline", "wav_name": "laoxu", "wav_format": "pcm", "is_speaking": True,
-                                  "audio_fs": 16000, "hotwords": json.dumps(hotwords), "itn": True}))
+        await ws.send(
+            json.dumps(
+                {
+                    "mode": "offline",
+                    "wav_name": "laoxu",
+                    "wav_format": "pcm",
+                    "is_speaking": True,
+                    "audio_fs": 16000,
+                    "hotwords": json.dumps(hotwords),
+                    "itn": True,
+                }
+            )
+        )
         for i in range(0, len(pcm), 9600):
             await ws.send(pcm[i : i + 9600].tobytes())
         await ws.send(json.dumps({"is_speaking": False}))
@@ -293,14 +328,20 @@ def test_hotwords_fix_words_the_model_gets_wrong_on_every_path(server, corpus_di
 
     def openai(extra: dict) -> str:
         with clip.open("rb") as f:
-            return client.audio.transcriptions.create(model="whisper-base", file=f, language="zh", extra_body=extra).text
+            return client.audio.transcriptions.create(
+                model="whisper-base", file=f, language="zh", extra_body=extra
+            ).text
 
     without = openai({})
     assert not any(w in without for w in HOT), without  # the model alone gets both wrong
     texts = {"openai": openai({"hotwords": ",".join(HOT)})}
     with clip.open("rb") as f:
-        r = httpx.post(server.url + "/api/jobs", files={"files": ("laoxu.wav", f, "audio/wav")},
-                       data={"language": "zh", "hotwords": "七牛，云存储"}, timeout=60)
+        r = httpx.post(
+            server.url + "/api/jobs",
+            files={"files": ("laoxu.wav", f, "audio/wav")},
+            data={"language": "zh", "hotwords": "七牛，云存储"},
+            timeout=60,
+        )
     job_id = r.json()["jobs"][0]["id"]
     deadline = time.time() + 600
     while (job := httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json())["state"] not in ("done", "failed"):
@@ -322,13 +363,13 @@ def test_hotwords_fix_words_the_model_gets_wrong_on_every_path(server, corpus_di
 def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> None:
     """TINGXIE_DETECT_LANGUAGES: detection picks the likeliest of the candidates, so a
     deployment that expects zh and en never gets a Polish transcript."""
+    from helpers import MODELS
+
     from tingxie.manager import ModelManager
     from tingxie.options import parse_detect_languages
     from tingxie.settings import Settings
     from tingxie.transcribe import transcribe
     from tingxie.types import DecodeOptions, OptionsError, VadOptions
-
-    from helpers import MODELS
 
     clip = corpus_dir / "aishell_sample_BAC009S0150W0193.wav"  # Mandarin, detected zh when unrestricted
     found = {}
@@ -352,7 +393,11 @@ def test_punctuation_never_changes_the_words(corpus_dir) -> None:
     import unicodedata
 
     def words(s: str) -> str:
-        return "".join(c for c in unicodedata.normalize("NFKC", s) if not c.isspace() and not unicodedata.category(c).startswith("P"))
+        return "".join(
+            c
+            for c in unicodedata.normalize("NFKC", s)
+            if not c.isspace() and not unicodedata.category(c).startswith("P")
+        )
 
     texts = [r["text"] for r in _items(corpus_dir)]
     rng = random.Random(0)

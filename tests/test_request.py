@@ -25,8 +25,19 @@ def test_every_option_has_a_cli_flag():
 
 
 def test_cli_flags_reach_the_pipeline():
-    decode, vad, text = _cli("--beam-size", "3", "--no-itn", "--zh-script", "hant", "--hotwords", "七牛,云存储",
-                             "--initial-prompt", "会议", "--vad-min-silence-ms", "500").pipeline()
+    decode, vad, text = _cli(
+        "--beam-size",
+        "3",
+        "--no-itn",
+        "--zh-script",
+        "hant",
+        "--hotwords",
+        "七牛,云存储",
+        "--initial-prompt",
+        "会议",
+        "--vad-min-silence-ms",
+        "500",
+    ).pipeline()
     assert decode.beam_size == 3 and decode.hotwords == ["七牛", "云存储"] and decode.initial_prompt == "会议"
     assert text.itn is False and text.zh_script == "hant"
     assert vad is not None and vad.min_silence_ms == 500
@@ -35,7 +46,9 @@ def test_cli_flags_reach_the_pipeline():
 
 
 def test_stored_options_read_back_the_same():
-    o = TranscriptionOptions.parse({"language": "zh", "hotwords": "七牛", "word_timestamps": True, "vad_threshold": 0.4})
+    o = TranscriptionOptions.parse(
+        {"language": "zh", "hotwords": "七牛", "word_timestamps": True, "vad_threshold": 0.4}
+    )
     again = TranscriptionOptions.parse(o.stored())
     assert again == o
     # rows written before the schema kept the prompt as initial_prompt
@@ -62,8 +75,12 @@ def test_bad_values_name_the_option(data, message):
 
 @pytest.mark.parametrize(
     "given, words",
-    [("七牛,云存储", ["七牛", "云存储"]), ("七牛，云存储、对象存储", ["七牛", "云存储", "对象存储"]),
-     ("七牛 云存储", ["七牛", "云存储"]), ("New York, Los Angeles", ["New York", "Los Angeles"])],
+    [
+        ("七牛,云存储", ["七牛", "云存储"]),
+        ("七牛，云存储、对象存储", ["七牛", "云存储", "对象存储"]),
+        ("七牛 云存储", ["七牛", "云存储"]),
+        ("New York, Los Angeles", ["New York", "Los Angeles"]),
+    ],
 )
 def test_hotwords_split_on_commas_or_else_spaces(given, words):
     assert TranscriptionOptions.parse({"hotwords": given}).hotwords == words

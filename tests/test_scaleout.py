@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-
 from pg_fixture import pg_server_url  # noqa: F401
 from redis_fixture import redis_server  # noqa: F401
 from server_fixture import MODELS_CACHE, ROOT
@@ -31,8 +30,12 @@ def _items(corpus: Path | None, synth, tmp: Path, n: int) -> list[dict]:
         rows = sorted((r for r in rows if (r.get("duration_s") or 99) <= 5.5), key=lambda r: r["duration_s"])
         base = [{"path": corpus / r["audio"], "text": r["text"], "lang": r["lang"]} for r in rows]
     else:
-        texts = ["the quick brown fox jumps over the lazy dog", "please call me back tomorrow morning",
-                 "the meeting starts at ten o'clock", "open the window and let the fresh air in"]
+        texts = [
+            "the quick brown fox jumps over the lazy dog",
+            "please call me back tomorrow morning",
+            "the meeting starts at ten o'clock",
+            "open the window and let the fresh air in",
+        ]
         base = [{"path": synth(t, tmp / f"synth{i}.wav"), "text": t, "lang": "en"} for i, t in enumerate(texts)]
     return [base[i % len(base)] for i in range(n)]
 
@@ -40,7 +43,9 @@ def _items(corpus: Path | None, synth, tmp: Path, n: int) -> list[dict]:
 def install_audit(cl: Cluster) -> None:
     """A trigger that records every job state or holder change, in order."""
     with cl.engine.begin() as c:
-        c.exec_driver_sql("CREATE TABLE IF NOT EXISTS tx_audit (seq bigserial PRIMARY KEY, job_id text, state text, worker text)")
+        c.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS tx_audit (seq bigserial PRIMARY KEY, job_id text, state text, worker text)"
+        )
         c.exec_driver_sql(
             "CREATE OR REPLACE FUNCTION tx_audit_fn() RETURNS trigger AS $$ BEGIN "
             "INSERT INTO tx_audit(job_id, state, worker) VALUES (NEW.id, NEW.state, NEW.worker); RETURN NEW; END $$ LANGUAGE plpgsql"
@@ -55,7 +60,9 @@ def install_audit(cl: Cluster) -> None:
 def audit(cl: Cluster, ids: list[str]) -> dict[str, list[str]]:
     """job id → the states it entered, in order (from the trigger)."""
     with cl.engine.connect() as c:
-        rs = c.execute(sa.text("SELECT job_id, state FROM tx_audit WHERE job_id = ANY(:ids) ORDER BY seq"), {"ids": ids})
+        rs = c.execute(
+            sa.text("SELECT job_id, state FROM tx_audit WHERE job_id = ANY(:ids) ORDER BY seq"), {"ids": ids}
+        )
         out: dict[str, list[str]] = {i: [] for i in ids}
         for r in rs:
             out[r.job_id].append(r.state)
@@ -109,11 +116,13 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
     ids = cluster.submit(items)
     rows = cluster.wait_done(ids, timeout=240)
     _assert_exactly_once(cluster, ids, rows)
-    for jid, it in zip(ids, items):  # loosely per item (whisper-base), tighter over the lot
+    for jid, it in zip(ids, items, strict=False):  # loosely per item (whisper-base), tighter over the lot
         er = error_rate([it["text"]], [rows[jid]["text"] or ""], it["lang"])
         assert er < 0.8, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
     for lang in {it["lang"] for it in items}:
-        pairs = [(it["text"], rows[jid]["text"] or "") for jid, it in zip(ids, items) if it["lang"] == lang]
+        pairs = [
+            (it["text"], rows[jid]["text"] or "") for jid, it in zip(ids, items, strict=False) if it["lang"] == lang
+        ]
         er = error_rate([p[0] for p in pairs], [p[1] for p in pairs], lang)
         print(f"\n{lang}: {len(pairs)} files, error rate {er:.3f}")
         assert er < 0.35, f"{lang} error rate {er:.2f} over {len(pairs)} files"
@@ -133,14 +142,20 @@ def test_kill_worker_and_restart_api(cluster, synth_speech, tmp_path, request):
     ids = cluster.submit(items)
     deadline = time.time() + 90
     while time.time() < deadline:
-        held = [r for r in cluster.rows(ids).values() if r["state"] == "running" and (r["worker"] or "").startswith("w1#")]
+        held = [
+            r for r in cluster.rows(ids).values() if r["state"] == "running" and (r["worker"] or "").startswith("w1#")
+        ]
         if held:
             break
         time.sleep(0.2)
     assert held, "w1 never picked up a job"
     cluster.kill_worker("w1")  # kill -9 while it holds jobs
     # what the dead process held once it was gone (it can change nothing any more)
-    stranded = {i: r["worker"] for i, r in cluster.rows(ids).items() if r["state"] == "running" and (r["worker"] or "").startswith("w1#")}
+    stranded = {
+        i: r["worker"]
+        for i, r in cluster.rows(ids).items()
+        if r["state"] == "running" and (r["worker"] or "").startswith("w1#")
+    }
     time.sleep(2)
     cluster.api.kill()  # and the API node, mid-run
     cluster.api.start()
@@ -150,8 +165,10 @@ def test_kill_worker_and_restart_api(cluster, synth_speech, tmp_path, request):
     for i, dead in stranded.items():  # each finished by a live process, after being taken over
         assert rows[i]["worker"] != dead, f"job {i} shows as finished by the killed process {dead}"
         assert trail[i].count("running") >= 2 or "queued" in trail[i], f"job {i} was not taken over: {trail[i]}"
-    print(f"\nkill test: submitted {len(ids)}, done {sum(r['state'] == 'done' for r in rows.values())}, "
-          f"duplicated 0, lost 0, recovered {len(stranded)}")
+    print(
+        f"\nkill test: submitted {len(ids)}, done {sum(r['state'] == 'done' for r in rows.values())}, "
+        f"duplicated 0, lost 0, recovered {len(stranded)}"
+    )
     cluster.start_worker("w1")
     cluster.wait_workers(["w1"])
 
@@ -173,7 +190,7 @@ def test_corrupt_file_fails_once(cluster, tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" + os.urandom(4000))
     [jid] = cluster.submit([{"path": bad}])
-    rows = cluster.wait_done([jid], timeout=60)
+    cluster.wait_done([jid], timeout=60)
     time.sleep(WORKER_TIMEOUT_S + 2)  # long enough for any retry or reaper to act
     row = cluster.rows([jid])[jid]
     assert row["state"] == "failed"

@@ -49,12 +49,16 @@ class FakeEngine:
             raise RuntimeError("CUDA failed with error out of memory")
         if self.fail_text in names:
             raise ValueError("cannot decode this window")
-        return [WindowResult([Segment(0, w.start, w.end, n, n)], "en", 1.0) for w, n in zip(windows, names)]
+        return [
+            WindowResult([Segment(0, w.start, w.end, n, n)], "en", 1.0) for w, n in zip(windows, names, strict=False)
+        ]
 
 
 def window(name: str, seconds: float = 2.0, beam_size: int = 5) -> windows_mod.Window:
     x = np.zeros(int(seconds * SR), np.float32)
-    return windows_mod.pack(x, [SpeechSpan(0, len(x))], DecodeOptions(language="en", beam_size=beam_size, initial_prompt=name))[0]
+    return windows_mod.pack(
+        x, [SpeechSpan(0, len(x))], DecodeOptions(language="en", beam_size=beam_size, initial_prompt=name)
+    )[0]
 
 
 def text(fut) -> str:

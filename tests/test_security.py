@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from server_fixture import ROOT, Server
 
 openai = pytest.importorskip("openai")
@@ -38,8 +37,14 @@ def _env(home: Path) -> dict:
 
 
 def tingxie(home: Path, *args: str, env: dict | None = None, timeout: float = 60, prefix: list[str] | None = None):
-    return subprocess.run([*(prefix or []), sys.executable, "-m", "tingxie", *args], env={**_env(home), **(env or {})}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [*(prefix or []), sys.executable, "-m", "tingxie", *args],
+        env={**_env(home), **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def new_key(home: Path, name: str, *extra: str) -> tuple[str, str]:
@@ -82,8 +87,14 @@ class Receiver:
             def do_POST(self):
                 n = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(n)
-                me.requests.append({"path": self.path, "host": self.headers.get("host"), "body": json.loads(body or b"{}"),
-                                    "answered": me.status})
+                me.requests.append(
+                    {
+                        "path": self.path,
+                        "host": self.headers.get("host"),
+                        "body": json.loads(body or b"{}"),
+                        "answered": me.status,
+                    }
+                )
                 self.send_response(me.status)
                 if me.status in (301, 302, 307, 308):
                     self.send_header("Location", "/elsewhere")
@@ -117,7 +128,9 @@ def test_publicness_comes_from_the_addresses_actually_bound():
         addrs = bind_addresses(host, 8000)
         assert addrs and not public_addresses(addrs), f"--host {host!r} is loopback only: {addrs}"
     # a name resolving to a routable address (what getaddrinfo answers for such a name)
-    assert public_addresses([(socket.AF_INET, ("127.0.0.1", 80)), (socket.AF_INET, ("203.0.113.7", 80))]) == ["203.0.113.7"]
+    assert public_addresses([(socket.AF_INET, ("127.0.0.1", 80)), (socket.AF_INET, ("203.0.113.7", 80))]) == [
+        "203.0.113.7"
+    ]
     assert public_addresses([(socket.AF_INET6, ("::ffff:10.0.0.1", 80, 0, 0))]) == ["::ffff:10.0.0.1"]
     assert public_addresses([(socket.AF_INET6, ("::ffff:127.0.0.1", 80, 0, 0))]) == []
 
@@ -175,8 +188,14 @@ def test_public_bind_never_serves_anonymous_callers(tmp_path):
     kid, key = new_key(tmp_path, "ops", "--admin")
     script = tmp_path / "probe.py"
     script.write_text(_PUBLIC_PROBE)
-    r = subprocess.run([*prefix, sys.executable, str(script), str(tmp_path), key, kid, "18432"], env=_env(tmp_path), cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [*prefix, sys.executable, str(script), str(tmp_path), key, kid, "18432"],
+        env=_env(tmp_path),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     got = eval(r.stdout.strip().splitlines()[-1])  # noqa: S307 (our own script's dict)
     assert got == {"anonymous": 401, "keyed": 200, "v6_anonymous": 401, "anonymous_after_revoking_all": 401}
@@ -260,8 +279,14 @@ def test_callback_url_check_unit():
     assert check_callback_url("http://127.0.0.1:9/x", "127.0.0.0/8").ips == ("127.0.0.1",)
     assert check_callback_url("http://localhost:9/x", "localhost").ips  # allowed by name
     assert check_callback_url("https://93.184.215.14/hook").ips == ("93.184.215.14",)  # a public literal: no lookup
-    for url, allow in (("http://127.0.0.1/x", ""), ("http://127.0.0.1/x", "10.0.0.0/8"), ("http://localhost/x", "otherhost"),
-                       ("http://[fe80::1]/x", ""), ("http://[fc00::1]/x", ""), ("http://[ff02::1]/x", "")):
+    for url, allow in (
+        ("http://127.0.0.1/x", ""),
+        ("http://127.0.0.1/x", "10.0.0.0/8"),
+        ("http://localhost/x", "otherhost"),
+        ("http://[fe80::1]/x", ""),
+        ("http://[fc00::1]/x", ""),
+        ("http://[ff02::1]/x", ""),
+    ):
         with pytest.raises(OptionsError):
             check_callback_url(url, allow)
 
@@ -317,7 +342,9 @@ def test_callback_reads_a_bounded_answer():
     t.start()
     try:
         port = srv.getsockname()[1]
-        assert _post_pinned(CallbackTarget(httpx.URL(f"http://127.0.0.1:{port}/"), ("127.0.0.1",)), {"id": "x"}, 5) == 200
+        assert (
+            _post_pinned(CallbackTarget(httpx.URL(f"http://127.0.0.1:{port}/"), ("127.0.0.1",)), {"id": "x"}, 5) == 200
+        )
         t.join(60)
         assert sent and sent[0] < 100_000_000  # the sender hung up long before the end
     finally:
@@ -327,8 +354,11 @@ def test_callback_reads_a_bounded_answer():
 def test_callback_is_delivered_to_an_allowed_receiver(open_server, speech):
     rx = Receiver(200)
     try:
-        r = post(f"{open_server.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
-                       data={"language": "en", "callback_url": rx.url()})
+        r = post(
+            f"{open_server.url}/api/jobs",
+            files={"files": ("fox.wav", speech.read_bytes())},
+            data={"language": "en", "callback_url": rx.url()},
+        )
         assert r.status_code == 202, r.text
         jid = r.json()["jobs"][0]["id"]
         wait_for(lambda: rx.requests)
@@ -342,8 +372,11 @@ def test_pending_callback_resumes_after_kill_9(tmp_path, speech):
     rx = Receiver(500)  # the receiver is down: the server keeps retrying
     srv = Server(tmp_path / "cb", env={"TINGXIE_CALLBACK_ALLOW": "127.0.0.1", "TINGXIE_CALLBACK_RETRIES": "30"}).start()
     try:
-        r = post(f"{srv.url}/api/jobs", files={"files": ("fox.wav", speech.read_bytes())},
-                       data={"language": "en", "callback_url": rx.url()})
+        r = post(
+            f"{srv.url}/api/jobs",
+            files={"files": ("fox.wav", speech.read_bytes())},
+            data={"language": "en", "callback_url": rx.url()},
+        )
         jid = r.json()["jobs"][0]["id"]
         wait_for(lambda: len(rx.requests) >= 2)
         job = get(f"{srv.url}/api/jobs/{jid}").json()
@@ -369,7 +402,14 @@ def test_model_is_a_registered_id_never_a_path(open_server, speech):
     assert "whisper-base" in ids
     real_dir = str(srv.home / "models" / "whisper-base")  # a real model directory on the server
     messages = {}
-    for name in (real_dir, "/nonexistent/dir", "/tmp", "../models/whisper-base", "whisper-base/../whisper-base", "whisper-huge"):
+    for name in (
+        real_dir,
+        "/nonexistent/dir",
+        "/tmp",
+        "../models/whisper-base",
+        "whisper-base/../whisper-base",
+        "whisper-huge",
+    ):
         with pytest.raises(openai.BadRequestError) as e, open(speech, "rb") as f:
             c.audio.transcriptions.create(model=name, file=f)
         msg = e.value.body["message"]
@@ -416,18 +456,29 @@ def test_user_key_sees_only_its_own_counts_and_no_server_paths(tmp_path, speech)
     with Server(home) as srv:
         for _ in range(2):
             with open(speech, "rb") as f:
-                openai.OpenAI(base_url=srv.url + "/v1", api_key=alice, max_retries=0, timeout=300).audio.transcriptions.create(
-                    model="whisper-base", file=f, language="en")
-        r = post(f"{srv.url}/api/jobs", files={"files": ("memo.wav", speech.read_bytes())}, data={"language": "en"},
-                       headers=bearer(bob))
+                openai.OpenAI(
+                    base_url=srv.url + "/v1", api_key=alice, max_retries=0, timeout=300
+                ).audio.transcriptions.create(model="whisper-base", file=f, language="en")
+        r = post(
+            f"{srv.url}/api/jobs",
+            files={"files": ("memo.wav", speech.read_bytes())},
+            data={"language": "en"},
+            headers=bearer(bob),
+        )
         jid = r.json()["jobs"][0]["id"]
-        job = wait_for(lambda: (j := get(f"{srv.url}/api/jobs/{jid}", headers=bearer(bob)).json())["state"] == "done" and j)
-        counts = {k: get(f"{srv.url}/api/system", headers=bearer(v)).json()["jobs"]["total"]
-                  for k, v in (("alice", alice), ("bob", bob), ("admin", admin))}
+        job = wait_for(
+            lambda: (j := get(f"{srv.url}/api/jobs/{jid}", headers=bearer(bob)).json())["state"] == "done" and j
+        )
+        counts = {
+            k: get(f"{srv.url}/api/system", headers=bearer(v)).json()["jobs"]["total"]
+            for k, v in (("alice", alice), ("bob", bob), ("admin", admin))
+        }
         assert counts == {"alice": 2, "bob": 1, "admin": 3}
         system = get(f"{srv.url}/api/system", headers=bearer(bob)).json()
         listing = get(f"{srv.url}/api/jobs", headers=bearer(bob)).json()
-        batch = post(f"{srv.url}/api/jobs", files=[("files", ("x.wav", speech.read_bytes()))] * 2, headers=bearer(bob)).json()
+        batch = post(
+            f"{srv.url}/api/jobs", files=[("files", ("x.wav", speech.read_bytes()))] * 2, headers=bearer(bob)
+        ).json()
         status = get(f"{srv.url}/api/batches/{batch['batch_id']}", headers=bearer(bob)).json()
         for what, body in (("job", job), ("list", listing), ("system", system), ("batch", status)):
             text = json.dumps(body)
@@ -437,7 +488,10 @@ def test_user_key_sees_only_its_own_counts_and_no_server_paths(tmp_path, speech)
 
 def test_failed_request_names_the_users_file_not_the_storage_name(open_server):
     srv = open_server
-    for name, data in (("my recording.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20), ("notes.mp3", b"\xff\xfb\x90\x00" + b"\x13" * 3000)):
+    for name, data in (
+        ("my recording.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20),
+        ("notes.mp3", b"\xff\xfb\x90\x00" + b"\x13" * 3000),
+    ):
         r = post(f"{srv.url}/v1/audio/transcriptions", files={"file": (name, data)})
         assert r.status_code == 400, r.text
         msg = r.json()["error"]["message"]

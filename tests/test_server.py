@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from pg_fixture import pg_db_url, pg_server_url  # noqa: F401
 from server_fixture import ROOT, Server
 
@@ -33,7 +32,7 @@ def server(tmp_path_factory):
         yield s
 
 
-def client(srv: Server, key: str = "none") -> "openai.OpenAI":
+def client(srv: Server, key: str = "none") -> openai.OpenAI:
     return openai.OpenAI(base_url=srv.url + "/v1", api_key=key, max_retries=0, timeout=300)
 
 
@@ -54,10 +53,16 @@ def test_openai_client_every_response_format(server, speech):
         r = c.audio.transcriptions.create(model="whisper-base", file=f, language="en")
     assert "lazy dog" in r.text.lower()
     with open(speech, "rb") as f:
-        v = c.audio.transcriptions.create(model="whisper-base", file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"])
+        v = c.audio.transcriptions.create(
+            model="whisper-base", file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+        )
     assert v.language == "en" and v.duration > 2 and v.segments and v.words
     assert any("fox" in w.word.lower() for w in v.words)
-    for fmt, check in [("text", lambda s: "fox" in s.lower()), ("srt", lambda s: s.startswith("1\n00:00:") and "-->" in s), ("vtt", lambda s: s.startswith("WEBVTT"))]:
+    for fmt, check in [
+        ("text", lambda s: "fox" in s.lower()),
+        ("srt", lambda s: s.startswith("1\n00:00:") and "-->" in s),
+        ("vtt", lambda s: s.startswith("WEBVTT")),
+    ]:
         with open(speech, "rb") as f:
             out = c.audio.transcriptions.create(model="whisper-base", file=f, response_format=fmt)
         assert check(out), (fmt, out)
@@ -69,7 +74,12 @@ def test_concurrent_requests_are_batched(server, speech):
     data = speech.read_bytes()
 
     def one(i: int) -> str:
-        r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": (f"c{i}.wav", data)}, data={"language": "en"}, timeout=600)
+        r = httpx.post(
+            f"{server.url}/v1/audio/transcriptions",
+            files={"file": (f"c{i}.wav", data)},
+            data={"language": "en"},
+            timeout=600,
+        )
         r.raise_for_status()
         return r.json()["text"]
 
@@ -108,11 +118,23 @@ def test_too_large_upload_is_refused_while_streaming(server):
 
 
 def test_unknown_model_and_format(server, speech):
-    r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.wav", speech.read_bytes())}, data={"model": "whisper-huge"})
+    r = httpx.post(
+        f"{server.url}/v1/audio/transcriptions",
+        files={"file": ("a.wav", speech.read_bytes())},
+        data={"model": "whisper-huge"},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "model_not_found"
-    r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.wav", speech.read_bytes())}, data={"response_format": "docx"})
+    r = httpx.post(
+        f"{server.url}/v1/audio/transcriptions",
+        files={"file": ("a.wav", speech.read_bytes())},
+        data={"response_format": "docx"},
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "response_format"
-    r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.wav", speech.read_bytes())}, data={"language": "klingon"})
+    r = httpx.post(
+        f"{server.url}/v1/audio/transcriptions",
+        files={"file": ("a.wav", speech.read_bytes())},
+        data={"language": "klingon"},
+    )
     assert r.status_code == 400 and "language" in r.json()["error"]["message"]
 
 
@@ -127,7 +149,7 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
     jobs = wait_jobs(server.url, [j["id"] for j in body["jobs"]])
     from tingxie.text import error_rate
 
-    for m, j in zip(items, jobs):
+    for m, j in zip(items, jobs, strict=False):
         assert j["state"] == "done", j.get("error")
         assert j["progress"] == 1.0 and j["result"]["segments"]
         assert error_rate([m["text"]], [j["text"]], m["lang"]) < 0.7
@@ -136,7 +158,9 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
     assert httpx.get(f"{server.url}/api/jobs/{first}/result", params={"format": "txt"}).text.strip()
     b = httpx.get(f"{server.url}/api/batches/{body['batch_id']}").json()
     assert b["counts"]["done"] == 6 and b["progress"] == 1.0
-    z = zipfile.ZipFile(io.BytesIO(httpx.get(f"{server.url}/api/jobs/export", params={"batch_id": body["batch_id"]}).content))
+    z = zipfile.ZipFile(
+        io.BytesIO(httpx.get(f"{server.url}/api/jobs/export", params={"batch_id": body["batch_id"]}).content)
+    )
     names = z.namelist()
     assert "summary.csv" in names and sum(n.endswith(".srt") for n in names) == 6
 
@@ -144,7 +168,9 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
 def test_history_search_paging_and_delete(server, speech):
     ids = []
     for i in range(3):
-        r = httpx.post(f"{server.url}/api/jobs", files={"files": (f"memo-{i}.wav", speech.read_bytes())}, data={"language": "en"})
+        r = httpx.post(
+            f"{server.url}/api/jobs", files={"files": (f"memo-{i}.wav", speech.read_bytes())}, data={"language": "en"}
+        )
         ids.append(r.json()["jobs"][0]["id"])
     wait_jobs(server.url, ids)
     found = httpx.get(f"{server.url}/api/jobs", params={"q": "lazy dog", "limit": 100}).json()["jobs"]
@@ -167,7 +193,9 @@ def test_history_search_paging_and_delete(server, speech):
 
 
 def test_corrupt_job_fails_with_its_reason(server):
-    r = httpx.post(f"{server.url}/api/jobs", files={"files": ("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20)})
+    r = httpx.post(
+        f"{server.url}/api/jobs", files={"files": ("broken.wav", b"RIFF\x24\x00\x00\x00WAVEfmt garbage" * 20)}
+    )
     job = wait_jobs(server.url, [r.json()["jobs"][0]["id"]])[0]
     assert job["state"] == "failed" and "broken.wav" in job["error"]
     assert job["attempts"] == 1
@@ -180,12 +208,22 @@ def test_api_keys_and_ownership(tmp_path, speech):
     env = {"TINGXIE_HOME": str(srv.home), "PATH": "/usr/bin:/bin"}
 
     def key(name: str, *extra: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "tingxie", "keys", "create", name, *extra], env=env, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-m", "tingxie", "keys", "create", name, *extra],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return out.split("secret (shown once, store it now): ")[1].strip()
 
     admin, alice, bob = key("ops", "--admin"), key("alice"), key("bob")
     with srv:
-        assert httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"file": ("a.wav", speech.read_bytes())}).status_code == 401
+        assert (
+            httpx.post(f"{srv.url}/v1/audio/transcriptions", files={"file": ("a.wav", speech.read_bytes())}).status_code
+            == 401
+        )
         bad = client(srv, "tx-wrong")
         with pytest.raises(openai.AuthenticationError):
             bad.audio.transcriptions.create(model="whisper-base", file=open(speech, "rb"))
@@ -204,7 +242,14 @@ def test_api_keys_and_ownership(tmp_path, speech):
 
 def test_refuses_public_bind_without_keys(tmp_path):
     env = {"TINGXIE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-m", "tingxie", "serve", "--host", "0.0.0.0", "--port", "1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tingxie", "serve", "--host", "0.0.0.0", "--port", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "without API keys" in r.stderr
 
 
@@ -249,4 +294,6 @@ def test_serial_reference_mode_serves_through_the_api(tmp_path, speech):
         with open(speech, "rb") as f:
             r = client(srv).audio.transcriptions.create(model="whisper-base", file=f, response_format="verbose_json")
         assert "lazy dog" in r.text.lower() and r.language == "en" and r.segments
-        assert httpx.get(srv.url + "/api/system").json()["models"][0]["stats"]["batches"] == 0  # the batcher stayed idle
+        assert (
+            httpx.get(srv.url + "/api/system").json()["models"][0]["stats"]["batches"] == 0
+        )  # the batcher stayed idle

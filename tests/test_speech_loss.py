@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from speech_loss_audio import join, per_clip_recall, zh_items
 from helpers import MODELS, write_wav
+from speech_loss_audio import join, per_clip_recall, zh_items
+
 from tingxie import models as models_mod
 from tingxie import output
 from tingxie.manager import ModelManager
@@ -58,7 +58,9 @@ def clips(corpus_dir):
 
 def _zh(source, sched, **decode):
     # batch lane and ITN off: what `tingxie transcribe` and jobs do; references spell numbers
-    return transcribe(source, sched, DecodeOptions(language="zh", **decode), VadOptions(), TextOptions(itn=False), BATCH)
+    return transcribe(
+        source, sched, DecodeOptions(language="zh", **decode), VadOptions(), TextOptions(itn=False), BATCH
+    )
 
 
 def _lost(refs: list[str], text: str) -> list[int]:
@@ -108,7 +110,7 @@ def test_speech_lost_under_a_prompt_is_recovered_without_it(sched, clips, corpus
 
     def prompted_decodes_lose_everything(windows):
         out = real(windows)
-        for w, r in zip(windows, out):
+        for w, r in zip(windows, out, strict=False):
             seen.append(w.options.initial_prompt)
             if w.options.initial_prompt:
                 r.segments = []

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +18,7 @@ from pg_fixture import pg_db_url, pg_server_url  # noqa: F401
 from tingxie.store import JOBS, KEYS, Base, Store, alembic_config
 from tingxie.types import OptionsError
 
-T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -118,8 +118,15 @@ def test_sqlite_pragmas_and_in_memory_url(tmp_path) -> None:
 
 
 def test_job_lifecycle(store: Store) -> None:
-    job = store.create_job(owner="k1", filename="会议 记录.m4a", audio_path="/a/1.m4a", size_bytes=123,
-                           model="whisper-base", options={"language": "zh"}, callback_url="http://cb")
+    job = store.create_job(
+        owner="k1",
+        filename="会议 记录.m4a",
+        audio_path="/a/1.m4a",
+        size_bytes=123,
+        model="whisper-base",
+        options={"language": "zh"},
+        callback_url="http://cb",
+    )
     assert job["state"] == "queued" and job["progress"] == 0.0 and job["attempts"] == 0
     assert len(job["id"]) == 32 and job["callback_state"] == "pending"
     assert datetime.fromisoformat(job["created_at"]).utcoffset() == timedelta(0)
@@ -146,7 +153,10 @@ def test_job_lifecycle(store: Store) -> None:
     assert not store.claim_job(job["id"]) and not store.requeue_job(job["id"])
 
     assert store.set_callback_state(job["id"], "delivered", 1)
-    assert (store.get_job(job["id"])["callback_state"], store.get_job(job["id"])["callback_attempts"]) == ("delivered", 1)
+    assert (store.get_job(job["id"])["callback_state"], store.get_job(job["id"])["callback_attempts"]) == (
+        "delivered",
+        1,
+    )
 
     rows, _ = store.list_jobs()
     assert rows[0]["preview"] == "中国经济" and "result" not in rows[0] and "text" not in rows[0]
@@ -158,8 +168,9 @@ def test_job_lifecycle(store: Store) -> None:
 
 
 def test_fail_cancel_recovery_and_stats(store: Store) -> None:
-    a, b, c, d = (store.create_job(filename=f"{n}.wav", created_at=T0 + timedelta(seconds=i))
-                  for i, n in enumerate("abcd"))
+    a, b, c, d = (
+        store.create_job(filename=f"{n}.wav", created_at=T0 + timedelta(seconds=i)) for i, n in enumerate("abcd")
+    )
     assert store.claim_job(a["id"]) and store.claim_job(b["id"])
     assert store.fail_job(b["id"], "decoder exploded")
     assert store.get_job(b["id"])["error"] == "decoder exploded"
@@ -211,7 +222,9 @@ def test_sqlite_concurrent_writers_never_locked(tmp_path) -> None:
         try:
             ids = []
             for n in range(25):  # 25 inserts + 25 updates = 50 writes per thread
-                ids.append(s.create_job(owner=f"t{i}", filename=f"{i}-{n}.wav", text=f"note by writer-{i}: job {n}")["id"])
+                ids.append(
+                    s.create_job(owner=f"t{i}", filename=f"{i}-{n}.wav", text=f"note by writer-{i}: job {n}")["id"]
+                )
                 s.claim_job(ids[-1], worker=f"t{i}")
             for n in range(0, 25, 2):
                 s.get_job(ids[n])
@@ -231,8 +244,11 @@ def test_sqlite_concurrent_writers_never_locked(tmp_path) -> None:
 def test_keyset_paging_returns_every_row_once(store: Store) -> None:
     ids = []
     for i in range(57):  # groups of three share a timestamp: ties are broken by id
-        ids.append(store.create_job(owner="k1" if i % 2 else "k2", filename=f"{i}.wav",
-                                    created_at=T0 + timedelta(seconds=i // 3))["id"])
+        ids.append(
+            store.create_job(
+                owner="k1" if i % 2 else "k2", filename=f"{i}.wav", created_at=T0 + timedelta(seconds=i // 3)
+            )["id"]
+        )
     seen: list[dict] = []
     cursor = None
     pages = 0
@@ -246,7 +262,10 @@ def test_keyset_paging_returns_every_row_once(store: Store) -> None:
     keys = [(r["created_at"], r["id"]) for r in seen]
     assert keys == sorted(keys, reverse=True)  # newest first
 
-    mine, cursor, = [], None
+    (
+        mine,
+        cursor,
+    ) = [], None
     while True:
         rows, cursor = store.list_jobs(owner="k1", limit=4, cursor=cursor)
         mine.extend(r["id"] for r in rows)
@@ -289,7 +308,7 @@ def test_search_chinese_english_and_filename(store: Store) -> None:
     assert found("not there at all") == set() and found("   ") == {zh, en, fn, pct, other}
 
     # the index follows updates and deletes
-    assert store.purge_text(datetime.now(timezone.utc) + timedelta(seconds=1)) == 4
+    assert store.purge_text(datetime.now(UTC) + timedelta(seconds=1)) == 4
     assert found("经济的高速") == set() and store.get_job(zh)["result"] is None
     store.delete_job(fn)
     assert found("董事会") == set()
@@ -299,9 +318,15 @@ def test_filters_by_state_kind_batch_owner_and_time(store: Store) -> None:
     batch = uuid.uuid4().hex
     made = []
     for i in range(12):
-        made.append(store.create_job(owner=f"k{i % 3}", kind="batch_item" if i < 6 else "file",
-                                     batch_id=batch if i < 6 else None, filename=f"{i}.wav",
-                                     created_at=T0 + timedelta(hours=i)))
+        made.append(
+            store.create_job(
+                owner=f"k{i % 3}",
+                kind="batch_item" if i < 6 else "file",
+                batch_id=batch if i < 6 else None,
+                filename=f"{i}.wav",
+                created_at=T0 + timedelta(hours=i),
+            )
+        )
     for j in made[:4]:
         store.claim_job(j["id"])
     store.finish_job(made[0]["id"], {}, "done one", "en", 1, 1)
@@ -342,13 +367,13 @@ def test_purge_audio_only_finished_and_old(store: Store) -> None:
     store.finish_job(old["id"], {"text": "hello"}, "hello", "en", 1, 1)
     running = store.create_job(filename="run.wav", audio_path="/audio/run.wav")
     store.claim_job(running["id"])
-    cut = datetime.now(timezone.utc) + timedelta(seconds=1)
+    cut = datetime.now(UTC) + timedelta(seconds=1)
     assert store.purge_audio(cut) == ["/audio/old.wav"]
     assert store.get_job(old["id"])["audio_path"] is None
     assert store.get_job(old["id"])["text"] == "hello"  # transcript kept
     assert store.get_job(running["id"])["audio_path"] == "/audio/run.wav"
     assert store.purge_audio(cut) == []
-    assert store.purge_audio(datetime.now(timezone.utc) - timedelta(days=1)) == []
+    assert store.purge_audio(datetime.now(UTC) - timedelta(days=1)) == []
 
 
 # --------------------------------------------------------------------------- keys, workers
@@ -406,10 +431,24 @@ def test_sqlite_search_and_deep_pages_do_not_scan_100k_rows(tmp_path) -> None:
         else:
             a = (i * 7) % (len(zh) - 12)
             text = zh[a : a + 12] + f"{i}号"
-        rows.append({"id": f"{i:032x}", "owner": f"k{i % 4}", "kind": "file", "filename": f"rec-{i}.wav",
-                     "size_bytes": 1, "model": "whisper-base", "options": {}, "state": "done", "progress": 1.0,
-                     "text": text, "attempts": 1, "callback_attempts": 0,
-                     "created_at": T0 + timedelta(seconds=i), "updated_at": T0})
+        rows.append(
+            {
+                "id": f"{i:032x}",
+                "owner": f"k{i % 4}",
+                "kind": "file",
+                "filename": f"rec-{i}.wav",
+                "size_bytes": 1,
+                "model": "whisper-base",
+                "options": {},
+                "state": "done",
+                "progress": 1.0,
+                "text": text,
+                "attempts": 1,
+                "callback_attempts": 0,
+                "created_at": T0 + timedelta(seconds=i),
+                "updated_at": T0,
+            }
+        )
     rows[31337]["text"] = "独一无二的针 UniqueNeedle"
     with s.engine.begin() as conn:
         conn.execute(sa.insert(JOBS), rows)
@@ -466,7 +505,7 @@ def test_sqlite_search_and_deep_pages_do_not_scan_100k_rows(tmp_path) -> None:
 
 
 def test_retention_deletes_old_audio_and_optionally_text(tmp_path):
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from tingxie import retention
     from tingxie.store import Store
@@ -474,11 +513,13 @@ def test_retention_deletes_old_audio_and_optionally_text(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'r.db'}")
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"RIFF")
-    job = store.create_job(owner="", kind="file", filename="a.wav", audio_path=str(audio), size_bytes=4, model="m", options={})
+    job = store.create_job(
+        owner="", kind="file", filename="a.wav", audio_path=str(audio), size_bytes=4, model="m", options={}
+    )
     store.claim_job(job["id"])
     store.finish_job(job["id"], {"segments": []}, "hello", "en", 1.0, 0.1)
     assert retention.purge_once(store, 30, keep_text=True) == 0  # not old yet
-    later = datetime.now(timezone.utc) + timedelta(days=31)
+    later = datetime.now(UTC) + timedelta(days=31)
     assert retention.purge_once(store, 30, keep_text=True, now=later) == 1
     assert not audio.exists() and store.get_job(job["id"])["audio_path"] is None
     assert store.get_job(job["id"])["text"] == "hello"

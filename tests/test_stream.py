@@ -39,7 +39,9 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SR), "<i2")
 
 
-async def stream(url: str, pcm: np.ndarray, options: dict, paced: bool, chunk_ms: int = 100, stop_after: float | None = None) -> list[dict]:
+async def stream(
+    url: str, pcm: np.ndarray, options: dict, paced: bool, chunk_ms: int = 100, stop_after: float | None = None
+) -> list[dict]:
     """Send `pcm` (16 kHz PCM16) in chunks, then stop; return every message received,
     each stamped with `_t`, seconds since the first audio was sent."""
     msgs: list[dict] = []
@@ -144,7 +146,19 @@ def test_run_on_sentence_is_decoded_in_parts_without_losing_words(server, synth_
     assert msgs[-1]["stats"]["parts"] >= 2
     words = fs[0]["text"].lower().split()
     assert 0.85 <= len(words) / len(RUN_ON.split()) <= 1.15, fs[0]["text"]  # nothing dropped or doubled
-    key = ["farmer", "horses", "summer", "children", "river", "birds", "village", "market", "far", "vegetables", "cheese"]
+    key = [
+        "farmer",
+        "horses",
+        "summer",
+        "children",
+        "river",
+        "birds",
+        "village",
+        "market",
+        "far",
+        "vegetables",
+        "cheese",
+    ]
     assert _words_in_order(fs[0]["text"], key), fs[0]["text"]
 
 
@@ -219,8 +233,12 @@ def test_bad_frames_get_errors_naming_the_problem(server, english):
 
 @pytest.mark.parametrize(
     "options, named",
-    [({"language": "en", "speed": 2}, "unknown option(s): speed"), ({"sample_rate": 22050}, "sample_rate"),
-     ({"endpoint_silence_ms": "fast"}, "endpoint_silence_ms"), ({"language": "klingon"}, "klingon")],
+    [
+        ({"language": "en", "speed": 2}, "unknown option(s): speed"),
+        ({"sample_rate": 22050}, "sample_rate"),
+        ({"endpoint_silence_ms": "fast"}, "endpoint_silence_ms"),
+        ({"language": "klingon"}, "klingon"),
+    ],
 )
 def test_bad_options_refused_with_4400(server, options, named):
     async def run():
@@ -284,8 +302,12 @@ def test_mandarin_stream_matches_offline_accuracy(server, mandarin, paced):
     msgs = asyncio.run(stream(server.url, pcm, {"language": "zh"}, paced=paced, chunk_ms=100 if paced else 200))
     streamed = "".join(f["text"] for f in finals(msgs))
     with path.open("rb") as f:
-        r = httpx.post(server.url + "/v1/audio/transcriptions", files={"file": ("zh.wav", f, "audio/wav")},
-                       data={"model": "whisper-base", "language": "zh"}, timeout=300)
+        r = httpx.post(
+            server.url + "/v1/audio/transcriptions",
+            files={"file": ("zh.wav", f, "audio/wav")},
+            data={"model": "whisper-base", "language": "zh"},
+            timeout=300,
+        )
     offline = r.json()["text"]
     ref = "".join(refs)
     cer_stream, cer_offline = error_rate([ref], [streamed], "zh"), error_rate([ref], [offline], "zh")
@@ -300,9 +322,21 @@ async def funasr_client(url: str, pcm: np.ndarray, mode: str, chunk_ms: int = 60
     """A client written from FunASR's runtime/docs/websocket_protocol.md."""
     msgs: list[dict] = []
     async with websockets.connect(url.replace("http", "ws") + "/funasr") as ws:
-        await ws.send(json.dumps({"mode": mode, "wav_name": "test", "wav_format": "pcm", "is_speaking": True,
-                                  "chunk_size": [5, 10, 5], "chunk_interval": 10, "audio_fs": SR,
-                                  "hotwords": json.dumps({"Stella": 20}), "itn": True}))
+        await ws.send(
+            json.dumps(
+                {
+                    "mode": mode,
+                    "wav_name": "test",
+                    "wav_format": "pcm",
+                    "is_speaking": True,
+                    "chunk_size": [5, 10, 5],
+                    "chunk_interval": 10,
+                    "audio_fs": SR,
+                    "hotwords": json.dumps({"Stella": 20}),
+                    "itn": True,
+                }
+            )
+        )
         n = SR * chunk_ms // 1000
         for i in range(0, len(pcm), n):
             await ws.send(pcm[i : i + n].tobytes())

@@ -101,7 +101,7 @@ def test_zh_itn_leaves_ordinary_text_and_idioms_alone(text: str) -> None:
 
 
 def test_zh_itn_keeps_surrounding_text_and_digits() -> None:
-    assert zh("他说\"一百\"。") == '他说"100"。'
+    assert zh('他说"一百"。') == '他说"100"。'
     assert zh("我用iPhone 十五 pro") == "我用iPhone 15 pro"
     assert zh("2025年3月12日下午3点") == "2025年3月12日下午3点"
 

@@ -67,12 +67,12 @@ def stream_spans(x: np.ndarray, vad: StreamingVad, seed: int = 0, max_chunk: int
     events += vad.flush()
     assert vad.position == x.size and not vad.in_speech
     assert [e.kind for e in events] == ["start", "end"] * (len(events) // 2)
-    return [SpeechSpan(a.sample, b.sample) for a, b in zip(events[::2], events[1::2])]
+    return [SpeechSpan(a.sample, b.sample) for a, b in zip(events[::2], events[1::2], strict=False)]
 
 
 def assert_close(a: list[SpeechSpan], b: list[SpeechSpan], tol: int = 2 * FRAME) -> None:
     assert len(a) == len(b), (a, b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         assert abs(x.start - y.start) <= tol and abs(x.end - y.end) <= tol, (x, y)
 
 
@@ -80,7 +80,7 @@ def assert_well_formed(spans: list[SpeechSpan], length: int, max_s: float) -> No
     for s in spans:
         assert 0 <= s.start < s.end <= length
         assert s.end - s.start <= int(max_s * SR)
-    for a, b in zip(spans, spans[1:]):
+    for a, b in zip(spans, spans[1:], strict=False):
         assert a.end <= b.start
 
 
@@ -98,7 +98,7 @@ def test_probabilities_are_per_frame_and_track_speech(phrases) -> None:
     assert ((p >= 0) & (p <= 1)).all()
     for s, e in truth:
         assert p[s // FRAME + 3 : e // FRAME - 3].mean() > 0.7
-    for (_, e), (s, _) in zip(truth, truth[1:]):
+    for (_, e), (s, _) in zip(truth, truth[1:], strict=False):
         assert p[e // FRAME + 10 : s // FRAME - 3].max() < 0.2  # the 1 s pauses
 
 
@@ -109,7 +109,7 @@ def test_spans_follow_the_pauses(phrases) -> None:
     assert_well_formed(spans, x.size, opts.max_speech_s)
     assert len(spans) == len(truth)
     pad = opts.speech_pad_ms * SR // 1000
-    for span, (s, e) in zip(spans, truth):
+    for span, (s, e) in zip(spans, truth, strict=False):
         # The padded span covers the phrase, with at most pad + ~0.15 s of slack per side.
         assert s - pad - 0.15 * SR <= span.start <= s + 0.05 * SR
         assert e - 0.05 * SR <= span.end <= e + pad + 0.15 * SR
@@ -132,7 +132,7 @@ def test_long_speech_is_cut_in_pauses_below_max(paragraph) -> None:
     p = speech_probabilities(x)
     spans = detect_speech(x, opts, probs=p)
     assert_well_formed(spans, x.size, opts.max_speech_s)
-    cut_spans = [a for a, b in zip(spans, spans[1:]) if a.end == b.start]
+    cut_spans = [a for a, b in zip(spans, spans[1:], strict=False) if a.end == b.start]
     assert len(cut_spans) >= 5
     quiet = 0
     for a in cut_spans:
@@ -178,7 +178,7 @@ def test_streaming_endpoint_silence_and_latency(phrases) -> None:
         if truth[0][0] + SR // 2 <= vad.position < truth[0][1] - SR // 10:
             assert vad.in_speech
     assert len(heard) == 2 * len(truth)
-    for (start, at_start), (end, at_end), (s, e) in zip(heard[::2], heard[1::2], truth):
+    for (start, at_start), (end, at_end), (s, e) in zip(heard[::2], heard[1::2], truth, strict=False):
         assert start.kind == "start" and at_start - s < 0.4 * SR
         assert end.kind == "end" and at_end - e < 0.8 * SR
         assert start.sample <= s <= e <= end.sample

@@ -37,8 +37,26 @@ def _pad(wav: Path, seconds: float) -> Path:
     """Trailing silence, so the stream's VAD sees the utterance end before the fake
     microphone loops the file."""
     out = wav.with_name(wav.stem + "-padded.wav")
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(wav), "-af", f"apad=pad_dur={seconds}",
-                    "-ar", "48000", "-ac", "1", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(wav),
+            "-af",
+            f"apad=pad_dur={seconds}",
+            "-ar",
+            "48000",
+            "-ac",
+            "1",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return out
 
 
@@ -50,7 +68,9 @@ def files(tmp_path_factory, synth_speech):
         "history": synth_speech("Please remember the purple elephant meeting on Friday.", d / "elephant.wav"),
         "delete": synth_speech("This recording should be deleted.", d / "delete-me.wav"),
     }
-    for i, text in enumerate(["Good morning everyone.", "The bank opens at nine.", "Send the report to the office.", "Thank you very much."]):
+    for i, text in enumerate(
+        ["Good morning everyone.", "The bank opens at nine.", "Send the report to the office.", "Thank you very much."]
+    ):
         out[f"batch{i}"] = synth_speech(text, d / f"batch-{i + 1}.wav")
     bad = d / "bad.wav"
     bad.write_bytes(os.urandom(4096))
@@ -69,9 +89,17 @@ def server(tmp_path_factory):
 def browser(files):
     from playwright.sync_api import sync_playwright
 
-    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={files['rt']}",
-            "--autoplay-policy=no-user-gesture-required"]
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={files['rt']}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
     with sync_playwright() as p:
         try:
             b = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
@@ -123,7 +151,9 @@ def shot(pg, name: str) -> None:
 
 def submit_and_wait(server, path: Path) -> dict:
     with open(path, "rb") as f:
-        r = httpx.post(server.url + "/api/jobs", files={"files": (path.name, f, "audio/wav")}, data={"language": "en"}, timeout=60)
+        r = httpx.post(
+            server.url + "/api/jobs", files={"files": (path.name, f, "audio/wav")}, data={"language": "en"}, timeout=60
+        )
     r.raise_for_status()
     job_id = r.json()["jobs"][0]["id"]
     deadline = time.time() + 120
@@ -161,7 +191,9 @@ def recognise_wav(request, tmp_path_factory) -> Path:
         return request.getfixturevalue("corpus_dir") / "deepspeech_LDC93S1.wav"
     except pytest.skip.Exception:
         synth = request.getfixturevalue("synth_speech")
-        return synth("She had your dark suit in greasy wash water all year.", tmp_path_factory.mktemp("rec") / "dark-suit.wav")
+        return synth(
+            "She had your dark suit in greasy wash water all year.", tmp_path_factory.mktemp("rec") / "dark-suit.wav"
+        )
 
 
 def test_recognise_file_shows_text_player_and_downloads(page, recognise_wav):
@@ -232,8 +264,10 @@ def test_history_search_open_and_delete(page, server, files):
     submit_and_wait(server, files["delete"])
     page.goto(page.base + "/ui/#history")
     page.fill("#hist-q", "elephant")
-    page.wait_for_function("[...document.querySelectorAll('#hist-table tbody tr')].length === 1"
-                           " && document.querySelector('#hist-table tbody').innerText.includes('elephant.wav')")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#hist-table tbody tr')].length === 1"
+        " && document.querySelector('#hist-table tbody').innerText.includes('elephant.wav')"
+    )
     assert "elephant" in page.locator("#hist-table tbody").inner_text().lower()
     # the detail view reuses the result component
     page.click("#hist-table tbody a.fname")
@@ -302,8 +336,14 @@ def test_docs_render_on_an_offline_network(browser, server):
 
 def test_every_error_carries_a_code_the_ui_translates(server):
     """The UI translates errors by their stable `code`; none may come without one."""
-    cases = [("GET", "/api/jobs/nope", 404), ("GET", "/api/batches/nope", 404), ("GET", "/api/nowhere", 404),
-             ("GET", "/api/jobs?state=bogus", 400), ("DELETE", "/healthz", 405), ("POST", "/api/jobs", 400)]
+    cases = [
+        ("GET", "/api/jobs/nope", 404),
+        ("GET", "/api/batches/nope", 404),
+        ("GET", "/api/nowhere", 404),
+        ("GET", "/api/jobs?state=bogus", 400),
+        ("DELETE", "/healthz", 405),
+        ("POST", "/api/jobs", 400),
+    ]
     ui = (ROOT / "tingxie" / "web" / "i18n.js").read_text(encoding="utf-8")
     for method, path, status in cases:
         r = httpx.request(method, server.url + path, timeout=10)
@@ -352,8 +392,11 @@ def test_chinese_ui_speaks_chinese(page, server, files):
     page.goto(page.base + "/ui/#batch")
     page.select_option("#batch-options select[name=language]", "en")
     page.set_input_files("#batch-files", [str(files["batch0"]), str(files["bad"])])
-    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 1"
-                           " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1", timeout=120_000)
+    page.wait_for_function(
+        "document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 1"
+        " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1",
+        timeout=120_000,
+    )
     bad = page.locator("#batch-table tbody tr[data-state=failed]")
     reason = bad.locator(".err").inner_text()
     assert reason and not HAS_ENGLISH_WORD.search(reason), reason
@@ -442,7 +485,8 @@ def test_realtime_dictation_from_fake_microphone(page, server):
     page.click("#rt-start")
     page.wait_for_selector("#rt-status.live", timeout=30_000)
     page.wait_for_function(
-        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /window/i.test(p.innerText))", timeout=90_000)
+        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /window/i.test(p.innerText))", timeout=90_000
+    )
     shot(page, "realtime")  # while listening: status, level meter, text
     page.click("#rt-stop")
     page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
@@ -454,7 +498,9 @@ def test_realtime_dictation_from_fake_microphone(page, server):
 def test_narrow_window_keeps_navigation_usable(page):
     page.set_viewport_size({"width": 420, "height": 800})
     page.goto(page.base + "/ui/#recognise")
-    assert page.locator(".tabs a[data-page=system]").is_visible() or page.locator(".tabs").evaluate("e => e.scrollWidth > e.clientWidth")
+    assert page.locator(".tabs a[data-page=system]").is_visible() or page.locator(".tabs").evaluate(
+        "e => e.scrollWidth > e.clientWidth"
+    )
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 1, f"page scrolls sideways by {overflow}px at 420px"
     # keyboard: Tab reaches the drop zone, Enter would open the picker
@@ -464,8 +510,14 @@ def test_narrow_window_keeps_navigation_usable(page):
 
 def test_api_key_prompt_then_retry(page, server):
     """Runs last: creating a key switches the server to keys-required."""
-    out = subprocess.run([sys.executable, "-m", "tingxie", "keys", "create", "ui-test", "--admin"], capture_output=True, text=True,
-                         env={**os.environ, "TINGXIE_HOME": str(server.home)}, cwd=str(ROOT), check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "tingxie", "keys", "create", "ui-test", "--admin"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TINGXIE_HOME": str(server.home)},
+        cwd=str(ROOT),
+        check=True,
+    ).stdout
     secret = re.search(r"(tx-\S+)", out).group(1)
     time.sleep(2.1)  # the server caches "keys exist?" for 2 s
     _zh(page, "#system")

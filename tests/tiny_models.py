@@ -29,7 +29,20 @@ OPSET = 17
 # SenseVoice: the text the model "says" in Chinese (any language but en) and English.
 SV_ZH = list("今天天气很好。明天下雨吗？")
 SV_EN = ["▁hello", "▁world", "."]
-SV_SPECIAL = ["<blank>", "<|zh|>", "<|en|>", "<|ja|>", "<|ko|>", "<|yue|>", "<|HAPPY|>", "<|NEUTRAL|>", "<|Speech|>", "<|BGM|>", "<|withitn|>", "<|woitn|>"]
+SV_SPECIAL = [
+    "<blank>",
+    "<|zh|>",
+    "<|en|>",
+    "<|ja|>",
+    "<|ko|>",
+    "<|yue|>",
+    "<|HAPPY|>",
+    "<|NEUTRAL|>",
+    "<|Speech|>",
+    "<|BGM|>",
+    "<|withitn|>",
+    "<|woitn|>",
+]
 # lang_* and with_itn/without_itn metadata values: SenseVoiceSmall's own ids
 SV_LANG_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
 SV_WITH_ITN, SV_WITHOUT_ITN = 14, 15
@@ -213,7 +226,12 @@ def funasr_nano_ctc(d: Path) -> Path:
         helper.make_node("Slice", ["table", "zero", "T", "zero"], ["bias"]),  # [T,V]
         helper.make_node("Add", ["lin", "bias"], ["logits"]),
     ]
-    inits = [_const("W", W), _const("table", table), _const("zero", np.array([0], np.int64)), _const("one", np.array([1], np.int64))]
+    inits = [
+        _const("W", W),
+        _const("table", table),
+        _const("zero", np.array([0], np.int64)),
+        _const("one", np.array([1], np.int64)),
+    ]
     graph = helper.make_graph(
         nodes,
         "funasr_nano_ctc_tiny",
@@ -308,7 +326,15 @@ def paraformer(d: Path) -> Path:
         ],
         inits,
     )
-    meta = _cmvn_meta({"lfr_window_size": 7, "lfr_window_shift": 6, "vocab_size": V, "model_type": "paraformer", "comment": "tingxie tiny test model"})
+    meta = _cmvn_meta(
+        {
+            "lfr_window_size": 7,
+            "lfr_window_shift": 6,
+            "vocab_size": V,
+            "model_type": "paraformer",
+            "comment": "tingxie tiny test model",
+        }
+    )
     d.mkdir(parents=True, exist_ok=True)
     _write_tokens(d / "tokens.txt", symbols)
     return _save(graph, d / "model.int8.onnx", meta)
@@ -354,7 +380,12 @@ def streaming_paraformer(d: Path, D: int = 4) -> Path:
             helper.make_tensor_value_info("encoder_out_len", TensorProto.INT32, [1]),
             helper.make_tensor_value_info("alpha", TensorProto.FLOAT, [1, "T"]),
         ],
-        [_const("W", W), _const("minus1", np.array([-1], np.int64)), _const("zero_f", np.array(0.0, np.float32)), _const("half", np.array(0.5, np.float32))],
+        [
+            _const("W", W),
+            _const("minus1", np.array([-1], np.int64)),
+            _const("zero_f", np.array(0.0, np.float32)),
+            _const("half", np.array(0.5, np.float32)),
+        ],
     )
     seq_ids = np.array([idx[ONLINE_SEQ[k % len(ONLINE_SEQ)]] for k in range(4096)], np.int64)
     dec_nodes = [
@@ -459,7 +490,7 @@ def _byte_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
+    return {b: chr(c) for b, c in zip(bs, cs, strict=False)}
 
 
 def funasr_nano_llm(d: Path) -> Path:
@@ -480,14 +511,28 @@ def funasr_nano_llm(d: Path) -> Path:
         vocab.setdefault(sym, len(vocab))
         out_ids.append(vocab[sym])
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    added = [{"id": len(vocab) + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False, "special": True} for i, s in enumerate(specials)]
+    added = [
+        {
+            "id": len(vocab) + i,
+            "content": s,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+        for i, s in enumerate(specials)
+    ]
     V = len(vocab) + len(specials)
     im_end = added[2]["id"]
     tok_dir = d / "Qwen3-0.6B"
     tok_dir.mkdir(parents=True, exist_ok=True)
     (tok_dir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (tok_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    (tok_dir / "tokenizer.json").write_text(json.dumps({"version": "1.0", "added_tokens": added, "model": {"type": "BPE"}}, ensure_ascii=False), encoding="utf-8")
+    (tok_dir / "tokenizer.json").write_text(
+        json.dumps({"version": "1.0", "added_tokens": added, "model": {"type": "BPE"}}, ensure_ascii=False),
+        encoding="utf-8",
+    )
 
     W = (np.random.default_rng(4).standard_normal((FEAT, LLM_H)) * LINEAR_SCALE).astype(np.float32)
     flag = np.zeros(LLM_H, np.float32)
@@ -499,7 +544,11 @@ def funasr_nano_llm(d: Path) -> Path:
         [helper.make_tensor_value_info("encoder_out", TensorProto.FLOAT, [1, "T", LLM_H])],
         [_const("W", W), _const("flag", flag)],
     )
-    _save(enc, d / "encoder_adaptor.int8.onnx", {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": LLM_H, "comment": "tingxie tiny test model"})
+    _save(
+        enc,
+        d / "encoder_adaptor.int8.onnx",
+        {"lfr_window_size": 7, "lfr_window_shift": 6, "llm_dim": LLM_H, "comment": "tingxie tiny test model"},
+    )
 
     emb = helper.make_graph(
         [helper.make_node("Gather", ["table", "input_ids"], ["inputs_embeds"], axis=0)],
@@ -577,7 +626,18 @@ def funasr_nano_llm(d: Path) -> Path:
         ],
         inits,
     )
-    _save(llm, d / "llm.int8.onnx", {"vocab_size": V, "hidden_size": LLM_H, "model_type": "qwen3_kv_delta", "num_layers": 1, "max_total_len": LLM_MAXLEN, "comment": "tingxie tiny test model"})
+    _save(
+        llm,
+        d / "llm.int8.onnx",
+        {
+            "vocab_size": V,
+            "hidden_size": LLM_H,
+            "model_type": "qwen3_kv_delta",
+            "num_layers": 1,
+            "max_total_len": LLM_MAXLEN,
+            "comment": "tingxie tiny test model",
+        },
+    )
     return d
 
 

@@ -89,8 +89,9 @@ class DecodeReport:
         return f"audio only partly decodable: decoded {self.decoded:.1f} s{of}; {', '.join(why)}"
 
 
-def decode(source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport | None = None,
-           max_seconds: float = 0.0) -> np.ndarray:
+def decode(
+    source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport | None = None, max_seconds: float = 0.0
+) -> np.ndarray:
     """Decode the first audio stream to mono float32 at `sample_rate`.
 
     The output buffer is reserved once from the container's stated duration and
@@ -109,8 +110,13 @@ def decode(source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport 
     return buf.finish()
 
 
-def decode_chunks(source: Source, sample_rate: int = SAMPLE_RATE, report: DecodeReport | None = None,
-                  max_seconds: float = 0.0, chunk_s: float = CHUNK_S) -> Iterator[np.ndarray]:
+def decode_chunks(
+    source: Source,
+    sample_rate: int = SAMPLE_RATE,
+    report: DecodeReport | None = None,
+    max_seconds: float = 0.0,
+    chunk_s: float = CHUNK_S,
+) -> Iterator[np.ndarray]:
     """Decode the first audio stream as consecutive mono float32 chunks of about
     `chunk_s` seconds, so memory does not grow with the file's length.
 
@@ -172,8 +178,10 @@ def decode_chunks(source: Source, sample_rate: int = SAMPLE_RATE, report: Decode
     if total == 0 or (damaged and report.decoded < MIN_DAMAGED_S):
         if total == 0 and not damaged and report.declared <= 0:
             raise AudioError(NO_SAMPLES)
-        raise AudioError(f"{CORRUPT}: nothing decodable (decoded {report.decoded:.2f} s"
-                         + (f" of {report.declared:.1f} s declared)" if report.declared > 0 else ")"))
+        raise AudioError(
+            f"{CORRUPT}: nothing decodable (decoded {report.decoded:.2f} s"
+            + (f" of {report.declared:.1f} s declared)" if report.declared > 0 else ")")
+        )
     if report.warning:
         log.warning("%s", report.warning)
     if held:
@@ -236,11 +244,7 @@ class StreamResampler:
     def __init__(self, src_rate: int, dst_rate: int = SAMPLE_RATE) -> None:
         self.src_rate = src_rate
         self.dst_rate = dst_rate
-        self._r = (
-            av.AudioResampler(format="flt", layout="mono", rate=dst_rate)
-            if src_rate != dst_rate
-            else None
-        )
+        self._r = av.AudioResampler(format="flt", layout="mono", rate=dst_rate) if src_rate != dst_rate else None
 
     def feed(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
@@ -300,7 +304,7 @@ class SparseAudio:
         lo, hi, _ = key.indices(self.length)
         out: np.ndarray | None = None
         k = max(bisect.bisect_right(self._starts, lo) - 1, 0)
-        for start, part in zip(self._starts[k:], self._parts[k:]):
+        for start, part in zip(self._starts[k:], self._parts[k:], strict=False):
             if start >= hi:
                 break
             a, b = max(lo, start), min(hi, start + part.size)

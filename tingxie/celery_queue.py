@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def make_app(settings) -> Any:
                 raise
             delay = min(60.0, 2.0**n) * (0.5 + random.random())  # exponential backoff with jitter
             log.warning("job %s: %s, retry %d in %.1f s", job_id, type(e).__name__, n + 1, delay)
-            raise self.retry(exc=e, countdown=delay)
+            raise self.retry(exc=e, countdown=delay) from e
         except Exception as e:  # a bug, not bad input (run_job turns that into `failed`): keep serving
             log.exception("job %s crashed", job_id)
             rt.store.fail_job(job_id, f"internal error: {type(e).__name__}")
@@ -177,7 +177,7 @@ def give_back(store, job_id: str, dead: str | None) -> bool:
 def _age_s(iso: str | None) -> float:
     if not iso:
         return float("inf")
-    return (datetime.now(timezone.utc) - datetime.fromisoformat(iso)).total_seconds()
+    return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
 
 
 def orphans(store, timeout_s: float) -> list[dict]:
@@ -230,9 +230,16 @@ class Runtime:
                 from .jobs import deliver_callback
 
                 threading.Thread(
-                    target=deliver_callback, daemon=True,
-                    args=(self.store, job_id, self.base_url, self.settings.callback_retries, self.settings.callback_allow,
-                          self.settings.callback_timeout_s),
+                    target=deliver_callback,
+                    daemon=True,
+                    args=(
+                        self.store,
+                        job_id,
+                        self.base_url,
+                        self.settings.callback_retries,
+                        self.settings.callback_allow,
+                        self.settings.callback_timeout_s,
+                    ),
                 ).start()
 
 
@@ -297,8 +304,12 @@ def release_previous_life(store, name: str, me: str, send) -> int:
 def send_job(app, job_id: str) -> None:
     """One message per send; unique task ids so a revoke/cancel never poisons a retry."""
     app.send_task(
-        TASK, args=[job_id], queue=QUEUE, task_id=f"{job_id}.{uuid.uuid4().hex[:8]}",
-        retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
+        TASK,
+        args=[job_id],
+        queue=QUEUE,
+        task_id=f"{job_id}.{uuid.uuid4().hex[:8]}",
+        retry=True,
+        retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
     )
 
 
@@ -363,19 +374,21 @@ class CeleryQueue:
         out = []
         for w in self.store.live_workers(self.timeout_s):
             info = w.get("info") or {}
-            out.append({
-                "name": w["name"],
-                "device": w["device"],
-                "instances": w["instances"],
-                "heartbeat_age_s": round(_age_s(w["last_seen"]), 1),
-                "jobs_done": info.get("jobs_done", 0),
-                "jobs_failed": info.get("jobs_failed", 0),
-                "running": info.get("running", 0),
-                "audio_seconds": info.get("audio_seconds", 0.0),
-                "batches": info.get("batches", 0),
-                "mean_batch_size": info.get("mean_batch_size", 0.0),
-                "throughput_audio_s_per_s": info.get("throughput", 0.0),
-            })
+            out.append(
+                {
+                    "name": w["name"],
+                    "device": w["device"],
+                    "instances": w["instances"],
+                    "heartbeat_age_s": round(_age_s(w["last_seen"]), 1),
+                    "jobs_done": info.get("jobs_done", 0),
+                    "jobs_failed": info.get("jobs_failed", 0),
+                    "running": info.get("running", 0),
+                    "audio_seconds": info.get("audio_seconds", 0.0),
+                    "batches": info.get("batches", 0),
+                    "mean_batch_size": info.get("mean_batch_size", 0.0),
+                    "throughput_audio_s_per_s": info.get("throughput", 0.0),
+                }
+            )
         return out
 
     def stop(self) -> None:
@@ -401,8 +414,11 @@ class CeleryQueue:
             return
         self._last_sweep = now
         stale = [
-            j for j in self.store.unfinished_jobs()
-            if j["state"] == "queued" and j["kind"] in JOB_KINDS and _age_s(j.get("updated_at")) > 2 * self.timeout_s
+            j
+            for j in self.store.unfinished_jobs()
+            if j["state"] == "queued"
+            and j["kind"] in JOB_KINDS
+            and _age_s(j.get("updated_at")) > 2 * self.timeout_s
             and j["id"] not in self._pending
         ]
         if stale and self._broker_depth() == 0:

@@ -12,6 +12,7 @@ from . import __version__, cli_server, request
 from .settings import from_overrides
 from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
 
+
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model and device")
     g.add_argument("--model", help="model id (default whisper-base) or a CTranslate2 Whisper directory")
@@ -70,8 +71,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ok = failed = 0
     audio_total = 0.0
-    bar = tqdm(total=sum(durations), unit="s", unit_scale=False, desc="audio", disable=args.quiet, dynamic_ncols=True,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}")
+    bar = tqdm(
+        total=sum(durations),
+        unit="s",
+        unit_scale=False,
+        desc="audio",
+        disable=args.quiet,
+        dynamic_ncols=True,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}",
+    )
     bar.set_postfix_str(f"files 0/{len(args.files)}")
     shown = [0.0] * len(args.files)  # per file, capped at its probed length: the bar never passes 100 %
 
@@ -116,16 +124,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     settings = from_overrides(args)
     if args.prepare:
         models_mod.assemble_bundled(settings.models_dir)
-    choice = choose(settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size)
+    choice = choose(
+        settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size
+    )
     print(f"models dir: {settings.models_dir}")
-    print(f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}")
+    print(
+        f"device: {choice.label} ({choice.compute_type}, {choice.instances} instance(s), batch {choice.batch_size}){' — ' + choice.note if choice.note else ''}"
+    )
     for m in models_mod.list_models(settings.models_dir):
-        state = "ready" if m.ready else f"cannot be loaded: {m.error}" if m.error else "not assembled yet (joined on first use)"
+        state = (
+            "ready"
+            if m.ready
+            else f"cannot be loaded: {m.error}"
+            if m.error
+            else "not assembled yet (joined on first use)"
+        )
         tag = " [bundled, default]" if m.bundled else ""
         print(f"  {m.id:<16} {m.size_bytes / 1e6:7.1f} MB  {state}{tag}\n  {'':<16} {m.path}")
         if m.spec:
             caps = ", ".join(k.replace("_", " ") for k, v in m.spec["capabilities"].items() if v)
-            langs = ", ".join(m.spec["languages"][:12]) + (f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else "")
+            langs = ", ".join(m.spec["languages"][:12]) + (
+                f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else ""
+            )
             print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
     return 0
 
@@ -157,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except OptionsError as e:

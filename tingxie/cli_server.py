@@ -71,7 +71,9 @@ def check_bind(settings, store, addrs: list[tuple[int, tuple]]) -> list[str]:
     if public:
         where = ", ".join(public)
         if settings.auth == "off":
-            raise OptionsError(f"refusing TINGXIE_AUTH=off on a non-loopback address ({where}): a public server always needs keys")
+            raise OptionsError(
+                f"refusing TINGXIE_AUTH=off on a non-loopback address ({where}): a public server always needs keys"
+            )
         if not store.has_keys():
             raise OptionsError(
                 f"refusing to listen on {where} without API keys: create one with `tingxie keys create NAME --admin`"
@@ -82,8 +84,8 @@ def check_bind(settings, store, addrs: list[tuple[int, tuple]]) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .settings import from_overrides
     from .server.app import create_app
+    from .settings import from_overrides
     from .store import Store
 
     settings = from_overrides(args)
@@ -117,7 +119,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"{c.instances} instance(s), batch ≤ {c.batch_size}{', serial reference mode' if settings.serial else ''}; data in {settings.home}",
         flush=True,
     )
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024
+    )
     uvicorn.Server(config).run(sockets=socks)
     return 0
 
@@ -144,8 +148,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             raise OptionsError(f"no active key {args.name!r}")
         print(f"revoked {args.name}")
         if not store.has_keys():
-            print("no active key left: the server stays closed to callers without a key "
-                  "(create a key, or set TINGXIE_AUTH=off to open it on purpose)")
+            print(
+                "no active key left: the server stays closed to callers without a key "
+                "(create a key, or set TINGXIE_AUTH=off to open it on purpose)"
+            )
     return 0
 
 
@@ -164,10 +170,15 @@ def add_commands(sub, add_engine_args) -> None:
     s.add_argument("--host", help="bind address (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 8000)")
     s.add_argument("--max-batch-size", dest="batch_size", type=int, help="alias of --batch-size")
-    s.add_argument("--max-batch-wait-ms", type=float, default=None, help="how long a batch waits for company (default 5)")
-    s.add_argument("--serial", action="store_true",
-                   help="for comparison: serve like the reference system, one request at a time through faster-whisper's "
-                        "sequential transcribe (beam 5, VAD); implies --instances 1 --batch-size 1")
+    s.add_argument(
+        "--max-batch-wait-ms", type=float, default=None, help="how long a batch waits for company (default 5)"
+    )
+    s.add_argument(
+        "--serial",
+        action="store_true",
+        help="for comparison: serve like the reference system, one request at a time through faster-whisper's "
+        "sequential transcribe (beam 5, VAD); implies --instances 1 --batch-size 1",
+    )
     add_engine_args(s)
     s.set_defaults(func=cmd_serve)
 

@@ -68,8 +68,14 @@ def tokenizer_languages(path: Path) -> tuple[str, ...]:
 class Engine:
     """A loaded Whisper model. Thread-safe: call `decode` from several threads."""
 
-    def __init__(self, model_id: str, path: str, choice: DeviceChoice, dynamic_frames: bool = True,
-                 detect_languages: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        model_id: str,
+        path: str,
+        choice: DeviceChoice,
+        dynamic_frames: bool = True,
+        detect_languages: tuple[str, ...] = (),
+    ):
         from faster_whisper import WhisperModel
 
         self.model_id = model_id
@@ -197,7 +203,7 @@ class Engine:
             languages.append(detected.get(i, (w.options.language or "en", 1.0)))
 
         prompts = []
-        for w, (lang, _) in zip(windows, languages):
+        for w, (lang, _) in zip(windows, languages, strict=False):
             tok = self.tokenizer(lang, w.options.task)
             prompts.append(self.prompt_prefix(w) + list(tok.sot_sequence))
         budget = max(token_budget(w.seconds) for w in windows)
@@ -227,21 +233,37 @@ class Engine:
         t3 = time.perf_counter()
 
         out = []
-        for i, (w, r, (lang, lang_p)) in enumerate(zip(windows, results, languages)):
+        for w, r, (lang, lang_p) in zip(windows, results, languages, strict=False):
             best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
             seq = r.sequences_ids[best]
             tok = self.tokenizer(lang, w.options.task)
             avg_logprob = r.scores[best] if r.scores else 0.0
             segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= max_len - 1)
-            out.append(WindowResult(segs, lang, lang_p, len(seq), avg_logprob=float(avg_logprob), no_speech_prob=float(r.no_speech_prob),
-                                    compression_ratio=compression_ratio(tok.decode([t for t in seq if t < tok.eot]))))
+            out.append(
+                WindowResult(
+                    segs,
+                    lang,
+                    lang_p,
+                    len(seq),
+                    avg_logprob=float(avg_logprob),
+                    no_speech_prob=float(r.no_speech_prob),
+                    compression_ratio=compression_ratio(tok.decode([t for t in seq if t < tok.eot])),
+                )
+            )
         gaps = [long_gaps(w) for w in windows]
-        wanted = [w.options.word_timestamps or any(crosses_gap(s, g) for s in r.segments) for w, r, g in zip(windows, out, gaps)]
+        wanted = [
+            w.options.word_timestamps or any(crosses_gap(s, g) for s in r.segments)
+            for w, r, g in zip(windows, out, gaps, strict=False)
+        ]
         if any(wanted):
             self._add_words(windows, out, enc, wanted)
-            for w, r, g in zip(windows, out, gaps):
+            for w, r, g in zip(windows, out, gaps, strict=False):
                 if g:
-                    r.segments = [p for s in r.segments for p in (split_at_gaps(s, g, w.options.word_timestamps) if crosses_gap(s, g) else [s])]
+                    r.segments = [
+                        p
+                        for s in r.segments
+                        for p in (split_at_gaps(s, g, w.options.word_timestamps) if crosses_gap(s, g) else [s])
+                    ]
         t4 = time.perf_counter()
         share = 1.0 / len(windows)
         for res in out:
@@ -253,7 +275,9 @@ class Engine:
             }
         return out
 
-    def _segments(self, w: Window, seq: list[int], tok, avg_logprob: float, no_speech: float, hit_budget: bool) -> list[Segment]:
+    def _segments(
+        self, w: Window, seq: list[int], tok, avg_logprob: float, no_speech: float, hit_budget: bool
+    ) -> list[Segment]:
         """Split generated tokens at timestamp pairs into segments with absolute times."""
         if no_speech > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
             return []  # silence: Whisper would only hallucinate here
@@ -279,7 +303,7 @@ class Engine:
             pieces.append((cur_start if cur_start is not None else last_ts, None, cur))
 
         segments: list[Segment] = []
-        for k, (start, end, tokens) in enumerate(pieces):
+        for _k, (start, end, tokens) in enumerate(pieces):
             text = tok.decode(tokens).strip()
             if not any(ch.isalnum() for ch in text):
                 continue  # "…", "- -": what Whisper writes for silence and noise
@@ -310,14 +334,16 @@ class Engine:
 
         Words come back in token order, so each segment takes as many words as it has
         tokens."""
-        text_tokens = [[t for s in r.segments for t in s._tokens] if want else [] for r, want in zip(results, wanted)]  # type: ignore[attr-defined]
+        text_tokens = [
+            [t for s in r.segments for t in s._tokens] if want else [] for r, want in zip(results, wanted, strict=False)
+        ]  # type: ignore[attr-defined]
         if not any(text_tokens):
             return
         tok = self.tokenizer(results[0].language, windows[0].options.task)
         safe = [t or tok.encode(" ") for t in text_tokens]  # align needs ≥ 1 token per item
         frames = [max(2, min(FRAMES, w.num_samples // 160)) for w in windows]
         aligned = self._fw.find_alignment(tok, safe, enc, frames)
-        for w, r, words, want in zip(windows, results, aligned, wanted):
+        for w, r, words, want in zip(windows, results, aligned, wanted, strict=False):
             if not want:
                 continue
             it = iter(words)
@@ -339,7 +365,7 @@ def long_gaps(w: Window) -> list[tuple[float, float]]:
     """(end, next start) in source seconds for pieces packed across a pause of
     GAP_SPLIT_S or more: a subtitle must not run through such a pause."""
     out = []
-    for a, b in zip(w.pieces, w.pieces[1:]):
+    for a, b in zip(w.pieces, w.pieces[1:], strict=False):
         end, nxt = (a.start + a.length) / SAMPLE_RATE, b.start / SAMPLE_RATE
         if nxt - end >= GAP_SPLIT_S:
             out.append((end, nxt))
@@ -370,10 +396,20 @@ def split_at_gaps(seg: Segment, gaps: list[tuple[float, float]], keep_words: boo
         return [seg]
     limits.append(seg.end)
     out = []
-    for g, limit in zip(groups, limits):
+    for g, limit in zip(groups, limits, strict=False):
         text = "".join(w.word for w in g).strip()
         end = max(g[0].start, min(g[-1].end, limit))
-        part = Segment(0, g[0].start, end, text, text, g if keep_words else None, seg.avg_logprob, seg.no_speech_prob, list(seg.flags))
+        part = Segment(
+            0,
+            g[0].start,
+            end,
+            text,
+            text,
+            g if keep_words else None,
+            seg.avg_logprob,
+            seg.no_speech_prob,
+            list(seg.flags),
+        )
         part._tokens = []  # type: ignore[attr-defined]
         out.append(part)
     return out

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from .request import TranscriptionOptions
 from .manager import ModelManager
+from .request import TranscriptionOptions
 from .scheduler import BATCH
 from .transcribe import transcribe
 from .types import AudioError, OptionsError
@@ -107,8 +107,14 @@ def _not_public(ip) -> str | None:
     """Why an address may not receive callbacks (None: it may)."""
     if getattr(ip, "ipv4_mapped", None):
         ip = ip.ipv4_mapped
-    for reason, bad in (("loopback", ip.is_loopback), ("unspecified", ip.is_unspecified), ("link-local", ip.is_link_local),
-                        ("multicast", ip.is_multicast), ("reserved", ip.is_reserved), ("private", ip.is_private)):
+    for reason, bad in (
+        ("loopback", ip.is_loopback),
+        ("unspecified", ip.is_unspecified),
+        ("link-local", ip.is_link_local),
+        ("multicast", ip.is_multicast),
+        ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
+    ):
         if bad:
             return reason
     return None if ip.is_global else "non-public"
@@ -165,8 +171,13 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
     ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
     deadline = time.monotonic() + 2 * timeout_s  # a receiver dripping its answer is cut off
     with httpx.Client(follow_redirects=False, trust_env=False, timeout=httpx.Timeout(timeout_s)) as client:
-        with client.stream("POST", u.copy_with(host=target.ips[0]), json=body, headers={"Host": u.netloc.decode("ascii")},
-                           extensions=ext) as r:
+        with client.stream(
+            "POST",
+            u.copy_with(host=target.ips[0]),
+            json=body,
+            headers={"Host": u.netloc.decode("ascii")},
+            extensions=ext,
+        ) as r:
             seen = 0
             for chunk in r.iter_raw():
                 seen += len(chunk)
@@ -175,14 +186,21 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
             return r.status_code
 
 
-def deliver_callback(store, job_id: str, base_url: str, retries: int = 5, allow: str = "", timeout_s: float = 10.0) -> bool:
+def deliver_callback(
+    store, job_id: str, base_url: str, retries: int = 5, allow: str = "", timeout_s: float = 10.0
+) -> bool:
     """POST {id, state, result_url} to the job's callback_url, with exponential backoff.
     Continues from the attempts already made (a delivery resumed after a restart), with
     at least one more try."""
     job = store.get_job(job_id)
     if not job or not job.get("callback_url"):
         return False
-    body = {"id": job_id, "state": job["state"], "error": job.get("error"), "result_url": f"{base_url}/api/jobs/{job_id}/result"}
+    body = {
+        "id": job_id,
+        "state": job["state"],
+        "error": job.get("error"),
+        "result_url": f"{base_url}/api/jobs/{job_id}/result",
+    }
     own_port = httpx.URL(base_url).port
     delay = 0.5
     done = int(job.get("callback_attempts") or 0)
@@ -212,8 +230,18 @@ def resume_callbacks(store, base_url: str, settings) -> int:
     server stopped (crashed mid-retry, or before the first try)."""
     jobs = store.pending_callbacks()
     for j in jobs:
-        threading.Thread(target=deliver_callback, daemon=True,
-                         args=(store, j["id"], base_url, settings.callback_retries, settings.callback_allow, settings.callback_timeout_s)).start()
+        threading.Thread(
+            target=deliver_callback,
+            daemon=True,
+            args=(
+                store,
+                j["id"],
+                base_url,
+                settings.callback_retries,
+                settings.callback_allow,
+                settings.callback_timeout_s,
+            ),
+        ).start()
     if jobs:
         log.info("resuming %d pending callback(s)", len(jobs))
     return len(jobs)
@@ -239,7 +267,9 @@ class LocalQueue:
         self.base_url = base_url
         self.callback_retries = callback_retries
         self._q: queue.Queue[str | None] = queue.Queue()
-        self._threads = [threading.Thread(target=self._loop, name=f"tingxie-job-{i}", daemon=True) for i in range(concurrency)]
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"tingxie-job-{i}", daemon=True) for i in range(concurrency)
+        ]
         self._stop = False
 
     def start(self) -> int:
@@ -283,5 +313,15 @@ class LocalQueue:
             job = self.store.get_job(job_id)
             if job and job.get("callback_url") and job["state"] in ("done", "failed"):
                 cfg = self.manager.settings
-                threading.Thread(target=deliver_callback, daemon=True,
-                                 args=(self.store, job_id, self.base_url, self.callback_retries, cfg.callback_allow, cfg.callback_timeout_s)).start()
+                threading.Thread(
+                    target=deliver_callback,
+                    daemon=True,
+                    args=(
+                        self.store,
+                        job_id,
+                        self.base_url,
+                        self.callback_retries,
+                        cfg.callback_allow,
+                        cfg.callback_timeout_s,
+                    ),
+                ).start()

@@ -43,8 +43,15 @@ class LocalServer:
     whose models dir links the already assembled model (tests' `Server` and the
     benches start theirs through this)."""
 
-    def __init__(self, args: list[str] | None = None, models_dir: Path | None = None, home: Path | None = None,
-                 env: dict | None = None, port: int | None = None, ready_path: str = "/readyz"):
+    def __init__(
+        self,
+        args: list[str] | None = None,
+        models_dir: Path | None = None,
+        home: Path | None = None,
+        env: dict | None = None,
+        port: int | None = None,
+        ready_path: str = "/readyz",
+    ):
         self.args = args or []
         self.home = Path(home or tempfile.mkdtemp(prefix="tingxie-local-home-"))
         self.models_dir = models_dir
@@ -57,7 +64,7 @@ class LocalServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 180) -> "LocalServer":
+    def start(self, timeout: float = 180) -> LocalServer:
         import httpx
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -66,8 +73,12 @@ class LocalServer:
         env = {**inherited, "TINGXIE_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
         self.log = self.home / "server.log"
         self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "tingxie", "serve", "--port", str(self.port), *self.args],
-                                     env=env, stdout=self._logf, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tingxie", "serve", "--port", str(self.port), *self.args],
+            env=env,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -97,7 +108,7 @@ class LocalServer:
         if getattr(self, "_logf", None):
             self._logf.close()
 
-    def __enter__(self) -> "LocalServer":
+    def __enter__(self) -> LocalServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -119,9 +130,22 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-                "--dir", str(self.dir), "--protected-mode", "no"]
+    def start(self) -> RedisServer:
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+            str(self.dir),
+            "--protected-mode",
+            "no",
+        ]
         self.proc = subprocess.Popen(args, stdout=open(self.dir / "redis.log", "ab"), stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -230,8 +254,11 @@ class Cluster:
         self.storage = self.tmp / "storage"
         self.storage.mkdir(parents=True, exist_ok=True)
         self.env = {
-            "TINGXIE_QUEUE": "celery", "TINGXIE_BROKER_URL": broker, "TINGXIE_DATABASE_URL": db,
-            "TINGXIE_STORAGE": str(self.storage), "TINGXIE_WORKER_TIMEOUT_S": str(worker_timeout_s),
+            "TINGXIE_QUEUE": "celery",
+            "TINGXIE_BROKER_URL": broker,
+            "TINGXIE_DATABASE_URL": db,
+            "TINGXIE_STORAGE": str(self.storage),
+            "TINGXIE_WORKER_TIMEOUT_S": str(worker_timeout_s),
             "TINGXIE_DEVICE": "cpu",
         }
         self.api: LocalServer | None = None
@@ -240,8 +267,12 @@ class Cluster:
         self.engine = sa.create_engine(db, poolclass=sa.pool.NullPool)
 
     def start_api(self) -> None:
-        self.api = LocalServer(["--instances", "1", "--threads-per-instance", "1"], models_dir=self.models_dir,
-                               home=self.tmp / "api", env=self.env).start(120)
+        self.api = LocalServer(
+            ["--instances", "1", "--threads-per-instance", "1"],
+            models_dir=self.models_dir,
+            home=self.tmp / "api",
+            env=self.env,
+        ).start(120)
 
     def start_worker(self, name: str, instances: int = 1) -> None:
         home = self.tmp / name
@@ -251,8 +282,21 @@ class Cluster:
         self.offsets[name] = logf.stat().st_size if logf.exists() else 0
         log = open(logf, "ab")
         self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "tingxie", "worker", "--name", name, "--instances", str(instances), "--threads-per-instance", "1"],
-            env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "tingxie",
+                "worker",
+                "--name",
+                name,
+                "--instances",
+                str(instances),
+                "--threads-per-instance",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_workers(self, names: list[str], timeout: float = 120) -> None:
@@ -261,7 +305,7 @@ class Cluster:
             for n in names:
                 if self.workers[n].poll() is not None:
                     raise RuntimeError(f"worker {n} exited:\n{self.worker_log(n)[-3000:]}")
-            if all(" ready." in self.worker_log(n)[self.offsets[n]:] for n in names):
+            if all(" ready." in self.worker_log(n)[self.offsets[n] :] for n in names):
                 return
             time.sleep(0.5)
         raise RuntimeError("workers not ready:\n" + "\n".join(self.worker_log(n)[-1500:] for n in names))
@@ -290,7 +334,9 @@ class Cluster:
         import httpx
 
         assert self.api is not None, "start_api first"
-        files = [("files", (f"{i:03d}-{Path(it['path']).name}", Path(it["path"]).read_bytes())) for i, it in enumerate(items)]
+        files = [
+            ("files", (f"{i:03d}-{Path(it['path']).name}", Path(it["path"]).read_bytes())) for i, it in enumerate(items)
+        ]
         r = httpx.post(self.api.url + "/api/jobs", files=files, data={"language": "auto", **form}, timeout=120)
         if r.status_code != 202:
             raise RuntimeError(f"submit: HTTP {r.status_code}: {r.text[:500]}")
@@ -300,7 +346,12 @@ class Cluster:
         import sqlalchemy as sa
 
         with self.engine.connect() as c:
-            rs = c.execute(sa.text("SELECT id, state, attempts, worker, text, error, result IS NOT NULL AS has_result FROM jobs WHERE id = ANY(:ids)"), {"ids": ids})
+            rs = c.execute(
+                sa.text(
+                    "SELECT id, state, attempts, worker, text, error, result IS NOT NULL AS has_result FROM jobs WHERE id = ANY(:ids)"
+                ),
+                {"ids": ids},
+            )
             return {r.id: dict(r._mapping) for r in rs}
 
     def wait_done(self, ids: list[str], timeout: float) -> dict[str, dict]:
@@ -313,13 +364,18 @@ class Cluster:
         states: dict[str, int] = {}
         for r in self.rows(ids).values():
             states[r["state"]] = states.get(r["state"], 0) + 1
-        raise RuntimeError(f"jobs not finished in {timeout}s: {states}\n" + "\n".join(self.worker_log(n)[-1500:] for n in self.workers))
+        raise RuntimeError(
+            f"jobs not finished in {timeout}s: {states}\n" + "\n".join(self.worker_log(n)[-1500:] for n in self.workers)
+        )
 
     def heartbeats(self) -> dict[str, dict]:
         import sqlalchemy as sa
 
         with self.engine.connect() as c:
-            return {r.name: json.loads(r.info) if isinstance(r.info, str) else r.info for r in c.execute(sa.text("SELECT name, info FROM workers"))}
+            return {
+                r.name: json.loads(r.info) if isinstance(r.info, str) else r.info
+                for r in c.execute(sa.text("SELECT name, info FROM workers"))
+            }
 
     def close(self) -> None:
         for n in list(self.workers):

@@ -100,7 +100,13 @@ class ModelManager:
                 slot = self._slots[model_id]
             slot.last_used = time.monotonic()
             if slot.engine is None:
-                log.info("loading model %s on %s (%s, %d instances)", model_id, self.choice.label, self.choice.compute_type, self.choice.instances)
+                log.info(
+                    "loading model %s on %s (%s, %d instances)",
+                    model_id,
+                    self.choice.label,
+                    self.choice.compute_type,
+                    self.choice.instances,
+                )
                 try:
                     engine = registry.load(model_id, slot.path, self.choice, **self.settings.engine_options())
                     slot.engine = self._punctuated(engine)

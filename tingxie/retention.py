@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -16,7 +16,7 @@ def purge_once(store, audio_days: int, keep_text: bool, now: datetime | None = N
     """Apply the retention policy once; returns how many audio files were deleted."""
     if audio_days <= 0:
         return 0
-    before = (now or datetime.now(timezone.utc)) - timedelta(days=audio_days)
+    before = (now or datetime.now(UTC)) - timedelta(days=audio_days)
     paths = store.purge_audio(before)
     for p in paths:
         Path(p).unlink(missing_ok=True)

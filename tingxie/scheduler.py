@@ -15,9 +15,9 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 from .engines.base import Recognizer, WindowResult  # noqa: F401  (WindowResult: what the futures resolve to)
 from .windows import Window
@@ -101,12 +101,15 @@ class Scheduler:
         self._admitted_audio = 0.0
         self.stats = Stats()
         # lane → owner → that owner's waiting windows (insertion order = turn order)
-        self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {lane: collections.OrderedDict() for lane in LANES}
+        self._lanes: dict[str, collections.OrderedDict[str, collections.deque[_Item]]] = {
+            lane: collections.OrderedDict() for lane in LANES
+        }
         self._cond = threading.Condition()
         self._closed = False
         self._busy = 0
         self._threads = [
-            threading.Thread(target=self._worker, name=f"tingxie-instance-{i}", daemon=True) for i in range(self.instances)
+            threading.Thread(target=self._worker, name=f"tingxie-instance-{i}", daemon=True)
+            for i in range(self.instances)
         ]
         for t in self._threads:
             t.start()
@@ -142,7 +145,9 @@ class Scheduler:
         with self._cond:
             held, limit = self._admitted_audio, self.queued_audio_limit_s
             if limit > 0 and held > 0 and held + seconds > limit:
-                raise Overloaded(f"{held:.0f} s of audio already queued; this request's {seconds:.0f} s would pass the limit of {limit:.0f} s")
+                raise Overloaded(
+                    f"{held:.0f} s of audio already queued; this request's {seconds:.0f} s would pass the limit of {limit:.0f} s"
+                )
             self._admitted_audio = held + seconds
         return seconds
 
@@ -160,8 +165,12 @@ class Scheduler:
 
     def depth(self) -> dict[str, int]:
         with self._cond:
-            return {INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL), BATCH: self._count(BATCH), "busy_instances": self._busy,
-                    "queued_audio_s": round(self._admitted_audio, 1)}
+            return {
+                INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL),
+                BATCH: self._count(BATCH),
+                "busy_instances": self._busy,
+                "queued_audio_s": round(self._admitted_audio, 1),
+            }
 
     def close(self) -> None:
         with self._cond:
@@ -273,5 +282,5 @@ class Scheduler:
                     s.stage_seconds[k] += v
         if self.on_batch:
             self.on_batch(len(batch), seconds, results[0].timings if results else {})
-        for b, r in zip(batch, results):
+        for b, r in zip(batch, results, strict=False):
             b.future.set_result(r)

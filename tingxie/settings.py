@@ -105,8 +105,11 @@ class Settings(BaseSettings):
         pipeline for Whisper, engines/reference.py)."""
         from .options import parse_detect_languages
 
-        return {"dynamic_frames": self.dynamic_frames, "reference": self.serial,
-                "detect_languages": parse_detect_languages(self.detect_languages)}
+        return {
+            "dynamic_frames": self.dynamic_frames,
+            "reference": self.serial,
+            "detect_languages": parse_detect_languages(self.detect_languages),
+        }
 
 
 @lru_cache(maxsize=1)
@@ -114,7 +117,16 @@ def get_settings() -> Settings:
     return Settings()
 
 
-ENGINE_OVERRIDES = ("model", "device", "compute_type", "batch_size", "instances", "host", "port", "threads_per_instance")
+ENGINE_OVERRIDES = (
+    "model",
+    "device",
+    "compute_type",
+    "batch_size",
+    "instances",
+    "host",
+    "port",
+    "threads_per_instance",
+)
 
 
 def from_overrides(args: object, names: tuple[str, ...] = ENGINE_OVERRIDES) -> Settings:

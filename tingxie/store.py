@@ -28,7 +28,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +72,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+            value = value.astimezone(UTC).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+        return None if value is None else value.replace(tzinfo=UTC)
 
 
 JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
@@ -155,7 +155,7 @@ _LIST_COLUMNS = [c for c in JOBS.columns if c.name not in ("result", "text")]
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _utc(value: datetime | str | None, name: str) -> datetime | None:
@@ -168,12 +168,12 @@ def _utc(value: datetime | str | None, name: str) -> datetime | None:
         except ValueError:
             raise OptionsError(f"{name} must be an ISO-8601 datetime, got {value!r}") from None
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat()
+    return value.astimezone(UTC).isoformat()
 
 
 def _row(row: sa.Row[Any]) -> dict[str, Any]:
@@ -244,7 +244,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql":
         return sa.create_engine(u, pool_size=5, max_overflow=10, pool_pre_ping=True)
-    raise OptionsError(f"unsupported database url {u.render_as_string(hide_password=True)!r}: use sqlite:/// or postgresql://")
+    raise OptionsError(
+        f"unsupported database url {u.render_as_string(hide_password=True)!r}: use sqlite:/// or postgresql://"
+    )
 
 
 # --------------------------------------------------------------------------- migrations
@@ -487,8 +489,12 @@ class Store:
         only one succeeds."""
         held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
         return self._update(
-            job_id, (JOBS.c.state == "running") & held,
-            worker=new_holder, started_at=_now(), progress=0.0, attempts=JOBS.c.attempts + 1,
+            job_id,
+            (JOBS.c.state == "running") & held,
+            worker=new_holder,
+            started_at=_now(),
+            progress=0.0,
+            attempts=JOBS.c.attempts + 1,
         )
 
     def give_back_job(self, job_id: str, holder: str | None) -> bool:
@@ -513,7 +519,11 @@ class Store:
         """Finished (done or failed) jobs whose callback is still due: to resume after a restart."""
         stmt = (
             sa.select(JOBS.c.id, JOBS.c.callback_attempts)
-            .where(JOBS.c.state.in_(("done", "failed")), JOBS.c.callback_state == "pending", JOBS.c.callback_url.is_not(None))
+            .where(
+                JOBS.c.state.in_(("done", "failed")),
+                JOBS.c.callback_state == "pending",
+                JOBS.c.callback_url.is_not(None),
+            )
             .order_by(JOBS.c.finished_at)
         )
         with self._tx() as conn:
@@ -643,11 +653,7 @@ class Store:
 
     def unfinished_jobs(self) -> list[dict[str, Any]]:
         """Queued or running jobs, oldest first (to resubmit after a restart)."""
-        stmt = (
-            sa.select(JOBS)
-            .where(JOBS.c.state.in_(UNFINISHED))
-            .order_by(JOBS.c.created_at, JOBS.c.id)
-        )
+        stmt = sa.select(JOBS).where(JOBS.c.state.in_(UNFINISHED)).order_by(JOBS.c.created_at, JOBS.c.id)
         with self._tx() as conn:
             return [_row(r) for r in conn.execute(stmt).all()]
 
@@ -672,9 +678,7 @@ class Store:
             ids = [r.id for r in rows]
             for i in range(0, len(ids), 500):
                 conn.execute(
-                    sa.update(JOBS)
-                    .where(JOBS.c.id.in_(ids[i : i + 500]))
-                    .values(audio_path=None, updated_at=_now())
+                    sa.update(JOBS).where(JOBS.c.id.in_(ids[i : i + 500])).values(audio_path=None, updated_at=_now())
                 )
         return [r.audio_path for r in rows]
 
@@ -730,9 +734,7 @@ class Store:
             return None
         digest = hashlib.sha256(secret.encode()).hexdigest()
         with self._tx() as conn:
-            r = conn.execute(
-                sa.select(KEYS).where(KEYS.c.key_hash == digest, KEYS.c.revoked_at.is_(None))
-            ).first()
+            r = conn.execute(sa.select(KEYS).where(KEYS.c.key_hash == digest, KEYS.c.revoked_at.is_(None))).first()
         if r is None or not hmac.compare_digest(r.key_hash, digest):
             return None
         return self._key(r)

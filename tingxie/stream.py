@@ -31,10 +31,11 @@ import time
 import unicodedata
 import uuid
 import wave
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 
@@ -310,7 +311,9 @@ class StreamSession:
     def _window(self, start: int, end: int, beam: int, prompt: str | None = None) -> Window:
         end = min(end, start + int(MAX_WINDOW_S * SAMPLE_RATE))
         audio = self._buf[max(0, start - self._base) : end - self._base].copy()
-        opts = DecodeOptions(language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt)
+        opts = DecodeOptions(
+            language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt
+        )
         return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True)
 
     def _maybe_part(self) -> None:
@@ -400,7 +403,9 @@ class StreamSession:
         text = _final_text([*done, r], raw, lang, self._text, open_end=True)
         if not text:
             return
-        await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
+        await self._send(
+            {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
+        )
         now = time.monotonic()
         self.stats.partials_sent += 1
         self.stats.lag.append(max(0.0, (self.received - end) / SAMPLE_RATE))
@@ -439,7 +444,9 @@ class StreamSession:
                 results = [await f for f in item.futures]
             except Exception as e:
                 log.exception("final decode failed")
-                await self._send({"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"})
+                await self._send(
+                    {"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"}
+                )
                 continue
             r = results[0]
             if self.language is None:
@@ -454,12 +461,18 @@ class StreamSession:
             seg_id = len(self.finals)
             self.finals.append(
                 Segment(
-                    id=seg_id, start=round(start, 3), end=round(end, 3), text=text, raw_text=raw,
+                    id=seg_id,
+                    start=round(start, 3),
+                    end=round(end, 3),
+                    text=text,
+                    raw_text=raw,
                     avg_logprob=min((x.avg_logprob for x in segs), default=0.0),
                     no_speech_prob=max((x.no_speech_prob for x in segs), default=0.0),
                 )
             )
-            await self._send({"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)})
+            await self._send(
+                {"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)}
+            )
             self._observe(self.stats.final, "final", time.monotonic() - item.endpoint_wall)
             self.stats.lag.append(max(0.0, (self.received - (s.end or 0)) / SAMPLE_RATE))
 
@@ -605,7 +618,9 @@ class OnlineSession(StreamSession):
         text = text_mod.finalize(raw, lang, self._text)
         if not text:
             return
-        await self._send({"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)})
+        await self._send(
+            {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
+        )
         now = time.monotonic()
         self.stats.partials_sent += 1
         self.stats.lag.append(max(0.0, (self.received - end) / SAMPLE_RATE))
@@ -629,8 +644,14 @@ class OnlineSession(StreamSession):
         self._pool.shutdown(wait=False)
 
 
-async def open_session(scheduler: Scheduler, options: StreamOptions, send: Send, session_id: str | None = None,
-                       audio_path: Path | None = None, on_update: Callable[[str, float], None] | None = None) -> StreamSession:
+async def open_session(
+    scheduler: Scheduler,
+    options: StreamOptions,
+    send: Send,
+    session_id: str | None = None,
+    audio_path: Path | None = None,
+    on_update: Callable[[str, float], None] | None = None,
+) -> StreamSession:
     """The session for the scheduler's model (loaded off the event loop): an
     OnlineSession on a streaming model, else a StreamSession. Options the model cannot
     honour (a language, hotwords) are refused here with OptionsError."""

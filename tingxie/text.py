@@ -131,8 +131,7 @@ def _build_grammar(lang: str) -> _Grammar:
             parser.parse(tagged)
         sep = " " if lang == "en" else ""
         return [
-            _Token(t.name, {k: re.sub(r"\\(.)", r"\1", v) for k, v in t.members.items()}, sep)
-            for t in parser.tokens
+            _Token(t.name, {k: re.sub(r"\\(.)", r"\1", v) for k, v in t.members.items()}, sep) for t in parser.tokens
         ]
 
     def verbalize_token(token: _Token) -> str:
@@ -225,7 +224,9 @@ def written_marks(text: str) -> str:
         out.append(ch)
     text = _CJK_SPACE.sub("，", "".join(out))
     text = re.sub(r"\s*([，。？！、：；…])\s*", r"\1", text)  # no space around a full-width mark
-    return re.sub(r"([，、：；])[，、：；。？！]+|([。？！])[，、：；]+", lambda m: m.group()[-1] if m[1] else m[2], text)
+    return re.sub(
+        r"([，、：；])[，、：；。？！]+|([。？！])[，、：；]+", lambda m: m.group()[-1] if m[1] else m[2], text
+    )
 
 
 def _cjk_context(text: str, a: int, b: int) -> bool:
@@ -282,7 +283,7 @@ def punctuate(clauses: list[Clause], language: str, open_end: bool = False) -> l
     if not is_chinese(language):
         return texts
     for punctuator in PUNCTUATORS:
-        texts = punctuator([replace(c, text=t) for c, t in zip(clauses, texts)], language, open_end)
+        texts = punctuator([replace(c, text=t) for c, t in zip(clauses, texts, strict=False)], language, open_end)
     return texts
 
 
@@ -293,9 +294,9 @@ def punctuate_segments(segments: list[Segment], language: str, opts: TextOptions
         return
     clauses = [
         Clause(s.text, max(0.0, nxt.start - s.end) if nxt else 0.0)
-        for s, nxt in zip(segments, [*segments[1:], None])
+        for s, nxt in zip(segments, [*segments[1:], None], strict=False)
     ]
-    for s, text in zip(segments, punctuate(clauses, language)):
+    for s, text in zip(segments, punctuate(clauses, language), strict=False):
         s.text = text
 
 
@@ -337,9 +338,7 @@ _PROTECT = re.compile(
 )
 _QUARTER = re.compile(f"([{_NUM}]{{1,3}})点([一三])刻")
 _ZERO = re.compile(f"(?<=[{_NUM}])〇|〇(?=[{_NUM}])")
-_DAYPART_HOUR = re.compile(
-    f"(上午|下午|早上|早晨|清晨|中午|晚上|傍晚|凌晨|夜里|半夜|午夜)([{_NUM}]{{1,3}})点(?!点)"
-)
+_DAYPART_HOUR = re.compile(f"(上午|下午|早上|早晨|清晨|中午|晚上|傍晚|凌晨|夜里|半夜|午夜)([{_NUM}]{{1,3}})点(?!点)")
 
 
 def itn_zh(text: str) -> str:
@@ -525,7 +524,7 @@ def _itn_en_part(text: str) -> str:
     if spaced is None:
         return text
     out = []
-    for i, tok in enumerate(tokens):
+    for i, _tok in enumerate(tokens):
         out.append((" " if spaced[i] else "") + _write_en(tokens, i))
     lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
     return lead + "".join(out) + trail

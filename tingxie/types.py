@@ -146,9 +146,7 @@ class Transcript:
         for s in d.get("segments", []):
             s = dict(s)
             words = s.pop("words", None)
-            segments.append(
-                Segment(**s, words=[Word(**w) for w in words] if words is not None else None)
-            )
+            segments.append(Segment(**s, words=[Word(**w) for w in words] if words is not None else None))
         return cls(
             language=d["language"],
             duration=d["duration"],

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -140,7 +141,7 @@ def scan(chunks: Iterable[np.ndarray], opts: VadOptions | None = None) -> tuple[
         hi = np.clip(k + margin + 1 - abase, 0, active.size)
         keep = (sums[hi] > sums[lo]).astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], keep, [0]])))
-        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist()):
+        for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=False):
             kept.keep((done + a) * FRAME, hold[a * FRAME : b * FRAME])
         hold = hold[(upto - done) * FRAME :].copy()
         done = upto

@@ -56,8 +56,15 @@ def _info(rt, samples: collections.deque) -> dict:
         done, failed, takeovers = rt.jobs_done, rt.jobs_failed, rt.takeovers
     queued_windows = sum(sum(m["queue"].values()) for m in rt.manager.loaded())
     return {
-        **s, "boot": rt.boot, "pid": os.getpid(), "jobs_done": done, "jobs_failed": failed, "takeovers": takeovers,
-        "running": running, "queue": queued_windows, "throughput": round(throughput, 3),
+        **s,
+        "boot": rt.boot,
+        "pid": os.getpid(),
+        "jobs_done": done,
+        "jobs_failed": failed,
+        "takeovers": takeovers,
+        "running": running,
+        "queue": queued_windows,
+        "throughput": round(throughput, 3),
     }
 
 
@@ -83,15 +90,25 @@ def _register_metrics(rt, port: int) -> None:
         def collect(self):
             s = _info(rt, collections.deque())
             lv = [rt.name, rt.manager.choice.label]
-            for key, help_ in (("jobs_done", "jobs finished"), ("jobs_failed", "jobs failed"), ("batches", "model batches"),
-                               ("windows", "windows decoded"), ("audio_seconds", "audio seconds decoded"),
-                               ("busy_seconds", "seconds the model was busy"), ("takeovers", "jobs taken over from dead workers")):
+            for key, help_ in (
+                ("jobs_done", "jobs finished"),
+                ("jobs_failed", "jobs failed"),
+                ("batches", "model batches"),
+                ("windows", "windows decoded"),
+                ("audio_seconds", "audio seconds decoded"),
+                ("busy_seconds", "seconds the model was busy"),
+                ("takeovers", "jobs taken over from dead workers"),
+            ):
                 m = CounterMetricFamily(f"tingxie_worker_{key}", help_, labels=labels)
                 m.add_metric(lv, float(s[key]))
                 yield m
-            for key, help_ in (("running", "jobs running now"), ("queue", "windows waiting for the model"),
-                               ("mean_batch_size", "mean windows per batch"), ("max_batch_size", "largest batch"),
-                               ("throughput", "audio seconds per second, last minute")):
+            for key, help_ in (
+                ("running", "jobs running now"),
+                ("queue", "windows waiting for the model"),
+                ("mean_batch_size", "mean windows per batch"),
+                ("max_batch_size", "largest batch"),
+                ("throughput", "audio seconds per second, last minute"),
+            ):
                 m = GaugeMetricFamily(f"tingxie_worker_{key}", help_, labels=labels)
                 m.add_metric(lv, float(s[key]))
                 yield m
@@ -114,8 +131,8 @@ def _register_cancel(rt) -> None:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import celery_queue as cq
-    from .settings import from_overrides
     from .manager import ModelManager
+    from .settings import from_overrides
     from .store import Store
 
     logging.getLogger("tingxie").setLevel(logging.INFO)  # start line, takeovers, retries
@@ -127,8 +144,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     manager.load(None)  # once, before taking work
     c = manager.choice
     name = args.name or f"{socket.gethostname()}-{c.label}-{os.getpid()}"
-    rt = cq.Runtime(store=store, manager=manager, name=name, boot=secrets.token_hex(4), settings=settings,
-                    base_url=args.base_url or f"http://{settings.host}:{settings.port}")
+    rt = cq.Runtime(
+        store=store,
+        manager=manager,
+        name=name,
+        boot=secrets.token_hex(4),
+        settings=settings,
+        base_url=args.base_url or f"http://{settings.host}:{settings.port}",
+    )
     cq.set_runtime(rt)
     app = cq.make_app(settings)
     concurrency = args.concurrency or max(2, c.batch_size * c.instances * 2)
@@ -151,8 +174,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = app.Worker(
-        pool="threads", concurrency=concurrency, queues=[cq.QUEUE], hostname=f"{name}@{socket.gethostname()}",
-        loglevel=args.loglevel.upper(), without_gossip=True, without_mingle=True, optimization="fair",
+        pool="threads",
+        concurrency=concurrency,
+        queues=[cq.QUEUE],
+        hostname=f"{name}@{socket.gethostname()}",
+        loglevel=args.loglevel.upper(),
+        without_gossip=True,
+        without_mingle=True,
+        optimization="fair",
     )
     try:
         worker.start()  # blocks; SIGTERM = warm shutdown (running jobs finish, reserved ones go back)
@@ -164,7 +193,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def add_command(sub, add_engine_args) -> None:
-    w = sub.add_parser("worker", help="run a scale-out worker (Celery; needs TINGXIE_BROKER_URL, DATABASE_URL, STORAGE)")
+    w = sub.add_parser(
+        "worker", help="run a scale-out worker (Celery; needs TINGXIE_BROKER_URL, DATABASE_URL, STORAGE)"
+    )
     w.add_argument("--name", help="worker name shown in /api/system (default HOST-DEVICE-PID)")
     w.add_argument("--concurrency", type=int, help="jobs run at once (default batch size × instances × 2)")
     w.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")

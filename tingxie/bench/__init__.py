@@ -18,8 +18,8 @@ the arguments (or TINGXIE_BENCH_EVAL).
 from __future__ import annotations
 
 import argparse
-import sys
 import os
+import sys
 from pathlib import Path
 
 DEFAULT_REPORT = "capacity.html"  # in the current directory
@@ -32,7 +32,9 @@ def _int_list(option: str, minimum: int = 1):
         try:
             vals = [int(x) for x in s.split(",") if x.strip()]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{option} takes comma-separated whole numbers, e.g. 1,2,4 — not {s!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"{option} takes comma-separated whole numbers, e.g. 1,2,4 — not {s!r}"
+            ) from None
         if not vals:
             raise argparse.ArgumentTypeError(f"{option} needs at least one number")
         bad = [v for v in vals if v < minimum]
@@ -75,24 +77,66 @@ def _modes(s: str) -> list[str]:
 
 def add_arguments(b: argparse.ArgumentParser) -> None:
     a = b.add_argument_group("audio")
-    a.add_argument("--audio-dir", help="your own recordings, used as they are (default: --eval-set, else espeak-ng speech)")
-    a.add_argument("--eval-set", default=os.environ.get(EVAL_ENV) or None,
-                   help=f"an eval set (manifest.jsonl: id, audio, lang, text) whose utterances are joined into recordings (default ${EVAL_ENV})")
+    a.add_argument(
+        "--audio-dir", help="your own recordings, used as they are (default: --eval-set, else espeak-ng speech)"
+    )
+    a.add_argument(
+        "--eval-set",
+        default=os.environ.get(EVAL_ENV) or None,
+        help=f"an eval set (manifest.jsonl: id, audio, lang, text) whose utterances are joined into recordings (default ${EVAL_ENV})",
+    )
     a.add_argument("--refs", help="references in the eval manifest format (jsonl: id, audio, lang, text) for CER/WER")
-    a.add_argument("--files", type=_int_list("--files"), default=[4, 12], help="batch sizes in files, e.g. 50,100,200 (default 4,12)")
-    a.add_argument("--duration", type=_positive("--duration", zero_ok=False), default=60.0, help="seconds per built-in recording (default 60)")
+    a.add_argument(
+        "--files",
+        type=_int_list("--files"),
+        default=[4, 12],
+        help="batch sizes in files, e.g. 50,100,200 (default 4,12)",
+    )
+    a.add_argument(
+        "--duration",
+        type=_positive("--duration", zero_ok=False),
+        default=60.0,
+        help="seconds per built-in recording (default 60)",
+    )
     a.add_argument("--language", default="auto", help="language hint for every request (default auto)")
     m = b.add_argument_group("what to measure")
     m.add_argument("--modes", type=_modes, default=list(MODES), help=f"subset of {','.join(MODES)} (default all)")
-    m.add_argument("--batch-sizes", type=_int_list("--batch-sizes"), help="sweep these batch sizes (default: 1 and this device's default)")
-    m.add_argument("--instances", dest="sweep_instances", type=_int_list("--instances"),
-                   help="sweep these instance counts (default: 1 and this device's default)")
+    m.add_argument(
+        "--batch-sizes",
+        type=_int_list("--batch-sizes"),
+        help="sweep these batch sizes (default: 1 and this device's default)",
+    )
+    m.add_argument(
+        "--instances",
+        dest="sweep_instances",
+        type=_int_list("--instances"),
+        help="sweep these instance counts (default: 1 and this device's default)",
+    )
     m.add_argument("--no-serial", action="store_true", help="skip the serial reference run")
-    m.add_argument("--streams", type=_int_list("--streams"), default=[1, 2, 4], help="concurrent real-time streams (default 1,2,4)")
-    m.add_argument("--stream-seconds", type=_positive("--stream-seconds", zero_ok=False), default=20.0, help="audio per stream (default 20)")
-    m.add_argument("--slo-ms", type=_positive("--slo-ms"), default=2000.0, help="final-latency p95 target for real time (default 2000)")
-    m.add_argument("--concurrency", type=_int_list("--concurrency"), default=[1, 4], help="concurrent synchronous requests (default 1,4)")
-    m.add_argument("--requests", type=int, default=0, help="requests per concurrency level (default 2 × concurrency, at least 4)")
+    m.add_argument(
+        "--streams", type=_int_list("--streams"), default=[1, 2, 4], help="concurrent real-time streams (default 1,2,4)"
+    )
+    m.add_argument(
+        "--stream-seconds",
+        type=_positive("--stream-seconds", zero_ok=False),
+        default=20.0,
+        help="audio per stream (default 20)",
+    )
+    m.add_argument(
+        "--slo-ms",
+        type=_positive("--slo-ms"),
+        default=2000.0,
+        help="final-latency p95 target for real time (default 2000)",
+    )
+    m.add_argument(
+        "--concurrency",
+        type=_int_list("--concurrency"),
+        default=[1, 4],
+        help="concurrent synchronous requests (default 1,4)",
+    )
+    m.add_argument(
+        "--requests", type=int, default=0, help="requests per concurrency level (default 2 × concurrency, at least 4)"
+    )
     s = b.add_argument_group("server")
     s.add_argument("--url", type=_url, help="measure a running deployment over its API instead of starting one")
     s.add_argument("--api-key", help="API key for --url")
@@ -101,16 +145,26 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     c.add_argument("--amortize-years", type=_positive("--amortize-years", zero_ok=False), default=3.0)
     c.add_argument("--power-watts", type=_positive("--power-watts"), default=0.0)
     c.add_argument("--kwh-price", type=_positive("--kwh-price"), default=0.0)
-    c.add_argument("--cloud-price", type=_positive("--cloud-price"), help="cloud ASR price per audio hour, for comparison")
+    c.add_argument(
+        "--cloud-price", type=_positive("--cloud-price"), help="cloud ASR price per audio hour, for comparison"
+    )
     o = b.add_argument_group("output")
-    o.add_argument("--report", default=DEFAULT_REPORT, help=f"HTML report; JSON and Markdown are written next to it (default ./{DEFAULT_REPORT})")
+    o.add_argument(
+        "--report",
+        default=DEFAULT_REPORT,
+        help=f"HTML report; JSON and Markdown are written next to it (default ./{DEFAULT_REPORT})",
+    )
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     o.add_argument("--seed", type=int, default=0)
 
 
 def add_command(sub, add_engine_args) -> None:
-    b = sub.add_parser("bench", help="measure capacity: audio hours a day, concurrent streams and requests, cost per hour",
-                       description=__doc__.split("\n\n")[0], conflict_handler="resolve")
+    b = sub.add_parser(
+        "bench",
+        help="measure capacity: audio hours a day, concurrent streams and requests, cost per hour",
+        description=__doc__.split("\n\n")[0],
+        conflict_handler="resolve",
+    )
     add_engine_args(b)
     add_arguments(b)  # its --instances (a sweep list) replaces the engine group's single value
     b.set_defaults(func=cmd_bench)

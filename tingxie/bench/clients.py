@@ -19,8 +19,14 @@ def _headers(api_key: str | None) -> dict:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str | None = None, language: str | None = None,
-                     timeout: float = 3600) -> dict:
+async def post_files(
+    url: str,
+    rows: list[dict],
+    concurrency: int,
+    api_key: str | None = None,
+    language: str | None = None,
+    timeout: float = 3600,
+) -> dict:
     """POST every row to /v1/audio/transcriptions with `concurrency` clients; latencies,
     transcripts and wall time."""
     import httpx
@@ -39,7 +45,9 @@ async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str 
             i, r = queue.pop(0)
             body = Path(r["path"]).read_bytes()
             t0 = time.perf_counter()
-            resp = await c.post(url + "/v1/audio/transcriptions", files={"file": (Path(r["path"]).name, body)}, data=data)
+            resp = await c.post(
+                url + "/v1/audio/transcriptions", files={"file": (Path(r["path"]).name, body)}, data=data
+            )
             lat.append(time.perf_counter() - t0)
             per_id[r["id"]] = lat[-1]
             if resp.status_code != 200:
@@ -54,21 +62,34 @@ async def post_files(url: str, rows: list[dict], concurrency: int, api_key: str 
     return {"latencies": lat, "latency_by_id": per_id, "hyps": hyps, "errors": errors, "wall": wall}
 
 
-def request_level(url: str, rows: list[dict], concurrency: int, n_requests: int, api_key: str | None = None,
-                  language: str | None = None) -> dict:
+def request_level(
+    url: str,
+    rows: list[dict],
+    concurrency: int,
+    n_requests: int,
+    api_key: str | None = None,
+    language: str | None = None,
+) -> dict:
     """`n_requests` short files (cycled) at `concurrency`: requests/s, latency p50/p95."""
     reqs = [dict(rows[k % len(rows)], id=f"{rows[k % len(rows)]['id']}#{k}") for k in range(n_requests)]
     r = asyncio.run(post_files(url, reqs, concurrency, api_key, language))
     audio = sum(x["duration"] for x in reqs)
     return {
-        "concurrency": concurrency, "requests": n_requests, "ok": n_requests - len(r["errors"]), "errors": r["errors"][:3],
-        "wall_seconds": round(r["wall"], 4), "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
-        "latency_p50": pct(r["latencies"], 50), "latency_p95": pct(r["latencies"], 95),
+        "concurrency": concurrency,
+        "requests": n_requests,
+        "ok": n_requests - len(r["errors"]),
+        "errors": r["errors"][:3],
+        "wall_seconds": round(r["wall"], 4),
+        "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
+        "latency_p50": pct(r["latencies"], 50),
+        "latency_p95": pct(r["latencies"], 95),
         "audio_s_per_wall_s": round(audio / r["wall"], 2),
     }
 
 
-async def one_stream(ws_url: str, pcm: np.ndarray, options: dict, offset_s: float, chunk_ms: int = 100, api_key: str | None = None) -> dict:
+async def one_stream(
+    ws_url: str, pcm: np.ndarray, options: dict, offset_s: float, chunk_ms: int = 100, api_key: str | None = None
+) -> dict:
     """One paced stream to /v1/stream. first: first partial of a sentence − when its
     first sample was sent; final: final received − when its `end` sample was sent (so
     it includes the endpoint silence); lag: audio sent but not covered by the final."""
@@ -121,8 +142,10 @@ async def stream_level(ws_url: str, pcm: np.ndarray, streams: int, options: dict
     lag = [x for r in res for x in r["lag"]]
     return {
         "streams": streams,
-        "first_update_p50": pct(first, 50), "first_update_p95": pct(first, 95),
-        "final_p50": pct(final, 50), "final_p95": pct(final, 95),
+        "first_update_p50": pct(first, 50),
+        "first_update_p95": pct(first, 95),
+        "final_p50": pct(final, 50),
+        "final_p95": pct(final, 95),
         "lag_p95": pct(lag, 95),
         "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
         "finals": len(final),

@@ -108,8 +108,14 @@ def load_corpus(audio_dir: str | None, refs: str | None, work: Path, eval_set: s
                 dur = audio_mod.probe(p).duration
             except Exception as e:
                 raise OptionsError(f"--audio-dir: {p.name} is not readable audio ({e})") from None
-            files.append({"id": p.stem, "path": str(p), "duration": dur, "lang": r.get("lang", ""), "text": r.get("text")})
-        utts = [Utterance(f["id"], audio_mod.decode(f["path"]), f["lang"], f["text"]) for f in files[:20] if f["duration"] <= 30]
+            files.append(
+                {"id": p.stem, "path": str(p), "duration": dur, "lang": r.get("lang", ""), "text": r.get("text")}
+            )
+        utts = [
+            Utterance(f["id"], audio_mod.decode(f["path"]), f["lang"], f["text"])
+            for f in files[:20]
+            if f["duration"] <= 30
+        ]
         if not utts:  # long recordings only: short requests use their first 15 s (no reference)
             utts = [Utterance(files[0]["id"], audio_mod.decode(files[0]["path"])[: 15 * SR], files[0]["lang"], None)]
         return Corpus(utts, f"--audio-dir {audio_dir}", files)
@@ -118,14 +124,21 @@ def load_corpus(audio_dir: str | None, refs: str | None, work: Path, eval_set: s
         if not (d / "manifest.jsonl").is_file():
             raise OptionsError(f"--eval-set {eval_set}: no manifest.jsonl in it")
         rows = ref_rows or read_manifest(d / "manifest.jsonl")
-        utts = [Utterance(r.get("id") or Path(r["audio"]).stem, audio_mod.decode(d / r["audio"]), r.get("lang", ""), r["text"])
-                for r in rows if r.get("audio") and (d / r["audio"]).is_file()]
+        utts = [
+            Utterance(
+                r.get("id") or Path(r["audio"]).stem, audio_mod.decode(d / r["audio"]), r.get("lang", ""), r["text"]
+            )
+            for r in rows
+            if r.get("audio") and (d / r["audio"]).is_file()
+        ]
         zh = [u for u in utts if u.lang == "zh"]
         return Corpus(zh or utts, f"eval set {d.resolve()} ({'Mandarin' if zh else 'all'} utterances)")
     return Corpus(synth_english(work), "espeak-ng English speech (no --audio-dir or --eval-set)")
 
 
-def concat_speech(utts: list[Utterance], seconds: float, rng: random.Random, pause=(0.5, 3.0)) -> tuple[np.ndarray, str, str]:
+def concat_speech(
+    utts: list[Utterance], seconds: float, rng: random.Random, pause=(0.5, 3.0)
+) -> tuple[np.ndarray, str, str]:
     """`seconds` of utterances joined by pauses; returns audio, reference text, language."""
     parts, texts, total, lang = [], [], 0, ""
     limit = int(seconds * SR)
@@ -150,7 +163,10 @@ def concat_speech(utts: list[Utterance], seconds: float, rng: random.Random, pau
 def recordings(corpus: Corpus, n: int, seconds: float, out: Path, seed: int = 0) -> list[dict]:
     """N recordings: the user's files (cycled), else built from utterances with 0.5–3 s pauses."""
     if corpus.files:
-        return [dict(corpus.files[k % len(corpus.files)], id=f"{corpus.files[k % len(corpus.files)]['id']}#{k}") for k in range(n)]
+        return [
+            dict(corpus.files[k % len(corpus.files)], id=f"{corpus.files[k % len(corpus.files)]['id']}#{k}")
+            for k in range(n)
+        ]
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -23,15 +23,23 @@ def capacity_figures(files: int, audio_s: float, wall_s: float) -> dict:
     }
 
 
-def cost_figures(audio_hours_per_wall_hour: float, server_cost: float, years: float, watts: float, kwh_price: float,
-                 cloud_price: float | None = None) -> dict:
+def cost_figures(
+    audio_hours_per_wall_hour: float,
+    server_cost: float,
+    years: float,
+    watts: float,
+    kwh_price: float,
+    cloud_price: float | None = None,
+) -> dict:
     hardware = server_cost / (years * 365 * 24)
     power = watts / 1000 * kwh_price
     d = {
         "hardware_per_hour": round(hardware, 4),
         "power_per_hour": round(power, 4),
         "server_per_hour": round(hardware + power, 4),
-        "per_audio_hour": round((hardware + power) / audio_hours_per_wall_hour, 4) if audio_hours_per_wall_hour else None,
+        "per_audio_hour": round((hardware + power) / audio_hours_per_wall_hour, 4)
+        if audio_hours_per_wall_hour
+        else None,
         "assumes": "24 h/day at the measured throughput",
     }
     if cloud_price is not None:
@@ -43,5 +51,7 @@ def cost_figures(audio_hours_per_wall_hour: float, server_cost: float, years: fl
 
 def slo_capacity(levels: list[dict], slo_ms: float) -> int:
     """Largest stream count whose final p95 meets the SLO (0: none does)."""
-    ok = [r["streams"] for r in levels if r["finals"] and r["final_p95"] is not None and r["final_p95"] * 1000 <= slo_ms]
+    ok = [
+        r["streams"] for r in levels if r["finals"] and r["final_p95"] is not None and r["final_p95"] * 1000 <= slo_ms
+    ]
     return max(ok, default=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def _proc_cpu_rss(pid: int) -> tuple[float, float]:
     """(CPU seconds, RSS MB) of a process: psutil when installed, else /proc."""
     try:
@@ -59,7 +60,7 @@ class Monitor:
                 except Exception:
                     pass
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Monitor:
         self._cpu0, _ = _proc_cpu_rss(self.pid)
         self._t0 = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, daemon=True)
@@ -81,7 +82,9 @@ class Monitor:
         from ..device import cpu_cores
 
         d = {
-            "cpu_percent_of_all_cores": round(100 * self.cpu_seconds / self.wall / cpu_cores(), 1) if self.wall else None,
+            "cpu_percent_of_all_cores": round(100 * self.cpu_seconds / self.wall / cpu_cores(), 1)
+            if self.wall
+            else None,
             "peak_rss_mb": round(self.peak_rss_mb),
         }
         if self._nvml:

@@ -7,16 +7,48 @@ import html
 import json
 from pathlib import Path
 
-BATCH_COLS = [("mode", "mode"), ("files", "files"), ("audio_hours", "audio h"), ("wall_seconds", "wall s"), ("rtf", "RTF"),
-              ("audio_hours_per_wall_hour", "audio h / wall h"), ("audio_hours_per_day", "audio h / day"),
-              ("speedup_vs_serial", "× serial"), ("batch_size", "batch"), ("instances", "instances"), ("accuracy", "CER/WER %")]
-SWEEP_COLS = [("batch_size", "batch"), ("instances", "instances"), ("threads_per_instance", "threads"), ("wall_seconds", "wall s"),
-              ("rtf", "RTF"), ("audio_hours_per_wall_hour", "audio h / wall h"), ("audio_hours_per_day", "audio h / day"), ("accuracy", "CER/WER %")]
-STREAM_COLS = [("streams", "streams"), ("first_update_p50", "first partial p50 s"), ("first_update_p95", "first partial p95 s"),
-               ("final_p50", "final p50 s"), ("final_p95", "final p95 s"), ("lag_p95", "lag p95 s"), ("finals", "finals"),
-               ("audio_s_per_wall_s", "audio s / s")]
-REQ_COLS = [("concurrency", "concurrency"), ("requests", "requests"), ("ok", "ok"), ("requests_per_s", "requests/s"),
-            ("latency_p50", "latency p50 s"), ("latency_p95", "latency p95 s"), ("audio_s_per_wall_s", "audio s / s")]
+BATCH_COLS = [
+    ("mode", "mode"),
+    ("files", "files"),
+    ("audio_hours", "audio h"),
+    ("wall_seconds", "wall s"),
+    ("rtf", "RTF"),
+    ("audio_hours_per_wall_hour", "audio h / wall h"),
+    ("audio_hours_per_day", "audio h / day"),
+    ("speedup_vs_serial", "× serial"),
+    ("batch_size", "batch"),
+    ("instances", "instances"),
+    ("accuracy", "CER/WER %"),
+]
+SWEEP_COLS = [
+    ("batch_size", "batch"),
+    ("instances", "instances"),
+    ("threads_per_instance", "threads"),
+    ("wall_seconds", "wall s"),
+    ("rtf", "RTF"),
+    ("audio_hours_per_wall_hour", "audio h / wall h"),
+    ("audio_hours_per_day", "audio h / day"),
+    ("accuracy", "CER/WER %"),
+]
+STREAM_COLS = [
+    ("streams", "streams"),
+    ("first_update_p50", "first partial p50 s"),
+    ("first_update_p95", "first partial p95 s"),
+    ("final_p50", "final p50 s"),
+    ("final_p95", "final p95 s"),
+    ("lag_p95", "lag p95 s"),
+    ("finals", "finals"),
+    ("audio_s_per_wall_s", "audio s / s"),
+]
+REQ_COLS = [
+    ("concurrency", "concurrency"),
+    ("requests", "requests"),
+    ("ok", "ok"),
+    ("requests_per_s", "requests/s"),
+    ("latency_p50", "latency p50 s"),
+    ("latency_p95", "latency p95 s"),
+    ("audio_s_per_wall_s", "audio s / s"),
+]
 STAGES = ["decode", "vad", "features", "encoder", "decoder", "post"]
 
 
@@ -35,13 +67,15 @@ def _rows(rows: list[dict], cols) -> tuple[list[str], list[list[str]]]:
 def text_table(rows: list[dict], cols) -> str:
     head, body = _rows(rows, cols)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=False))  # noqa: E731
     return "\n".join([line(head), "  ".join("-" * w for w in widths), *(line(b) for b in body)])
 
 
 def md_table(rows: list[dict], cols) -> str:
     head, body = _rows(rows, cols)
-    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(b) + " |" for b in body)])
+    return "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *("| " + " | ".join(b) + " |" for b in body)]
+    )
 
 
 def html_table(rows: list[dict], cols, cls: str) -> str:
@@ -93,15 +127,19 @@ def cost_lines(report: dict) -> list[str]:
     c = report.get("cost")
     if not c:
         return []
-    lines = [f"server {c['server_cost']:g} over {c['amortize_years']:g} years = {c['hardware_per_hour']:.4f}/h; "
-             f"power {c['power_watts']:g} W × {c['kwh_price']:g}/kWh = {c['power_per_hour']:.4f}/h"]
+    lines = [
+        f"server {c['server_cost']:g} over {c['amortize_years']:g} years = {c['hardware_per_hour']:.4f}/h; "
+        f"power {c['power_watts']:g} W × {c['kwh_price']:g}/kWh = {c['power_per_hour']:.4f}/h"
+    ]
     if c.get("per_audio_hour") is not None:
         lines.append(f"cost per audio hour (tingxie, {c['assumes']}): {c['per_audio_hour']:.4f}")
     if c.get("serial_per_audio_hour") is not None:
         lines.append(f"cost per audio hour (serial reference): {c['serial_per_audio_hour']:.4f}")
     if "cloud_per_audio_hour" in c:
-        lines.append(f"cloud: {c['cloud_per_audio_hour']:g} per audio hour"
-                     + (f" — {c['cloud_over_self_hosted']}× the self-hosted cost" if c.get("cloud_over_self_hosted") else ""))
+        lines.append(
+            f"cloud: {c['cloud_per_audio_hour']:g} per audio hour"
+            + (f" — {c['cloud_over_self_hosted']}× the self-hosted cost" if c.get("cloud_over_self_hosted") else "")
+        )
     if not (c["server_cost"] or c["power_watts"]):
         lines.append("(pass --server-cost, --amortize-years, --power-watts, --kwh-price for real figures)")
     return lines
@@ -112,29 +150,43 @@ def headline(report: dict) -> list[str]:
     b = [r for r in report.get("batch", []) if r["mode"] in ("tingxie", "server")]
     if b:
         top = max(b, key=lambda r: r["audio_hours_per_wall_hour"])
-        out.append(f"batch: {top['audio_hours_per_day']} audio hours/day ({top['audio_hours_per_wall_hour']} audio h per wall h, RTF {top['rtf']})"
-                   + (f", {top['speedup_vs_serial']}× the serial reference" if top.get("speedup_vs_serial") else ""))
+        out.append(
+            f"batch: {top['audio_hours_per_day']} audio hours/day ({top['audio_hours_per_wall_hour']} audio h per wall h, RTF {top['rtf']})"
+            + (f", {top['speedup_vs_serial']}× the serial reference" if top.get("speedup_vs_serial") else "")
+        )
     rt = report.get("realtime")
     if rt:
-        out.append(f"real time: {rt['max_streams_within_slo']} concurrent stream(s) within final p95 ≤ {rt['slo_ms']:g} ms")
+        out.append(
+            f"real time: {rt['max_streams_within_slo']} concurrent stream(s) within final p95 ≤ {rt['slo_ms']:g} ms"
+        )
     rq = report.get("requests")
     if rq:
         top = max(rq, key=lambda r: r["requests_per_s"])
-        out.append(f"requests: {top['requests_per_s']} short requests/s at concurrency {top['concurrency']} (p95 {top['latency_p95']} s)")
+        out.append(
+            f"requests: {top['requests_per_s']} short requests/s at concurrency {top['concurrency']} (p95 {top['latency_p95']} s)"
+        )
     if report.get("recommendation"):
         r = report["recommendation"]
-        out.append(f"recommended on this machine: batch {r['batch_size']} × {r['instances']} instance(s) — `{r['command']}`")
+        out.append(
+            f"recommended on this machine: batch {r['batch_size']} × {r['instances']} instance(s) — `{r['command']}`"
+        )
     return out
 
 
 def summary(report: dict) -> str:
-    parts = [f"tingxie bench — {report['target']}; {report['machine'].get('device', '')} {report['machine'].get('cores')} cores; audio: {report['audio']['source']}"]
+    parts = [
+        f"tingxie bench — {report['target']}; {report['machine'].get('device', '')} {report['machine'].get('cores')} cores; audio: {report['audio']['source']}"
+    ]
     if report.get("batch"):
         parts += ["", "Batch capacity", text_table(report["batch"], BATCH_COLS)]
     if report.get("sweep"):
         parts += ["", "Settings sweep", text_table(report["sweep"], SWEEP_COLS)]
     if report.get("realtime"):
-        parts += ["", f"Real-time streams ({report['realtime']['audio_s_per_stream']} s each, paced)", text_table(report["realtime"]["levels"], STREAM_COLS)]
+        parts += [
+            "",
+            f"Real-time streams ({report['realtime']['audio_s_per_stream']} s each, paced)",
+            text_table(report["realtime"]["levels"], STREAM_COLS),
+        ]
     if report.get("requests"):
         parts += ["", "Synchronous requests (short files)", text_table(report["requests"], REQ_COLS)]
     st = stage_rows(report)
@@ -151,10 +203,19 @@ def summary(report: dict) -> str:
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    parts = [f"# tingxie capacity ({report['time']})", "", f"`{report['command'].strip()}` against {report['target']}; "
-             f"{m.get('cpu', '')} {m.get('cores')} cores, {m.get('memory_gb', '?')} GiB, device {m.get('device', '-')}; audio: {report['audio']['source']}.", ""]
+    parts = [
+        f"# tingxie capacity ({report['time']})",
+        "",
+        f"`{report['command'].strip()}` against {report['target']}; "
+        f"{m.get('cpu', '')} {m.get('cores')} cores, {m.get('memory_gb', '?')} GiB, device {m.get('device', '-')}; audio: {report['audio']['source']}.",
+        "",
+    ]
     parts += ["- " + h for h in headline(report)] + [""]
-    for title, key, cols in (("Batch capacity", "batch", BATCH_COLS), ("Settings sweep", "sweep", SWEEP_COLS), ("Synchronous requests", "requests", REQ_COLS)):
+    for title, key, cols in (
+        ("Batch capacity", "batch", BATCH_COLS),
+        ("Settings sweep", "sweep", SWEEP_COLS),
+        ("Synchronous requests", "requests", REQ_COLS),
+    ):
         if report.get(key):
             parts += [f"## {title}", "", md_table(report[key], cols), ""]
     if report.get("realtime"):
@@ -175,7 +236,9 @@ def markdown(report: dict) -> str:
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"]
 
 
-def svg_lines(title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple[float, float]]], w: int = 520, h: int = 300) -> str:
+def svg_lines(
+    title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple[float, float]]], w: int = 520, h: int = 300
+) -> str:
     """A small line chart: series name → [(x, y)]; None ys are skipped."""
     pts = [(x, y) for s in series.values() for x, y in s if y is not None]
     if not pts:
@@ -187,15 +250,19 @@ def svg_lines(title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple
     L, R, T, B = 60, 20, 30, 45
     sx = lambda x: L + (x - x0) / (x1 - x0) * (w - L - R)  # noqa: E731
     sy = lambda y: h - B - y / y1 * (h - T - B)  # noqa: E731
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
-           f'<text x="{w / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>',
-           f'<line x1="{L}" y1="{h - B}" x2="{w - R}" y2="{h - B}" stroke="#333"/><line x1="{L}" y1="{T}" x2="{L}" y2="{h - B}" stroke="#333"/>',
-           f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle">{html.escape(xlabel)}</text>',
-           f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">{html.escape(ylabel)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
+        f'<text x="{w / 2}" y="18" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>',
+        f'<line x1="{L}" y1="{h - B}" x2="{w - R}" y2="{h - B}" stroke="#333"/><line x1="{L}" y1="{T}" x2="{L}" y2="{h - B}" stroke="#333"/>',
+        f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle">{html.escape(xlabel)}</text>',
+        f'<text x="14" y="{h / 2}" text-anchor="middle" transform="rotate(-90 14 {h / 2})">{html.escape(ylabel)}</text>',
+    ]
     for k in range(5):
         y = y1 * k / 4
-        out.append(f'<text x="{L - 5}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="11">{y:.3g}</text>'
-                   f'<line x1="{L}" y1="{sy(y):.1f}" x2="{w - R}" y2="{sy(y):.1f}" stroke="#eee"/>')
+        out.append(
+            f'<text x="{L - 5}" y="{sy(y) + 4:.1f}" text-anchor="end" font-size="11">{y:.3g}</text>'
+            f'<line x1="{L}" y1="{sy(y):.1f}" x2="{w - R}" y2="{sy(y):.1f}" stroke="#eee"/>'
+        )
     for x in sorted({p[0] for p in pts}):
         out.append(f'<text x="{sx(x):.1f}" y="{h - B + 15}" text-anchor="middle" font-size="11">{x:g}</text>')
     for n, (name, s) in enumerate(series.items()):
@@ -203,7 +270,9 @@ def svg_lines(title: str, xlabel: str, ylabel: str, series: dict[str, list[tuple
         xy = [(sx(x), sy(y)) for x, y in s if y is not None]
         if not xy:
             continue
-        out.append(f'<polyline fill="none" stroke="{col}" stroke-width="2" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in xy)}"/>')
+        out.append(
+            f'<polyline fill="none" stroke="{col}" stroke-width="2" points="{" ".join(f"{a:.1f},{b:.1f}" for a, b in xy)}"/>'
+        )
         out += [f'<circle cx="{a:.1f}" cy="{b:.1f}" r="3" fill="{col}"/>' for a, b in xy]
         out.append(f'<text x="{L + 10}" y="{T + 14 + 14 * n}" fill="{col}" font-size="12">{html.escape(name)}</text>')
     out.append("</svg>")
@@ -215,19 +284,39 @@ def charts(report: dict) -> list[str]:
     rt = report.get("realtime")
     if rt and rt["levels"]:
         lv = rt["levels"]
-        out.append(svg_lines("Stream latency vs concurrent streams", "streams", "seconds", {
-            "final p95": [(r["streams"], r["final_p95"]) for r in lv], "final p50": [(r["streams"], r["final_p50"]) for r in lv],
-            "first partial p95": [(r["streams"], r["first_update_p95"]) for r in lv],
-            f"SLO {rt['slo_ms']:g} ms": [(r["streams"], rt["slo_ms"] / 1000) for r in lv]}))
+        out.append(
+            svg_lines(
+                "Stream latency vs concurrent streams",
+                "streams",
+                "seconds",
+                {
+                    "final p95": [(r["streams"], r["final_p95"]) for r in lv],
+                    "final p50": [(r["streams"], r["final_p50"]) for r in lv],
+                    "first partial p95": [(r["streams"], r["first_update_p95"]) for r in lv],
+                    f"SLO {rt['slo_ms']:g} ms": [(r["streams"], rt["slo_ms"] / 1000) for r in lv],
+                },
+            )
+        )
     rq = report.get("requests")
     if rq:
-        out.append(svg_lines("Request latency vs concurrency", "concurrent requests", "seconds", {
-            "p95": [(r["concurrency"], r["latency_p95"]) for r in rq], "p50": [(r["concurrency"], r["latency_p50"]) for r in rq]}))
+        out.append(
+            svg_lines(
+                "Request latency vs concurrency",
+                "concurrent requests",
+                "seconds",
+                {
+                    "p95": [(r["concurrency"], r["latency_p95"]) for r in rq],
+                    "p50": [(r["concurrency"], r["latency_p50"]) for r in rq],
+                },
+            )
+        )
     sw = report.get("sweep")
     if sw:
         series: dict[str, list] = {}
         for r in sw:
-            series.setdefault(f"{r['instances']} instance(s)", []).append((r["batch_size"], r["audio_hours_per_wall_hour"]))
+            series.setdefault(f"{r['instances']} instance(s)", []).append(
+                (r["batch_size"], r["audio_hours_per_wall_hour"])
+            )
         out.append(svg_lines("Throughput vs batch size", "batch size", "audio hours per wall hour", series))
     b = report.get("batch")
     if b and len({r["files"] for r in b}) > 1:
@@ -238,27 +327,37 @@ def charts(report: dict) -> list[str]:
     return [c for c in out if c]
 
 
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-       "th{background:#f3f3f3}td:first-child{text-align:left}svg{margin:0 1em 1em 0;border:1px solid #eee}.h li{font-weight:600}")
+CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th{background:#f3f3f3}td:first-child{text-align:left}svg{margin:0 1em 1em 0;border:1px solid #eee}.h li{font-weight:600}"
+)
 
 
 def render_html(report: dict) -> str:
     m = report["machine"]
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tingxie capacity</title><style>{CSS}</style></head><body>",
-             f"<h1>tingxie capacity</h1><p>{e(report['time'])} — <code>{e(report['command'].strip())}</code> against {e(report['target'])}; "
-             f"{e(str(m.get('cpu', '')))} {m.get('cores')} cores, {m.get('memory_gb', '?')} GiB, device {e(str(m.get('device', '-')))}; "
-             f"audio: {e(report['audio']['source'])}.</p>",
-             "<ul class='h'>" + "".join(f"<li>{e(h)}</li>" for h in headline(report)) + "</ul>"]
-    for title, key, cols, cls in (("Batch capacity", "batch", BATCH_COLS, "batch"), ("Settings sweep", "sweep", SWEEP_COLS, "sweep"),
-                                  ("Synchronous requests", "requests", REQ_COLS, "requests")):
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>tingxie capacity</title><style>{CSS}</style></head><body>",
+        f"<h1>tingxie capacity</h1><p>{e(report['time'])} — <code>{e(report['command'].strip())}</code> against {e(report['target'])}; "
+        f"{e(str(m.get('cpu', '')))} {m.get('cores')} cores, {m.get('memory_gb', '?')} GiB, device {e(str(m.get('device', '-')))}; "
+        f"audio: {e(report['audio']['source'])}.</p>",
+        "<ul class='h'>" + "".join(f"<li>{e(h)}</li>" for h in headline(report)) + "</ul>",
+    ]
+    for title, key, cols, cls in (
+        ("Batch capacity", "batch", BATCH_COLS, "batch"),
+        ("Settings sweep", "sweep", SWEEP_COLS, "sweep"),
+        ("Synchronous requests", "requests", REQ_COLS, "requests"),
+    ):
         if report.get(key):
             parts.append(f"<h2>{title}</h2>" + html_table(report[key], cols, cls))
     if report.get("realtime"):
         rt = report["realtime"]
-        parts.append(f"<h2>Real-time streams</h2><p>{rt['audio_s_per_stream']} s of paced audio per stream; largest count within final p95 ≤ "
-                     f"{rt['slo_ms']:g} ms: <b>{rt['max_streams_within_slo']}</b></p>" + html_table(rt["levels"], STREAM_COLS, "realtime"))
+        parts.append(
+            f"<h2>Real-time streams</h2><p>{rt['audio_s_per_stream']} s of paced audio per stream; largest count within final p95 ≤ "
+            f"{rt['slo_ms']:g} ms: <b>{rt['max_streams_within_slo']}</b></p>"
+            + html_table(rt["levels"], STREAM_COLS, "realtime")
+        )
     st = stage_rows(report)
     if st:
         parts.append("<h2>Where time goes</h2>" + html_table(st, _stage_cols(st), "stages"))
@@ -272,7 +371,9 @@ def render_html(report: dict) -> str:
         parts.append("<h2>Charts</h2>" + "".join(ch))
     if report.get("notes"):
         parts.append("<ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
-    parts.append(f"<details><summary>raw JSON</summary><pre>{e(json.dumps(report, indent=1, ensure_ascii=False))}</pre></details></body></html>")
+    parts.append(
+        f"<details><summary>raw JSON</summary><pre>{e(json.dumps(report, indent=1, ensure_ascii=False))}</pre></details></body></html>"
+    )
     return "".join(parts)
 
 

@@ -19,13 +19,20 @@ from .figures import capacity_figures, cost_figures, pct, slo_capacity
 from .monitor import Monitor
 
 
-def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int | None = None, instances: int | None = None,
-                    threads: int | None = None, serial: bool = False, language: str | None = None) -> dict:
+def run_batch_local(
+    rows: list[dict],
+    args: argparse.Namespace,
+    batch_size: int | None = None,
+    instances: int | None = None,
+    threads: int | None = None,
+    serial: bool = False,
+    language: str | None = None,
+) -> dict:
     """Transcribe `rows` with a fresh ModelManager (model load not timed); serial runs one
     file at a time through the reference pipeline (engines/reference.py)."""
-    from ..settings import from_overrides
     from ..manager import ModelManager
     from ..options import build_options
+    from ..settings import from_overrides
     from ..transcribe import transcribe_many
 
     settings = from_overrides(args)
@@ -44,7 +51,9 @@ def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int 
         hyps, stages, errors = {}, {}, []
         with Monitor() as mon:
             t0 = time.perf_counter()
-            for o in transcribe_many([r["path"] for r in rows], sched, decode, vad, text, max_files_in_flight=1 if serial else None):
+            for o in transcribe_many(
+                [r["path"] for r in rows], sched, decode, vad, text, max_files_in_flight=1 if serial else None
+            ):
                 if o.transcript is None:
                     errors.append(o.error)
                     continue
@@ -54,13 +63,21 @@ def run_batch_local(rows: list[dict], args: argparse.Namespace, batch_size: int 
             wall = time.perf_counter() - t0
         c = manager.choice
         d = capacity_figures(len(rows), sum(r["duration"] for r in rows), wall)
-        d.update({
-            "batch_size": c.batch_size, "instances": c.instances, "threads_per_instance": c.threads, "device": c.label,
-            "compute_type": c.compute_type, "pipeline": "reference" if serial else "tingxie",
-            "errors": errors, "accuracy_percent": accuracy(rows, hyps),
-            "stage_seconds": {k: round(v, 3) for k, v in stages.items()}, "scheduler": sched.stats.to_dict(),
-            "resources": mon.to_dict(),
-        })
+        d.update(
+            {
+                "batch_size": c.batch_size,
+                "instances": c.instances,
+                "threads_per_instance": c.threads,
+                "device": c.label,
+                "compute_type": c.compute_type,
+                "pipeline": "reference" if serial else "tingxie",
+                "errors": errors,
+                "accuracy_percent": accuracy(rows, hyps),
+                "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
+                "scheduler": sched.stats.to_dict(),
+                "resources": mon.to_dict(),
+            }
+        )
         return d
     finally:
         manager.close()
@@ -93,9 +110,22 @@ def machine(args: argparse.Namespace) -> dict:
     except OSError:
         pass
     if not args.url:
-        c = choose(args.device or "auto", args.compute_type or "auto", getattr(args, "instances", None) or 0, args.threads_per_instance or 0, args.batch_size or 0)
-        d.update({"device": c.label, "compute_type": c.compute_type, "default_batch_size": c.batch_size, "default_instances": c.instances,
-                  "default_threads_per_instance": c.threads})
+        c = choose(
+            args.device or "auto",
+            args.compute_type or "auto",
+            getattr(args, "instances", None) or 0,
+            args.threads_per_instance or 0,
+            args.batch_size or 0,
+        )
+        d.update(
+            {
+                "device": c.label,
+                "compute_type": c.compute_type,
+                "default_batch_size": c.batch_size,
+                "default_instances": c.instances,
+                "default_threads_per_instance": c.threads,
+            }
+        )
     return d
 
 
@@ -125,20 +155,33 @@ def run(args: argparse.Namespace) -> dict:
     _validate(args)
     language = None if args.language in ("auto", "", None) else args.language
     work = Path(tempfile.mkdtemp(prefix="tingxie-bench-"))
-    report: dict = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), "command": "tingxie bench " + " ".join(getattr(args, "argv", [])),
-                    "target": args.url or "local", "machine": machine(args), "notes": []}
+    report: dict = {
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": "tingxie bench " + " ".join(getattr(args, "argv", [])),
+        "target": args.url or "local",
+        "machine": machine(args),
+        "notes": [],
+    }
     try:
         corpus = load_corpus(args.audio_dir, args.refs, work, args.eval_set)
-        report["audio"] = {"source": corpus.source, "utterances": len(corpus.utterances), "duration_s": args.duration,
-                           "references": any(u.text for u in corpus.utterances) or any(f.get("text") for f in corpus.files)}
+        report["audio"] = {
+            "source": corpus.source,
+            "utterances": len(corpus.utterances),
+            "duration_s": args.duration,
+            "references": any(u.text for u in corpus.utterances) or any(f.get("text") for f in corpus.files),
+        }
         m = report["machine"]
         sweep_points: list[tuple[int, int]] = []
         if "sweep" in args.modes and not args.url:
             bss = args.batch_sizes or sorted({1, m["default_batch_size"]})
             ins = args.sweep_instances or sorted({1, m["default_instances"]})
             sweep_points = [(b, i) for i in ins for b in bss]
-        steps = (len(args.files) * (1 if args.url or args.no_serial else 2) if "batch" in args.modes else 0) + len(sweep_points) \
-            + (len(args.streams) if "realtime" in args.modes else 0) + (len(args.concurrency) if "requests" in args.modes else 0)
+        steps = (
+            (len(args.files) * (1 if args.url or args.no_serial else 2) if "batch" in args.modes else 0)
+            + len(sweep_points)
+            + (len(args.streams) if "realtime" in args.modes else 0)
+            + (len(args.concurrency) if "requests" in args.modes else 0)
+        )
         bar = tqdm(total=steps, desc="bench", unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
 
         def step(label: str) -> None:
@@ -164,8 +207,15 @@ def run(args: argparse.Namespace) -> dict:
                         step(f"{n} files over the API")
                         r = asyncio.run(post_files(args.url, rows, min(n, 16), args.api_key, language))
                         d = capacity_figures(n, sum(x["duration"] for x in rows), r["wall"])
-                        d.update({"mode": "server", "errors": r["errors"][:3], "accuracy_percent": accuracy(rows, r["hyps"]),
-                                  "latency_p50": pct(r["latencies"], 50), "latency_p95": pct(r["latencies"], 95)})
+                        d.update(
+                            {
+                                "mode": "server",
+                                "errors": r["errors"][:3],
+                                "accuracy_percent": accuracy(rows, r["hyps"]),
+                                "latency_p50": pct(r["latencies"], 50),
+                                "latency_p95": pct(r["latencies"], 95),
+                            }
+                        )
                         report["batch"].append(d)
                         bar.update()
                         continue
@@ -178,10 +228,14 @@ def run(args: argparse.Namespace) -> dict:
                         step(f"{n} files, serial")
                         from ..device import cpu_cores
 
-                        s = run_batch_local(rows, args, batch_size=1, instances=1, threads=cpu_cores(), serial=True, language=language)
+                        s = run_batch_local(
+                            rows, args, batch_size=1, instances=1, threads=cpu_cores(), serial=True, language=language
+                        )
                         s["mode"] = "serial"
                         report["batch"].append(s)
-                        d["speedup_vs_serial"] = round(s["wall_seconds"] / d["wall_seconds"], 2) if d["wall_seconds"] else None
+                        d["speedup_vs_serial"] = (
+                            round(s["wall_seconds"] / d["wall_seconds"], 2) if d["wall_seconds"] else None
+                        )
                         bar.update()
             if sweep_points:
                 report["sweep"] = []
@@ -189,31 +243,57 @@ def run(args: argparse.Namespace) -> dict:
                 for b, i in sweep_points:
                     step(f"sweep batch {b} × {i} instances")
                     d = run_batch_local(rows, args, batch_size=b, instances=i, language=language)
-                    report["sweep"].append({k: d[k] for k in ("batch_size", "instances", "threads_per_instance", "files", "audio_seconds", "wall_seconds",
-                                                              "rtf", "audio_hours_per_wall_hour", "audio_hours_per_day", "accuracy_percent")})
+                    report["sweep"].append(
+                        {
+                            k: d[k]
+                            for k in (
+                                "batch_size",
+                                "instances",
+                                "threads_per_instance",
+                                "files",
+                                "audio_seconds",
+                                "wall_seconds",
+                                "rtf",
+                                "audio_hours_per_wall_hour",
+                                "audio_hours_per_day",
+                                "accuracy_percent",
+                            )
+                        }
+                    )
                     bar.update()
                 best = max(report["sweep"], key=lambda r: r["audio_hours_per_wall_hour"])
-                report["recommendation"] = {"batch_size": best["batch_size"], "instances": best["instances"],
-                                            "threads_per_instance": best["threads_per_instance"],
-                                            "audio_hours_per_day": best["audio_hours_per_day"],
-                                            "command": f"tingxie serve --batch-size {best['batch_size']} --instances {best['instances']}"}
+                report["recommendation"] = {
+                    "batch_size": best["batch_size"],
+                    "instances": best["instances"],
+                    "threads_per_instance": best["threads_per_instance"],
+                    "audio_hours_per_day": best["audio_hours_per_day"],
+                    "command": f"tingxie serve --batch-size {best['batch_size']} --instances {best['instances']}",
+                }
             if "requests" in args.modes:
                 u = need_server()
                 shorts = short_files(corpus, work / "short")
                 report["requests"] = []
                 for c in args.concurrency:
                     step(f"{c} concurrent requests")
-                    report["requests"].append(request_level(u, shorts, c, args.requests or max(4, 2 * c), args.api_key, language))
+                    report["requests"].append(
+                        request_level(u, shorts, c, args.requests or max(4, 2 * c), args.api_key, language)
+                    )
                     bar.update()
             if "realtime" in args.modes:
                 u = need_server()
                 pcm = stream_audio(corpus, args.stream_seconds, args.seed)
                 opts = {"language": language} if language else {}
-                report["realtime"] = {"slo_ms": args.slo_ms, "audio_s_per_stream": round(len(pcm) / SR, 1), "levels": []}
+                report["realtime"] = {
+                    "slo_ms": args.slo_ms,
+                    "audio_s_per_stream": round(len(pcm) / SR, 1),
+                    "levels": [],
+                }
                 with Monitor(server.proc.pid if server else None) as mon:
                     for n in args.streams:
                         step(f"{n} streams")
-                        report["realtime"]["levels"].append(asyncio.run(stream_level(u.replace("http", "ws", 1), pcm, n, opts, args.api_key)))
+                        report["realtime"]["levels"].append(
+                            asyncio.run(stream_level(u.replace("http", "ws", 1), pcm, n, opts, args.api_key))
+                        )
                         bar.update()
                 if server:
                     report["realtime"]["server_resources"] = mon.to_dict()
@@ -228,15 +308,32 @@ def run(args: argparse.Namespace) -> dict:
             report["notes"].append("cost from short-request throughput (no batch run)")
         if best:
             top = max(best, key=lambda r: r["audio_hours_per_wall_hour"])
-            report["cost"] = cost_figures(top["audio_hours_per_wall_hour"], args.server_cost, args.amortize_years, args.power_watts,
-                                          args.kwh_price, args.cloud_price)
-            report["cost"].update({"server_cost": args.server_cost, "amortize_years": args.amortize_years, "power_watts": args.power_watts,
-                                   "kwh_price": args.kwh_price})
+            report["cost"] = cost_figures(
+                top["audio_hours_per_wall_hour"],
+                args.server_cost,
+                args.amortize_years,
+                args.power_watts,
+                args.kwh_price,
+                args.cloud_price,
+            )
+            report["cost"].update(
+                {
+                    "server_cost": args.server_cost,
+                    "amortize_years": args.amortize_years,
+                    "power_watts": args.power_watts,
+                    "kwh_price": args.kwh_price,
+                }
+            )
             serial = [r for r in report.get("batch", []) if r["mode"] == "serial"]
             if serial:
                 s = max(serial, key=lambda r: r["audio_hours_per_wall_hour"])
-                report["cost"]["serial_per_audio_hour"] = cost_figures(s["audio_hours_per_wall_hour"], args.server_cost, args.amortize_years,
-                                                                       args.power_watts, args.kwh_price)["per_audio_hour"]
+                report["cost"]["serial_per_audio_hour"] = cost_figures(
+                    s["audio_hours_per_wall_hour"],
+                    args.server_cost,
+                    args.amortize_years,
+                    args.power_watts,
+                    args.kwh_price,
+                )["per_audio_hour"]
         if not report["audio"]["references"]:
             report["notes"].append("no references: accuracy guard skipped (pass --refs)")
     finally:

@@ -1,6 +1,15 @@
 """Model families behind one recognizer protocol (base.py), found by registry.py."""
 
-from .base import Capabilities, ModelError, ModelSpec, Recognizer, StreamingRecognizer, StreamSession, TaggedResult, check_options
+from .base import (
+    Capabilities,
+    ModelError,
+    ModelSpec,
+    Recognizer,
+    StreamingRecognizer,
+    StreamSession,
+    TaggedResult,
+    check_options,
+)
 from .registry import FAMILIES, describe, detect_family, load, validate
 
 __all__ = [

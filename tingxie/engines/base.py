@@ -9,8 +9,9 @@ Streaming families also offer `open_stream()` for the real-time lane.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -144,7 +145,11 @@ def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
     if options.hotwords and not caps.hotwords:
         raise OptionsError(f"{name} does not support hotwords")
     if options.language and spec.languages and options.language not in spec.languages:
-        known = ", ".join(spec.languages) if len(spec.languages) <= 12 else f"{len(spec.languages)} languages: {', '.join(spec.languages[:10])}, …"
+        known = (
+            ", ".join(spec.languages)
+            if len(spec.languages) <= 12
+            else f"{len(spec.languages)} languages: {', '.join(spec.languages[:10])}, …"
+        )
         raise OptionsError(f"{name} does not recognise language {options.language!r}; it knows {known}")
 
 

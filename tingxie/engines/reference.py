@@ -16,13 +16,13 @@ real-time sentences still go through the scheduler, decoded whole after their en
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from ..engine import Engine, WindowResult
-from .whisper import WhisperRecognizer, load_whisper
 from ..types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
+from .whisper import WhisperRecognizer, load_whisper
 
 
 class FifoLock:
@@ -34,7 +34,7 @@ class FifoLock:
         self._next = 0  # next ticket to hand out
         self._serving = 0
 
-    def __enter__(self) -> "FifoLock":
+    def __enter__(self) -> FifoLock:
         with self._cond:
             ticket = self._next
             self._next += 1
@@ -69,11 +69,12 @@ def decode_serially(
     out: list[Segment] = []
     for s in segments:  # a generator: decoding happens while iterating
         words = [Word(w.start, w.end, w.word, w.probability) for w in s.words] if s.words else None
-        out.append(Segment(len(out), s.start, s.end, s.text.strip(), s.text.strip(), words, s.avg_logprob, s.no_speech_prob))
+        out.append(
+            Segment(len(out), s.start, s.end, s.text.strip(), s.text.strip(), words, s.avg_logprob, s.no_speech_prob)
+        )
         if on_progress:
             on_progress(min(s.end, len(audio) / SAMPLE_RATE))
     return WindowResult(out, info.language, info.language_probability)
-
 
 
 class ReferenceWhisper(WhisperRecognizer):
@@ -87,8 +88,13 @@ class ReferenceWhisper(WhisperRecognizer):
         super().__init__(engine)
         self.turn = FifoLock()
 
-    def transcribe_whole(self, audio: np.ndarray, decode: DecodeOptions, vad: VadOptions | None,
-                         on_progress: Callable[[float], None] | None = None) -> tuple[WindowResult, dict]:
+    def transcribe_whole(
+        self,
+        audio: np.ndarray,
+        decode: DecodeOptions,
+        vad: VadOptions | None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> tuple[WindowResult, dict]:
         """One whole request, after those that came before it; the record marks the
         transcript as the reference's."""
         with self.turn:

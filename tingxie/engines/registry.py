@@ -15,9 +15,9 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from . import onnxmeta
 from .base import ModelError, ModelSpec, Recognizer
@@ -107,14 +107,25 @@ def _input_types(info: onnxmeta.OnnxInfo, fname: str, want: list[str], problems:
     if len(got) != len(want):
         problems.append(f"{fname} has {len(got)} inputs; sherpa-onnx feeds {len(want)}")
         return
-    for (name, elem), w in zip(got, want):
+    for (name, elem), w in zip(got, want, strict=False):
         if elem != w:
             problems.append(f"{fname} input {name!r} is {elem}; sherpa-onnx feeds {w}")
 
 
 # -- SenseVoice and the Fun-ASR-Nano CTC export (one loader in sherpa-onnx) --------------
 SV_KEYS = ["vocab_size", "lfr_window_size", "lfr_window_shift", "normalize_samples"]
-SV_FULL_KEYS = SV_KEYS + ["with_itn", "without_itn", "lang_auto", "lang_zh", "lang_en", "lang_ja", "lang_ko", "lang_yue", "neg_mean", "inv_stddev"]
+SV_FULL_KEYS = SV_KEYS + [
+    "with_itn",
+    "without_itn",
+    "lang_auto",
+    "lang_zh",
+    "lang_en",
+    "lang_ja",
+    "lang_ko",
+    "lang_yue",
+    "neg_mean",
+    "inv_stddev",
+]
 
 
 def _is_nano(m: dict) -> bool:
@@ -178,7 +189,12 @@ def detect_paraformer(path: Path) -> bool:
     if f is None:
         return False
     m = meta(f)
-    return not _is_nano(m) and "with_itn" not in m and "punctuations" not in m and ("lfr_window_size" in m or "paraformer" in m.get("model_type", ""))
+    return (
+        not _is_nano(m)
+        and "with_itn" not in m
+        and "punctuations" not in m
+        and ("lfr_window_size" in m or "paraformer" in m.get("model_type", ""))
+    )
 
 
 def check_paraformer(path: Path) -> list[str]:
@@ -223,7 +239,9 @@ def check_streaming_paraformer(path: Path) -> list[str]:
         _vocab(info, tokens, enc.name, problems)
         _input_types(info, enc.name, ["float", "int32"], problems)
         if len(info.outputs) < 3:
-            problems.append(f"{enc.name} has {len(info.outputs)} outputs; sherpa-onnx reads 3 (encoder_out, length, alpha)")
+            problems.append(
+                f"{enc.name} has {len(info.outputs)} outputs; sherpa-onnx reads 3 (encoder_out, length, alpha)"
+            )
     return problems
 
 
@@ -273,7 +291,9 @@ def detect_nano_llm(path: Path) -> bool:
 def check_nano_llm(path: Path) -> list[str]:
     problems = [f"{s}.onnx is missing" for s in ("encoder_adaptor", "llm", "embedding") if pick(path, s) is None]
     if nano_llm_tokenizer(path) is None:
-        problems.append("the tokenizer directory (tokenizer.json, vocab.json and merges.txt, e.g. Qwen3-0.6B/) is missing")
+        problems.append(
+            "the tokenizer directory (tokenizer.json, vocab.json and merges.txt, e.g. Qwen3-0.6B/) is missing"
+        )
     enc = pick(path, "encoder_adaptor")
     if enc is not None:
         info = _read_info(enc, problems)
@@ -290,7 +310,9 @@ def check_nano_llm(path: Path) -> list[str]:
         if n_out < 3 or (n_out - 1) % 2:
             problems.append(f"{llm.name} has {n_out} outputs; sherpa-onnx wants logits + 2 per layer")
         elif n_in != 3 + (n_out - 1):
-            problems.append(f"{llm.name} has {n_in} inputs; sherpa-onnx wants {3 + n_out - 1} (embeds, mask, cache_position, KV)")
+            problems.append(
+                f"{llm.name} has {n_in} inputs; sherpa-onnx wants {3 + n_out - 1} (embeds, mask, cache_position, KV)"
+            )
         if info.graph_inputs and info.graph_inputs[0][1] != "float":
             problems.append(f"{llm.name} input embeds must be float32")
     return problems
@@ -330,12 +352,66 @@ def _lazy(module: str, name: str) -> Callable:
 
 # Order matters: the most specific detection first.
 register(Family("whisper", detect_whisper, check_whisper, _lazy("reference", "load"), _lazy("whisper", "describe")))
-register(Family("funasr-nano-llm", detect_nano_llm, check_nano_llm, _lazy("sherpa", "FunAsrNanoLlm"), _lazy("sherpa", "FunAsrNanoLlm.describe"), sherpa=True))
-register(Family("streaming-paraformer", detect_streaming_paraformer, check_streaming_paraformer, _lazy("sherpa", "StreamingParaformer"), _lazy("sherpa", "StreamingParaformer.describe"), sherpa=True))
-register(Family("punctuation", detect_punctuation, check_punctuation, _lazy("sherpa", "Punctuator"), _lazy("sherpa", "Punctuator.describe"), sherpa=True))
-register(Family("funasr-nano", detect_nano_ctc, check_sense_voice, _lazy("sherpa", "FunAsrNanoCtc"), _lazy("sherpa", "FunAsrNanoCtc.describe"), sherpa=True))
-register(Family("sensevoice", detect_sense_voice, check_sense_voice, _lazy("sherpa", "SenseVoice"), _lazy("sherpa", "SenseVoice.describe"), sherpa=True))
-register(Family("paraformer", detect_paraformer, check_paraformer, _lazy("sherpa", "Paraformer"), _lazy("sherpa", "Paraformer.describe"), sherpa=True))
+register(
+    Family(
+        "funasr-nano-llm",
+        detect_nano_llm,
+        check_nano_llm,
+        _lazy("sherpa", "FunAsrNanoLlm"),
+        _lazy("sherpa", "FunAsrNanoLlm.describe"),
+        sherpa=True,
+    )
+)
+register(
+    Family(
+        "streaming-paraformer",
+        detect_streaming_paraformer,
+        check_streaming_paraformer,
+        _lazy("sherpa", "StreamingParaformer"),
+        _lazy("sherpa", "StreamingParaformer.describe"),
+        sherpa=True,
+    )
+)
+register(
+    Family(
+        "punctuation",
+        detect_punctuation,
+        check_punctuation,
+        _lazy("sherpa", "Punctuator"),
+        _lazy("sherpa", "Punctuator.describe"),
+        sherpa=True,
+    )
+)
+register(
+    Family(
+        "funasr-nano",
+        detect_nano_ctc,
+        check_sense_voice,
+        _lazy("sherpa", "FunAsrNanoCtc"),
+        _lazy("sherpa", "FunAsrNanoCtc.describe"),
+        sherpa=True,
+    )
+)
+register(
+    Family(
+        "sensevoice",
+        detect_sense_voice,
+        check_sense_voice,
+        _lazy("sherpa", "SenseVoice"),
+        _lazy("sherpa", "SenseVoice.describe"),
+        sherpa=True,
+    )
+)
+register(
+    Family(
+        "paraformer",
+        detect_paraformer,
+        check_paraformer,
+        _lazy("sherpa", "Paraformer"),
+        _lazy("sherpa", "Paraformer.describe"),
+        sherpa=True,
+    )
+)
 
 
 def detect_family(path: str | Path) -> str:
@@ -394,7 +470,9 @@ def probe_load(path: Path, family: str) -> None:
 def _complaint(text: str, path: Path) -> str:
     """The loader's last meaningful lines, without the server's paths."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if re.search(r"does not exist|Invalid|error|Error|failed|Failed|missing|!=", ln)] or lines[-2:]
+    keep = [
+        ln for ln in lines if re.search(r"does not exist|Invalid|error|Error|failed|Failed|missing|!=", ln)
+    ] or lines[-2:]
     out = " | ".join(keep[-3:])
     out = out.replace(str(path.resolve()), path.name).replace(str(path), path.name)
     out = re.sub(r"(/[^\s:'\"]+)+/", "", out)  # any other absolute path: keep the file name
@@ -408,7 +486,9 @@ def describe(model_id: str, path: str | Path) -> ModelSpec:
     return FAMILIES[detect_family(p)].describe(model_id, p)
 
 
-def load(model_id: str, path: str | Path, choice=None, family: str | None = None, probe: bool = True, **options) -> Recognizer:
+def load(
+    model_id: str, path: str | Path, choice=None, family: str | None = None, probe: bool = True, **options
+) -> Recognizer:
     """Validate (and, for sherpa-onnx families, probe) a directory, then load it."""
     p = Path(path)
     family = validate(p, family, probe=probe)

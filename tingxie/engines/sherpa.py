@@ -65,7 +65,7 @@ def words_from_tokens(tokens: list[str], times: list[float], style: str) -> list
     carry a leading space where the text has one, so joining them gives the text."""
     out: list[list] = []  # [text, start, last index, glued]
     glue_next = False
-    for i, (tok, t) in enumerate(zip(tokens, times)):
+    for i, (tok, t) in enumerate(zip(tokens, times, strict=False)):
         if not tok:
             continue
         if style == "bpe@@":
@@ -107,7 +107,9 @@ def _piece_at(w: Window, t: float) -> int:
     return len(w.pieces) - 1
 
 
-def segments_from_tokens(w: Window, tokens: list[str], times: list[float], style: str, want_words: bool) -> list[Segment]:
+def segments_from_tokens(
+    w: Window, tokens: list[str], times: list[float], style: str, want_words: bool
+) -> list[Segment]:
     """One segment per sentence, never across two packed pieces (the silence between
     them was cut out); times absolute in the window's source."""
     if not tokens:
@@ -118,7 +120,7 @@ def segments_from_tokens(w: Window, tokens: list[str], times: list[float], style
     words = words_from_tokens(tokens, times, style)
     groups: list[list[tuple[str, float, float]]] = []
     prev_piece = -1
-    for k, (word, start, last) in enumerate(words):
+    for k, (word, start, _last) in enumerate(words):
         nxt = words[k + 1][1] if k + 1 < len(words) else None
         piece = _piece_at(w, start)
         p = w.pieces[piece]
@@ -234,9 +236,14 @@ class _Offline:
             t1 = time.perf_counter()
             rec.decode_streams(streams)
             t2 = time.perf_counter()
-            for i, s in zip(idx, streams):
+            for i, s in zip(idx, streams, strict=False):
                 r = self._convert(windows[i], s.result)
-                r.timings = {"features": (t1 - t0) / len(idx), "encoder": (t2 - t1) / len(idx), "decoder": 0.0, "post": 0.0}
+                r.timings = {
+                    "features": (t1 - t0) / len(idx),
+                    "encoder": (t2 - t1) / len(idx),
+                    "decoder": 0.0,
+                    "post": 0.0,
+                }
                 out[i] = r
         return out  # type: ignore[return-value]
 
@@ -254,7 +261,11 @@ class SenseVoice(_Offline):
 
     def _build(self, language: str):
         return _sherpa().OfflineRecognizer.from_sense_voice(
-            model=self._file(), tokens=str(self.path / "tokens.txt"), language=language, use_itn=True, **self._run_options()
+            model=self._file(),
+            tokens=str(self.path / "tokens.txt"),
+            language=language,
+            use_itn=True,
+            **self._run_options(),
         )
 
     def _rec_language(self, options: DecodeOptions) -> str:
@@ -283,7 +294,9 @@ class FunAsrNanoCtc(_Offline):
     caps = Capabilities(word_timestamps=True, language_detection=True, punctuation=True, itn=True)
 
     def _build(self, language: str):
-        return _sherpa().OfflineRecognizer.from_sense_voice(model=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options())
+        return _sherpa().OfflineRecognizer.from_sense_voice(
+            model=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options()
+        )
 
 
 class Paraformer(_Offline):
@@ -298,7 +311,9 @@ class Paraformer(_Offline):
         return ModelSpec(cls.family, model_id, cls.languages, 30.0, caps)
 
     def _build(self, language: str):
-        return _sherpa().OfflineRecognizer.from_paraformer(paraformer=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options())
+        return _sherpa().OfflineRecognizer.from_paraformer(
+            paraformer=self._file(), tokens=str(self.path / "tokens.txt"), **self._run_options()
+        )
 
 
 class FunAsrNanoLlm(_Offline):
@@ -398,7 +413,9 @@ class StreamingParaformer:
             s = self.open_stream()
             s.accept(w.samples())
             text = s.finish()
-            segs = [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if any(c.isalnum() for c in text) else []
+            segs = (
+                [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if any(c.isalnum() for c in text) else []
+            )
             out.append(TaggedResult(segs, w.options.language or _script_language(text), 1.0))
         return out
 
@@ -425,7 +442,9 @@ class Punctuator:
 
     @classmethod
     def describe(cls, model_id: str, path: Path) -> ModelSpec:
-        return ModelSpec(cls.family, model_id, ("zh", "en"), 0.0, Capabilities(segment_timestamps=False, punctuation=True))
+        return ModelSpec(
+            cls.family, model_id, ("zh", "en"), 0.0, Capabilities(segment_timestamps=False, punctuation=True)
+        )
 
     def punctuate(self, text: str) -> str:
         return self._p.add_punctuation(text) if text.strip() else text

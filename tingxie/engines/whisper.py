@@ -84,11 +84,14 @@ class WhisperRecognizer:
         return getattr(self.engine, name)
 
 
-def load_whisper(model_id: str, path: Path, choice, dynamic_frames: bool = True, detect_languages: tuple[str, ...] = (),
-                 **_options) -> WhisperRecognizer:
+def load_whisper(
+    model_id: str, path: Path, choice, dynamic_frames: bool = True, detect_languages: tuple[str, ...] = (), **_options
+) -> WhisperRecognizer:
     from ..engine import Engine
 
-    return WhisperRecognizer(Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames, detect_languages=detect_languages))
+    return WhisperRecognizer(
+        Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames, detect_languages=detect_languages)
+    )
 
 
 # -- Whisper's policy for a window's result ----------------------------------------------
@@ -135,5 +138,7 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         for k, v in more.timings.items():
             result.timings[k] = result.timings.get(k, 0.0) + v
         w = rest
-        result = WindowResult(result.segments, result.language, result.language_probability, result.tokens, result.timings)
+        result = WindowResult(
+            result.segments, result.language, result.language_probability, result.tokens, result.timings
+        )
     return result

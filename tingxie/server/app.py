@@ -122,7 +122,9 @@ def _install_internal_errors(app: FastAPI) -> None:
     async def http_error(request, e):
         problem = multipart_header_problem(e)
         if problem is not None:
-            return JSONResponse(error_body(problem.message, problem.type, problem.param, problem.code), status_code=problem.status)
+            return JSONResponse(
+                error_body(problem.message, problem.type, problem.param, problem.code), status_code=problem.status
+            )
         return await base(request, e)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -161,7 +163,13 @@ class InternalErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as e:  # noqa: BLE001 - the point of this middleware
-            log.error("internal error on %s %s: %s at %s", scope.get("method", "WEBSOCKET"), scope.get("path", ""), type(e).__name__, _where(e))
+            log.error(
+                "internal error on %s %s: %s at %s",
+                scope.get("method", "WEBSOCKET"),
+                scope.get("path", ""),
+                type(e).__name__,
+                _where(e),
+            )
             if started:
                 return
             if scope["type"] == "websocket":
@@ -170,9 +178,18 @@ class InternalErrorMiddleware:
                 except Exception:  # noqa: BLE001, S110 - the client is gone
                     pass
                 return
-            body = json.dumps(error_body("internal server error; the server log names the failure", "server_error", None, "internal_error")).encode()
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            body = json.dumps(
+                error_body(
+                    "internal server error; the server log names the failure", "server_error", None, "internal_error"
+                )
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
 
@@ -180,9 +197,9 @@ def _offline_docs(app: FastAPI) -> None:
     """/docs (Swagger UI) from the assets the `fastapi-offline` package ships, so it loads on
     a network that cannot reach a CDN and sends no request out. No /redoc: its page
     fetches a logo from redoc.ly whatever it is told."""
+    import fastapi_offline  # a dependency: never fall back to a CDN
     from fastapi.openapi.docs import get_swagger_ui_html
 
-    import fastapi_offline  # a dependency: never fall back to a CDN
     assets = Path(fastapi_offline.__file__).resolve().parent / "static"
     app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
     openapi_url = app.openapi_url or "/openapi.json"
@@ -190,8 +207,10 @@ def _offline_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def _swagger():
         return get_swagger_ui_html(
-            openapi_url=openapi_url, title=f"{app.title} API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},  # the validator badge would call swagger.io
         )

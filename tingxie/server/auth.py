@@ -56,7 +56,9 @@ def authenticate(state, headers, query) -> Principal:
         return LOCAL
     token = _token(headers, query)
     if not token:
-        raise ApiError(401, "missing API key: send Authorization: Bearer <key>", "authentication_error", None, "missing_api_key")
+        raise ApiError(
+            401, "missing API key: send Authorization: Bearer <key>", "authentication_error", None, "missing_api_key"
+        )
     key = state.store.verify_key(token)
     if key is None:
         raise ApiError(401, "invalid or revoked API key", "authentication_error", None, "invalid_api_key")

@@ -16,9 +16,24 @@ from ..types import AudioError, OptionsError
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None, code: str | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
-        self.status, self.message, self.type, self.param, self.code, self.headers = status, message, type_, param, code, headers
+        self.status, self.message, self.type, self.param, self.code, self.headers = (
+            status,
+            message,
+            type_,
+            param,
+            code,
+            headers,
+        )
 
 
 # Server directories whose paths must never reach a caller (filled by install()).
@@ -51,8 +66,18 @@ def public_job(job: dict) -> dict:
 
 # A stable `code` for every error, so clients (the web UI's translations) need not parse
 # English messages; specific codes set where the error is raised win over these.
-STATUS_CODES = {400: "invalid_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
-                409: "conflict", 413: "file_too_large", 422: "invalid_value", 429: "rate_limited", 503: "overloaded"}
+STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "file_too_large",
+    422: "invalid_value",
+    429: "rate_limited",
+    503: "overloaded",
+}
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict:
@@ -64,13 +89,21 @@ def install(app: FastAPI) -> None:
     if settings is not None:
         for d in (settings.home, settings.audio_dir, settings.models_dir):
             _PRIVATE_DIRS.update({str(d), str(Path(d).resolve())})
+
     @app.exception_handler(ApiError)
     async def _api(_: Request, e: ApiError):
-        return JSONResponse(error_body(e.message, e.type, e.param, e.code or STATUS_CODES.get(e.status)), status_code=e.status, headers=e.headers)
+        return JSONResponse(
+            error_body(e.message, e.type, e.param, e.code or STATUS_CODES.get(e.status)),
+            status_code=e.status,
+            headers=e.headers,
+        )
 
     @app.exception_handler(AudioError)
     async def _audio(_: Request, e: AudioError):
-        return JSONResponse(error_body(f"audio: {e}", "invalid_request_error", "file", "invalid_audio"), status_code=getattr(e, "status", 400))
+        return JSONResponse(
+            error_body(f"audio: {e}", "invalid_request_error", "file", "invalid_audio"),
+            status_code=getattr(e, "status", 400),
+        )
 
     @app.exception_handler(OptionsError)
     async def _options(_: Request, e: OptionsError):
@@ -79,7 +112,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Overloaded)
     async def _overloaded(_: Request, e: Overloaded):
         return JSONResponse(
-            error_body(f"server busy: {e}; retry shortly", "server_busy", None, "overloaded"), status_code=503, headers={"Retry-After": "2"}
+            error_body(f"server busy: {e}; retry shortly", "server_busy", None, "overloaded"),
+            status_code=503,
+            headers={"Retry-After": "2"},
         )
 
     @app.exception_handler(RequestValidationError)
@@ -87,9 +122,23 @@ def install(app: FastAPI) -> None:
         errs = e.errors()
         first = errs[0] if errs else {}
         param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
-        return JSONResponse(error_body(f"{param or 'request'}: {first.get('msg', 'invalid')}", "invalid_request_error", param, "invalid_value"), status_code=400)
+        return JSONResponse(
+            error_body(
+                f"{param or 'request'}: {first.get('msg', 'invalid')}", "invalid_request_error", param, "invalid_value"
+            ),
+            status_code=400,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
-        type_ = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 413: "invalid_request_error"}.get(e.status_code, "invalid_request_error")
-        return JSONResponse(error_body(str(e.detail), type_, None, STATUS_CODES.get(e.status_code)), status_code=e.status_code, headers=getattr(e, "headers", None))
+        type_ = {
+            401: "authentication_error",
+            403: "permission_error",
+            404: "not_found_error",
+            413: "invalid_request_error",
+        }.get(e.status_code, "invalid_request_error")
+        return JSONResponse(
+            error_body(str(e.detail), type_, None, STATUS_CODES.get(e.status_code)),
+            status_code=e.status_code,
+            headers=getattr(e, "headers", None),
+        )

@@ -23,10 +23,9 @@ from .. import audio as audio_mod
 from .. import output
 from ..audio import AudioTooLong
 from ..engines.base import check_options
-from ..request import TranscriptionOptions, as_form
 from ..jobs import check_callback_url
-from ..types import AudioError, OptionsError
-from ..types import Transcript
+from ..request import TranscriptionOptions, as_form
+from ..types import AudioError, OptionsError, Transcript
 from .auth import Principal, principal
 from .errors import ApiError, public_job
 from .openai_api import resolve_model
@@ -54,8 +53,12 @@ def check_queue_room(state, who: Principal, adding: int) -> None:
     if held + adding > limit:
         advice = "send the files in smaller requests" if adding > limit else "retry when some have finished"
         raise ApiError(
-            429, f"too many unfinished jobs for this key: {held} queued or running, {adding} more requested, the limit is {limit}; {advice}",
-            "rate_limit_error", "files", "too_many_jobs", headers={"Retry-After": "30"},
+            429,
+            f"too many unfinished jobs for this key: {held} queued or running, {adding} more requested, the limit is {limit}; {advice}",
+            "rate_limit_error",
+            "files",
+            "too_many_jobs",
+            headers={"Retry-After": "30"},
         )
 
 
@@ -85,7 +88,9 @@ async def create_jobs(
     check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
     if callback_url:
         try:
-            await run_in_threadpool(check_callback_url, callback_url, state.settings.callback_allow, state.settings.port)
+            await run_in_threadpool(
+                check_callback_url, callback_url, state.settings.callback_allow, state.settings.port
+            )
         except OptionsError as e:
             raise ApiError(400, str(e), param="callback_url", code="invalid_callback_url") from e
     if not files:
@@ -108,8 +113,16 @@ async def create_jobs(
                 pass  # other damage fails that file's job, with its reason
         for job_id, f, path, size in stored:
             state.store.create_job(
-                id=job_id, owner=who.key_id, kind="batch_item" if batch_id else "file", batch_id=batch_id, filename=display_name(f.filename),
-                audio_path=str(path), size_bytes=size, model=model_id, options=options, callback_url=callback_url,
+                id=job_id,
+                owner=who.key_id,
+                kind="batch_item" if batch_id else "file",
+                batch_id=batch_id,
+                filename=display_name(f.filename),
+                audio_path=str(path),
+                size_bytes=size,
+                model=model_id,
+                options=options,
+                callback_url=callback_url,
             )
             jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
     except BaseException:  # one bad file (or a failed insert) refuses the request whole: nothing stays
@@ -140,8 +153,17 @@ def list_jobs(
     if state and state not in STATES:
         raise ApiError(400, f"state must be one of {', '.join(STATES)}", param="state")
     # a bad cursor raises OptionsError in the store: the app answers 400 naming it
-    rows, nxt = st.store.list_jobs(owner=who.owner_filter, q=q or None, state=state, kind=kind, batch_id=batch_id,
-                                   since=_since(since, "since"), until=_since(until, "until"), limit=limit, cursor=cursor)
+    rows, nxt = st.store.list_jobs(
+        owner=who.owner_filter,
+        q=q or None,
+        state=state,
+        kind=kind,
+        batch_id=batch_id,
+        since=_since(since, "since"),
+        until=_since(until, "until"),
+        limit=limit,
+        cursor=cursor,
+    )
     return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
 
 
@@ -153,8 +175,19 @@ def _export_zip(jobs: list[dict]) -> bytes:
     used: dict[str, int] = {}
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for j in jobs:
-            w.writerow([j["id"], j["filename"], j["state"], j.get("language") or "", j.get("duration") or "", j.get("processing_time") or "",
-                        j.get("error") or "", j["created_at"], (j.get("text") or "")[:32000]])
+            w.writerow(
+                [
+                    j["id"],
+                    j["filename"],
+                    j["state"],
+                    j.get("language") or "",
+                    j.get("duration") or "",
+                    j.get("processing_time") or "",
+                    j.get("error") or "",
+                    j["created_at"],
+                    (j.get("text") or "")[:32000],
+                ]
+            )
             if j["state"] != "done" or not j.get("result"):
                 continue
             stem = Path(j["filename"]).stem or j["id"]
@@ -184,11 +217,20 @@ def export_jobs(
     if ids:
         jobs = [_owned(st, who, i.strip()) for i in ids.split(",") if i.strip()]
     else:
-        rows, _ = st.store.list_jobs(owner=who.owner_filter, q=q, state=state, batch_id=batch_id, since=_since(since, "since"),
-                                     until=_since(until, "until"), limit=limit)
+        rows, _ = st.store.list_jobs(
+            owner=who.owner_filter,
+            q=q,
+            state=state,
+            batch_id=batch_id,
+            since=_since(since, "since"),
+            until=_since(until, "until"),
+            limit=limit,
+        )
         jobs = [st.store.get_job(r["id"]) for r in rows]
     data = _export_zip([j for j in jobs if j])
-    return Response(data, media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="tingxie-export.zip"'})
+    return Response(
+        data, media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="tingxie-export.zip"'}
+    )
 
 
 @router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
@@ -202,12 +244,18 @@ def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(
     if format not in output.FORMATS:
         raise ApiError(400, f"format must be one of {', '.join(output.FORMATS)}", param="format")
     if job["state"] != "done":
-        raise ApiError(409, f"job is {job['state']}, not done" + (f": {job['error']}" if job.get("error") else ""), code="job_not_done")
+        raise ApiError(
+            409,
+            f"job is {job['state']}, not done" + (f": {job['error']}" if job.get("error") else ""),
+            code="job_not_done",
+        )
     t = Transcript.from_dict(job["result"])
     if format == "json":
         return JSONResponse(t.to_dict())
     name = (Path(job["filename"]).stem or job_id) + "." + output.EXTENSIONS[format]
-    return PlainTextResponse(output.render(t, format), headers={"Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}"})
+    return PlainTextResponse(
+        output.render(t, format), headers={"Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}"}
+    )
 
 
 def _quote(s: str) -> str:
@@ -267,6 +315,16 @@ def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depe
     done_audio = sum(r.get("duration") or 0 for r in rows if r["state"] == "done")
     proc = sum(r.get("processing_time") or 0 for r in rows if r["state"] == "done")
     finished = counts["done"] + counts["failed"] + counts["cancelled"]
-    progress = sum(1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows) / len(rows)
-    return {"batch_id": batch_id, "total": len(rows), "counts": counts, "finished": finished, "progress": round(progress, 4),
-            "audio_seconds_done": round(done_audio, 1), "processing_seconds": round(proc, 1), "jobs": [public_job(r) for r in rows]}
+    progress = sum(
+        1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows
+    ) / len(rows)
+    return {
+        "batch_id": batch_id,
+        "total": len(rows),
+        "counts": counts,
+        "finished": finished,
+        "progress": round(progress, 4),
+        "audio_seconds_done": round(done_audio, 1),
+        "processing_seconds": round(proc, 1),
+        "jobs": [public_job(r) for r in rows],
+    }

@@ -17,18 +17,29 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.requests = Counter("tingxie_requests_total", "HTTP requests", ["route", "status"], registry=self.registry)
         self.latency = Histogram(
-            "tingxie_request_seconds", "HTTP request latency", ["route"], registry=self.registry,
+            "tingxie_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
         )
         self.batch_size = Histogram(
-            "tingxie_batch_size", "windows per model batch", registry=self.registry, buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+            "tingxie_batch_size",
+            "windows per model batch",
+            registry=self.registry,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
         )
         self.rtf = Histogram(
-            "tingxie_rtf", "real-time factor per transcription (processing / audio seconds)", registry=self.registry,
+            "tingxie_rtf",
+            "real-time factor per transcription (processing / audio seconds)",
+            registry=self.registry,
             buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
         )
         self.stream_latency = Histogram(
-            "tingxie_stream_latency_seconds", "real-time latency", ["kind"], registry=self.registry,
+            "tingxie_stream_latency_seconds",
+            "real-time latency",
+            ["kind"],
+            registry=self.registry,
             buckets=(0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
         )
         self.state = None
@@ -105,6 +116,9 @@ def gpu_memory() -> list[int] | None:
         import pynvml
 
         pynvml.nvmlInit()
-        return [pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used for i in range(pynvml.nvmlDeviceGetCount())]
+        return [
+            pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(i)).used
+            for i in range(pynvml.nvmlDeviceGetCount())
+        ]
     except Exception:
         return None

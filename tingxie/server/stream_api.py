@@ -92,9 +92,14 @@ async def _save(state, who: Principal, session: StreamSession, model: str) -> st
     def write() -> None:
         st = state.store
         st.create_job(
-            id=session.id, owner=who.key_id, kind="stream", filename=f"realtime-{stamp}",
-            audio_path=str(path) if path else None, size_bytes=path.stat().st_size if path else 0,
-            model=model, options=session.options.record(),
+            id=session.id,
+            owner=who.key_id,
+            kind="stream",
+            filename=f"realtime-{stamp}",
+            audio_path=str(path) if path else None,
+            size_bytes=path.stat().st_size if path else 0,
+            model=model,
+            options=session.options.record(),
         )
         st.claim_job(session.id, "stream")
         st.finish_job(session.id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
@@ -165,8 +170,12 @@ async def stream(ws: WebSocket) -> None:
             sched, model = _scheduler_and_model(state, opts.model)
             sid = uuid.uuid4().hex
             session = await open_session(
-                sched, opts, lambda m: _send_json(ws, m), sid,
-                audio_path=_audio_path(state, sid, opts.save_audio), on_update=_observer(state),
+                sched,
+                opts,
+                lambda m: _send_json(ws, m),
+                sid,
+                audio_path=_audio_path(state, sid, opts.save_audio),
+                on_update=_observer(state),
             )
         except OptionsError as e:
             await _send_json(ws, {"type": "error", "message": str(e)})
@@ -187,14 +196,24 @@ async def stream(ws: WebSocket) -> None:
             data = msg.get("bytes")
             if data is not None:
                 if len(data) % 2:
-                    await session._send({"type": "error", "message": f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole 2-byte samples — frame dropped"})
+                    await session._send(
+                        {
+                            "type": "error",
+                            "message": f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole 2-byte samples — frame dropped",
+                        }
+                    )
                     continue
                 await session.feed(data)
                 continue
             try:
                 cmd = json.loads(msg.get("text") or "")
             except json.JSONDecodeError as e:
-                await session._send({"type": "error", "message": f"text message is not valid JSON ({e.msg}); send {{\"type\": \"stop\"}} or {{\"type\": \"flush\"}}"})
+                await session._send(
+                    {
+                        "type": "error",
+                        "message": f'text message is not valid JSON ({e.msg}); send {{"type": "stop"}} or {{"type": "flush"}}',
+                    }
+                )
                 continue
             kind = cmd.get("type") if isinstance(cmd, dict) else None
             if kind == "stop":
@@ -202,7 +221,9 @@ async def stream(ws: WebSocket) -> None:
             elif kind == "flush":
                 await session.flush()
             else:
-                await session._send({"type": "error", "message": f"unknown message type {kind!r}; expected stop or flush"})
+                await session._send(
+                    {"type": "error", "message": f"unknown message type {kind!r}; expected stop or flush"}
+                )
         await session.finish(connected=stopped)
         job = await _save(state, who, session, model)
         stats = session.stats.summary()
@@ -317,13 +338,20 @@ class _FunasrSink:
             text = m["text"]
             ts = json.dumps([[int(m["start"] * 1000), int(m["end"] * 1000)]])
             if mode == "online":
-                rest = text[len(self.sent) :] if text.startswith(self.sent) else text[len(_common_prefix(self.sent, text)) :]
+                rest = (
+                    text[len(self.sent) :]
+                    if text.startswith(self.sent)
+                    else text[len(_common_prefix(self.sent, text)) :]
+                )
                 await self._reply("online", rest, False, ts)
             else:
                 await self._reply("2pass-offline", text, False, ts)
             self.sent = self.prev = ""
         elif m["type"] == "error":
-            await _send_json(self.ws, {"mode": mode, "wav_name": self.cfg.wav_name, "text": "", "is_final": False, "error": m["message"]})
+            await _send_json(
+                self.ws,
+                {"mode": mode, "wav_name": self.cfg.wav_name, "text": "", "is_final": False, "error": m["message"]},
+            )
 
     async def _reply(self, mode: str, text: str, final: bool, ts: str | None = None) -> None:
         msg = {"mode": mode, "wav_name": self.cfg.wav_name, "text": text, "is_final": final}
@@ -334,7 +362,7 @@ class _FunasrSink:
 
 def _common_prefix(a: str, b: str) -> str:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -359,13 +387,20 @@ async def funasr(ws: WebSocket) -> None:
     received_any = False
 
     async def error(message: str) -> None:
-        await _send_json(ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message})
+        await _send_json(
+            ws, {"mode": cfg.mode, "wav_name": cfg.wav_name, "text": "", "is_final": False, "error": message}
+        )
 
     async def start_session() -> StreamSession:
         # FunASR allows any input rate (StreamResampler handles it), so the schema's rate
         # list does not apply; the other values were validated when the config arrived.
-        opts = StreamOptions.model_construct(language=cfg.language, hotwords=cfg.hotwords, itn=cfg.itn, sample_rate=cfg.audio_fs,
-                                             partials=cfg.mode != "offline")
+        opts = StreamOptions.model_construct(
+            language=cfg.language,
+            hotwords=cfg.hotwords,
+            itn=cfg.itn,
+            sample_rate=cfg.audio_fs,
+            partials=cfg.mode != "offline",
+        )
         return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=_observer(state))
 
     async def end_utterance() -> None:
@@ -380,8 +415,15 @@ async def funasr(ws: WebSocket) -> None:
         else:
             s = session or await start_session()
             await s.finish(connected=True)
-            await _send_json(ws, {"mode": "2pass-offline" if cfg.mode == "2pass" else "online", "wav_name": cfg.wav_name,
-                                  "text": "", "is_final": True})
+            await _send_json(
+                ws,
+                {
+                    "mode": "2pass-offline" if cfg.mode == "2pass" else "online",
+                    "wav_name": cfg.wav_name,
+                    "text": "",
+                    "is_final": True,
+                },
+            )
             await _save(state, who, s, model)
             session = None
         header_checked = False
@@ -390,7 +432,11 @@ async def funasr(ws: WebSocket) -> None:
         while True:
             msg = await _receive(ws, idle_timeout if received_any else first_timeout)
             if msg is None:
-                reason = f"no audio or message for {idle_timeout:g} s" if received_any else f"no message within {first_timeout:g} s"
+                reason = (
+                    f"no audio or message for {idle_timeout:g} s"
+                    if received_any
+                    else f"no message within {first_timeout:g} s"
+                )
                 if offline is not None or session is not None:  # decode and keep what was sent before closing
                     await end_utterance()
                 await error(reason + "; closing")
@@ -409,7 +455,16 @@ async def funasr(ws: WebSocket) -> None:
                         reason = f"audio too large: offline mode takes at most {state.settings.max_upload_mb} MB per utterance"
                         offline.discard()
                         offline = None
-                        await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": reason})
+                        await _send_json(
+                            ws,
+                            {
+                                "mode": "offline",
+                                "wav_name": cfg.wav_name,
+                                "text": "",
+                                "is_final": True,
+                                "error": reason,
+                            },
+                        )
                         await _close(ws, CLOSE_TOO_BIG, reason[:120])
                         break
                     await asyncio.to_thread(offline.write, data)
@@ -426,7 +481,9 @@ async def funasr(ws: WebSocket) -> None:
                         await error(str(e))
                         continue
                 if len(data) % 2:
-                    await error(f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole samples — frame dropped")
+                    await error(
+                        f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole samples — frame dropped"
+                    )
                     continue
                 if data:
                     await session.feed(data)
@@ -502,10 +559,14 @@ class _OfflineSpool:
 def _wav_header(rate: int, data_bytes: int) -> bytes:
     import struct
 
-    return b"RIFF" + struct.pack("<I4s4sIHHIIHH4sI", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data_bytes)
+    return b"RIFF" + struct.pack(
+        "<I4s4sIHHIIHH4sI", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", data_bytes
+    )
 
 
-async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, spool: _OfflineSpool | None, sched, model: str) -> None:
+async def _offline(
+    ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, spool: _OfflineSpool | None, sched, model: str
+) -> None:
     """FunASR offline mode: one result for the whole received audio (decoded from disk)."""
     try:
         if spool is None or spool.size < 2:
@@ -514,21 +575,39 @@ async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, spo
         decode = DecodeOptions(language=cfg.language, hotwords=cfg.hotwords)
         try:
             t = await asyncio.to_thread(
-                transcribe, str(path), sched, decode, text=TextOptions(itn=cfg.itn), lane=INTERACTIVE, owner=f"funasr-{cfg.wav_name}"
+                transcribe,
+                str(path),
+                sched,
+                decode,
+                text=TextOptions(itn=cfg.itn),
+                lane=INTERACTIVE,
+                owner=f"funasr-{cfg.wav_name}",
             )
         except AudioError as e:  # name the client's wav_name, never the storage file
             raise AudioError(str(e).replace(path.name, cfg.wav_name)) from None
     except (AudioError, OptionsError) as e:
-        await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": str(e)})
+        await _send_json(
+            ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": "", "is_final": True, "error": str(e)}
+        )
         return
     ts = json.dumps([[int(s.start * 1000), int(s.end * 1000)] for s in t.segments])
-    await _send_json(ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": t.text, "is_final": True, "timestamp": ts})
+    await _send_json(
+        ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": t.text, "is_final": True, "timestamp": ts}
+    )
     jid = uuid.uuid4().hex
 
     def write() -> None:
         st = state.store
-        st.create_job(id=jid, owner=who.key_id, kind="stream", filename=f"realtime-{time.strftime('%Y%m%d-%H%M%S')}",
-                      audio_path=None, size_bytes=0, model=model, options={"funasr": cfg.__dict__})
+        st.create_job(
+            id=jid,
+            owner=who.key_id,
+            kind="stream",
+            filename=f"realtime-{time.strftime('%Y%m%d-%H%M%S')}",
+            audio_path=None,
+            size_bytes=0,
+            model=model,
+            options={"funasr": cfg.__dict__},
+        )
         st.claim_job(jid, "stream")
         st.finish_job(jid, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
 
@@ -536,5 +615,3 @@ async def _offline(ws: WebSocket, state, who: Principal, cfg: _FunasrConfig, spo
         await asyncio.to_thread(write)
     except Exception:
         log.exception("could not save FunASR offline session")
-
-

@@ -117,7 +117,11 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     }
     if hasattr(st.queue, "workers"):
         workers = st.queue.workers()
-        info["workers"] = workers if who.admin else [{k: v for k, v in w.items() if k not in ("jobs_done", "jobs_failed")} for w in workers]
+        info["workers"] = (
+            workers
+            if who.admin
+            else [{k: v for k, v in w.items() if k not in ("jobs_done", "jobs_failed")} for w in workers]
+        )
     return info
 
 
@@ -135,8 +139,12 @@ async def vad_preview(
     from .. import vad as vad_mod
     from ..options import build_options
 
-    _, opts, _ = build_options(vad_threshold=threshold, vad_min_silence_ms=min_silence_ms, vad_speech_pad_ms=speech_pad_ms,
-                               vad_max_segment_s=max_segment_s)
+    _, opts, _ = build_options(
+        vad_threshold=threshold,
+        vad_min_silence_ms=min_silence_ms,
+        vad_speech_pad_ms=speech_pad_ms,
+        vad_max_segment_s=max_segment_s,
+    )
     data = await file.read()
     if not data:
         raise ApiError(400, f"{file.filename or 'file'}: file is empty (0 bytes)", param="file", code="empty_file")

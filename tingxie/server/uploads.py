@@ -77,8 +77,16 @@ class UploadLimitMiddleware:
         import json
 
         mb = self.max_bytes // (1024 * 1024)
-        body = json.dumps(error_body(f"upload too large: the limit is {mb} MB", "invalid_request_error", "file", "file_too_large")).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            error_body(f"upload too large: the limit is {mb} MB", "invalid_request_error", "file", "file_too_large")
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -116,7 +124,9 @@ def store_upload(upload: UploadFile, audio_dir: Path, job_id: str | None = None)
         raise
     if size == 0:
         tmp.unlink()
-        raise ApiError(400, f"{display_name(upload.filename)}: file is empty (0 bytes)", param="file", code="empty_file")
+        raise ApiError(
+            400, f"{display_name(upload.filename)}: file is empty (0 bytes)", param="file", code="empty_file"
+        )
     return job_id, path, size
 
 
@@ -150,8 +160,12 @@ def check_filenames(uploads: list[UploadFile]) -> None:
     for u in uploads:
         name = Path(u.filename or "").name
         if len(name) > MAX_FILENAME_CHARS:
-            raise ApiError(400, f"file name too long: {len(name)} characters ({name[:40]!r}…); the maximum is {MAX_FILENAME_CHARS}",
-                           param="file", code="filename_too_long")
+            raise ApiError(
+                400,
+                f"file name too long: {len(name)} characters ({name[:40]!r}…); the maximum is {MAX_FILENAME_CHARS}",
+                param="file",
+                code="filename_too_long",
+            )
 
 
 def display_name(filename: str | None) -> str:
@@ -172,7 +186,12 @@ def multipart_header_problem(exc: BaseException) -> ApiError | None:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, MultipartParseError) and "header size" in str(e):
-            return ApiError(400, f"file name too long: a part's header is over {DEFAULT_MAX_HEADER_SIZE} bytes; "
-                                 f"a file name may have at most {MAX_FILENAME_CHARS} characters", param="file", code="filename_too_long")
+            return ApiError(
+                400,
+                f"file name too long: a part's header is over {DEFAULT_MAX_HEADER_SIZE} bytes; "
+                f"a file name may have at most {MAX_FILENAME_CHARS} characters",
+                param="file",
+                code="filename_too_long",
+            )
         e = e.__cause__ or e.__context__
     return None
