@@ -382,8 +382,14 @@ def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> N
         found[candidates] = t.language
     assert found[""] == "zh" and found["zh,en"] == "zh"
     assert found["ja,ko"] in ("ja", "ko")  # the candidates bind even against the evidence
-    with pytest.raises(OptionsError, match="xx"):
-        parse_detect_languages("zh,xx")
+    with pytest.raises(OptionsError, match="xx"):  # a code no language has the shape of
+        parse_detect_languages("zh,xx1")
+    manager = ModelManager(Settings(home=MODELS.parent, detect_languages="zh,xx"))
+    try:
+        with pytest.raises(OptionsError, match="has no language xx"):  # one the model lacks
+            manager.scheduler()
+    finally:
+        manager.close()
 
 
 def test_punctuation_never_changes_the_words(corpus_dir) -> None:

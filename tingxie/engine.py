@@ -21,7 +21,7 @@ from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
 from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult  # noqa: F401  (WindowResult moved there; re-exported)
-from .types import SAMPLE_RATE, DecodeOptions, Segment, Word
+from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
 from .windows import Piece, Window
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,10 @@ class Engine:
         self.multilingual = self.model.is_multilingual
         self.languages = tokenizer_languages(Path(path)) if self.multilingual else ("en",)
         # auto-detection picks only among these (TINGXIE_DETECT_LANGUAGES); () = all
-        self.detect_languages = tuple(x for x in detect_languages if x in self.languages)
+        unknown = [x for x in detect_languages if x not in self.languages]
+        if unknown:
+            raise OptionsError(f"TINGXIE_DETECT_LANGUAGES: {model_id} has no language {', '.join(unknown)}")
+        self.detect_languages = tuple(detect_languages)
         self._tokenizers: dict[tuple[str, str], object] = {}
         self._lock = threading.Lock()
         self.suppress = list(get_suppressed_tokens(self.tokenizer("en"), [-1]))

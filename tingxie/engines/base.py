@@ -145,12 +145,8 @@ def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
     if options.hotwords and not caps.hotwords:
         raise OptionsError(f"{name} does not support hotwords")
     if options.language and spec.languages and options.language not in spec.languages:
-        known = (
-            ", ".join(spec.languages)
-            if len(spec.languages) <= 12
-            else f"{len(spec.languages)} languages: {', '.join(spec.languages[:10])}, …"
-        )
-        raise OptionsError(f"{name} does not recognise language {options.language!r}; it knows {known}")
+        known = ", ".join(spec.languages)  # every one: the caller needs the one to pick
+        raise OptionsError(f"{name} does not recognise language {options.language!r}; it supports auto, {known}")
 
 
 # -- optional hooks ------------------------------------------------------------------------
