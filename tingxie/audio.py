@@ -142,7 +142,7 @@ def decode_chunks(
                 continue
             key = (frame.format.name, frame.layout.name, frame.sample_rate)
             out = []
-            if key != setup:  # parameters changed mid-stream: drain and start anew
+            if resampler is None or key != setup:  # first frame, or parameters changed mid-stream: drain, start anew
                 if resampler is not None:
                     out += resampler.resample(None)
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)

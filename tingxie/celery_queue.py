@@ -96,7 +96,10 @@ def _patch_kombu_redis() -> None:
         except AttributeError:
             log.warning("broker connection gone: could not ack a finished task (its job row is final anyway)")
 
-    kr.QoS.restore_unacked, kr.QoS.ack, kr.QoS._tingxie_patched = restore_unacked, safe_ack, True
+    # a deliberate patch of kombu's class, which its stubs (rightly) do not foresee
+    kr.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]
+    kr.QoS.ack = safe_ack  # type: ignore[method-assign]
+    kr.QoS._tingxie_patched = True  # type: ignore[attr-defined]
 
 
 def make_app(settings) -> Any:

@@ -338,8 +338,11 @@ class Engine:
         Words come back in token order, so each segment takes as many words as it has
         tokens."""
         text_tokens = [
-            [t for s in r.segments for t in s._tokens] if want else [] for r, want in zip(results, wanted, strict=False)
-        ]  # type: ignore[attr-defined]
+            [t for s in r.segments for t in s._tokens]  # type: ignore[attr-defined]  # set in _segments
+            if want
+            else []
+            for r, want in zip(results, wanted, strict=False)
+        ]
         if not any(text_tokens):
             return
         tok = self.tokenizer(results[0].language, windows[0].options.task)

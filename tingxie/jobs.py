@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -24,6 +25,9 @@ from .request import TranscriptionOptions
 from .scheduler import BATCH
 from .transcribe import transcribe
 from .types import AudioError, OptionsError
+
+if TYPE_CHECKING:
+    from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +146,9 @@ def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -
     hint = "loopback, private, link-local, multicast and reserved addresses are refused unless TINGXIE_CALLBACK_ALLOW names them"
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)
-        ips = tuple(dict.fromkeys(i[4][0].split("%")[0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6)))
+        ips = tuple(
+            dict.fromkeys(str(i[4][0]).split("%")[0] for i in infos if i[0] in (socket.AF_INET, socket.AF_INET6))
+        )
     except (socket.gaierror, UnicodeError):
         ips = ()
     if not ips:
@@ -257,11 +263,36 @@ def user_error(e: BaseException, path, filename: str | None) -> str:
     return msg
 
 
+class JobQueue(Protocol):
+    """What the API needs of a job queue: the embedded `LocalQueue` or `CeleryQueue`.
+    The job's state lives in the store; a queue only carries job ids to whoever runs them."""
+
+    def start(self) -> int:
+        """Begin running; re-queues unfinished stored jobs and returns how many."""
+        ...
+
+    def submit(self, job_id: str) -> None: ...
+
+    def cancel(self, job_id: str) -> None:
+        """Drop the job's waiting work (its row is cancelled by the caller)."""
+        ...
+
+    def depth(self) -> int:
+        """Jobs waiting to be picked up."""
+        ...
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Separate worker processes and their figures ([] when the API node runs jobs)."""
+        ...
+
+    def stop(self) -> None: ...
+
+
 class LocalQueue:
     """The embedded queue: job ids in memory, their state in the database. At start,
     jobs that were queued or running when the server stopped are queued again."""
 
-    def __init__(self, store, manager: ModelManager, concurrency: int, base_url: str, callback_retries: int = 5):
+    def __init__(self, store: Store, manager: ModelManager, concurrency: int, base_url: str, callback_retries: int = 5):
         self.store = store
         self.manager = manager
         self.base_url = base_url
@@ -294,6 +325,9 @@ class LocalQueue:
 
     def depth(self) -> int:
         return self._q.qsize()
+
+    def workers(self) -> list[dict[str, Any]]:
+        return []  # jobs run in this process
 
     def stop(self) -> None:
         self._stop = True

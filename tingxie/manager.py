@@ -3,6 +3,7 @@ per model so all requests for a model share its batches."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
@@ -42,7 +43,7 @@ class ModelManager:
         )
         self.on_batch = on_batch
         self._slots: dict[str, _Slot] = {}
-        self._punctuator = None  # the site's punctuation model, loaded on first use
+        self._punctuator: Recognizer | None = None  # the site's punctuation model, loaded on first use
         self._lock = threading.RLock()
         self._stop = threading.Event()
         if settings.model_ttl_s > 0 or self.choice.device == "cuda":
@@ -79,7 +80,7 @@ class ModelManager:
             slot = self._slots.get(model_id)
             if slot is None:
                 sched = Scheduler(
-                    lambda mid=model_id: self.engine(mid),
+                    functools.partial(self.engine, model_id),
                     max_batch_size=self.choice.batch_size,
                     max_wait_ms=self.settings.max_batch_wait_ms,
                     instances=self.choice.instances,

@@ -260,7 +260,8 @@ def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = Trans
         else:
             choices = get_args(f.annotation) if get_origin(f.annotation) is Literal else None
             default = None if f.default is None else f.default
-            kind = f.annotation if f.annotation in (int, float) else None
+            # str: the text as given, which is what argparse does without a type
+            kind: Callable[[str], Any] = int if f.annotation is int else float if f.annotation is float else str
             group.add_argument(
                 flag,
                 *_CLI_ALIASES.get(name, []),

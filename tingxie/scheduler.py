@@ -50,8 +50,8 @@ class Stats:
     windows: int = 0
     audio_seconds: float = 0.0
     busy_seconds: float = 0.0
-    batch_sizes: collections.Counter = field(default_factory=collections.Counter)
-    stage_seconds: collections.Counter = field(default_factory=collections.Counter)
+    batch_sizes: collections.Counter[int] = field(default_factory=collections.Counter)
+    stage_seconds: collections.defaultdict[str, float] = field(default_factory=lambda: collections.defaultdict(float))
     failures: int = 0
     oom_splits: int = 0
 
@@ -163,7 +163,7 @@ class Scheduler:
             i.future.cancel()
         return len(items)
 
-    def depth(self) -> dict[str, int]:
+    def depth(self) -> dict[str, float]:
         with self._cond:
             return {
                 INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL),

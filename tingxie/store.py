@@ -144,9 +144,10 @@ class Worker(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-JOBS = Job.__table__
-KEYS = ApiKey.__table__
-WORKERS = Worker.__table__
+# Declarative `__table__` is typed FromClause in SQLAlchemy's stubs; it is a Table.
+JOBS: sa.Table = Job.__table__  # type: ignore[assignment]
+KEYS: sa.Table = ApiKey.__table__  # type: ignore[assignment]
+WORKERS: sa.Table = Worker.__table__  # type: ignore[assignment]
 _JOB_FIELDS = frozenset(c.name for c in JOBS.columns)
 _LIST_COLUMNS = [c for c in JOBS.columns if c.name not in ("result", "text")]
 
@@ -176,7 +177,7 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-def _row(row: sa.Row[Any]) -> dict[str, Any]:
+def _row(row: sa.Row) -> dict[str, Any]:
     return {k: (_iso(v) if isinstance(v, datetime) else v) for k, v in row._mapping.items()}
 
 
@@ -217,7 +218,7 @@ def make_engine(url: str) -> Engine:
     if u.get_backend_name() == "sqlite":
         memory = u.database in (None, "", ":memory:")
         if not memory:
-            Path(u.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+            Path(str(u.database)).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
         kw: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
         if memory:  # one shared connection, or every checkout would see a new empty db
             kw["poolclass"] = StaticPool

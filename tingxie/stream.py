@@ -35,13 +35,13 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import WindowResult, check_options
+from .engines.base import StreamingRecognizer, WindowResult, check_options
 from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
@@ -403,7 +403,7 @@ class StreamSession:
         text = _final_text([*done, r], raw, lang, self._text, open_end=True)
         if not text:
             return
-        await self._send(
+        await self.send(
             {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
         )
         now = time.monotonic()
@@ -444,9 +444,7 @@ class StreamSession:
                 results = [await f for f in item.futures]
             except Exception as e:
                 log.exception("final decode failed")
-                await self._send(
-                    {"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"}
-                )
+                await self.send({"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"})
                 continue
             r = results[0]
             if self.language is None:
@@ -470,14 +468,15 @@ class StreamSession:
                     no_speech_prob=max((x.no_speech_prob for x in segs), default=0.0),
                 )
             )
-            await self._send(
+            await self.send(
                 {"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)}
             )
             self._observe(self.stats.final, "final", time.monotonic() - item.endpoint_wall)
             self.stats.lag.append(max(0.0, (self.received - (s.end or 0)) / SAMPLE_RATE))
 
     # -- helpers ---------------------------------------------------------------------
-    async def _send(self, msg: dict[str, Any]) -> None:
+    async def send(self, msg: dict[str, Any]) -> None:
+        """Send one message to the client; a client that went away only stops the sending."""
         if not self.connected:
             return
         async with self._send_lock:
@@ -563,7 +562,8 @@ class OnlineSession(StreamSession):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._engine = self.scheduler.engine
+        # open_session picks this class only for models whose spec says streaming
+        self._engine = cast(StreamingRecognizer, self.scheduler.engine)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tingxie-online")
         self._cur: _Online | None = None
         self._shown = ""
@@ -618,7 +618,7 @@ class OnlineSession(StreamSession):
         text = text_mod.finalize(raw, lang, self._text)
         if not text:
             return
-        await self._send(
+        await self.send(
             {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
         )
         now = time.monotonic()

@@ -185,6 +185,8 @@ def detect_speech(
     _check(opts)
     length = len(audio) if isinstance(audio, SparseAudio) else int(np.asarray(audio).shape[-1])
     if probs is None:
+        if isinstance(audio, SparseAudio):  # only `scan` makes these, and it gives the probabilities
+            raise TypeError("detect_speech() on SparseAudio needs the probabilities from scan()")
         probs = speech_probabilities(audio)
     if len(probs) != -(-length // FRAME):
         raise ValueError(f"{len(probs)} probabilities do not match {length} samples")

@@ -140,7 +140,9 @@ def concat_speech(
     utts: list[Utterance], seconds: float, rng: random.Random, pause=(0.5, 3.0)
 ) -> tuple[np.ndarray, str, str]:
     """`seconds` of utterances joined by pauses; returns audio, reference text, language."""
-    parts, texts, total, lang = [], [], 0, ""
+    parts: list[np.ndarray] = []
+    texts: list[str] = []
+    total, lang = 0, ""
     limit = int(seconds * SR)
     while True:
         u = rng.choice(utts)

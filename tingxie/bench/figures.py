@@ -33,19 +33,18 @@ def cost_figures(
 ) -> dict:
     hardware = server_cost / (years * 365 * 24)
     power = watts / 1000 * kwh_price
-    d = {
+    per_audio_hour = round((hardware + power) / audio_hours_per_wall_hour, 4) if audio_hours_per_wall_hour else None
+    d: dict[str, float | str | None] = {
         "hardware_per_hour": round(hardware, 4),
         "power_per_hour": round(power, 4),
         "server_per_hour": round(hardware + power, 4),
-        "per_audio_hour": round((hardware + power) / audio_hours_per_wall_hour, 4)
-        if audio_hours_per_wall_hour
-        else None,
+        "per_audio_hour": per_audio_hour,
         "assumes": "24 h/day at the measured throughput",
     }
     if cloud_price is not None:
         d["cloud_per_audio_hour"] = cloud_price
-        if d["per_audio_hour"]:
-            d["cloud_over_self_hosted"] = round(cloud_price / d["per_audio_hour"], 1)
+        if per_audio_hour:
+            d["cloud_over_self_hosted"] = round(cloud_price / per_audio_hour, 1)
     return d
 
 

@@ -48,7 +48,9 @@ def run_batch_local(
     try:
         sched = manager.scheduler(settings.model)
         manager.load(settings.model)
-        hyps, stages, errors = {}, {}, []
+        hyps: dict[str, str] = {}
+        stages: dict[str, float] = {}
+        errors: list = []
         with Monitor() as mon:
             t0 = time.perf_counter()
             for o in transcribe_many(
@@ -288,7 +290,7 @@ def run(args: argparse.Namespace) -> dict:
                     "audio_s_per_stream": round(len(pcm) / SR, 1),
                     "levels": [],
                 }
-                with Monitor(server.proc.pid if server else None) as mon:
+                with Monitor(server.proc.pid if server and server.proc else None) as mon:
                     for n in args.streams:
                         step(f"{n} streams")
                         report["realtime"]["levels"].append(

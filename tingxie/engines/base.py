@@ -134,6 +134,13 @@ class StreamingRecognizer(Recognizer, Protocol):
     def open_stream(self) -> StreamSession: ...
 
 
+@runtime_checkable
+class Punctuating(Protocol):
+    """The punctuation family's model: text in, punctuated text out (no audio)."""
+
+    def punctuate(self, text: str) -> str: ...
+
+
 def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
     """Refuse, naming it, anything the model cannot do (HTTP 400 in the API)."""
     caps = spec.capabilities

@@ -10,6 +10,7 @@ import traceback
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -27,6 +28,10 @@ from .uploads import (
     multipart_header_problem,
 )
 
+if TYPE_CHECKING:
+    from ..jobs import JobQueue
+    from ..store import Store
+
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -36,8 +41,8 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 class ServerState:
     settings: Settings
     manager: ModelManager
-    store: object
-    queue: object
+    store: Store
+    queue: JobQueue
     metrics: Metrics
     started: float = field(default_factory=time.time)
     streams: int = 0
@@ -53,6 +58,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     manager = ModelManager(settings, on_batch=metrics.observe_batch)
     store = Store(settings.db_url)
     base_url = f"http://{settings.host}:{settings.port}"
+    queue: JobQueue
     if settings.queue == "celery":
         from ..celery_queue import CeleryQueue
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..options import parse_hotwords, parse_language
@@ -42,7 +43,7 @@ async def _admit(ws: WebSocket) -> Principal | None:
     try:
         who = await asyncio.to_thread(ws_principal, ws)
     except ApiError as e:
-        await ws.close(CLOSE_AUTH, reason=e.message if hasattr(e, "message") else str(e))
+        await ws.close(CLOSE_AUTH, reason=e.message)
         return None
     limit = state.settings.max_streams
     if state.streams >= limit:
@@ -52,7 +53,7 @@ async def _admit(ws: WebSocket) -> Principal | None:
     return who
 
 
-async def _receive(ws: WebSocket, seconds: float) -> dict | None:
+async def _receive(ws: WebSocket, seconds: float) -> Message | None:
     """ws.receive() bounded in time (None on timeout): a client that connects and sends
     nothing must not hold a stream slot for ever. 0 = wait for ever."""
     if seconds <= 0:
@@ -188,7 +189,7 @@ async def stream(ws: WebSocket) -> None:
             msg = await _receive(ws, idle_timeout)
             if msg is None:  # idle: end the session as if stopped (its text is sent and kept), then close
                 idle_reason = f"no audio or message for {idle_timeout:g} s"
-                await session._send({"type": "error", "message": idle_reason + "; ending the session"})
+                await session.send({"type": "error", "message": idle_reason + "; ending the session"})
                 stopped = True
                 break
             if msg["type"] == "websocket.disconnect":
@@ -196,7 +197,7 @@ async def stream(ws: WebSocket) -> None:
             data = msg.get("bytes")
             if data is not None:
                 if len(data) % 2:
-                    await session._send(
+                    await session.send(
                         {
                             "type": "error",
                             "message": f"binary frame has an odd number of bytes ({len(data)}); PCM16 frames must hold whole 2-byte samples — frame dropped",
@@ -208,7 +209,7 @@ async def stream(ws: WebSocket) -> None:
             try:
                 cmd = json.loads(msg.get("text") or "")
             except json.JSONDecodeError as e:
-                await session._send(
+                await session.send(
                     {
                         "type": "error",
                         "message": f'text message is not valid JSON ({e.msg}); send {{"type": "stop"}} or {{"type": "flush"}}',
@@ -221,7 +222,7 @@ async def stream(ws: WebSocket) -> None:
             elif kind == "flush":
                 await session.flush()
             else:
-                await session._send(
+                await session.send(
                     {"type": "error", "message": f"unknown message type {kind!r}; expected stop or flush"}
                 )
         await session.finish(connected=stopped)

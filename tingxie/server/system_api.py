@@ -115,7 +115,7 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
         "keys_required": keys_required(st),
         "queue_backend": st.settings.queue,
     }
-    if hasattr(st.queue, "workers"):
+    if st.settings.queue == "celery":  # the embedded queue has no separate workers to list
         workers = st.queue.workers()
         info["workers"] = (
             workers
