@@ -387,7 +387,7 @@ def test_auto_detection_chooses_only_among_configured_languages(corpus_dir) -> N
     manager = ModelManager(Settings(home=MODELS.parent, detect_languages="zh,xx"))
     try:
         with pytest.raises(OptionsError, match="has no language xx"):  # one the model lacks
-            manager.scheduler()
+            manager.load()
     finally:
         manager.close()
 
