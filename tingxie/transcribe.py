@@ -202,8 +202,12 @@ def transcribe(
     on_progress: Progress | None = None,
     prepared: Prepared | None = None,
     check_capacity: bool = False,
+    on_window: Callable[[int, WindowResult], None] | None = None,
 ) -> Transcript:
     """Transcribe one source through the shared scheduler (blocking).
+
+    `on_window(index, result)` is called (from worker threads, in any order) with each
+    window's finished result before the text stage; the streaming API uses it.
 
     With `language=None` the first window is decoded alone to detect the file's
     language, and the rest follow in that language, so one file is never a mix of
@@ -239,6 +243,8 @@ def transcribe(
         for i, f in futures:
             refined = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
             results[i] = recover(engine, p.windows[i], refined, scheduler, lane, owner)
+            if on_window:
+                on_window(i, results[i])
             report(i, results[i])
 
     first = 0

@@ -1,0 +1,126 @@
+"""OpenAI's streamed transcription (server-sent events) and verbose_json's fields, through
+the official `openai` client against a real `tingxie serve`, on real speech."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import write_wav
+from server_fixture import Server
+from speech_loss_audio import join
+
+openai = pytest.importorskip("openai")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with Server(tmp_path_factory.mktemp("srv")) as s:
+        yield s
+
+
+def client(srv: Server) -> "openai.OpenAI":
+    return openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=600)
+
+
+def _items(corpus: Path, lang: str) -> list[dict]:
+    items = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    return [m for m in items if m["lang"] == lang and m["duration_s"] < 30]
+
+
+@pytest.fixture(scope="module")
+def long_files(corpus_dir, tmp_path_factory) -> dict[str, Path]:
+    """~70 s or more of real speech per language: several 30 s windows."""
+    out = tmp_path_factory.mktemp("long")
+    files = {}
+    for lang in ("en", "zh"):
+        items, total = [], 0.0
+        pool = _items(corpus_dir, lang)
+        while total < 70:
+            for m in pool:
+                items.append(m)
+                total += m["duration_s"] + 1.0
+                if total >= 70:
+                    break
+        audio, _ = join(corpus_dir, items, seed=7)
+        files[lang] = write_wav(out / f"long_{lang}.wav", audio)
+    return files
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_stream_deltas_in_order_join_to_the_final_text(server, long_files, lang):
+    c = client(server)
+    with open(long_files[lang], "rb") as f:
+        events = list(c.audio.transcriptions.create(model="whisper-base", file=f, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds and kinds[-1] == "transcript.text.done" and kinds.count("transcript.text.done") == 1, kinds
+    deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
+    # the text comes window by window, not as one piece at the end
+    assert len(deltas) >= 2, kinds
+    done = events[-1].text
+    assert "".join(deltas) == done
+    with open(long_files[lang], "rb") as f:
+        plain = c.audio.transcriptions.create(model="whisper-base", file=f)
+    assert done == plain.text and len(done) > 50
+
+
+def test_stream_text_format(server, long_files):
+    with open(long_files["en"], "rb") as f:
+        events = list(client(server).audio.transcriptions.create(model="whisper-base", file=f, stream=True, response_format="text"))
+    assert events[-1].type == "transcript.text.done"
+    assert "".join(e.delta for e in events[:-1]) == events[-1].text
+
+
+def test_stream_raw_framing(server, long_files):
+    """What a client without the SDK sees: text/event-stream, `data: {json}` blocks."""
+    with open(long_files["en"], "rb") as f:
+        r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.wav", f)},
+                       data={"model": "whisper-base", "stream": "true", "language": "en"}, timeout=600)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    blocks = [b for b in r.text.split("\n\n") if b]
+    assert all(b.startswith("data: ") for b in blocks), blocks[:3]
+    events = [json.loads(b[len("data: "):]) for b in blocks]
+    assert events[-1]["type"] == "transcript.text.done"
+    assert all(set(e) == {"type", "delta"} for e in events[:-1])
+
+
+def test_stream_refusals_are_json_errors(server, long_files, tmp_path):
+    c = client(server)
+    for fmt in ("srt", "vtt", "verbose_json"):
+        with open(long_files["en"], "rb") as f, pytest.raises(openai.BadRequestError) as e:
+            c.audio.transcriptions.create(model="whisper-base", file=f, stream=True, response_format=fmt)
+        assert "response_format" in str(e.value) and fmt in str(e.value)
+    bad = tmp_path / "notes.wav"
+    bad.write_bytes(b"this is not audio at all" * 100)
+    with open(bad, "rb") as f, pytest.raises(openai.BadRequestError) as e:
+        c.audio.transcriptions.create(model="whisper-base", file=f, stream=True)
+    assert e.value.body["code"] == "invalid_audio" and "notes.wav" in e.value.body["message"]
+    # refused: no history row left behind
+    jobs = httpx.get(f"{server.url}/api/jobs", timeout=30).json()
+    rows = jobs["jobs"] if isinstance(jobs, dict) else jobs
+    assert not any(j.get("filename") == "notes.wav" for j in rows)
+
+
+def test_include_logprobs_is_refused_by_name(server, long_files):
+    with open(long_files["en"], "rb") as f, pytest.raises(openai.BadRequestError) as e:
+        client(server).audio.transcriptions.create(model="whisper-base", file=f, include=["logprobs"])
+    assert "logprobs" in str(e.value)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_verbose_json_fields_are_true(server, long_files, lang):
+    with open(long_files[lang], "rb") as f:
+        r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("a.wav", f)},
+                       data={"model": "whisper-base", "response_format": "verbose_json", "timestamp_granularities[]": ["word", "segment"]},
+                       timeout=600)
+    r.raise_for_status()
+    v = r.json()
+    assert v["words"] and all(w["word"].strip() for w in v["words"]), [w for w in v["words"] if not w["word"].strip()]
+    segs = [s for s in v["segments"] if s["text"].strip()]
+    assert len(segs) >= 3
+    # compression ratio of each segment's own text; no window score passed off as a segment's
+    assert all(s["compression_ratio"] > 0 for s in segs)
+    assert len({s["compression_ratio"] for s in segs}) > 1
+    assert all("avg_logprob" not in s for s in segs)
