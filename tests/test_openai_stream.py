@@ -124,3 +124,13 @@ def test_verbose_json_fields_are_true(server, long_files, lang):
     assert all(s["compression_ratio"] > 0 for s in segs)
     assert len({s["compression_ratio"] for s in segs}) > 1
     assert all("avg_logprob" not in s for s in segs)
+
+
+def test_verbose_json_drops_empty_words():
+    """An empty word as alignment gave it (`('', 1.14, 1.34)`) is no word to a caller."""
+    from tingxie.server.openai_api import verbose_json
+    from tingxie.types import Segment, Transcript, Word
+
+    words = [Word(0.5, 0.9, " Hello"), Word(1.14, 1.34, ""), Word(1.34, 1.4, " "), Word(1.4, 1.9, " world")]
+    t = Transcript("en", 2.0, [Segment(0, 0.5, 1.9, "Hello world", "Hello world", words)])
+    assert [w["word"] for w in verbose_json(t, "transcribe", True)["words"]] == ["Hello", "world"]
