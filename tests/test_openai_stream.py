@@ -21,7 +21,7 @@ def server(tmp_path_factory):
         yield s
 
 
-def client(srv: Server) -> "openai.OpenAI":
+def client(srv: Server):
     return openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=600)
 
 
@@ -134,3 +134,33 @@ def test_verbose_json_drops_empty_words():
     words = [Word(0.5, 0.9, " Hello"), Word(1.14, 1.34, ""), Word(1.34, 1.4, " "), Word(1.4, 1.9, " world")]
     t = Transcript("en", 2.0, [Segment(0, 0.5, 1.9, "Hello world", "Hello world", words)])
     assert [w["word"] for w in verbose_json(t, "transcribe", True)["words"]] == ["Hello", "world"]
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_deltas_wait_for_earlier_windows(lang):
+    """Windows finishing out of order still stream in order, and the deltas plus the
+    remainder are the text stage's final text exactly."""
+    import copy
+
+    from tingxie.engines.base import WindowResult
+    from tingxie.server.openai_api import Deltas
+    from tingxie.transcribe import finish_segments
+    from tingxie.types import DecodeOptions, Segment, TextOptions, Transcript
+
+    words = {"en": ["hello there", "how are you", "twenty one apples", "fine thanks", "see you"],
+             "zh": ["今天天气很好", "我们去公园吧", "一共二十一个苹果", "你觉得怎么样", "好的明天见"]}[lang]
+    results = []
+    for i in range(4):  # window i holds two segments
+        segs = [Segment(0, i * 30 + k * 10, i * 30 + k * 10 + 8, "", words[(i + k) % 5]) for k in range(2)]
+        results.append(WindowResult(segs, lang, 1.0))
+    sent: list[str] = []
+    d = Deltas(DecodeOptions(language=lang), TextOptions(), sent.append)
+    d.add(2, copy.deepcopy(results[2]))
+    d.add(1, copy.deepcopy(results[1]))
+    assert sent == []  # window 0 is not done: nothing may be sent yet
+    d.add(0, copy.deepcopy(results[0]))
+    assert len(sent) == 1
+    d.add(3, copy.deepcopy(results[3]))
+    final = Transcript(lang, 120, finish_segments(copy.deepcopy(results), lang, TextOptions())).text
+    assert "".join(sent) + d.remainder(final) == final
+    assert len(sent) == 2 and final.startswith(sent[0] + sent[1])

@@ -21,10 +21,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 
 from .. import output
 from ..jobs import user_error
-from ..engines.base import check_options
+from ..engines.base import WindowResult, check_options
 from ..options import build_options
 from ..scheduler import INTERACTIVE, Overloaded
-from ..engines.base import WindowResult
 from ..transcribe import finish_segments, transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript, VadOptions
 from .auth import Principal, principal
@@ -271,16 +270,23 @@ async def _stream(state, job_id: str, path, filename: str | None, sched, decode,
                 yield _sse({"type": "transcript.text.done", "text": value.text})
                 return
             else:
-                e = _refusal(value, path, filename)
-                if isinstance(e, ApiError):
-                    yield _sse(error_body(e.message, e.type, e.param, e.code))
-                else:
-                    log.error("streamed transcription failed: %s", type(value).__name__)
-                    yield _sse(error_body("transcription failed", "server_error", code="internal_error"))
+                yield _sse(_stream_error(_refusal(value, path, filename)))
                 return
             item = await queue.get()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={"X-Tingxie-Job": job_id, "Cache-Control": "no-cache"})
+
+
+def _stream_error(e: BaseException) -> dict:
+    """An error after the stream began: OpenAI's error event (the client raises it)."""
+    if isinstance(e, ApiError):
+        return error_body(e.message, e.type, e.param, e.code)
+    if isinstance(e, Overloaded):
+        return error_body(f"server busy: {e}; retry shortly", "server_busy", None, "overloaded")
+    if isinstance(e, OptionsError):
+        return error_body(str(e), "invalid_request_error", None, "invalid_option")
+    log.error("streamed transcription failed", exc_info=e)
+    return error_body("transcription failed", "server_error", None, "internal_error")
 
 
 def _forget(state, job_id: str, path) -> None:
