@@ -164,3 +164,16 @@ def test_deltas_wait_for_earlier_windows(lang):
     final = Transcript(lang, 120, finish_segments(copy.deepcopy(results), lang, TextOptions())).text
     assert "".join(sent) + d.remainder(final) == final
     assert len(sent) == 2 and final.startswith(sent[0] + sent[1])
+
+
+def test_stream_through_the_reference_pipeline(tmp_path, corpus_dir):
+    """`--serial` transcribes whole requests (no windows to report): the stream still
+    carries the whole text, then done."""
+    clip = corpus_dir / "pocketsphinx_librivox_0870.wav"
+    with Server(tmp_path / "serial", args=["--serial"]) as srv:
+        with open(clip, "rb") as f:
+            events = list(client(srv).audio.transcriptions.create(model="whisper-base", file=f, stream=True))
+        with open(clip, "rb") as f:
+            plain = client(srv).audio.transcriptions.create(model="whisper-base", file=f)
+    assert [e.type for e in events] == ["transcript.text.delta", "transcript.text.done"]
+    assert events[0].delta == events[1].text == plain.text and "dashwood" in plain.text.lower()

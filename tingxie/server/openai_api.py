@@ -240,7 +240,7 @@ async def _stream(state, job_id: str, path, filename: str | None, sched, decode,
     async def work() -> None:
         try:
             t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True,
-                                        deltas.add)
+                                        on_window=deltas.add)
         except BaseException as e:
             _forget(state, job_id, path)
             queue.put_nowait(("error", e))
