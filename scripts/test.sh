@@ -16,4 +16,5 @@ EXTRAS="[test]" bash scripts/install.sh
 # checks a newcomer can trust, before the tests: lint, formatting, types (pyproject.toml)
 .venv/bin/ruff check tingxie tests bench
 .venv/bin/ruff format --check tingxie tests bench
+.venv/bin/mypy tingxie
 exec .venv/bin/python -m pytest "$@"

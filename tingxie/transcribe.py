@@ -11,10 +11,11 @@ import difflib
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,6 +28,8 @@ from .scheduler import BATCH, INTERACTIVE, Scheduler
 from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
+
+DEFAULT_VAD = VadOptions()  # None means VAD off, so the default is a value (never mutated)
 
 Source = str | Path | bytes | BinaryIO
 
@@ -44,7 +47,9 @@ class Prepared:
     warnings: list[str] = field(default_factory=list)  # e.g. a damaged file only partly decoded
 
 
-def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None, max_seconds: float = 0.0) -> Prepared:
+def prepare(
+    source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None, max_seconds: float = 0.0
+) -> Prepared:
     """Decode and cut into windows. `vad=None` means fixed 30 s windows (`--vad off`).
 
     A file is decoded in chunks that go straight through the VAD, and only the audio
@@ -61,7 +66,7 @@ def prepare(source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions 
         if len(audio) == 0:
             raise AudioError("contains no audio samples")
         t1 = time.perf_counter()
-        probs = None if vad is None else vad_mod.speech_probabilities(audio)
+        probs = None if vad is None else vad_mod.speech_probabilities(source)
     elif vad is None:
         audio = audio_mod.decode(source, report=report, max_seconds=max_seconds)
         t1 = time.perf_counter()
@@ -125,7 +130,9 @@ def _repeats_kept(seg: Segment, kept: list[Segment]) -> bool:
     return same >= 0.7 * len(text)
 
 
-def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str) -> WindowResult:
+def recover(
+    engine, window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str
+) -> WindowResult:
     """Never lose detected speech silently. Junk (text_mod.junk_reason) is set aside;
     VAD speech that no segment covers is decoded again in smaller windows without the
     prompt (a prompt can make Whisper skip speech); what still gives no text comes back
@@ -156,7 +163,7 @@ def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler:
         parts += windows_mod.pack(window.source, spans, opts, limit_s=RETRY_MAX_S, probs=window.probs)
     found: list[Segment] = []
     futures = [scheduler.submit(p, lane, owner) for p in parts]  # full 30 s input: compact=False
-    for part, f in zip(parts, futures):
+    for part, f in zip(parts, futures, strict=True):
         r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner).result())
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
@@ -177,8 +184,19 @@ def recover(engine, window: windows_mod.Window, result: WindowResult, scheduler:
         if keep:
             found += [s for s in keep if s not in found]
         else:
-            found.append(Segment(0, round(part.start, 3), round(part.end, 3), "", "", None, 0.0, round(r.no_speech_prob, 4),
-                                 ["no_text"] + sorted({why for _, why in overlapping})))
+            found.append(
+                Segment(
+                    0,
+                    round(part.start, 3),
+                    round(part.end, 3),
+                    "",
+                    "",
+                    None,
+                    0.0,
+                    round(r.no_speech_prob, 4),
+                    ["no_text"] + sorted({why for _, why in overlapping}),
+                )
+            )
     found += [s for s, why in suspect if why != "brackets" and not any(_overlaps(s, p.start, p.end) for p in parts)]
     result.segments = sorted(kept + found, key=lambda s: s.start)
     return result
@@ -214,15 +232,19 @@ def transcribe(
     source: Source | np.ndarray,
     scheduler: Scheduler,
     decode: DecodeOptions | None = None,
-    vad: VadOptions | None = VadOptions(),
+    vad: VadOptions | None = DEFAULT_VAD,
     text: TextOptions | None = None,
     lane: str = BATCH,
     owner: str = "",
     on_progress: Progress | None = None,
     prepared: Prepared | None = None,
     check_capacity: bool = False,
+    on_window: Callable[[int, WindowResult], None] | None = None,
 ) -> Transcript:
     """Transcribe one source through the shared scheduler (blocking).
+
+    `on_window(index, result)` is called (from worker threads, in any order) with each
+    window's finished result before the text stage; the streaming API uses it.
 
     With `language=None` the first window is decoded alone to detect the file's
     language, and the rest follow in that language, so one file is never a mix of
@@ -257,8 +279,10 @@ def transcribe(
         futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
         for i, f in futures:
             refined = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
-            results[i] = recover(engine, p.windows[i], refined, scheduler, lane, owner)
-            report(i, results[i])
+            results[i] = r = recover(engine, p.windows[i], refined, scheduler, lane, owner)
+            if on_window:
+                on_window(i, r)
+            report(i, r)
 
     first = 0
     if total and not decode.language:
@@ -294,12 +318,22 @@ def transcribe(
 def no_text_warnings(segments: list[Segment]) -> list[str]:
     """One warning per stretch of detected speech that gave no text (no audio or
     transcript content in them: times only)."""
-    return [f"no text for {s.end - s.start:.1f} s of detected speech at {s.start:.1f}–{s.end:.1f} s"
-            for s in segments if "no_text" in s.flags]
+    return [
+        f"no text for {s.end - s.start:.1f} s of detected speech at {s.start:.1f}–{s.end:.1f} s"
+        for s in segments
+        if "no_text" in s.flags
+    ]
 
 
-def _transcribe_whole(source: Source | np.ndarray, engine, decode: DecodeOptions, vad: VadOptions | None,
-                      text: TextOptions, on_progress: Progress | None, prepared: Prepared | None) -> Transcript:
+def _transcribe_whole(
+    source: Source | np.ndarray,
+    engine,
+    decode: DecodeOptions,
+    vad: VadOptions | None,
+    text: TextOptions,
+    on_progress: Progress | None,
+    prepared: Prepared | None,
+) -> Transcript:
     """A recognizer that takes whole requests itself (the reference, engines/reference.py)."""
     t0 = time.perf_counter()
     audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
@@ -355,7 +389,7 @@ def transcribe_many(
     sources: list[Source],
     scheduler: Scheduler,
     decode: DecodeOptions | None = None,
-    vad: VadOptions | None = VadOptions(),
+    vad: VadOptions | None = DEFAULT_VAD,
     text: TextOptions | None = None,
     on_progress: Callable[[int, float], None] | None = None,
     max_audio_in_memory_s: float = 4 * 3600,
@@ -366,6 +400,7 @@ def transcribe_many(
     `on_progress(file_index, audio_seconds_done_delta)` feeds a progress bar. At most
     `max_audio_in_memory_s` of decoded audio is held at once (a 2-hour file is ~460 MB).
     """
+    decode = decode or DecodeOptions()
     in_flight = max_files_in_flight or max(2, scheduler.max_batch_size * scheduler.instances * 2)
     budget = _Budget(max_audio_in_memory_s)
 
@@ -387,9 +422,13 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad, scheduler.max_audio_s)  # it runs its own VAD
+                p = (
+                    None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad, scheduler.max_audio_s)
+                )  # it runs its own VAD
                 duration[0] = p.duration if p else need - 1
-                t = transcribe(src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p)
+                t = transcribe(
+                    src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p
+                )
                 if on_progress and t.duration > last[0]:
                     on_progress(i, t.duration - last[0])  # silent files have no windows
                 return FileOutcome(i, src, t)

@@ -9,11 +9,15 @@ remembers where its pieces came from, so timestamps map back to the original aud
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import level as level_mod
 from .types import SAMPLE_RATE, WINDOW_SECONDS, DecodeOptions, SpeechSpan
+
+if TYPE_CHECKING:
+    from .audio import SparseAudio
 
 # Leave the model a little room after the last word: speech that runs to the very end
 # of the 30 s context is often dropped by Whisper.
@@ -31,7 +35,7 @@ class Piece:
 class Window:
     """A ≤ 30 s slice of work: pieces of one source, decoded together."""
 
-    source: np.ndarray  # the whole file's audio (a reference, not a copy)
+    source: np.ndarray | SparseAudio  # the whole file's audio, or only its speech (a reference, not a copy)
     pieces: list[Piece]
     options: DecodeOptions = field(default_factory=DecodeOptions)
     # Interactive work (real-time sentences, synchronous requests) may be encoded at its
@@ -109,7 +113,7 @@ class Window:
 
 
 def pack(
-    source: np.ndarray,
+    source: np.ndarray | SparseAudio,
     spans: list[SpeechSpan],
     options: DecodeOptions | None = None,
     limit_s: float = PACK_LIMIT_S,
@@ -180,7 +184,9 @@ def _pause_in(probs: np.ndarray, lo: int, hi: int) -> int | None:
     return min(hi, (a + (start + end) // 2) * VAD_FRAME + VAD_FRAME // 2)
 
 
-def fixed(source: np.ndarray, options: DecodeOptions | None = None, seconds: float = WINDOW_SECONDS) -> list[Window]:
+def fixed(
+    source: np.ndarray | SparseAudio, options: DecodeOptions | None = None, seconds: float = WINDOW_SECONDS
+) -> list[Window]:
     """Plain 30 s windows over the whole file, for `--vad off`."""
     step = int(seconds * SAMPLE_RATE)
     spans = [SpeechSpan(i, min(i + step, len(source))) for i in range(0, len(source), step)]

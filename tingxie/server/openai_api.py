@@ -6,28 +6,38 @@ are kept in the history like every other transcription.
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import json
+import logging
+import threading
 import time
+import zlib
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import audio as audio_mod
 from .. import output
+from ..engines.base import WindowResult, check_options
 from ..jobs import user_error
-from ..engines.base import check_options
 from ..options import build_options
 from ..scheduler import INTERACTIVE, Overloaded
-from ..transcribe import transcribe
-from ..types import AudioError, OptionsError, Transcript, VadOptions
+from ..transcribe import finish_segments, transcribe
+from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript, VadOptions
 from .auth import Principal, principal
-from .errors import ApiError
+from .errors import ApiError, error_body
 from .uploads import check_filenames, display_name, remove_stored, store_upload
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+STREAM_FORMATS = ("json", "text")  # what OpenAI streams
 
 
 def resolve_model(state, model: str | None) -> str:
@@ -36,6 +46,13 @@ def resolve_model(state, model: str | None) -> str:
         return model_id
     except OptionsError as e:
         raise ApiError(400, str(e), "invalid_request_error", "model", "model_not_found") from e
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's measure of a looping text (tingxie.engine.compression_ratio, without
+    importing the CTranslate2 engine here)."""
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
 
 
 def verbose_json(t: Transcript, task: str, words: bool) -> dict:
@@ -52,9 +69,10 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "end": s.end,
                 "text": s.text,
                 "tokens": [],
-                "temperature": 0.0,
-                "avg_logprob": s.avg_logprob,
-                "compression_ratio": 0.0,
+                # avg_logprob and temperature are left out: the engine scores whole
+                # windows (one value for all their segments) and does not record which
+                # fallback temperature gave a segment.
+                "compression_ratio": round(compression_ratio(s.text), 4),
                 "no_speech_prob": s.no_speech_prob,
                 **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
             }
@@ -63,7 +81,12 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
     }
     d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
-        d["words"] = [{"word": w.word.strip(), "start": w.start, "end": w.end} for s in t.segments for w in (s.words or [])]
+        d["words"] = [
+            {"word": w.word.strip(), "start": w.start, "end": w.end}
+            for s in t.segments
+            for w in (s.words or [])
+            if w.word.strip()
+        ]
     return d
 
 
@@ -80,15 +103,43 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     state = request.app.state.tx
     fmt = form.pop("response_format") or "json"
     if fmt not in RESPONSE_FORMATS:
-        raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, not {fmt!r}", param="response_format", code="invalid_value")
+        raise ApiError(
+            400,
+            f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, not {fmt!r}",
+            param="response_format",
+            code="invalid_value",
+        )
     granularities = form.pop("timestamp_granularities") or []
     bad = [g for g in granularities if g not in ("word", "segment")]
     if bad:
-        raise ApiError(400, f"timestamp_granularities[] takes word and/or segment, not {bad[0]!r}", param="timestamp_granularities[]")
+        raise ApiError(
+            400,
+            f"timestamp_granularities[] takes word and/or segment, not {bad[0]!r}",
+            param="timestamp_granularities[]",
+        )
     words = "word" in granularities
+    stream = bool(form.pop("stream", False))
+    if stream and fmt not in STREAM_FORMATS:
+        raise ApiError(
+            400,
+            f"stream=true takes response_format json or text, not {fmt!r}",
+            param="response_format",
+            code="invalid_value",
+        )
+    include = form.pop("include", None) or []
+    if include:
+        # Only Whisper's score of a whole window is known, not the log probability of each token.
+        raise ApiError(
+            400,
+            f"include[]={include[0]!r} is not supported: this server returns no token log probabilities",
+            param="include[]",
+            code="unsupported_value",
+        )
     model_id = resolve_model(state, form.pop("model"))
     decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form)
-    check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # what the model cannot do: 400, nothing stored
+    check_options(
+        await run_in_threadpool(state.manager.spec, model_id), decode
+    )  # what the model cannot do: 400, nothing stored
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
@@ -99,35 +150,230 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     except (AudioError, Overloaded) as e:
         remove_stored(path)
         if isinstance(e, AudioError):
-            raise ApiError(getattr(e, "status", 400), f"{display_name(file.filename)}: {e}", param="file",
-                           code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio") from e
+            raise ApiError(
+                getattr(e, "status", 400),
+                f"{display_name(file.filename)}: {e}",
+                param="file",
+                code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio",
+            ) from e
         raise
-    options = {"language": decode.language, "task": task, "beam_size": decode.beam_size, "hotwords": decode.hotwords,
-               "initial_prompt": decode.initial_prompt, "word_timestamps": words, "itn": text.itn, "zh_script": text.zh_script,
-               "vad": vad is not None}
+    options = {
+        "language": decode.language,
+        "task": task,
+        "beam_size": decode.beam_size,
+        "hotwords": decode.hotwords,
+        "initial_prompt": decode.initial_prompt,
+        "word_timestamps": words,
+        "itn": text.itn,
+        "zh_script": text.zh_script,
+        "vad": vad is not None,
+    }
     try:
-        state.store.create_job(id=job_id, owner=who.key_id, kind="sync", filename=display_name(file.filename), audio_path=str(path),
-                               size_bytes=size, model=model_id, options=options)
+        state.store.create_job(
+            id=job_id,
+            owner=who.key_id,
+            kind="sync",
+            filename=display_name(file.filename),
+            audio_path=str(path),
+            size_bytes=size,
+            model=model_id,
+            options=options,
+        )
         state.store.claim_job(job_id, "api")
-        t = await run_in_threadpool(transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True)
+    except BaseException:
+        sched.release_audio(seconds)
+        _forget(state, job_id, path)
+        raise
+    if stream:
+        return await _stream(
+            state, job_id, path, file.filename, sched, decode, vad, text, lambda: sched.release_audio(seconds)
+        )
+    try:
+        t = await run_in_threadpool(
+            transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True
+        )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
         # not accepted: it leaves no history row and no stored audio.
         _forget(state, job_id, path)
-        if isinstance(e, AudioError):
-            name = display_name(file.filename)
-            reason = user_error(e, path, name)
-            message = reason if name in reason else f"{name}: {reason}"
-            raise ApiError(getattr(e, "status", 400), message, param="file", code="invalid_audio") from e
-        raise
+        raise _refusal(e, path, file.filename) from e
     finally:
         sched.release_audio(seconds)
-    state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
-    if t.duration:
-        state.metrics.rtf.observe(t.processing_time / t.duration)
+    _finish(state, job_id, t)
     resp = render_response(t, fmt, task, words)
     resp.headers["X-Tingxie-Job"] = job_id
     return resp
+
+
+def _refusal(e: BaseException, path, filename: str | None) -> BaseException:
+    """The error a failed transcription answers with: bad audio is the caller's 400."""
+    if isinstance(e, AudioError):
+        name = display_name(filename)
+        reason = user_error(e, path, name)
+        message = reason if name in reason else f"{name}: {reason}"
+        return ApiError(getattr(e, "status", 400), message, param="file", code="invalid_audio")
+    return e
+
+
+def _finish(state, job_id: str, t: Transcript) -> None:
+    state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+    if t.duration:
+        state.metrics.rtf.observe(t.processing_time / t.duration)
+
+
+class Deltas:
+    """Windows finished in any order → the transcript's text in order, as deltas.
+
+    Each delta is what the file's text stage (finish_segments) gives for the windows
+    finished so far, from the first window after those all sent; the last segment is held
+    back, as punctuation reads the pause after it. So the deltas are the final text's
+    segments as they will be, and the remainder at the end completes it exactly."""
+
+    def __init__(self, decode: DecodeOptions, text: TextOptions, emit: Callable[[str], None]):
+        self.decode, self.text, self.emit = decode, text, emit
+        self.results: dict[int, WindowResult] = {}
+        self.ready = 0  # windows 0..ready-1 are finished
+        self.open = 0  # the first window with a segment not yet sent
+        self.last: tuple[int, int] = (-1, -1)  # (window, segment) of the last segment sent
+        self.sent = ""
+        self.lock = threading.Lock()
+
+    def language(self) -> str:
+        return self.decode.language or (self.results[0].language if 0 in self.results else "")
+
+    def add(self, index: int, result: WindowResult) -> None:
+        with self.lock:
+            self.results[index] = result
+            if index != self.ready:
+                return
+            while self.ready in self.results:
+                self.ready += 1
+            delta = self._advance()
+            if delta:
+                self.sent += delta
+                self.emit(delta)
+
+    def _advance(self) -> str:
+        lo = max(0, self.open - 1)  # one window of context before the first unsent one
+        copies = []
+        for wi in range(lo, self.ready):
+            r = copy.copy(self.results[wi])
+            r.segments = []
+            for k, seg in enumerate(self.results[wi].segments):
+                c = copy.deepcopy(seg)
+                c._key = (wi, k)  # type: ignore[attr-defined]
+                r.segments.append(c)
+            copies.append(r)
+        language = self.language()
+        segments = finish_segments(copies, language or "en", self.text)
+        sep = "" if language in ("zh", "ja", "yue") else " "
+        delta = ""
+        for seg in segments[:-1]:
+            key = seg._key  # type: ignore[attr-defined]
+            if key <= self.last:
+                continue
+            self.last = key
+            if seg.text.strip():
+                delta += (sep if self.sent or delta else "") + seg.text.strip()
+        if segments:
+            self.open = segments[-1]._key[0]  # type: ignore[attr-defined]
+        return delta
+
+    def remainder(self, final: str) -> str:
+        with self.lock:
+            if not final.startswith(self.sent):
+                log.warning("streamed text differs from the final text")  # no content in logs
+                return ""
+            return final[len(self.sent) :]
+
+
+_tasks: set[asyncio.Task] = set()  # running streamed transcriptions (kept from garbage collection)
+
+
+def _sse(event: dict) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+async def _stream(
+    state, job_id: str, path, filename: str | None, sched, decode, vad, text, release: Callable[[], None]
+) -> Response:
+    """OpenAI's server-sent events: transcript.text.delta as windows finish, in order, then
+    transcript.text.done. Errors before the first delta are plain JSON errors; the job is
+    finished even when the caller goes away mid-stream."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def emit(delta: str) -> None:  # called from the pipeline's threads
+        loop.call_soon_threadsafe(queue.put_nowait, ("delta", delta))
+
+    deltas = Deltas(decode, text, emit)
+
+    async def work() -> None:
+        try:
+            t = await run_in_threadpool(
+                transcribe,
+                str(path),
+                sched,
+                decode,
+                vad,
+                text,
+                INTERACTIVE,
+                job_id,
+                None,
+                None,
+                True,
+                on_window=deltas.add,
+            )
+        except BaseException as e:
+            _forget(state, job_id, path)
+            queue.put_nowait(("error", e))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            return
+        finally:
+            release()  # the admitted audio seconds, whether the caller stayed or not
+        _finish(state, job_id, t)
+        queue.put_nowait(("done", t))
+
+    task = asyncio.create_task(work())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    first = await queue.get()
+    if first[0] == "error":
+        raise _refusal(first[1], path, filename) from first[1]
+
+    async def events():
+        item = first
+        while True:
+            kind, value = item
+            if kind == "delta":
+                yield _sse({"type": "transcript.text.delta", "delta": value})
+            elif kind == "done":
+                rest = deltas.remainder(value.text)
+                if rest:
+                    yield _sse({"type": "transcript.text.delta", "delta": rest})
+                yield _sse({"type": "transcript.text.done", "text": value.text})
+                return
+            else:
+                yield _sse(_stream_error(_refusal(value, path, filename)))
+                return
+            item = await queue.get()
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"X-Tingxie-Job": job_id, "Cache-Control": "no-cache"}
+    )
+
+
+def _stream_error(e: BaseException) -> dict:
+    """An error after the stream began: OpenAI's error event (the client raises it)."""
+    if isinstance(e, ApiError):
+        return error_body(e.message, e.type, e.param, e.code)
+    if isinstance(e, Overloaded):
+        return error_body(f"server busy: {e}; retry shortly", "server_busy", None, "overloaded")
+    if isinstance(e, OptionsError):
+        return error_body(str(e), "invalid_request_error", None, "invalid_option")
+    log.error("streamed transcription failed", exc_info=e)
+    return error_body("transcription failed", "server_error", None, "internal_error")
 
 
 def _forget(state, job_id: str, path) -> None:
@@ -155,25 +401,48 @@ def _form_fields():
         vad_min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
         vad_speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
         vad_max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
+        stream: Annotated[
+            bool,
+            Form(description="server-sent events: transcript.text.delta as windows finish, then transcript.text.done"),
+        ] = False,
+        include: Annotated[list[str] | None, Form(alias="include[]")] = None,
     ) -> dict:
         return dict(
-            file=file, model=model, language=language, prompt=prompt, response_format=response_format, temperature=temperature,
-            timestamp_granularities=timestamp_granularities, hotwords=hotwords, itn=itn, zh_script=zh_script, beam_size=beam_size,
-            vad=vad, vad_threshold=vad_threshold, vad_min_silence_ms=vad_min_silence_ms, vad_speech_pad_ms=vad_speech_pad_ms,
+            file=file,
+            model=model,
+            language=language,
+            prompt=prompt,
+            response_format=response_format,
+            temperature=temperature,
+            timestamp_granularities=timestamp_granularities,
+            hotwords=hotwords,
+            itn=itn,
+            zh_script=zh_script,
+            beam_size=beam_size,
+            vad=vad,
+            vad_threshold=vad_threshold,
+            vad_min_silence_ms=vad_min_silence_ms,
+            vad_speech_pad_ms=vad_speech_pad_ms,
             vad_max_segment_s=vad_max_segment_s,
+            stream=stream,
+            include=include,
         )
 
     return fields
 
 
 @router.post("/v1/audio/transcriptions", summary="Transcribe audio (OpenAI-compatible)")
-async def transcriptions(request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]):
+async def transcriptions(
+    request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]
+):
     file = form.pop("file")
     return await _transcribe_upload(request, who, file, "transcribe", **form)
 
 
 @router.post("/v1/audio/translations", summary="Translate audio to English (OpenAI-compatible)")
-async def translations(request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]):
+async def translations(
+    request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]
+):
     file = form.pop("file")
     form["language"] = form.get("language")
     return await _transcribe_upload(request, who, file, "translate", **form)
@@ -183,8 +452,17 @@ async def translations(request: Request, form: Annotated[dict, Depends(_form_fie
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     state = request.app.state.tx
     data = [
-        {"id": m.id, "object": "model", "created": int(time.time()), "owned_by": "tingxie",
-         **{k: v for k, v in m.to_dict(with_path=False).items() if k in ("family", "languages", "capabilities", "ready", "error")}}
+        {
+            "id": m.id,
+            "object": "model",
+            "created": int(time.time()),
+            "owned_by": "tingxie",
+            **{
+                k: v
+                for k, v in m.to_dict(with_path=False).items()
+                if k in ("family", "languages", "capabilities", "ready", "error")
+            },
+        }
         for m in state.manager.models()
     ]
     return {"object": "list", "data": data}
