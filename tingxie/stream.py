@@ -403,6 +403,11 @@ class StreamSession:
         text = _final_text([*done, r], raw, lang, self._text, open_end=True)
         if not text:
             return
+        await self._send_partial(s, text, end)
+
+    async def _send_partial(self, s: _Sentence, text: str, end: int) -> None:
+        """Send a sentence's partial text (covering its audio up to sample `end`) and
+        record the latencies it ends."""
         await self.send(
             {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
         )
@@ -618,16 +623,7 @@ class OnlineSession(StreamSession):
         text = text_mod.finalize(raw, lang, self._text)
         if not text:
             return
-        await self.send(
-            {"type": "partial", "segment_id": s.index, "text": text, "start": round(s.start / SAMPLE_RATE, 3)}
-        )
-        now = time.monotonic()
-        self.stats.partials_sent += 1
-        self.stats.lag.append(max(0.0, (self.received - end) / SAMPLE_RATE))
-        if not s.first_partial_sent:
-            s.first_partial_sent = True
-            self._observe(self.stats.first_update, "first_update", now - s.first_audio_wall)
-            self.stats.from_speech_start.append(now - s.speech_wall)
+        await self._send_partial(s, text, end)
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
