@@ -31,7 +31,7 @@ def run_batch_local(
     """Transcribe `rows` with a fresh ModelManager (model load not timed); serial runs one
     file at a time through the reference pipeline (engines/reference.py)."""
     from ..manager import ModelManager
-    from ..options import build_options
+    from ..request import TranscriptionOptions
     from ..settings import from_overrides
     from ..transcribe import transcribe_many
 
@@ -43,7 +43,7 @@ def run_batch_local(
     if threads is not None:
         settings.threads_per_instance = threads
     settings.serial = serial
-    decode, vad, text = build_options(language=language)
+    decode, vad, text = TranscriptionOptions.parse({"language": language}).pipeline()
     manager = ModelManager(settings)
     try:
         sched = manager.scheduler(settings.model)

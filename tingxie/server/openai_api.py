@@ -24,10 +24,10 @@ from .. import audio as audio_mod
 from .. import output
 from ..engines.base import WindowResult, check_options
 from ..jobs import user_error
-from ..options import build_options
+from ..request import TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import finish_segments, transcribe
-from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript, VadOptions
+from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript
 from .auth import Principal, principal
 from .errors import ApiError, error_body
 from .uploads import check_filenames, display_name, remove_stored, store_upload
@@ -136,7 +136,8 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             code="unsupported_value",
         )
     model_id = resolve_model(state, form.pop("model"))
-    decode, vad, text = build_options(task=task, word_timestamps=words, initial_prompt=form.pop("prompt"), **form)
+    opts = form.pop("opts").model_copy(update={"task": task, "word_timestamps": words})
+    decode, vad, text = opts.pipeline()
     check_options(
         await run_in_threadpool(state.manager.spec, model_id), decode
     )  # what the model cannot do: 400, nothing stored
@@ -157,17 +158,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
                 code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio",
             ) from e
         raise
-    options = {
-        "language": decode.language,
-        "task": task,
-        "beam_size": decode.beam_size,
-        "hotwords": decode.hotwords,
-        "initial_prompt": decode.initial_prompt,
-        "word_timestamps": words,
-        "itn": text.itn,
-        "zh_script": text.zh_script,
-        "vad": vad is not None,
-    }
+    options = opts.stored()
     try:
         state.store.create_job(
             id=job_id,
@@ -382,25 +373,15 @@ def _forget(state, job_id: str, path) -> None:
 
 
 def _form_fields():
-    """The OpenAI fields plus tingxie's extensions, shared by both endpoints."""
+    """OpenAI's own fields; every transcription option (OpenAI's language, prompt and
+    temperature, and tingxie's extensions) comes from the request schema."""
 
     async def fields(
+        opts: Annotated[TranscriptionOptions, Depends(as_form(exclude=("task", "word_timestamps")))],
         file: Annotated[UploadFile, File(description="audio or video file")],
         model: Annotated[str, Form()] = "whisper-base",
-        language: Annotated[str | None, Form()] = None,
-        prompt: Annotated[str | None, Form()] = None,
         response_format: Annotated[str, Form()] = "json",
-        temperature: Annotated[float, Form()] = 0.0,
         timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
-        hotwords: Annotated[str | None, Form(description="comma-separated words that bias recognition")] = None,
-        itn: Annotated[bool, Form(description="inverse text normalisation (numbers as digits)")] = True,
-        zh_script: Annotated[str, Form(description="hans | hant | keep")] = "hans",
-        beam_size: Annotated[int, Form()] = 5,
-        vad: Annotated[bool, Form()] = True,
-        vad_threshold: Annotated[float, Form()] = VadOptions.threshold,
-        vad_min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
-        vad_speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
-        vad_max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
         stream: Annotated[
             bool,
             Form(description="server-sent events: transcript.text.delta as windows finish, then transcript.text.done"),
@@ -408,22 +389,11 @@ def _form_fields():
         include: Annotated[list[str] | None, Form(alias="include[]")] = None,
     ) -> dict:
         return dict(
+            opts=opts,
             file=file,
             model=model,
-            language=language,
-            prompt=prompt,
             response_format=response_format,
-            temperature=temperature,
             timestamp_granularities=timestamp_granularities,
-            hotwords=hotwords,
-            itn=itn,
-            zh_script=zh_script,
-            beam_size=beam_size,
-            vad=vad,
-            vad_threshold=vad_threshold,
-            vad_min_silence_ms=vad_min_silence_ms,
-            vad_speech_pad_ms=vad_speech_pad_ms,
-            vad_max_segment_s=vad_max_segment_s,
             stream=stream,
             include=include,
         )
@@ -444,7 +414,6 @@ async def translations(
     request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]
 ):
     file = form.pop("file")
-    form["language"] = form.get("language")
     return await _transcribe_upload(request, who, file, "translate", **form)
 
 

@@ -137,14 +137,16 @@ async def vad_preview(
 ):
     from .. import audio as audio_mod
     from .. import vad as vad_mod
-    from ..options import build_options
+    from ..request import TranscriptionOptions
 
-    _, opts, _ = build_options(
-        vad_threshold=threshold,
-        vad_min_silence_ms=min_silence_ms,
-        vad_speech_pad_ms=speech_pad_ms,
-        vad_max_segment_s=max_segment_s,
-    )
+    _, opts, _ = TranscriptionOptions.parse(
+        {
+            "vad_threshold": threshold,
+            "vad_min_silence_ms": min_silence_ms,
+            "vad_speech_pad_ms": speech_pad_ms,
+            "vad_max_segment_s": max_segment_s,
+        }
+    ).pipeline()
     data = await file.read()
     if not data:
         raise ApiError(400, f"{file.filename or 'file'}: file is empty (0 bytes)", param="file", code="empty_file")
