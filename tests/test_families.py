@@ -155,7 +155,6 @@ def test_sense_voice_segments_tags_and_words(server, clip):
 
 def test_paraformer_cif_word_times(server, clip):
     r = transcribe(server, "paraformer", clip, timestamp_granularities=["word"])
-    tokens = tm.paraformer_tokens(CLIP_S)
     assert r.text.replace(" ", "") == paraformer_text()
     times = tm.paraformer_token_times(CLIP_S)
     assert r.words[0].start == pytest.approx(times[0], abs=0.01)
