@@ -456,7 +456,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     job_id = page.evaluate("location.hash.split('/')[1]")
     opts = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()["options"]
     assert opts["vad_min_silence_ms"] == 500 and opts["vad_speech_pad_ms"] == d.speech_pad_ms, opts
-    assert opts["hotwords"] == "greasy,wash", opts
+    assert opts["hotwords"] == ["greasy", "wash"], opts  # stored as the validated list
     page.wait_for_selector(".result .segment", timeout=90_000)
     # back to the server's defaults
     page.click("#rec-again")
