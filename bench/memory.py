@@ -38,6 +38,13 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True)
 
 
+def concat(parts: list[Path], out: Path) -> None:
+    """Join Opus files end to end without re-encoding (ffmpeg's concat demuxer)."""
+    listing = out.with_suffix(".txt")
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    sh("ffmpeg", "-loglevel", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(out))
+
+
 def build_inputs(d: Path) -> dict[str, Path]:
     """Silent 1 h / 2 h and sparse-speech 1 h Opus files (2 h = 1 h twice, stream copy)."""
     d.mkdir(parents=True, exist_ok=True)
@@ -81,22 +88,7 @@ def build_inputs(d: Path) -> dict[str, Path]:
             str(f["silent 1 h"]),
         )
     if not f["silent 2 h"].exists():
-        (d / "two.txt").write_text(f"file '{f['silent 1 h']}'\nfile '{f['silent 1 h']}'\n")
-        sh(
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(d / "two.txt"),
-            "-c",
-            "copy",
-            str(f["silent 2 h"]),
-        )
+        concat([f["silent 1 h"]] * 2, f["silent 2 h"])
     if not f["sparse speech 1 h"].exists():  # a sentence, then quiet, to one minute; sixty times
         sh(
             "ffmpeg",
@@ -111,22 +103,7 @@ def build_inputs(d: Path) -> dict[str, Path]:
             "libopus",
             str(d / "minute.opus"),
         )
-        (d / "sixty.txt").write_text("".join(f"file '{d / 'minute.opus'}'\n" for _ in range(60)))
-        sh(
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "concat",
-            "-safe",
-            "0",
-            "-i",
-            str(d / "sixty.txt"),
-            "-c",
-            "copy",
-            str(f["sparse speech 1 h"]),
-        )
+        concat([d / "minute.opus"] * 60, f["sparse speech 1 h"])
     return f
 
 
