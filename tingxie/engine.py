@@ -210,7 +210,12 @@ class Engine:
             tok = self.tokenizer(lang, w.options.task)
             prompts.append(self.prompt_prefix(w) + list(tok.sot_sequence))
         budget = max(token_budget(w.seconds) for w in windows)
-        max_len = min(budget, MAX_TOKENS - max(len(p) for p in prompts))
+        # CTranslate2 counts the prompt in max_length and generates at most
+        # min(max_length // 2, max_length - len(prompt) + 1) tokens (measured, 4.8): a
+        # prompt must lengthen max_length, or hotwords and an initial prompt eat the budget
+        # (a long initial prompt left a short window nothing: an empty result).
+        prompt_len = max(len(p) for p in prompts)
+        max_len = min(MAX_TOKENS, max(budget, budget // 2 + prompt_len))
         opts = windows[0].options
         # With temperature > 0 (the fallback for a failed greedy/beam pass), sample
         # BEST_OF candidates and keep the most likely, as Whisper does.
@@ -236,12 +241,13 @@ class Engine:
         t3 = time.perf_counter()
 
         out = []
-        for w, r, (lang, lang_p) in zip(windows, results, languages, strict=False):
+        for w, r, (lang, lang_p), prompt in zip(windows, results, languages, prompts, strict=False):
             best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
             seq = r.sequences_ids[best]
             tok = self.tokenizer(lang, w.options.task)
             avg_logprob = r.scores[best] if r.scores else 0.0
-            segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= max_len - 1)
+            cap = min(max_len // 2, max_len - len(prompt) + 1)  # what CTranslate2 generates at most
+            segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= cap - 1)
             out.append(
                 WindowResult(
                     segs,
