@@ -78,6 +78,15 @@ def test_hotwords_are_accepted_and_bias_the_decoder(sched, tmp_path, synth_speec
     assert "xiaoming" in t.text.lower().replace(" ", "")
 
 
+def test_a_long_prompt_leaves_a_short_clip_its_text(sched, tmp_path, synth_speech):
+    """The prompt counts in CTranslate2's max_length: a 90-token list of names once left
+    a 2 s clip no room to generate (an error, no transcript)."""
+    f = synth_speech("Please call the office.", tmp_path / "short.wav")
+    names = "Dashwood, Norland, Marianne, Elinor, Willoughby, Brandon, Ferrars, Barton Park, Devonshire, " * 3
+    t = transcribe(f, sched, DecodeOptions(language="en", initial_prompt=names), VadOptions(), TextOptions())
+    assert "office" in t.text.lower(), t.text
+
+
 def test_serial_reference_mode_serves_whole_requests_in_arrival_order(manager, english_wav, tmp_path, synth_speech):
     """`tingxie serve --serial`, the comparison baseline: one request at a time, first
     come first served (a later interactive request waits), decoded by faster-whisper's
