@@ -206,3 +206,60 @@ def accuracy(rows: list[dict], hyps: dict[str, str]) -> dict:
             except ValueError:
                 pass
     return out
+
+
+# -- real English speech shipped inside packages --------------------------------------
+# Debian's pocketsphinx-testdata (BSD-2-Clause, Carnegie Mellon University): recordings
+# of people reading card names, a robot command and digits, with their transcripts. Its
+# cards/005 and librivox/ clips are the same recordings as ../shared/eval's pocketsphinx
+# items, so they are left out: this set adds speakers and material the eval set lacks.
+POCKETSPHINX_DATA = Path("/usr/share/pocketsphinx/test/data")
+POCKETSPHINX_PACKAGE = "pocketsphinx-testdata"
+POCKETSPHINX_IN_EVAL = {"cards/005.wav"}
+# Clips whose transcript the package gives in its test grammars rather than a
+# transcription file: goforward.raw is the utterance of goforward.gram's <move> rule
+# (and pocketsphinx's documented result for it); TIDIGITS names each file by its digits
+# (z = zero), as tidigits.lsn transcribes man.ah.2934za "two nine three four zero".
+POCKETSPHINX_RAW = {"goforward.raw": "go forward ten meters", "tidigits/dhd.2934z.raw": "two nine three four zero"}
+
+
+def _clip_id(rel: str) -> str:
+    return "pocketsphinx_" + str(Path(rel).with_suffix("")).replace("/", "_").replace(".", "_")
+
+
+@dataclass
+class PackagedSpeech:
+    """One recording from an installed package, with its transcript and provenance."""
+
+    id: str
+    audio: np.ndarray  # float32, 16 kHz mono
+    text: str
+    source: str  # package:path
+    licence: str
+
+
+def packaged_english(data: Path = POCKETSPHINX_DATA) -> tuple[list[PackagedSpeech], str]:
+    """Real English recordings with transcripts found in installed packages, and a
+    reason when there are none (the package is not installed: `apt-get install
+    pocketsphinx-testdata`)."""
+    from ..audio import decode
+
+    if not (data / "cards" / "cards.transcription").is_file():
+        return [], f"no English speech packages installed ({POCKETSPHINX_PACKAGE}: {data} missing)"
+    out: list[PackagedSpeech] = []
+    for line in (data / "cards" / "cards.transcription").read_text(encoding="utf-8").splitlines():
+        # "<s> ten of clubs  </s> (001)"
+        words = line.replace("<s>", " ").replace("</s>", " ").split()
+        if len(words) < 2 or not words[-1].startswith("("):
+            continue
+        rel = f"cards/{words[-1].strip('()')}.wav"
+        if rel in POCKETSPHINX_IN_EVAL or not (data / rel).is_file():
+            continue
+        out.append(PackagedSpeech(_clip_id(rel), decode(data / rel), " ".join(words[:-1]), rel, "BSD-2-Clause"))
+    for rel, text in POCKETSPHINX_RAW.items():
+        if (data / rel).is_file():  # headerless 16 kHz 16-bit little-endian mono
+            pcm = np.fromfile(data / rel, dtype="<i2").astype(np.float32) / 32768.0
+            out.append(PackagedSpeech(_clip_id(rel), pcm, text, rel, "BSD-2-Clause"))
+    for s in out:
+        s.source = f"{POCKETSPHINX_PACKAGE}:{data / s.source}"
+    return out, "" if out else f"{POCKETSPHINX_PACKAGE} holds none of the expected recordings under {data}"
