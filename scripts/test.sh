@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for pkg in espeak-ng ffmpeg sox redis-server postgresql chromium fonts-wqy-microhei; do
+# pocketsphinx-testdata: real English recordings with transcripts (tingxie.bench.corpus.packaged_english)
+for pkg in espeak-ng ffmpeg sox redis-server postgresql chromium fonts-wqy-microhei pocketsphinx-testdata; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

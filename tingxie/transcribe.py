@@ -24,7 +24,7 @@ from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
 from .engines.base import WindowResult, check_options, refine, takes_whole_requests
-from .scheduler import BATCH, INTERACTIVE, Scheduler
+from .scheduler import BATCH, Scheduler
 from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
@@ -259,8 +259,9 @@ def transcribe(
         return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
     p = prepared or prepare(source, decode, vad, scheduler.max_audio_s)
     total = len(p.windows)
-    for w in p.windows:
-        w.compact = lane == INTERACTIVE
+    # Files are encoded at Whisper's 30 s in every lane (Window.compact stays False):
+    # own-length encoding made synchronous requests 2–3 points worse in English WER
+    # than the serial baseline (bench/results/english.md).
     results: list[WindowResult | None] = [None] * total
     language, lang_prob = decode.language or "", 1.0 if decode.language else 0.0
     done = 0
