@@ -40,6 +40,7 @@ export function renderResult(container, job) {
   const dl = ["txt", "srt", "vtt", "json"].map((f) =>
     el("a", { class: "button ghost small", href: withKey(`/api/jobs/${job.id}/result?format=${f}`), download: `${(job.filename || job.id).replace(/\.[^.]+$/, "")}.${f}`, text: f.toUpperCase() }));
   const meta = el("div", { class: "meta" },
+    metaItem(t("res.model"), r.model || job.model || "–"),
     metaItem(t("res.language"), langName(r.language || job.language)),
     metaItem(t("res.duration"), fmtDuration(r.duration ?? job.duration)),
     metaItem(t("res.processing"), r.processing_time != null ? `${r.processing_time.toFixed(1)} s` : "–"),
