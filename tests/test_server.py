@@ -147,7 +147,7 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
     body = r.json()
     assert body["batch_id"] and len(body["jobs"]) == 6
     jobs = wait_jobs(server.url, [j["id"] for j in body["jobs"]])
-    from tingxie.text import error_rate
+    from tingxie.bench.score import error_rate
 
     for m, j in zip(items, jobs, strict=False):
         assert j["state"] == "done", j.get("error")
