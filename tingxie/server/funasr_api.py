@@ -30,6 +30,7 @@ from .stream_api import (
     close,
     observer,
     receive,
+    record,
     release,
     save_session,
     scheduler_and_model,
@@ -395,24 +396,13 @@ async def _offline(
     await send_json(
         ws, {"mode": "offline", "wav_name": cfg.wav_name, "text": t.text, "is_final": True, "timestamp": ts}
     )
-    jid = uuid.uuid4().hex
-
-    def write() -> None:
-        st = state.store
-        st.create_job(
-            id=jid,
-            owner=who.key_id,
-            kind="stream",
-            filename=f"realtime-{time.strftime('%Y%m%d-%H%M%S')}",
-            audio_path=None,
-            size_bytes=0,
-            model=model,
-            options={"funasr": cfg.__dict__},
-        )
-        st.claim_job(jid, "stream")
-        st.finish_job(jid, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
-
-    try:
-        await asyncio.to_thread(write)
-    except Exception:
-        log.exception("could not save FunASR offline session")
+    await record(
+        state,
+        who,
+        model,
+        t,
+        uuid.uuid4().hex,
+        None,
+        filename=f"realtime-{time.strftime('%Y%m%d-%H%M%S')}",
+        options={"funasr": cfg.__dict__},
+    )

@@ -13,13 +13,15 @@ import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from ..jobs import record_sync_result
 from ..stream import StreamSession, open_session, parse_options
-from ..types import OptionsError
+from ..types import OptionsError, Transcript
 from .auth import Principal, ws_principal
 from .errors import ApiError
 
@@ -85,28 +87,39 @@ async def save_session(state, who: Principal, session: StreamSession, model: str
     t = session.transcript(model)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(session.started))
     path = session.audio_path if session.audio_path and session.audio_path.exists() else None
+    saved = await record(
+        state, who, model, t, session.id, path, filename=f"realtime-{stamp}", options=session.options.record()
+    )
+    return session.id if saved else None
+
+
+async def record(
+    state, who: Principal, model: str, t: Transcript, job_id: str, audio: Path | None, **fields: Any
+) -> bool:
+    """Keep a real-time result in the history (kind "stream"), with its audio file when
+    one was kept. A failure to save is logged, never the client's error: the text was
+    already sent."""
 
     def write() -> None:
-        st = state.store
-        st.create_job(
-            id=session.id,
+        record_sync_result(
+            state.store,
+            job_id,
+            "stream",
+            t,
             owner=who.key_id,
             kind="stream",
-            filename=f"realtime-{stamp}",
-            audio_path=str(path) if path else None,
-            size_bytes=path.stat().st_size if path else 0,
             model=model,
-            options=session.options.record(),
+            audio_path=str(audio) if audio else None,
+            size_bytes=audio.stat().st_size if audio else 0,
+            **fields,
         )
-        st.claim_job(session.id, "stream")
-        st.finish_job(session.id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
 
     try:
         await asyncio.to_thread(write)
     except Exception:
-        log.exception("could not save stream session %s", session.id)
-        return None
-    return session.id
+        log.exception("could not save real-time session %s", job_id)
+        return False
+    return True
 
 
 async def send_json(ws: WebSocket, msg: dict) -> None:
