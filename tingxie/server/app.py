@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         queue = CeleryQueue(store, settings)
     else:
         from ..jobs import LocalQueue
+        from ..scheduler import work_in_flight
 
-        concurrency = max(2, manager.choice.batch_size * manager.choice.instances * 2)
+        concurrency = work_in_flight(manager.choice.batch_size, manager.choice.instances)
         queue = LocalQueue(store, manager, concurrency, base_url, settings.callback_retries)
     state = ServerState(settings, manager, store, queue, metrics)
     metrics.bind(state)
