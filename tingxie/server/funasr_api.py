@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from .stream_api import (
     CLOSE_TOO_BIG,
     admit,
     close,
+    keep_abandoned,
     observer,
     receive,
     record,
@@ -38,8 +38,6 @@ from .stream_api import (
     timeouts,
 )
 from .uploads import PART
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["real-time"])
 
@@ -310,11 +308,7 @@ async def funasr(ws: WebSocket) -> None:
         if offline is not None:
             offline.discard()
         if session is not None:
-            try:
-                await session.finish(connected=False)
-                await save_session(state, who, session, model)
-            except Exception:
-                log.exception("could not finish FunASR session")
+            await keep_abandoned(state, who, session, model)
         release(ws)
 
 

@@ -122,6 +122,16 @@ async def record(
     return True
 
 
+async def keep_abandoned(state, who: Principal, session: StreamSession, model: str) -> None:
+    """A session its client left mid-way (disconnected, or an error): decode what is
+    pending and keep it in the history. Logged, never raised: the socket is gone."""
+    try:
+        await session.finish(connected=False)
+        await save_session(state, who, session, model)
+    except Exception:
+        log.exception("could not finish real-time session %s", session.id)
+
+
 async def send_json(ws: WebSocket, msg: dict) -> None:
     await ws.send_text(json.dumps(msg, ensure_ascii=False))
 
@@ -240,10 +250,6 @@ async def stream(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        if session is not None:  # disconnected mid-way: decode what is pending, keep it
-            try:
-                await session.finish(connected=False)
-                await save_session(state, who, session, model)
-            except Exception:
-                log.exception("could not finish stream session")
+        if session is not None:
+            await keep_abandoned(state, who, session, model)
         release(ws)
