@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tingxie import audio as audio_mod  # noqa: E402
-from tingxie.text import error_rate  # noqa: E402
+from tingxie.bench.score import error_rate  # noqa: E402
 
 
 def write_wav(path: Path, x: np.ndarray) -> None:

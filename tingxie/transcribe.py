@@ -24,7 +24,7 @@ from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
 from .engines.base import WindowResult, check_options, refine, takes_whole_requests
-from .scheduler import BATCH, INTERACTIVE, Scheduler
+from .scheduler import BATCH, INTERACTIVE, Scheduler, work_in_flight
 from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
 
 log = logging.getLogger(__name__)
@@ -401,7 +401,7 @@ def transcribe_many(
     `max_audio_in_memory_s` of decoded audio is held at once (a 2-hour file is ~460 MB).
     """
     decode = decode or DecodeOptions()
-    in_flight = max_files_in_flight or max(2, scheduler.max_batch_size * scheduler.instances * 2)
+    in_flight = max_files_in_flight or work_in_flight(scheduler.max_batch_size, scheduler.instances)
     budget = _Budget(max_audio_in_memory_s)
 
     def one(i: int, src: Source) -> FileOutcome:

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from .. import audio as audio_mod
 from .. import output
 from ..engines.base import WindowResult, check_options
-from ..jobs import user_error
+from ..jobs import finish_with, open_sync_job, user_error
 from ..request import TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import finish_segments, transcribe
@@ -160,8 +160,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         raise
     options = opts.stored()
     try:
-        state.store.create_job(
-            id=job_id,
+        open_sync_job(
+            state.store,
+            job_id,
+            "api",
             owner=who.key_id,
             kind="sync",
             filename=display_name(file.filename),
@@ -170,7 +172,6 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             model=model_id,
             options=options,
         )
-        state.store.claim_job(job_id, "api")
     except BaseException:
         sched.release_audio(seconds)
         _forget(state, job_id, path)
@@ -207,7 +208,7 @@ def _refusal(e: BaseException, path, filename: str | None) -> BaseException:
 
 
 def _finish(state, job_id: str, t: Transcript) -> None:
-    state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+    finish_with(state.store, job_id, t)
     if t.duration:
         state.metrics.rtf.observe(t.processing_time / t.duration)
 
