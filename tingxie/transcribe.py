@@ -70,6 +70,7 @@ def prepare(
     """
     t0 = time.perf_counter()
     report = audio_mod.DecodeReport()
+    probs: np.ndarray | None = None
     if isinstance(source, np.ndarray):
         audio: np.ndarray | audio_mod.SparseAudio = source
         if max_seconds > 0 and len(source) / SAMPLE_RATE > max_seconds:
