@@ -317,6 +317,18 @@ def test_vad_page_draws_segments(page, files):
     shot(page, "vad")
 
 
+def test_every_ui_module_is_served_as_javascript(server):
+    """Browsers run an ES module only when it comes as JavaScript: the page modules in
+    web/lib/ and web/pages/ too."""
+    web = ROOT / "tingxie" / "web"
+    modules = sorted(p.relative_to(web).as_posix() for p in web.rglob("*.js"))
+    assert "pages/recognise.js" in modules and "lib/api.js" in modules, modules
+    for m in modules:
+        r = httpx.get(f"{server.url}/ui/{m}", timeout=10)
+        assert r.status_code == 200, m
+        assert r.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript"), (m, r.headers)
+
+
 def test_docs_render_on_an_offline_network(browser, server):
     """/docs comes from the package: with everything outside the server
     unreachable, Swagger UI lists the operations and nothing was asked of a CDN."""
