@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from helpers import MODELS, ROOT, write_wav
+from helpers import MODELS, ROOT, write_call, write_stereo, write_wav
 from server_fixture import Server
 
 from tingxie import audio as audio_mod
@@ -28,44 +28,15 @@ from tingxie.types import AudioError, Channel, DecodeOptions, Segment, Transcrip
 openai = pytest.importorskip("openai")
 
 SR = 16000
-# (channel, eval clip, start in seconds): one Mandarin speaker (AISHELL S0150) on the
-# left, an English speaker (TIMIT) on the right answering in between, so the turns go
-# CH1, CH2, CH1 and each channel is in its own language.
-TURNS = [
-    (1, "aishell_sample_BAC009S0150W0193", 0.5),
-    (2, "deepspeech_LDC93S1", 6.0),
-    (1, "aishell_sample_BAC009S0150W0313", 10.0),
-]
-CALL_SECONDS = 16.5
 CJK = re.compile(r"[\u4e00-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
 
 
-def write_stereo(path: Path, left: np.ndarray, right: np.ndarray) -> Path:
-    x = np.stack([left, right], axis=1)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def call(corpus_dir, tmp_path_factory) -> tuple[Path, dict[int, tuple[str, str]]]:
-    """The stereo call and, per channel, (language, reference text)."""
-    lines = (corpus_dir / "manifest.jsonl").read_text().splitlines()
-    manifest = {m["id"]: m for m in (json.loads(line) for line in lines if line.strip())}
-    tracks = {1: np.zeros(int(CALL_SECONDS * SR), np.float32), 2: np.zeros(int(CALL_SECONDS * SR), np.float32)}
-    refs: dict[int, tuple[str, str]] = {}
-    for channel, clip, start in TURNS:
-        x = audio_mod.decode(corpus_dir / manifest[clip]["audio"])
-        at = int(start * SR)
-        tracks[channel][at : at + x.size] = x
-        lang, text = refs.get(channel, (manifest[clip]["lang"], ""))
-        refs[channel] = (lang, text + ("" if lang == "zh" else " ") + manifest[clip]["text"])
-    path = write_stereo(tmp_path_factory.mktemp("call") / "call.wav", tracks[1], tracks[2])
-    return path, refs
+    """The stereo call (helpers.CALL_TURNS) and, per channel, (language, reference text)."""
+    path = tmp_path_factory.mktemp("call") / "call.wav"
+    return path, write_call(corpus_dir, path)
 
 
 def by_channel(segments: list[dict]) -> dict[int, str]:
