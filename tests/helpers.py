@@ -18,18 +18,9 @@ MODELS = Path(os.environ.get("TINGXIE_TEST_MODELS", Path.home() / ".cache" / "ti
 
 
 def write_wav(path: Path, x: np.ndarray, rate: int = 16000) -> Path:
+    """16-bit WAV of `x`: (samples,) mono, or (samples, channels)."""
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
-    return path
-
-
-def write_stereo(path: Path, left: np.ndarray, right: np.ndarray, rate: int = 16000) -> Path:
-    x = np.stack([left, right], axis=1)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(2)
+        w.setnchannels(1 if x.ndim == 1 else x.shape[1])
         w.setsampwidth(2)
         w.setframerate(rate)
         w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
@@ -63,5 +54,5 @@ def write_call(corpus_dir: Path, path: Path) -> dict[int, tuple[str, str]]:
         tracks[channel][at : at + x.size] = x
         lang, text = refs.get(channel, (manifest[clip]["lang"], ""))
         refs[channel] = (lang, text + ("" if lang == "zh" else " ") + manifest[clip]["text"])
-    write_stereo(path, tracks[1], tracks[2])
+    write_wav(path, np.stack([tracks[1], tracks[2]], axis=1))
     return refs

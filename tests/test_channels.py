@@ -9,13 +9,12 @@ import re
 import subprocess
 import sys
 import time
-import wave
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from helpers import MODELS, ROOT, write_call, write_stereo, write_wav
+from helpers import MODELS, ROOT, write_call, write_wav
 from server_fixture import Server
 
 from tingxie import audio as audio_mod
@@ -140,7 +139,7 @@ def test_openai_client_split_verbose_json(server, call):
 
 
 def test_split_refuses_what_it_cannot_do(server, tmp_path):
-    wav = write_stereo(tmp_path / "s.wav", np.zeros(SR, np.float32), np.zeros(SR, np.float32))
+    wav = write_wav(tmp_path / "s.wav", np.zeros((SR, 2), np.float32))
     url = f"{server.url}/v1/audio/transcriptions"
     r = httpx.post(url, files={"file": ("s.wav", wav.read_bytes())}, data={"channels": "both"}, timeout=60)
     assert r.status_code == 400
@@ -149,7 +148,7 @@ def test_split_refuses_what_it_cannot_do(server, tmp_path):
         url, files={"file": ("s.wav", wav.read_bytes())}, data={"channels": "split", "stream": "true"}, timeout=60
     )
     assert r.status_code == 400 and r.json()["error"]["message"] == "stream=true takes channels=mix, not 'split'"
-    ten = _wav_bytes(np.zeros((10, SR), np.float32))
+    ten = write_wav(tmp_path / "ten.wav", np.zeros((SR, 10), np.float32)).read_bytes()
     r = httpx.post(url, files={"file": ("ten.wav", ten)}, data={"channels": "split"}, timeout=60)
     assert r.status_code == 400
     assert r.json()["error"]["message"] == "ten.wav: has 10 channels; channels=split takes at most 8"
@@ -216,7 +215,9 @@ def test_split_decoding_keeps_channels_apart_and_bounded(corpus_dir, tmp_path):
     left, right = np.zeros(240 * SR, np.float32), np.zeros(240 * SR, np.float32)
     left[10 * SR : 10 * SR + speech.size] = speech
     right[200 * SR : 200 * SR + speech.size] = speech
-    pc = prepare_channels(write_stereo(tmp_path / "long.wav", left, right), DecodeOptions(), VadOptions())
+    pc = prepare_channels(
+        write_wav(tmp_path / "long.wav", np.stack([left, right], axis=1)), DecodeOptions(), VadOptions()
+    )
     assert pc.warnings == [] and pc.duration == pytest.approx(240, abs=0.01)
     (a,), (b,) = pc.channels[0].windows, pc.channels[1].windows
     assert 9 < a.start < 11 and 199 < b.start < 201
@@ -229,27 +230,17 @@ def test_nothing_to_split_is_said(tmp_path):
     mono = prepare_channels(write_wav(tmp_path / "mono.wav", tone), DecodeOptions(), VadOptions())
     assert len(mono.channels) == 1
     assert mono.warnings == ["channels=split: the audio has one channel; transcribed as it is"]
-    twice = prepare_channels(write_stereo(tmp_path / "dual.wav", tone, tone), DecodeOptions(), VadOptions())
+    twice = prepare_channels(
+        write_wav(tmp_path / "dual.wav", np.stack([tone, tone], axis=1)), DecodeOptions(), VadOptions()
+    )
     assert len(twice.channels) == 1
     assert twice.warnings == ["channels=split: the audio's 2 channels are the same; transcribed once"]
-    apart = prepare_channels(write_stereo(tmp_path / "st.wav", tone, 0 * tone), DecodeOptions(), None)
+    apart = prepare_channels(write_wav(tmp_path / "st.wav", np.stack([tone, 0 * tone], axis=1)), DecodeOptions(), None)
     assert len(apart.channels) == 2 and apart.warnings == []
     assert np.abs(apart.channels[0].audio).max() > 0.2 and np.abs(apart.channels[1].audio).max() == 0
 
 
-def test_too_many_channels_is_an_audio_error():
-    x = np.zeros((9, SR), np.float32)
+def test_too_many_channels_is_an_audio_error(tmp_path):
+    nine = write_wav(tmp_path / "nine.wav", np.zeros((SR, 9), np.float32))
     with pytest.raises(AudioError, match="has 9 channels; channels=split takes at most 8"):
-        list(audio_mod.decode_chunks(_wav_bytes(x), split=True))
-
-
-def _wav_bytes(x: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(x.shape[0])
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((x.T * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
+        list(audio_mod.decode_chunks(nine, split=True))
