@@ -45,6 +45,7 @@ export function renderResult(container, job) {
   const languages = split ? r.channels.map((c) => `CH${c.channel} ${langName(c.language)}`).join(" · ") : langName(r.language || job.language);
   const warnings = (r.warning_count || 0) - (notSplit ? 1 : 0); // that warning is the note below
   const meta = el("div", { class: "meta" },
+    metaItem(t("res.model"), r.model || job.model || "–"),
     metaItem(t("res.language"), languages),
     split || notSplit ? metaItem(t("opt.channels"), split ? `${t("opt.channels.split")} (${r.channels.length})` : t("opt.channels.mix")) : null,
     metaItem(t("res.duration"), fmtDuration(r.duration ?? job.duration)),

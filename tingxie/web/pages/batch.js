@@ -4,6 +4,7 @@ import { $, $$, el, show, toast, bindDrop } from "../lib/dom.js";
 import { api, upload, withKey } from "../lib/api.js";
 import { fmtDuration, fmtBytes } from "../lib/format.js";
 import { formOptions } from "../lib/options.js";
+import { modelSelector } from "../lib/models.js";
 import { currentPage } from "../lib/router.js";
 
 const BATCH_STORE = "tingxie.batchId";
@@ -22,9 +23,10 @@ export default {
     $("#batch-new").addEventListener("click", () => this.newBatch());
     $("#batch-cancel").addEventListener("click", () => this.cancelAll());
     $("#batch-retry").addEventListener("click", () => this.retryFailed());
+    this.refreshModels = modelSelector($("#batch-options"), "batch");
     this.render();
   },
-  enter() { this.poll(); },
+  enter() { this.poll(); this.refreshModels(); },
   relabel() { this.render(); },
   leave() { clearTimeout(this.timer); this.timer = null; },
   ensureBatch() {

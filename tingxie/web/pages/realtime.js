@@ -3,6 +3,7 @@ import { t, errorText } from "../i18n.js";
 import { $, el, show, copyText, downloadBlob } from "../lib/dom.js";
 import { api, withKey, askKey } from "../lib/api.js";
 import { fmtTime, srtTime } from "../lib/format.js";
+import { modelSelector } from "../lib/models.js";
 
 export default {
   state: "idle",
@@ -14,7 +15,9 @@ export default {
     $("#rt-txt").addEventListener("click", () => downloadBlob("dictation.txt", this.finals.map((f) => f.text).join("\n") + "\n"));
     $("#rt-srt").addEventListener("click", () => downloadBlob("dictation.srt", this.finals.map((f, i) => `${i + 1}\n${srtTime(f.start)} --> ${srtTime(f.end)}\n${f.text}\n`).join("\n")));
     $("#rt-clear").addEventListener("click", () => { this.finals = []; this.renderText(""); });
+    this.refreshModels = modelSelector($(".rt-controls"), "realtime");
   },
+  enter() { this.refreshModels(); },
   relabel() {
     if (!this.finals.length) this.renderText("");
     this.setStatus(this.state === "recording" ? "rt.listening" : "rt.idle", this.state === "recording");
@@ -45,6 +48,7 @@ export default {
     this.error("");
     this.state = "starting";
     $("#rt-start").disabled = true;
+    $("#rt-model").disabled = true; // a session keeps the model it started with
     this.setStatus("rt.connecting");
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
@@ -78,7 +82,7 @@ export default {
     this.ready = false;
     let gotAny = false;
     ws.onopen = () => {
-      ws.send(JSON.stringify({ language: $("#rt-language").value === "auto" ? null : $("#rt-language").value, itn: $("#rt-itn").checked, zh_script: $("#rt-script").value, sample_rate: 16000, partials: true }));
+      ws.send(JSON.stringify({ model: $("#rt-model").value || null, language: $("#rt-language").value === "auto" ? null : $("#rt-language").value, itn: $("#rt-itn").checked, zh_script: $("#rt-script").value, sample_rate: 16000, partials: true }));
     };
     ws.onmessage = (e) => {
       if (typeof e.data !== "string") return;
@@ -133,6 +137,7 @@ export default {
     this.state = "idle";
     this.ws = null;
     $("#rt-start").disabled = false;
+    $("#rt-model").disabled = false;
     $("#rt-stop").disabled = true;
     this.setStatus("rt.idle");
   },

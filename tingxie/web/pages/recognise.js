@@ -1,9 +1,10 @@
 // Recognise: one file, its options, progress, then the result.
 import { t, lang, errorText } from "../i18n.js";
 import { $, el, show, bindDrop } from "../lib/dom.js";
-import { api, upload } from "../lib/api.js";
+import { upload } from "../lib/api.js";
 import { fmtBytes } from "../lib/format.js";
-import { modelLanguages, formOptions } from "../lib/options.js";
+import { formOptions } from "../lib/options.js";
+import { modelSelector } from "../lib/models.js";
 import { renderResult, pollJob } from "../lib/result.js";
 
 let recToken = 0;
@@ -13,17 +14,7 @@ export default {
     bindDrop($("#rec-drop"), $("#rec-file"), (files) => this.choose(files[0]));
     $("#rec-options").addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
     $("#rec-again").addEventListener("click", () => this.reset());
-    this.loadModels();
-  },
-  async loadModels() {
-    const sel = $("#rec-model");
-    try {
-      const { models } = await api("/api/models");
-      modelLanguages(models);
-      sel.replaceChildren(...models.map((m) => el("option", { value: m.id, text: m.id + (m.loaded ? "" : ` (${t("sys.model.notloaded")})`), selected: m.default || undefined })));
-    } catch (e) {
-      sel.replaceChildren(el("option", { value: "", text: "whisper-base" }));
-    }
+    this.refreshModels = modelSelector($("#rec-options"), "recognise");
   },
   choose(file) {
     this.file = file;
@@ -91,6 +82,7 @@ export default {
     show(box);
   },
   async enter() {
+    this.refreshModels();
     const m = location.hash.match(/^#recognise\/([\w-]+)/);
     if (m && !$("#rec-result").firstChild) {
       show($("#rec-form-wrap"), false);
