@@ -242,6 +242,55 @@ def test_recognise_file_shows_text_player_and_downloads(page, recognise_wav):
     shot(page, "recognise")
 
 
+@pytest.mark.eval
+def test_recognise_split_call_labels_each_channel(page, server, corpus_dir, tmp_path):
+    """A stereo call with channels "Split by channel": each segment shows its channel's
+    label, the Mandarin speaker on CH1 and the English one on CH2, in Recognise and in
+    the history; the control is on Batch too, and speaks Chinese in the Chinese UI."""
+    from helpers import write_call
+
+    call = tmp_path / "hotline-call.wav"
+    write_call(corpus_dir, call)
+    page.goto(page.base + "/ui/#recognise")
+    assert page.locator("#rec-channels option").all_inner_texts() == ["Mix", "Split by channel"]
+    assert page.locator("#rec-channels").input_value() == "mix"
+    page.set_input_files("#rec-file", str(call))
+    page.select_option("#rec-channels", "split")
+    page.click("#rec-submit")
+    page.wait_for_selector(".result .segment", timeout=120_000)
+    segments = page.locator(".result .segment .seg-text")
+    labels = page.locator(".result .segment .ch").all_inner_texts()
+    assert labels.count("CH2") >= 1 and labels[0] == "CH1" and labels[-1] == "CH1", labels
+    assert len(labels) == segments.count()
+    for label, text in zip(labels, segments.all_inner_texts(), strict=True):
+        words = text.removeprefix(label)
+        if label == "CH1":
+            assert re.search(r"[\u4e00-\u9fff]", words) and not re.search(r"[A-Za-z]", words), text
+        else:
+            assert "dark suit" in words.lower() and not re.search(r"[\u4e00-\u9fff]", words), text
+    meta = page.locator(".result .meta").inner_text()
+    assert "CH1 Chinese (Mandarin) · CH2 English" in meta and "Split by channel (2)" in meta, meta
+    page.evaluate("document.querySelector('.result details.fulltext').open = true")
+    dialogue = page.locator(".result .fulltext .plain").inner_text().splitlines()
+    assert [line[:4] for line in dialogue] == ["CH1:", "CH2:", "CH1:"], dialogue
+    page.evaluate("document.querySelector('.result details.fulltext').open = false")
+    shot(page, "recognise-split")
+
+    job_id = page.locator(".result").get_attribute("data-job-id")
+    page.goto(page.base + f"/ui/#history/{job_id}")
+    page.wait_for_selector("#hist-detail .result .segment .ch")
+    assert page.locator("#hist-detail .segment .ch").all_inner_texts() == labels
+    page.goto(page.base + "/ui/#batch")
+    assert page.locator("#batch-channels option").all_inner_texts() == ["Mix", "Split by channel"]
+    page.click("#lang-switch")
+    assert page.locator("#batch-channels option").all_inner_texts() == ["混合", "分声道"]
+    page.goto(page.base + f"/ui/#history/{job_id}")
+    page.wait_for_selector("#hist-detail .result .segment .ch")
+    assert page.locator("#hist-detail .segment .ch").all_inner_texts() == labels  # the same labels in Chinese
+    assert "分声道 (2)" in page.locator("#hist-detail .meta").inner_text()
+    page.click("#lang-switch")
+
+
 def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     page.goto(page.base + "/ui/#batch")
     page.select_option("#batch-options select[name=language]", "en")

@@ -36,11 +36,6 @@ class PermanentError(Exception):
     """The job can never succeed (bad audio, bad options): fail it, do not retry."""
 
 
-def job_options(opts: dict):
-    """Stored job options → pipeline options (validated again: stored data may be old)."""
-    return TranscriptionOptions.parse(opts).pipeline()
-
-
 def finish_with(store: Store, job_id: str, t: Transcript) -> bool:
     """Store `t` as the job's result, once (False when the job was already finished,
     cancelled or deleted: see Store.finish_job)."""
@@ -72,7 +67,8 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
     if job is None:
         return "deleted"
     try:
-        decode, vad, text = job_options(job.get("options") or {})
+        opts = TranscriptionOptions.parse(job.get("options") or {})  # validated again: stored data may be old
+        decode, vad, text = opts.pipeline()
         if not job.get("audio_path") or not Path(job["audio_path"]).exists():
             raise PermanentError("audio file is missing from storage")
         sched = manager.scheduler(job.get("model") or None)
@@ -85,7 +81,17 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
                 store.set_progress(job_id, done / total if total else 1.0)
 
         owner = job.get("batch_id") or job_id
-        t = transcribe(job["audio_path"], sched, decode, vad, text, lane=BATCH, owner=owner, on_progress=progress)
+        t = transcribe(
+            job["audio_path"],
+            sched,
+            decode,
+            vad,
+            text,
+            lane=BATCH,
+            owner=owner,
+            on_progress=progress,
+            channels=opts.channels,
+        )
     except (AudioError, OptionsError, PermanentError) as e:
         # name the file as the user uploaded it, not by its storage path or name
         reason = user_error(e, job.get("audio_path"), job.get("filename"))

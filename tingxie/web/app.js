@@ -2,7 +2,7 @@
 import { t, lang, setLang, onLangChange, applyStatic } from "./i18n.js";
 import { $, $$ } from "./lib/dom.js";
 import { updateKeyButton, forgetKey } from "./lib/api.js";
-import { langOptions, scriptOptions } from "./lib/options.js";
+import { langOptions, scriptOptions, channelOptions } from "./lib/options.js";
 import { renderVadNotes } from "./lib/vad-settings.js";
 import { currentPage, route } from "./lib/router.js";
 import recognise from "./pages/recognise.js";
@@ -18,11 +18,13 @@ function boot() {
   applyStatic(document);
   $$(".lang-select").forEach((s) => langOptions(s));
   $$(".script-select").forEach(scriptOptions);
+  $$(".channels-select").forEach(channelOptions);
   $("#lang-switch").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
   $("#forget-key").addEventListener("click", forgetKey);
   onLangChange(() => {
     $$(".lang-select").forEach((s) => langOptions(s));
     $$(".script-select").forEach(scriptOptions);
+    $$(".channels-select").forEach(channelOptions);
     document.title = `${t(`nav.${currentPage()}`)} · tingxie`;
     renderVadNotes();
     for (const p of Object.values(pages)) p.relabel?.();

@@ -29,6 +29,13 @@ export function scriptOptions(select) {
   if (keep) select.value = keep;
 }
 
+// Mix down, or transcribe each channel on its own (call recordings: one speaker per channel).
+export function channelOptions(select) {
+  const keep = select.value;
+  select.replaceChildren(...["mix", "split"].map((v) => el("option", { value: v, text: t(`opt.channels.${v}`) })));
+  if (keep) select.value = keep;
+}
+
 // Hotwords may be typed with spaces or commas (either kind): with a comma anywhere, commas
 // separate (so "New York, Hong Kong" keeps its phrases); otherwise spaces do. Sent comma-separated.
 function normaliseHotwords(value) {
@@ -43,7 +50,7 @@ function normaliseHotwords(value) {
 export function formOptions(form) {
   const fd = new FormData(form);
   const out = {};
-  for (const name of ["language", "hotwords", "zh_script", "model"]) {
+  for (const name of ["language", "hotwords", "zh_script", "model", "channels"]) {
     const v = name === "hotwords" ? normaliseHotwords(fd.get(name)) : fd.get(name);
     if (v && !(name === "language" && v === "auto")) out[name] = v;
   }

@@ -18,7 +18,7 @@ export function renderResult(container, job) {
       el("span", { class: "ts", text: `${fmtTime(s.start)} – ${fmtTime(s.end)}` }),
       (s.flags || []).includes("no_text")
         ? el("span", { class: "seg-text muted", text: lang() === "zh" ? "［此处有语音，未能识别出文字］" : "[speech here gave no text]" })
-        : el("span", { class: "seg-text", text: s.text }));
+        : el("span", { class: "seg-text" }, channelLabel(s.channel), s.text));
     const play = () => { audio.currentTime = s.start + 0.001; audio.play().catch(() => {}); };
     li.addEventListener("click", play);
     li.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); play(); } });
@@ -39,9 +39,15 @@ export function renderResult(container, job) {
   });
   const dl = ["txt", "srt", "vtt", "json"].map((f) =>
     el("a", { class: "button ghost small", href: withKey(`/api/jobs/${job.id}/result?format=${f}`), download: `${(job.filename || job.id).replace(/\.[^.]+$/, "")}.${f}`, text: f.toUpperCase() }));
+  // split by channel: each channel's language; asked to split a file with nothing to split: say so
+  const split = (r.channels || []).length > 0;
+  const notSplit = !split && job.options?.channels === "split";
+  const languages = split ? r.channels.map((c) => `CH${c.channel} ${langName(c.language)}`).join(" · ") : langName(r.language || job.language);
+  const warnings = (r.warning_count || 0) - (notSplit ? 1 : 0); // that warning is the note below
   const meta = el("div", { class: "meta" },
     metaItem(t("res.model"), r.model || job.model || "–"),
-    metaItem(t("res.language"), langName(r.language || job.language)),
+    metaItem(t("res.language"), languages),
+    split || notSplit ? metaItem(t("opt.channels"), split ? `${t("opt.channels.split")} (${r.channels.length})` : t("opt.channels.mix")) : null,
     metaItem(t("res.duration"), fmtDuration(r.duration ?? job.duration)),
     metaItem(t("res.processing"), r.processing_time != null ? `${r.processing_time.toFixed(1)} s` : "–"),
     metaItem(t("res.rtf"), r.rtf ? `${(1 / r.rtf).toFixed(1)}× ${lang() === "zh" ? "实时" : "real time"}` : "–"));
@@ -53,12 +59,19 @@ export function renderResult(container, job) {
         el("button", { type: "button", class: "ghost small", text: t("res.copy"), onclick: () => copyText(fullText) }),
         el("span", { class: "muted small", text: t("res.download") }), ...dl)),
     meta,
-    r.warning_count ? el("p", { class: "alert error no-text-warning", role: "status", text: (lang() === "zh" ? `注意：${r.warning_count} 处检测到的语音没有识别出文字（已在分段中标出）` : `Warning: ${r.warning_count} stretch(es) of detected speech gave no text (marked in the segments)`) }) : null,
+    warnings > 0 ? el("p", { class: "alert error no-text-warning", role: "status", text: (lang() === "zh" ? `注意：${warnings} 处检测到的语音没有识别出文字（已在分段中标出）` : `Warning: ${warnings} stretch(es) of detected speech gave no text (marked in the segments)`) }) : null,
+    notSplit ? el("p", { class: "alert info not-split", role: "status", text: t("res.notsplit") }) : null,
     el("div", { class: "player" }, audio, noAudio, el("span", { class: "muted small", text: segs.length ? t("res.click") : "" })),
     body,
     el("details", { class: "fulltext" }, el("summary", { text: lang() === "zh" ? "全文" : "Full text" }), el("p", { class: "plain", text: fullText })));
   container.replaceChildren(card);
   return card;
+}
+
+// The channel a segment was said on (channels=split): CH1, CH2… as in the downloads.
+function channelLabel(channel) {
+  if (!channel) return null;
+  return el("span", { class: `ch ch-${Math.min(channel, 4)}`, text: `CH${channel}`, title: t("res.channel", { n: channel }) });
 }
 
 export function metaItem(label, value) {
