@@ -238,6 +238,7 @@ def recover(
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
         result.tokens += r.tokens
+        result.decodes += r.decodes
         clean = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language)]
         good = [s for s in clean if not _repeats_kept(s, kept)]
         for s in good:
@@ -391,6 +392,8 @@ def transcribe(
     opts = options_record(decode, vad, text)
     opts["stage_seconds"] = {k: round(v, 4) for k, v in stage.items()}
     opts["speech_seconds"] = round(p.speech_seconds, 3)
+    # windows, and windows decoded (fallbacks, continuations, retries add to the first pass)
+    opts["windows"] = {"count": total, "decoded": sum(r.decodes for r in results if r)}
     return Transcript(
         language=language or (decode.language or ""),
         duration=round(p.duration, 3),

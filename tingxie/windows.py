@@ -38,9 +38,9 @@ class Window:
     source: np.ndarray | SparseAudio  # the whole file's audio, or only its speech (a reference, not a copy)
     pieces: list[Piece]
     options: DecodeOptions = field(default_factory=DecodeOptions)
-    # Interactive work (real-time sentences, synchronous requests) may be encoded at its
-    # own length rather than Whisper's 30 s: much faster, a little less accurate on the
-    # eval set (bench/results/core.md), so batch work keeps the full 30 s.
+    # Interactive work (real-time sentences, synchronous requests) is encoded at its own
+    # length rather than Whisper's 30 s: much faster, a little less accurate on short
+    # clips, so batch work does so only for long windows (engine.OWN_LENGTH_MIN_S).
     compact: bool = False
     # The VAD's per-frame speech probabilities of the whole source (a reference), when
     # known: they tell which parts of a window are speech that must come back as text.
