@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tingxie.bench.corpus import packaged_english, write_wav  # noqa: E402
-from tingxie.text import error_rate, normalize_for_scoring  # noqa: E402
+from tingxie.bench.score import error_rate, normalize_for_scoring  # noqa: E402
 
 NUMBER_WORDS = set(
     "zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

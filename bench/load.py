@@ -3,7 +3,7 @@ utterances and 3-minute recordings to POST /v1/audio/transcriptions; latency p50
 per kind and audio seconds per wall second, on the same machine in one run, for
 
   tingxie  the defaults (dynamic batching across requests, instances per device);
-  serial   `tingxie serve --serial`, the reference system's architecture: one request
+  serial   `tingxie serve --pipeline reference`, the reference system's architecture: one request
            at a time, in arrival order, through faster-whisper's sequential
            transcribe(beam_size=5, vad_filter=True) — the "× serial" baseline;
   batch1   `--max-batch-size 1 --instances 1`: tingxie's own pipeline with batching and
@@ -39,7 +39,7 @@ from tingxie.bench.report import md_table  # noqa: E402
 from tingxie.bench.run import machine  # noqa: E402
 from tingxie.localserver import LocalServer  # noqa: E402
 
-MODES = {"tingxie": [], "serial": ["--serial"], "batch1": ["--max-batch-size", "1", "--instances", "1"]}
+MODES = {"tingxie": [], "serial": ["--pipeline", "reference"], "batch1": ["--max-batch-size", "1", "--instances", "1"]}
 COLS = [
     (c, c.replace("_", " "))
     for c in (

@@ -10,7 +10,7 @@ first_update: first partial of a sentence received − when the sentence's first
 (its `start`) was sent. final: final received − when the sentence's `end` sample was
 sent (so it includes the endpoint silence). lag: seconds of audio sent but not yet
 covered by the latest update, sampled at each update. The `serial` mode is the
-reference approach: `tingxie serve --serial` (one instance, batch size 1, each sentence
+reference approach: `tingxie serve --pipeline reference` (one instance, batch size 1, each sentence
 decoded whole after its endpoint), partials off, 1500 ms endpoint.
 Writes bench/results/realtime.{json,md}.
 """
@@ -55,7 +55,7 @@ def main() -> int:
     ap.add_argument("--api-key")
     ap.add_argument("--streams", default="1,2,4,8,16")
     ap.add_argument("--seconds", type=float, default=60.0, help="audio per stream")
-    ap.add_argument("--no-serial", action="store_true", help="skip the reference (serial) mode")
+    ap.add_argument("--no-reference", action="store_true", help="skip the serial mode (the reference pipeline)")
     ap.add_argument(
         "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)"
     )
@@ -68,8 +68,10 @@ def main() -> int:
     pcm = stream_audio(corpus, a.seconds)
     levels = [int(x) for x in a.streams.split(",")]
     modes = [("streaming", [], {"language": "zh"})]
-    if not a.no_serial:
-        modes.append(("serial", ["--serial"], {"language": "zh", "partials": False, "endpoint_silence_ms": 1500}))
+    if not a.no_reference:
+        modes.append(
+            ("serial", ["--pipeline", "reference"], {"language": "zh", "partials": False, "endpoint_silence_ms": 1500})
+        )
     rows = []
     for name, args, opts in modes:
         srv = None if a.url else LocalServer(args).start()

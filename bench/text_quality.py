@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tingxie import text as text_mod  # noqa: E402
+from tingxie.bench.score import error_rate, normalize_for_scoring  # noqa: E402
 from tingxie.types import TextOptions  # noqa: E402
 
 MODELS = Path.home() / ".cache" / "tingxie" / "models"
@@ -51,7 +51,7 @@ def traditional_only(text: str) -> list[str]:
 
 
 def content_len(text: str) -> int:
-    return len(text_mod.normalize_for_scoring(text, "zh"))
+    return len(normalize_for_scoring(text, "zh"))
 
 
 def measure(items: list[dict], texts: list[str]) -> dict:
@@ -64,7 +64,7 @@ def measure(items: list[dict], texts: list[str]) -> dict:
         "end_with_full_width_mark": f"{ended}/{len(long)} ({ended / max(1, len(long)):.0%})",
         "ascii_mark_next_to_cjk": sum(bool(ASCII_NEXT_TO_CJK.search(t)) for _, t in zh),
         "traditional_only": sum(bool(traditional_only(t)) for _, t in zh),
-        "zh_cer": round(text_mod.error_rate([m["text"] for m, _ in zh], [t for _, t in zh], "zh"), 4),
+        "zh_cer": round(error_rate([m["text"] for m, _ in zh], [t for _, t in zh], "zh"), 4),
     }
 
 
@@ -115,9 +115,7 @@ def files(items: list[dict], corpus: Path) -> dict:
         row["cues_with_ascii_mark_next_to_cjk"] = sum(bool(ASCII_NEXT_TO_CJK.search(c)) for c in zh_cues)
         en = [i for i, m in enumerate(items) if m["lang"] == "en"]
         if en:
-            row["en_wer"] = round(
-                text_mod.error_rate([items[i]["text"] for i in en], [ts[i].text for i in en], "en"), 4
-            )
+            row["en_wer"] = round(error_rate([items[i]["text"] for i in en], [ts[i].text for i in en], "en"), 4)
         row["examples"] = [t.text for m, t in zip(items, ts, strict=False) if m["lang"] == "zh"][20:23]
         rows[name] = row
     return rows

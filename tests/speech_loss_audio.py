@@ -12,7 +12,7 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from tingxie import audio as audio_mod
-from tingxie.text import normalize_for_scoring
+from tingxie.bench.score import normalize_for_scoring
 from tingxie.types import SAMPLE_RATE
 
 

@@ -10,9 +10,9 @@ import pytest
 from helpers import MODELS
 
 from tingxie import models as models_mod
+from tingxie.bench.score import error_rate
 from tingxie.manager import ModelManager
 from tingxie.settings import Settings
-from tingxie.text import error_rate
 from tingxie.transcribe import transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 

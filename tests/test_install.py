@@ -100,6 +100,13 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
         cwd=tmp_path,
     ).stdout
     assert str(venv) in where and str(ROOT) not in where
+    # every file of the web UI (its lib/ and pages/ modules too) is in the wheel
+    web = ROOT / "tingxie" / "web"
+    installed = Path(where.strip()).parent / "web"
+    missing = {p.relative_to(web) for p in web.rglob("*") if p.is_file()} - {
+        p.relative_to(installed) for p in installed.rglob("*") if p.is_file()
+    }
+    assert not missing, missing
 
     audio, expected, language = _speech(request, tmp_path)
     out = tmp_path / "out"

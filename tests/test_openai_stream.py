@@ -184,10 +184,10 @@ def test_deltas_wait_for_earlier_windows(lang):
 
 
 def test_stream_through_the_reference_pipeline(tmp_path, corpus_dir):
-    """`--serial` transcribes whole requests (no windows to report): the stream still
+    """`--pipeline reference` transcribes whole requests (no windows to report): the stream still
     carries the whole text, then done."""
     clip = corpus_dir / "pocketsphinx_librivox_0870.wav"
-    with Server(tmp_path / "serial", args=["--serial"]) as srv:
+    with Server(tmp_path / "reference", args=["--pipeline", "reference"]) as srv:
         with open(clip, "rb") as f:
             events = list(client(srv).audio.transcriptions.create(model="whisper-base", file=f, stream=True))
         with open(clip, "rb") as f:

@@ -87,8 +87,8 @@ def test_a_long_prompt_leaves_a_short_clip_its_text(sched, tmp_path, synth_speec
     assert "office" in t.text.lower(), t.text
 
 
-def test_serial_reference_mode_serves_whole_requests_in_arrival_order(manager, english_wav, tmp_path, synth_speech):
-    """`tingxie serve --serial`, the comparison baseline: one request at a time, first
+def test_reference_pipeline_serves_whole_requests_in_arrival_order(manager, english_wav, tmp_path, synth_speech):
+    """`tingxie serve --pipeline reference`, the comparison baseline: one request at a time, first
     come first served (a later interactive request waits), decoded by faster-whisper's
     sequential transcribe, with the same Transcript and text stage as tingxie."""
     from tingxie.engines.reference import ReferenceWhisper

@@ -110,7 +110,7 @@ def _assert_exactly_once(cl: Cluster, ids: list[str], rows: dict) -> dict:
 
 
 def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
-    from tingxie.text import error_rate
+    from tingxie.bench.score import error_rate
 
     items = _items(_corpus(request), synth_speech, tmp_path, 30)
     ids = cluster.submit(items)

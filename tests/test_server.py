@@ -147,7 +147,7 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
     body = r.json()
     assert body["batch_id"] and len(body["jobs"]) == 6
     jobs = wait_jobs(server.url, [j["id"] for j in body["jobs"]])
-    from tingxie.text import error_rate
+    from tingxie.bench.score import error_rate
 
     for m, j in zip(items, jobs, strict=False):
         assert j["state"] == "done", j.get("error")
@@ -285,12 +285,12 @@ def test_server_on_postgresql(tmp_path, speech, pg_db_url):
         assert httpx.get(f"{srv.url}/api/jobs", params={"q": "lazy"}).json()["jobs"][0]["id"] == job["id"]
 
 
-def test_serial_reference_mode_serves_through_the_api(tmp_path, speech):
-    """`tingxie serve --serial`, the baseline bench/load.py compares against: same API,
+def test_reference_pipeline_serves_through_the_api(tmp_path, speech):
+    """`tingxie serve --pipeline reference`, the baseline bench/load.py compares against: same API,
     one request at a time through the reference pipeline, and it says so."""
-    with Server(tmp_path / "serial", args=["--serial"]) as srv:
+    with Server(tmp_path / "reference", args=["--pipeline", "reference"]) as srv:
         system = httpx.get(srv.url + "/api/system").json()
-        assert system["serial_reference"] and system["instances"] == 1 and system["max_batch_size"] == 1
+        assert system["pipeline"] == "reference" and system["instances"] == 1 and system["max_batch_size"] == 1
         with open(speech, "rb") as f:
             r = client(srv).audio.transcriptions.create(model="whisper-base", file=f, response_format="verbose_json")
         assert "lazy dog" in r.text.lower() and r.language == "en" and r.segments

@@ -18,11 +18,12 @@ from speech_loss_audio import join, per_clip_recall, zh_items
 
 from tingxie import models as models_mod
 from tingxie import output
+from tingxie.bench.score import error_rate
 from tingxie.manager import ModelManager
 from tingxie.scheduler import BATCH
 from tingxie.server.openai_api import verbose_json
 from tingxie.settings import Settings
-from tingxie.text import error_rate, junk_reason
+from tingxie.text import junk_reason
 from tingxie.transcribe import transcribe
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from server_fixture import Server
 
-from tingxie.text import error_rate
+from tingxie.bench.score import error_rate
 
 SR = 16000
 

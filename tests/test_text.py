@@ -1,4 +1,4 @@
-"""Text post-processing: ITN, Chinese script, repetition guard, scoring."""
+"""Text post-processing: ITN, Chinese script, repetition guard."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ import pytest
 
 from tingxie.text import (
     collapse_repetitions,
-    error_rate,
     finalize,
     is_cjk,
-    normalize_for_scoring,
 )
 from tingxie.types import OptionsError, TextOptions
 
@@ -235,34 +233,6 @@ def test_collapse_cuts_loops(looped: str, cut: str) -> None:
 )  # fmt: skip
 def test_collapse_leaves_normal_speech(text: str) -> None:
     assert collapse_repetitions(text) == (text, False)
-
-
-# ---------------------------------------------------------------- scoring
-
-
-def test_normalize_for_scoring_zh() -> None:
-    assert normalize_for_scoring("甚至  出现  交易", "zh") == "甚至出现交易"
-    assert normalize_for_scoring("後來，他說：「好！」", "zh") == "后来他说好"
-    assert normalize_for_scoring("ＡＢＣ１２３。", "zh") == "ABC123"
-
-
-def test_normalize_for_scoring_en() -> None:
-    assert normalize_for_scoring("Mister SMITH's dog—it's 'fine', isn't it?", "en") == (
-        "mister smith's dog it's fine isn't it"
-    )
-    assert normalize_for_scoring("  Hello,\n  WORLD! ", "en") == "hello world"
-    assert normalize_for_scoring("Don’t", "en") == "don't"
-
-
-def test_error_rate() -> None:
-    assert error_rate(["今天天气很好"], ["今天天气不好"], "zh") == pytest.approx(1 / 6)
-    assert error_rate(["今天天气很好"], ["今天天氣很好。"], "zh") == 0.0
-    assert error_rate(["HELLO WORLD"], ["hello, world!"], "en") == 0.0
-    assert error_rate(["a b c d"], ["a x c"], "en") == pytest.approx(0.5)
-    # corpus rate: total edits over total reference units, not a mean of rates
-    assert error_rate(["a b c d", "e f"], ["a b c d", "x f"], "en") == pytest.approx(1 / 6)
-    with pytest.raises(ValueError):
-        error_rate(["a"], ["a", "b"], "en")
 
 
 def test_itn_gives_input_back_when_wetext_loses_words(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ of it goes to test-artifacts/ and docs/screenshots/ (1280×800)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -78,11 +79,35 @@ def files(tmp_path_factory, synth_speech):
     return out
 
 
+def _second_model(home: Path) -> str | None:
+    """A tiny SenseVoice (tests/tiny_models.py, built in a second) beside the bundled
+    Whisper, so the model selector has two models to offer; None without sherpa-onnx."""
+    try:
+        import onnx  # noqa: F401
+        import sherpa_onnx  # noqa: F401
+    except ImportError:
+        return None
+    import tiny_models as tm
+
+    tm.sense_voice(home / "models" / "sensevoice")
+    return "sensevoice"
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = Server(tmp_path_factory.mktemp("home")).start()
+    home = tmp_path_factory.mktemp("home")
+    second = _second_model(home)
+    srv = Server(home).start()
+    srv.second_model = second  # type: ignore[attr-defined]
     yield srv
     srv.stop()
+
+
+@pytest.fixture
+def sensevoice(server) -> str:
+    if not server.second_model:
+        pytest.skip("sherpa-onnx / onnx not installed: the server has one model")
+    return server.second_model
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +242,55 @@ def test_recognise_file_shows_text_player_and_downloads(page, recognise_wav):
     shot(page, "recognise")
 
 
+@pytest.mark.eval
+def test_recognise_split_call_labels_each_channel(page, server, corpus_dir, tmp_path):
+    """A stereo call with channels "Split by channel": each segment shows its channel's
+    label, the Mandarin speaker on CH1 and the English one on CH2, in Recognise and in
+    the history; the control is on Batch too, and speaks Chinese in the Chinese UI."""
+    from helpers import write_call
+
+    call = tmp_path / "hotline-call.wav"
+    write_call(corpus_dir, call)
+    page.goto(page.base + "/ui/#recognise")
+    assert page.locator("#rec-channels option").all_inner_texts() == ["Mix", "Split by channel"]
+    assert page.locator("#rec-channels").input_value() == "mix"
+    page.set_input_files("#rec-file", str(call))
+    page.select_option("#rec-channels", "split")
+    page.click("#rec-submit")
+    page.wait_for_selector(".result .segment", timeout=120_000)
+    segments = page.locator(".result .segment .seg-text")
+    labels = page.locator(".result .segment .ch").all_inner_texts()
+    assert labels.count("CH2") >= 1 and labels[0] == "CH1" and labels[-1] == "CH1", labels
+    assert len(labels) == segments.count()
+    for label, text in zip(labels, segments.all_inner_texts(), strict=True):
+        words = text.removeprefix(label)
+        if label == "CH1":
+            assert re.search(r"[\u4e00-\u9fff]", words) and not re.search(r"[A-Za-z]", words), text
+        else:
+            assert "dark suit" in words.lower() and not re.search(r"[\u4e00-\u9fff]", words), text
+    meta = page.locator(".result .meta").inner_text()
+    assert "CH1 Chinese (Mandarin) · CH2 English" in meta and "Split by channel (2)" in meta, meta
+    page.evaluate("document.querySelector('.result details.fulltext').open = true")
+    dialogue = page.locator(".result .fulltext .plain").inner_text().splitlines()
+    assert [line[:4] for line in dialogue] == ["CH1:", "CH2:", "CH1:"], dialogue
+    page.evaluate("document.querySelector('.result details.fulltext').open = false")
+    shot(page, "recognise-split")
+
+    job_id = page.locator(".result").get_attribute("data-job-id")
+    page.goto(page.base + f"/ui/#history/{job_id}")
+    page.wait_for_selector("#hist-detail .result .segment .ch")
+    assert page.locator("#hist-detail .segment .ch").all_inner_texts() == labels
+    page.goto(page.base + "/ui/#batch")
+    assert page.locator("#batch-channels option").all_inner_texts() == ["Mix", "Split by channel"]
+    page.click("#lang-switch")
+    assert page.locator("#batch-channels option").all_inner_texts() == ["混合", "分声道"]
+    page.goto(page.base + f"/ui/#history/{job_id}")
+    page.wait_for_selector("#hist-detail .result .segment .ch")
+    assert page.locator("#hist-detail .segment .ch").all_inner_texts() == labels  # the same labels in Chinese
+    assert "分声道 (2)" in page.locator("#hist-detail .meta").inner_text()
+    page.click("#lang-switch")
+
+
 def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     page.goto(page.base + "/ui/#batch")
     page.select_option("#batch-options select[name=language]", "en")
@@ -315,6 +389,18 @@ def test_vad_page_draws_segments(page, files):
         for (let i = 0; i < d.length; i += 4) if (d[i] === 37 && d[i+1] === 99 && d[i+2] === 235) n++; return n; }""")
     assert blue > 100
     shot(page, "vad")
+
+
+def test_every_ui_module_is_served_as_javascript(server):
+    """Browsers run an ES module only when it comes as JavaScript: the page modules in
+    web/lib/ and web/pages/ too."""
+    web = ROOT / "tingxie" / "web"
+    modules = sorted(p.relative_to(web).as_posix() for p in web.rglob("*.js"))
+    assert "pages/recognise.js" in modules and "lib/api.js" in modules, modules
+    for m in modules:
+        r = httpx.get(f"{server.url}/ui/{m}", timeout=10)
+        assert r.status_code == 200, m
+        assert r.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript"), (m, r.headers)
 
 
 def test_docs_render_on_an_offline_network(browser, server):
@@ -450,6 +536,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     assert note.is_visible() and "500" in note.inner_text()
     page.set_input_files("#rec-file", str(recognise_wav))
     page.fill("#rec-options input[name=hotwords]", "greasy  wash")  # spaces separate words too
+    page.wait_for_selector("#rec-options[data-models=loaded]")
     shot(page, "recognise-vad-carried")
     page.click("#rec-submit")
     page.wait_for_function("/^#recognise\\/[\\w-]+/.test(location.hash)")
@@ -493,6 +580,114 @@ def test_realtime_dictation_from_fake_microphone(page, server):
     text = page.locator("#rt-transcript").inner_text().lower()
     assert "window" in text and "office" in text, text
     assert not page.locator("#rt-error").is_visible(), page.locator("#rt-error").inner_text()
+
+
+def _options(select) -> list[str]:
+    return select.locator("option").evaluate_all("os => os.map(o => o.value)")
+
+
+def test_model_selector_offers_only_what_the_chosen_model_can_do(page, server, sensevoice):
+    served = [m["id"] for m in httpx.get(server.url + "/api/models", timeout=10).json()["models"]]
+    assert set(served) == {"whisper-base", sensevoice}
+    page.goto(page.base + "/ui/#recognise")
+    form = page.locator("#rec-options")
+    page.wait_for_selector("#rec-options[data-models=loaded]")
+    model, langs = page.locator("#rec-model"), form.locator("select[name=language]")
+    assert _options(model) == served and model.input_value() == "whisper-base"  # the server's default
+    # Whisper: French but no Cantonese; hotwords and translation offered
+    assert "fr" in _options(langs) and "yue" not in _options(langs)
+    hotwords, translate = form.locator("input[name=hotwords]"), form.locator("input[name=translate]")
+    assert hotwords.is_visible() and translate.is_visible()
+    assert "translates" in form.locator(".model-info").inner_text()
+
+    page.select_option("#rec-model", sensevoice)
+    assert _options(langs) == ["auto", "zh", "en", "yue", "ja", "ko"]  # SenseVoice's languages
+    assert not hotwords.is_visible() and not translate.is_visible()  # it has neither
+    assert form.locator("input[name=word_timestamps]").is_visible()  # but word times
+    assert form.locator(".model-info").inner_text().startswith("sensevoice")
+    shot(page, "recognise-model")
+    _zh(page, "#recognise")  # the choice is remembered; the page in Chinese
+    page.wait_for_selector("#rec-options[data-models=loaded]")
+    assert page.locator("#rec-model").input_value() == sensevoice
+    assert form.locator("select[name=language] option[value=yue]").inner_text() == "粤语"
+    assert "情感与事件标签" in form.locator(".model-info").inner_text()
+    shot(page, "recognise-model-zh")
+    page.evaluate("localStorage.setItem('tingxie.lang', 'en')")
+
+    # Batch and Real-time have the selector too, each with its own remembered choice
+    page.goto(page.base + "/ui/#batch")
+    page.reload()  # the same document until reloaded: back in English
+    page.wait_for_selector("#batch-options[data-models=loaded]")
+    assert _options(page.locator("#batch-model")) == served
+    assert page.locator("#batch-model").input_value() == "whisper-base"
+    page.select_option("#batch-model", sensevoice)
+    assert "fr" not in _options(page.locator("#batch-options select[name=language]"))
+    assert not page.locator("#batch-options input[name=hotwords]").is_visible()
+    page.goto(page.base + "/ui/#realtime")
+    page.wait_for_selector(".rt-controls[data-models=loaded]")
+    assert _options(page.locator("#rt-model")) == served
+    assert "yue" not in _options(page.locator("#rt-language"))
+    page.select_option("#rt-model", sensevoice)
+    assert "yue" in _options(page.locator("#rt-language"))
+
+
+def test_the_chosen_model_transcribes(page, server, sensevoice, recognise_wav, files):
+    """SenseVoice (tiny) writes "hello world." for English whatever it hears, so its text
+    tells it from Whisper's; the result and the stored job name the model."""
+    page.goto(page.base + "/ui/#recognise")
+    page.wait_for_selector("#rec-options[data-models=loaded]")
+    page.select_option("#rec-model", sensevoice)
+    page.select_option("#rec-options select[name=language]", "en")
+    page.set_input_files("#rec-file", str(recognise_wav))
+    page.click("#rec-submit")
+    page.wait_for_selector(".result .segment", timeout=90_000)
+    text = page.locator(".result .segments").inner_text().lower()
+    assert "hello world" in text and "suit" not in text, text
+    assert "Model\nsensevoice" in page.locator(".result .meta").inner_text()
+    job_id = page.evaluate("location.hash.split('/')[1]")
+    assert httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()["model"] == sensevoice
+
+    # Batch: the row's job ran on the chosen model
+    page.goto(page.base + "/ui/#batch")
+    page.wait_for_selector("#batch-options[data-models=loaded]")
+    page.select_option("#batch-model", sensevoice)
+    page.select_option("#batch-options select[name=language]", "en")
+    page.set_input_files("#batch-files", [str(files["batch0"])])
+    page.wait_for_selector("#batch-table tbody tr[data-state=done]", timeout=60_000)
+    job_id = page.locator("#batch-table tbody tr[data-state=done] a").get_attribute("href").split("/")[1]
+    job = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()
+    assert job["model"] == sensevoice and "hello world" in job["result"]["text"].lower(), job
+
+
+def test_realtime_uses_the_chosen_model(page, server, sensevoice):
+    if not (ROOT / "tingxie" / "server" / "stream_api.py").exists():
+        pytest.skip("the real-time lane (tingxie/server/stream_api.py) is not part of this build")
+    sessions: list[str] = []
+
+    def watch(ws):
+        def frame(data):
+            if isinstance(data, str) and '"ready"' in data:
+                sessions.append(json.loads(data)["session_id"])
+
+        ws.on("framereceived", frame)
+
+    page.on("websocket", watch)
+    page.goto(page.base + "/ui/#realtime")
+    page.wait_for_selector(".rt-controls[data-models=loaded]")
+    page.select_option("#rt-model", sensevoice)
+    page.select_option("#rt-language", "en")
+    page.click("#rt-start")
+    page.wait_for_selector("#rt-status.live", timeout=30_000)
+    assert page.locator("#rt-model").is_disabled()  # a session keeps its model
+    page.wait_for_function(
+        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /hello world/i.test(p.innerText))",
+        timeout=60_000,
+    )
+    page.click("#rt-stop")
+    page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
+    assert sessions, "no ready message on the WebSocket"
+    job = httpx.get(f"{server.url}/api/jobs/{sessions[-1]}", timeout=10).json()
+    assert job["model"] == sensevoice, job
 
 
 def test_narrow_window_keeps_navigation_usable(page):

@@ -58,6 +58,9 @@ MIN_DAMAGED_S = 0.1
 _SHORT_FRACTION, _SHORT_SLACK_S = 0.9, 1.0
 # Decoded audio is handed on in pieces of about this many seconds.
 CHUNK_S = 30.0
+# channels=split transcribes each channel on its own, up to this many (7.1 surround);
+# a file with more is refused rather than costing one transcription per channel.
+MAX_CHANNELS = 8
 
 
 class AudioTooLong(AudioError):
@@ -100,11 +103,10 @@ def decode(
     inputs should rather go through `decode_chunks`, which holds one chunk at a time.
     """
     report = report if report is not None else DecodeReport()
-    buf: _Growable | None = None
+    buf: Growable | None = None
     for chunk in decode_chunks(source, sample_rate, report, max_seconds):
         if buf is None:
-            reserve = report.declared if report.declared > 0 else _UNKNOWN_DURATION_S
-            buf = _Growable(int(min(reserve, _MAX_RESERVE_S) * sample_rate * 1.01) + sample_rate)
+            buf = Growable.reserved(report, sample_rate)
         buf.extend(chunk)
     assert buf is not None  # decode_chunks raises when nothing was decoded
     return buf.finish()
@@ -116,9 +118,12 @@ def decode_chunks(
     report: DecodeReport | None = None,
     max_seconds: float = 0.0,
     chunk_s: float = CHUNK_S,
+    split: bool = False,
 ) -> Iterator[np.ndarray]:
     """Decode the first audio stream as consecutive mono float32 chunks of about
-    `chunk_s` seconds, so memory does not grow with the file's length.
+    `chunk_s` seconds, so memory does not grow with the file's length. With `split`,
+    the channels are kept apart: each chunk has shape (channels, samples), the channels
+    those of the first frame (at most MAX_CHANNELS, else AudioError).
 
     Damaged packets are skipped (the rest is kept) and counted in `report`; a file
     that states a duration above `max_seconds` (0 = no limit) is refused before
@@ -134,6 +139,7 @@ def decode_chunks(
             raise AudioTooLong(too_long(stated, max_seconds))
         resampler: av.AudioResampler | None = None
         setup: tuple[str, str, int] | None = None
+        layout = "mono"
         parts: list[np.ndarray] = []
         held = total = 0
         for frame in _frames(container, stream):
@@ -145,25 +151,26 @@ def decode_chunks(
             if resampler is None or key != setup:  # first frame, or parameters changed mid-stream: drain, start anew
                 if resampler is not None:
                     out += resampler.resample(None)
-                resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+                elif split:
+                    layout = _split_layout(frame)
+                resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
                 setup = key
             frame.pts = None  # timestamps of damaged streams are often wrong; unused
             out += resampler.resample(frame)
             for f in out:
-                a = f.to_ndarray().reshape(-1)
-                parts.append(a)
-                held += a.size
+                parts.append(f.to_ndarray())  # (channels, samples)
+                held += parts[-1].shape[1]
             if held >= want:
                 total += held
                 report.decoded = total / sample_rate
                 if max_seconds > 0 and report.decoded > max_seconds:
                     raise AudioTooLong(too_long(report.decoded, max_seconds, at_least=True))
-                yield np.concatenate(parts)
+                yield _joined(parts, split)
                 parts, held = [], 0
         if resampler is not None:
             for f in resampler.resample(None):
-                parts.append(f.to_ndarray().reshape(-1))
-                held += parts[-1].size
+                parts.append(f.to_ndarray())
+                held += parts[-1].shape[1]
         del resampler
     # Older PyAV left resampler graphs in reference cycles that piled up on a
     # long-running server (faster-whisper issue #390). av 18 showed no growth over
@@ -185,17 +192,35 @@ def decode_chunks(
     if report.warning:
         log.warning("%s", report.warning)
     if held:
-        yield np.concatenate(parts)
+        yield _joined(parts, split)
 
 
-def check_duration(source: Source, max_seconds: float) -> float:
+def _joined(parts: list[np.ndarray], split: bool) -> np.ndarray:
+    joined = np.concatenate(parts, axis=1)
+    return joined if split else joined[0]
+
+
+def _split_layout(frame: av.AudioFrame) -> str:
+    """The layout that keeps `frame`'s channels apart; too many are refused."""
+    n = len(frame.layout.channels)
+    if n > MAX_CHANNELS:
+        raise AudioError(f"has {n} channels; channels=split takes at most {MAX_CHANNELS}")
+    return frame.layout.name
+
+
+def check_duration(source: Source, max_seconds: float, split: bool = False) -> float:
     """Cheaply (headers, or a demux pass) find the audio's duration before accepting
-    it; raise AudioTooLong over `max_seconds` (0 = no limit). Returns the duration
-    (0.0 when unknown; decoding then enforces the limit)."""
-    seconds = probe(source).duration
-    if max_seconds > 0 and seconds > max_seconds:
-        raise AudioTooLong(too_long(seconds, max_seconds))
-    return seconds
+    it; raise AudioTooLong over `max_seconds` (0 = no limit). Returns the seconds of
+    audio to transcribe (0.0 when unknown; decoding then enforces the limit)."""
+    info = probe(source)
+    if max_seconds > 0 and info.duration > max_seconds:
+        raise AudioTooLong(too_long(info.duration, max_seconds))
+    return audio_seconds(info, split)
+
+
+def audio_seconds(info: AudioInfo, split: bool) -> float:
+    """Seconds of audio a transcription handles: split into channels, each counts."""
+    return info.duration * (min(max(info.channels, 1), MAX_CHANNELS) if split else 1)
 
 
 def too_long(seconds: float, limit: float, at_least: bool = False) -> str:
@@ -318,13 +343,19 @@ class SparseAudio:
         return out if out is not None else np.zeros(max(hi - lo, 0), np.float32)
 
 
-class _Growable:
+class Growable:
     """A float32 buffer grown with realloc (ndarray.resize), which large allocations
     satisfy by remapping pages, so growing never holds two copies at once."""
 
     def __init__(self, capacity: int) -> None:
         self.data = np.empty(max(capacity, 1), dtype=np.float32)
         self.n = 0
+
+    @classmethod
+    def reserved(cls, report: DecodeReport, sample_rate: int = SAMPLE_RATE) -> Growable:
+        """Sized once from the duration the container states (known once decoding began)."""
+        reserve = report.declared if report.declared > 0 else _UNKNOWN_DURATION_S
+        return cls(int(min(reserve, _MAX_RESERVE_S) * sample_rate * 1.01) + sample_rate)
 
     def extend(self, a: np.ndarray) -> None:
         need = self.n + a.size

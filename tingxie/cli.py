@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import __version__, cli_server, request
 from .settings import from_overrides
-from .types import DecodeOptions, OptionsError, TextOptions, TingxieError, VadOptions
+from .types import OptionsError, TingxieError
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
@@ -21,11 +21,6 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="max windows per batch (default: 4 on CPU, 16 on GPU)")
     g.add_argument("--instances", type=int, help="model instances per device (default: one per core on CPU, 1 on GPU)")
     g.add_argument("--threads-per-instance", type=int, help="CPU threads per instance (default: cores / instances)")
-
-
-def options_from_args(args: argparse.Namespace) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
-    """Validate and build pipeline options; raises OptionsError before any work."""
-    return request.from_cli(args).pipeline()
 
 
 def _output_names(files: list[str], out_dir: Path, ext: str) -> list[Path]:
@@ -53,7 +48,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
-    decode, vad, text = options_from_args(args)
+    opts = request.from_cli(args)  # raises OptionsError before any work
+    decode, vad, text = opts.pipeline()
     settings = from_overrides(args)
     manager = ModelManager(settings)
     sched = manager.scheduler(settings.model)
@@ -93,7 +89,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         advance(i, shown[i] + delta)
 
     try:
-        for outcome in transcribe_many(list(args.files), sched, decode, vad, text, on_progress=progress):
+        for outcome in transcribe_many(
+            list(args.files), sched, decode, vad, text, on_progress=progress, channels=opts.channels
+        ):
             name = args.files[outcome.index]
             advance(outcome.index, durations[outcome.index])  # a failed or shorter-than-probed file counts as done
             if outcome.transcript is not None:

@@ -91,9 +91,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = from_overrides(args)
     if args.max_batch_wait_ms is not None:
         settings.max_batch_wait_ms = args.max_batch_wait_ms
-    if args.serial:
-        settings.serial = True
-    if settings.serial:
+    if args.pipeline is not None:
+        settings.pipeline = args.pipeline
+    if settings.pipeline == "reference":
         settings.instances, settings.batch_size = 1, 1
     addrs = bind_addresses(settings.host, settings.port)
     store = Store(settings.db_url)
@@ -116,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     c = manager.choice
     print(
         f"tingxie serving on http://{settings.host}:{settings.port} — device {c.label} ({c.compute_type}), "
-        f"{c.instances} instance(s), batch ≤ {c.batch_size}{', serial reference mode' if settings.serial else ''}; data in {settings.home}",
+        f"{c.instances} instance(s), batch ≤ {c.batch_size}{', reference pipeline' if settings.pipeline == 'reference' else ''}; data in {settings.home}",
         flush=True,
     )
     config = uvicorn.Config(
@@ -174,10 +174,11 @@ def add_commands(sub, add_engine_args) -> None:
         "--max-batch-wait-ms", type=float, default=None, help="how long a batch waits for company (default 5)"
     )
     s.add_argument(
-        "--serial",
-        action="store_true",
-        help="for comparison: serve like the reference system, one request at a time through faster-whisper's "
-        "sequential transcribe (beam 5, VAD); implies --instances 1 --batch-size 1",
+        "--pipeline",
+        choices=("tingxie", "reference"),
+        help="tingxie (default), or for comparison reference: serve like the reference system, one request at a "
+        "time through faster-whisper's sequential transcribe (beam 5, VAD); implies --instances 1 --batch-size 1 "
+        "(env TINGXIE_PIPELINE)",
     )
     add_engine_args(s)
     s.set_defaults(func=cmd_serve)

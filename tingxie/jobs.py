@@ -24,7 +24,7 @@ from .manager import ModelManager
 from .request import TranscriptionOptions
 from .scheduler import BATCH
 from .transcribe import transcribe
-from .types import AudioError, OptionsError
+from .types import AudioError, OptionsError, Transcript
 
 if TYPE_CHECKING:
     from .store import Store
@@ -36,9 +36,25 @@ class PermanentError(Exception):
     """The job can never succeed (bad audio, bad options): fail it, do not retry."""
 
 
-def job_options(opts: dict):
-    """Stored job options → pipeline options (validated again: stored data may be old)."""
-    return TranscriptionOptions.parse(opts).pipeline()
+def finish_with(store: Store, job_id: str, t: Transcript) -> bool:
+    """Store `t` as the job's result, once (False when the job was already finished,
+    cancelled or deleted: see Store.finish_job)."""
+    return store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+
+
+def open_sync_job(store: Store, job_id: str, worker: str, **fields: Any) -> None:
+    """The history row of a synchronous transcription (an OpenAI-style request, a
+    real-time session): created and at once claimed by `worker`, so it is running and
+    never queued (no queue picks it up) until `finish_with` stores the result."""
+    store.create_job(id=job_id, **fields)
+    store.claim_job(job_id, worker)
+
+
+def record_sync_result(store: Store, job_id: str, worker: str, t: Transcript, **fields: Any) -> None:
+    """A synchronous result that exists before its row (a finished real-time session):
+    the same row as `open_sync_job` + `finish_with`, in one go."""
+    open_sync_job(store, job_id, worker, **fields)
+    finish_with(store, job_id, t)
 
 
 def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: bool = True) -> str:
@@ -51,7 +67,8 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
     if job is None:
         return "deleted"
     try:
-        decode, vad, text = job_options(job.get("options") or {})
+        opts = TranscriptionOptions.parse(job.get("options") or {})  # validated again: stored data may be old
+        decode, vad, text = opts.pipeline()
         if not job.get("audio_path") or not Path(job["audio_path"]).exists():
             raise PermanentError("audio file is missing from storage")
         sched = manager.scheduler(job.get("model") or None)
@@ -64,14 +81,24 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
                 store.set_progress(job_id, done / total if total else 1.0)
 
         owner = job.get("batch_id") or job_id
-        t = transcribe(job["audio_path"], sched, decode, vad, text, lane=BATCH, owner=owner, on_progress=progress)
+        t = transcribe(
+            job["audio_path"],
+            sched,
+            decode,
+            vad,
+            text,
+            lane=BATCH,
+            owner=owner,
+            on_progress=progress,
+            channels=opts.channels,
+        )
     except (AudioError, OptionsError, PermanentError) as e:
         # name the file as the user uploaded it, not by its storage path or name
         reason = user_error(e, job.get("audio_path"), job.get("filename"))
         store.fail_job(job_id, reason)
         log.info("job %s failed: %s", job_id, type(e).__name__)
         return "failed"
-    if store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time):
+    if finish_with(store, job_id, t):
         return "done"
     current = store.get_job(job_id)
     return current["state"] if current else "deleted"

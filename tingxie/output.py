@@ -3,6 +3,10 @@
 Subtitle players show a cue as one or two lines for a few seconds, so long segments are
 split into several cues (at punctuation where possible) and each cue gets its share of
 the segment's time, following word timestamps when the segment has them.
+
+A result split by channel (channels=split) labels each cue with its channel, "CH1: …",
+and VTT also names it as the cue's voice (`<v CH1>`), which players do not show but
+tools read; TXT is the transcript's dialogue text, one labelled line per turn.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tingxie.text import is_cjk
-from tingxie.types import OptionsError, Segment, Transcript
+from tingxie.types import OptionsError, Segment, Transcript, channel_label
 
 FORMATS = ("txt", "json", "srt", "vtt")
 EXTENSIONS = {"txt": "txt", "json": "json", "srt": "srt", "vtt": "vtt"}  # file name ending, no dot
@@ -29,6 +33,11 @@ class Cue:
     start: float
     end: float
     text: str
+    channel: int | None = None  # channels=split
+
+    @property
+    def labelled(self) -> str:
+        return f"{channel_label(self.channel)}: {self.text}" if self.channel else self.text
 
 
 def to_txt(t: Transcript) -> str:
@@ -44,7 +53,7 @@ def to_json(t: Transcript) -> str:
 def to_srt(t: Transcript) -> str:
     """SubRip: numbered cues from 1, times as 00:01:02,345."""
     blocks = [
-        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{c.text}\n"
+        f"{i}\n{_timestamp(c.start, ',')} --> {_timestamp(c.end, ',')}\n{c.labelled}\n"
         for i, c in enumerate(cues(t), start=1)
     ]
     return "\n".join(blocks)
@@ -52,7 +61,10 @@ def to_srt(t: Transcript) -> str:
 
 def to_vtt(t: Transcript) -> str:
     """WebVTT: header, times as 00:01:02.345, text escaped (&, <, > are markup there)."""
-    blocks = [f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_vtt_escape(c.text)}\n" for c in cues(t)]
+    blocks = [
+        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{_voice(c)}{_vtt_escape(c.labelled)}\n"
+        for c in cues(t)
+    ]
     return "\n".join(["WEBVTT\n", *blocks])
 
 
@@ -80,6 +92,10 @@ def _timestamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def _voice(c: Cue) -> str:
+    return f"<v {channel_label(c.channel)}>" if c.channel else ""
+
+
 def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -89,12 +105,11 @@ def _vtt_escape(text: str) -> str:
 
 def cues(t: Transcript) -> list[Cue]:
     """Subtitle cues of the whole transcript, in time order, none empty."""
-    cjk = is_cjk(t.language)
     out: list[Cue] = []
     for seg in t.segments:
         text = " ".join(seg.text.split())
         if text:
-            out += _segment_cues(seg, text, cjk)
+            out += _segment_cues(seg, text, is_cjk(t.language_of(seg.channel)))
     return out
 
 
@@ -103,7 +118,7 @@ def _segment_cues(seg: Segment, text: str, cjk: bool) -> list[Cue]:
     limit = MAX_CUE_CHARS_CJK if cjk else MAX_CUE_CHARS
     pieces_needed = max(math.ceil(len(text) / limit), math.ceil((end - start) / MAX_CUE_SECONDS), 1)
     if pieces_needed == 1:
-        return [Cue(start, end, text)]
+        return [Cue(start, end, text, seg.channel)]
     target = min(limit, max(1, math.ceil(len(text) / pieces_needed)))
     pieces = _pack(_clauses(text, cjk), target, cjk)
     time_at = _clock(seg, start, end)
@@ -111,7 +126,7 @@ def _segment_cues(seg: Segment, text: str, cjk: bool) -> list[Cue]:
     for piece in pieces:
         a = time_at(done / len(text))
         done += len(piece)
-        out.append(Cue(a, time_at(done / len(text)), piece.strip()))
+        out.append(Cue(a, time_at(done / len(text)), piece.strip(), seg.channel))
     return [c for c in out if c.text]
 
 

@@ -83,6 +83,11 @@ class TranscriptionOptions(_Common):
         description="text that precedes the audio",
     )
     word_timestamps: bool = Field(False, description="a start and end time for every word")
+    channels: Literal["mix", "split"] = Field(
+        "mix",
+        description="split: each channel on its own (call recordings: agent and customer),"
+        " segments labelled CH1, CH2… in time order; mix: mixed down to one",
+    )
     temperature: float = Field(
         0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)"
     )

@@ -31,6 +31,14 @@ LANES = (INTERACTIVE, PARTIAL, BATCH)  # served in this order
 INTERACTIVE_BATCH_AUDIO_S = 30.0
 
 
+def work_in_flight(batch_size: int, instances: int) -> int:
+    """How many files or jobs to work on at once so that every instance finds a batch
+    waiting: two batches' worth per instance (one decoding while the next gathers), at
+    least 2. The local job queue's and a Celery worker's concurrency, and the files
+    transcribe_many keeps open."""
+    return max(2, batch_size * instances * 2)
+
+
 class Overloaded(Exception):
     """The interactive lane is full: the caller should retry later (HTTP 503)."""
 

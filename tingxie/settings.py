@@ -35,9 +35,11 @@ class Settings(BaseSettings):
     batch_size: int = 0  # max windows per batch; 0 = 4 on CPU (measured), 16 on GPU
     max_batch_wait_ms: float = 5.0
     beam_size: int = 5
-    # Reproduce the reference system for comparison: one request at a time, decoded by
-    # faster-whisper's sequential transcribe (engines/reference.py); implies 1 instance, batch 1.
-    serial: bool = False
+    # The recognition pipeline: "tingxie" (windows of every request batched by the
+    # scheduler), or "reference" to reproduce the reference system for comparison: one
+    # request at a time, decoded by faster-whisper's sequential transcribe
+    # (engines/reference.py); `tingxie serve` then runs 1 instance, batch 1.
+    pipeline: Literal["tingxie", "reference"] = "tingxie"
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
     dynamic_frames: bool = True
@@ -101,13 +103,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'tingxie.db'}"
 
     def engine_options(self) -> dict:
-        """What the manager hands every model's loader (`serial` selects the reference
-        pipeline for Whisper, engines/reference.py)."""
+        """What the manager hands every model's loader (`pipeline` "reference" selects
+        the reference pipeline for Whisper, engines/reference.py)."""
         from .options import parse_detect_languages
 
         return {
             "dynamic_frames": self.dynamic_frames,
-            "reference": self.serial,
+            "pipeline": self.pipeline,
             "detect_languages": parse_detect_languages(self.detect_languages),
         }
 

@@ -24,8 +24,19 @@ from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
 from .engines.base import WindowResult, check_options, refine, takes_whole_requests
-from .scheduler import BATCH, Scheduler
-from .types import SAMPLE_RATE, AudioError, DecodeOptions, Segment, SpeechSpan, TextOptions, Transcript, VadOptions
+from .scheduler import BATCH, Scheduler, work_in_flight
+from .types import (
+    SAMPLE_RATE,
+    AudioError,
+    Channel,
+    DecodeOptions,
+    Segment,
+    SpeechSpan,
+    TextOptions,
+    Transcript,
+    VadOptions,
+    channel_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +70,7 @@ def prepare(
     """
     t0 = time.perf_counter()
     report = audio_mod.DecodeReport()
+    probs: np.ndarray | None = None
     if isinstance(source, np.ndarray):
         audio: np.ndarray | audio_mod.SparseAudio = source
         if max_seconds > 0 and len(source) / SAMPLE_RATE > max_seconds:
@@ -74,20 +86,78 @@ def prepare(
         # decode and VAD interleave here; their shares are not told apart
         audio, probs = vad_mod.scan(audio_mod.decode_chunks(source, report=report, max_seconds=max_seconds), vad)
         t1 = time.perf_counter()
+    p = _cut(audio, decode, vad, probs)
+    p.timings = {"decode": t1 - t0, "vad": time.perf_counter() - t1}
+    p.warnings = [report.warning] if report.warning else []
+    return p
+
+
+def _cut(
+    audio: np.ndarray | audio_mod.SparseAudio, decode: DecodeOptions, vad: VadOptions | None, probs: np.ndarray | None
+) -> Prepared:
+    """Decoded audio (and its VAD probabilities) → windows."""
     if vad is None:
         wins = windows_mod.fixed(audio, decode)
     else:
         spans = vad_mod.detect_speech(audio, vad, probs=probs)
         wins = windows_mod.pack(audio, spans, decode, probs=probs)
-    t2 = time.perf_counter()
-    return Prepared(
-        audio,
-        len(audio) / SAMPLE_RATE,
-        wins,
-        sum(w.seconds for w in wins),
-        {"decode": t1 - t0, "vad": t2 - t1},
-        [report.warning] if report.warning else [],
-    )
+    return Prepared(audio, len(audio) / SAMPLE_RATE, wins, sum(w.seconds for w in wins), {})
+
+
+@dataclass
+class PreparedChannels:
+    """channels=split: each channel of one file cut into windows on its own, all from
+    one decoding pass (a scanner per channel keeps only its speech, as `prepare` does)."""
+
+    channels: list[Prepared]  # one per channel; a single one when there is nothing to split
+    duration: float
+    timings: dict[str, float]  # of the shared decoding pass
+    warnings: list[str]  # about the whole file: damage, or why it was not split
+
+
+# Channels no further apart than this (peak difference at full scale 1.0) are one signal
+# stored twice, as many "stereo" recorders do: splitting them would say everything twice.
+SAME_CHANNELS = 1e-3
+
+
+def prepare_channels(
+    source: Source | np.ndarray, decode: DecodeOptions, vad: VadOptions | None, max_seconds: float = 0.0
+) -> PreparedChannels:
+    """`prepare` for channels=split. `source` may be an array of (channels, samples).
+    A file with one channel, or whose channels carry the same audio, is not split, and
+    the result says so."""
+    t0 = time.perf_counter()
+    report = audio_mod.DecodeReport()
+    if isinstance(source, np.ndarray):
+        rows = source.reshape(1, -1) if source.ndim == 1 else source
+        if rows.shape[1] == 0:
+            raise AudioError("contains no audio samples")
+        if max_seconds > 0 and rows.shape[1] / SAMPLE_RATE > max_seconds:
+            raise audio_mod.AudioTooLong(audio_mod.too_long(rows.shape[1] / SAMPLE_RATE, max_seconds))
+        chunks: Iterable[np.ndarray] = [rows]
+    else:
+        chunks = audio_mod.decode_chunks(source, report=report, max_seconds=max_seconds, split=True)
+    sinks: list = []  # per channel: a VAD scanner, or (VAD off) the whole signal
+    same = True
+    for chunk in chunks:
+        if not sinks:
+            sinks = [vad_mod.Scanner(vad) if vad else audio_mod.Growable.reserved(report) for _ in chunk]
+        if same and len(chunk) > 1:
+            same = float(np.max(np.abs(chunk[1:] - chunk[0]))) <= SAME_CHANNELS
+        for sink, row in zip(sinks, chunk, strict=True):
+            (sink.feed if vad else sink.extend)(row)
+    t1 = time.perf_counter()
+    warnings = [report.warning] if report.warning else []
+    if len(sinks) == 1:
+        warnings.append("channels=split: the audio has one channel; transcribed as it is")
+    elif same:
+        warnings.append(f"channels=split: the audio's {len(sinks)} channels are the same; transcribed once")
+        sinks = sinks[:1]
+    parts = []
+    for sink in sinks:
+        audio, probs = sink.finish() if vad else (sink.finish(), None)
+        parts.append(_cut(audio, decode, vad, probs))
+    return PreparedChannels(parts, parts[0].duration, {"decode": t1 - t0, "vad": time.perf_counter() - t1}, warnings)
 
 
 # A stretch of VAD speech this long (seconds) that no segment covers is decoded again.
@@ -168,6 +238,7 @@ def recover(
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
         result.tokens += r.tokens
+        result.decodes += r.decodes
         clean = [s for s in r.segments if not text_mod.junk_reason(s.raw_text, language)]
         good = [s for s in clean if not _repeats_kept(s, kept)]
         for s in good:
@@ -237,9 +308,10 @@ def transcribe(
     lane: str = BATCH,
     owner: str = "",
     on_progress: Progress | None = None,
-    prepared: Prepared | None = None,
+    prepared: Prepared | PreparedChannels | None = None,
     check_capacity: bool = False,
     on_window: Callable[[int, WindowResult], None] | None = None,
+    channels: str = "mix",
 ) -> Transcript:
     """Transcribe one source through the shared scheduler (blocking).
 
@@ -249,19 +321,37 @@ def transcribe(
     With `language=None` the first window is decoded alone to detect the file's
     language, and the rest follow in that language, so one file is never a mix of
     languages picked window by window.
+
+    `channels="split"` (or a PreparedChannels) transcribes each channel on its own;
+    see `_transcribe_split`.
     """
     decode = decode or DecodeOptions()
     text = text or TextOptions()
     t0 = time.perf_counter()
     engine = scheduler.engine
     check_options(engine.spec, decode)  # what the model cannot do is refused before any work
+    if channels == "split" or isinstance(prepared, PreparedChannels):
+        return _transcribe_split(
+            source,
+            scheduler,
+            decode,
+            vad,
+            text,
+            lane,
+            owner,
+            on_progress,
+            prepared if isinstance(prepared, PreparedChannels) else None,
+            check_capacity,
+            on_window,
+        )
     if takes_whole_requests(engine):
         return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
     p = prepared or prepare(source, decode, vad, scheduler.max_audio_s)
     total = len(p.windows)
-    # Files are encoded at Whisper's 30 s in every lane (Window.compact stays False):
-    # own-length encoding made synchronous requests 2–3 points worse in English WER
-    # than the serial baseline (bench/results/english.md).
+    # Files are not compact in any lane (short windows get Whisper's 30 s input; long
+    # ones follow engine.own_length): own-length encoding of short windows made
+    # synchronous requests 2–3 points worse in English WER than the serial baseline
+    # (bench/results/english.md).
     results: list[WindowResult | None] = [None] * total
     language, lang_prob = decode.language or "", 1.0 if decode.language else 0.0
     done = 0
@@ -304,6 +394,8 @@ def transcribe(
     opts = options_record(decode, vad, text)
     opts["stage_seconds"] = {k: round(v, 4) for k, v in stage.items()}
     opts["speech_seconds"] = round(p.speech_seconds, 3)
+    # windows, and windows decoded (fallbacks, continuations, retries add to the first pass)
+    opts["windows"] = {"count": total, "decoded": sum(r.decodes for r in results if r)}
     return Transcript(
         language=language or (decode.language or ""),
         duration=round(p.duration, 3),
@@ -313,6 +405,100 @@ def transcribe(
         model=scheduler.engine.model_id,
         options=opts,
         warnings=list(p.warnings) + no_text_warnings(segments),
+    )
+
+
+def _transcribe_split(
+    source: Source | np.ndarray,
+    scheduler: Scheduler,
+    decode: DecodeOptions,
+    vad: VadOptions | None,
+    text: TextOptions,
+    lane: str,
+    owner: str,
+    on_progress: Progress | None,
+    prepared: PreparedChannels | None,
+    check_capacity: bool,
+    on_window: Callable[[int, WindowResult], None] | None,
+) -> Transcript:
+    """Each channel transcribed as a file of its own (its own language detection,
+    recovery and text stage), all at once, so the channels' windows share the
+    scheduler's batches; then the segments are merged in time order, each labelled
+    with its channel. `on_window` indexes run on across the channels."""
+    t0 = time.perf_counter()
+    whole = takes_whole_requests(scheduler.engine)  # it runs its own VAD, on the whole signal
+    pc = prepared or prepare_channels(source, decode, None if whole else vad, scheduler.max_audio_s)
+    lock = threading.Lock()
+    state = [(0, int(p.duration * 1000) if whole else len(p.windows), 0.0) for p in pc.channels]
+    offsets = [sum(len(p.windows) for p in pc.channels[:k]) for k in range(len(pc.channels))]
+
+    def one(k: int) -> Transcript:
+        def progress(done: int, total: int, seconds: float) -> None:
+            with lock:
+                state[k] = (done, total, seconds)
+                if on_progress:
+                    done, total, secs = (sum(x) for x in zip(*state, strict=True))
+                    on_progress(int(done), int(total), secs)
+
+        def window(i: int, r: WindowResult) -> None:
+            if on_window:
+                on_window(offsets[k] + i, r)
+
+        return transcribe(
+            source,
+            scheduler,
+            decode,
+            vad,
+            text,
+            lane,
+            owner,
+            progress,
+            pc.channels[k],
+            check_capacity and k == 0,
+            window if on_window else None,
+        )
+
+    if whole or len(pc.channels) == 1:  # a whole-request recognizer takes one request at a time
+        parts = [one(k) for k in range(len(pc.channels))]
+    else:
+        with ThreadPoolExecutor(len(pc.channels), thread_name_prefix="tingxie-channel") as pool:
+            parts = list(pool.map(one, range(len(pc.channels))))
+    return _merge_channels(parts, pc, time.perf_counter() - t0 + (sum(pc.timings.values()) if prepared else 0.0))
+
+
+def _merge_channels(parts: list[Transcript], pc: PreparedChannels, seconds: float) -> Transcript:
+    """The channels' transcripts as one: segments in time order, labelled with their
+    channel; the language is that of the channel with the most speech."""
+    split = len(parts) > 1
+    if split:
+        for k, t in enumerate(parts, start=1):
+            for s in t.segments:
+                s.channel = k
+    segments = sorted((s for t in parts for s in t.segments), key=lambda s: (s.start, s.channel or 0))
+    for i, s in enumerate(segments):
+        s.id = i
+    main = max(range(len(parts)), key=lambda k: pc.channels[k].speech_seconds)  # the first on a tie
+    stage = dict(pc.timings)
+    for t in parts:
+        for k, v in t.options.get("stage_seconds", {}).items():
+            stage[k] = stage.get(k, 0.0) + v
+    options = dict(parts[main].options)
+    options["stage_seconds"] = {k: round(v, 4) for k, v in stage.items()}
+    if "speech_seconds" in options:
+        options["speech_seconds"] = round(sum(p.speech_seconds for p in pc.channels), 3)
+    said = [(f"{channel_label(k)}: " if split else "", w) for k, t in enumerate(parts, start=1) for w in t.warnings]
+    return Transcript(
+        language=parts[main].language,
+        duration=round(pc.duration, 3),
+        segments=segments,
+        language_probability=parts[main].language_probability,
+        processing_time=round(seconds, 3),
+        model=parts[main].model,
+        options=options,
+        warnings=pc.warnings + [label + w for label, w in said],
+        channels=[Channel(k, t.language, t.language_probability) for k, t in enumerate(parts, start=1)]
+        if split
+        else [],
     )
 
 
@@ -395,20 +581,24 @@ def transcribe_many(
     on_progress: Callable[[int, float], None] | None = None,
     max_audio_in_memory_s: float = 4 * 3600,
     max_files_in_flight: int | None = None,
+    channels: str = "mix",
 ) -> Iterator[FileOutcome]:
     """Transcribe many files concurrently; yields outcomes as files finish.
 
     `on_progress(file_index, audio_seconds_done_delta)` feeds a progress bar. At most
-    `max_audio_in_memory_s` of decoded audio is held at once (a 2-hour file is ~460 MB).
+    `max_audio_in_memory_s` of decoded audio is held at once (a 2-hour file is ~460 MB;
+    split into channels, each channel counts).
     """
     decode = decode or DecodeOptions()
-    in_flight = max_files_in_flight or max(2, scheduler.max_batch_size * scheduler.instances * 2)
+    in_flight = max_files_in_flight or work_in_flight(scheduler.max_batch_size, scheduler.instances)
     budget = _Budget(max_audio_in_memory_s)
 
     def one(i: int, src: Source) -> FileOutcome:
         try:
             try:
-                need = min(max_audio_in_memory_s, audio_mod.probe(src).duration + 1)
+                need = min(
+                    max_audio_in_memory_s, audio_mod.audio_seconds(audio_mod.probe(src), channels == "split") + 1
+                )
             except Exception:
                 need = 1.0  # let decode() report the real problem
             budget.acquire(need)
@@ -423,9 +613,12 @@ def transcribe_many(
                         on_progress(i, at - last[0])
                     last[0] = at
 
-                p = (
-                    None if takes_whole_requests(scheduler.engine) else prepare(src, decode, vad, scheduler.max_audio_s)
-                )  # it runs its own VAD
+                p: Prepared | PreparedChannels | None = None
+                if channels == "split":  # a whole-request recognizer gets each channel whole
+                    whole = takes_whole_requests(scheduler.engine)
+                    p = prepare_channels(src, decode, None if whole else vad, scheduler.max_audio_s)
+                elif not takes_whole_requests(scheduler.engine):  # it runs its own VAD
+                    p = prepare(src, decode, vad, scheduler.max_audio_s)
                 duration[0] = p.duration if p else need - 1
                 t = transcribe(
                     src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p

@@ -106,6 +106,23 @@ class Segment:
     # "script", "loop": why the model's first text here was taken for junk
     flags: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
+    channel: int | None = None  # channels=split: the file's channel (1-based) this was said on
+
+
+def channel_label(channel: int) -> str:
+    """How a channel is named in text, subtitles and the UI: CH1, CH2… Language-neutral
+    on purpose: the same in a Chinese and an English transcript or UI."""
+    return f"CH{channel}"
+
+
+@dataclass
+class Channel:
+    """One channel of a channels=split result, transcribed on its own (so in its own
+    language when none was given)."""
+
+    channel: int  # 1-based
+    language: str
+    language_probability: float = 0.0
 
 
 @dataclass
@@ -123,11 +140,27 @@ class Transcript:
     # text (its segment is flagged "no_text"), or a damaged file only partly decoded;
     # counted as `warning_count` in json.
     warnings: list[str] = field(default_factory=list)
+    # channels=split: one entry per channel, and every segment names its channel;
+    # empty when the channels were mixed down
+    channels: list[Channel] = field(default_factory=list)
 
     @property
     def text(self) -> str:
-        sep = "" if self.language in ("zh", "ja", "yue") else " "
-        return sep.join(s.text.strip() for s in self.segments if s.text.strip())
+        """The whole text; for split channels a dialogue: one line per turn, each
+        starting with its channel's label ("CH1: …")."""
+        said = [s for s in self.segments if s.text.strip()]
+        if not self.channels:
+            return _sep(self.language).join(s.text.strip() for s in said)
+        turns: list[tuple[int | None, list[str]]] = []
+        for s in said:
+            if not turns or turns[-1][0] != s.channel:
+                turns.append((s.channel, []))
+            turns[-1][1].append(s.text.strip())
+        return "\n".join(f"{channel_label(c or 0)}: {_sep(self.language_of(c)).join(texts)}" for c, texts in turns)
+
+    def language_of(self, channel: int | None) -> str:
+        """The language of one channel's text (the file's when mixed)."""
+        return next((c.language for c in self.channels if c.channel == channel), self.language)
 
     @property
     def rtf(self) -> float:
@@ -135,6 +168,10 @@ class Transcript:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if not self.channels:  # a mixed result reads as it did before channels existed
+            del d["channels"]
+            for s in d["segments"]:
+                s.pop("channel", None)
         d["text"] = self.text
         d["rtf"] = round(self.rtf, 4)
         d["warning_count"] = len(self.warnings)
@@ -156,4 +193,9 @@ class Transcript:
             model=d.get("model", ""),
             options=d.get("options", {}),
             warnings=list(d.get("warnings", [])),
+            channels=[Channel(**c) for c in d.get("channels", [])],
         )
+
+
+def _sep(language: str) -> str:
+    return "" if language in ("zh", "ja", "yue") else " "

@@ -113,64 +113,82 @@ def scan(chunks: Iterable[np.ndarray], opts: VadOptions | None = None) -> tuple[
 
     The probabilities equal `speech_probabilities` on the whole file (the model's
     state is carried across chunks), so `detect_speech(audio, opts, probs)` gives the
-    same spans as on the full array. Only frames within `margin` of a frame at or
-    above the hysteresis' lower threshold are kept: every padded span lies inside
-    that (inside a span, quiet runs are shorter than min_silence, and the span's
-    edges are padded by speech_pad), so silence costs no memory however long it is.
+    same spans as on the full array. See `Scanner` for what is kept.
     """
-    opts = opts or VadOptions()
-    _check(opts)
-    low = max(opts.threshold - 0.15, 0.01)
-    margin = -(-(opts.min_silence_ms + opts.speech_pad_ms) * SAMPLE_RATE // 1000 // FRAME) + 2  # frames
-    model = _Model()
-    kept = SparseAudio()
-    probs: list[np.ndarray] = []
-    active = np.zeros(0, bool)  # per frame from `abase` on: loud enough to keep near
-    abase = 0
-    hold = np.zeros(0, np.float32)  # audio from frame `done` (undecided) to `position`
-    done = position = frames = 0
+    scanner = Scanner(opts)
+    for chunk in chunks:
+        scanner.feed(chunk)
+    return scanner.finish()
 
-    def decide(upto: int) -> None:
+
+class Scanner:
+    """`scan` fed one chunk at a time, so one decoding pass can feed several signals
+    (the channels of a call recording) each to its own scanner.
+
+    Only frames within `margin` of a frame at or above the hysteresis' lower threshold
+    are kept: every padded span lies inside that (inside a span, quiet runs are shorter
+    than min_silence, and the span's edges are padded by speech_pad), so silence costs
+    no memory however long it is.
+    """
+
+    def __init__(self, opts: VadOptions | None = None) -> None:
+        opts = opts or VadOptions()
+        _check(opts)
+        self.low = max(opts.threshold - 0.15, 0.01)
+        self.margin = -(-(opts.min_silence_ms + opts.speech_pad_ms) * SAMPLE_RATE // 1000 // FRAME) + 2  # frames
+        self.model = _Model()
+        self.kept = SparseAudio()
+        self.probs: list[np.ndarray] = []
+        self.active = np.zeros(0, bool)  # per frame from `abase` on: loud enough to keep near
+        self.abase = 0
+        self.hold = np.zeros(0, np.float32)  # audio from frame `done` (undecided) to `position`
+        self.done = self.position = self.frames = 0
+
+    def _decide(self, upto: int) -> None:
         """Keep or drop frames [done, upto); frames up to `upto + margin` are known."""
-        nonlocal active, abase, hold, done
-        if upto <= done:
+        if upto <= self.done:
             return
+        done, margin, active = self.done, self.margin, self.active
         k = np.arange(done, upto)
         sums = np.concatenate([[0], np.cumsum(active)])
-        lo = np.clip(k - margin - abase, 0, active.size)
-        hi = np.clip(k + margin + 1 - abase, 0, active.size)
+        lo = np.clip(k - margin - self.abase, 0, active.size)
+        hi = np.clip(k + margin + 1 - self.abase, 0, active.size)
         keep = (sums[hi] > sums[lo]).astype(np.int8)
         edges = np.flatnonzero(np.diff(np.concatenate([[0], keep, [0]])))
         for a, b in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=False):
-            kept.keep((done + a) * FRAME, hold[a * FRAME : b * FRAME])
-        hold = hold[(upto - done) * FRAME :].copy()
-        done = upto
-        base = max(0, done - margin)
-        active, abase = active[base - abase :], base
+            self.kept.keep((done + a) * FRAME, self.hold[a * FRAME : b * FRAME])
+        self.hold = self.hold[(upto - done) * FRAME :].copy()
+        self.done = upto
+        base = max(0, upto - margin)
+        self.active, self.abase = active[base - self.abase :], base
 
-    for chunk in chunks:
+    def _run(self, frames: np.ndarray) -> None:
+        p = self.model.run(frames)
+        self.probs.append(p)
+        self.active = np.concatenate([self.active, p >= self.low])
+
+    def feed(self, chunk: np.ndarray) -> None:
         x = np.asarray(chunk, dtype=np.float32).reshape(-1)
-        hold = np.concatenate([hold, x])
-        position += x.size
-        whole = position // FRAME
-        if whole > frames:
-            start = (frames - done) * FRAME
-            p = model.run(hold[start : start + (whole - frames) * FRAME].reshape(-1, FRAME))
-            probs.append(p)
-            active = np.concatenate([active, p >= low])
-            frames = whole
-        decide(max(done, frames - margin))
-    if position % FRAME:
-        last = np.zeros((1, FRAME), np.float32)
-        tail = hold[(frames - done) * FRAME :]
-        last[0, : tail.size] = tail
-        p = model.run(last)
-        probs.append(p)
-        active = np.concatenate([active, p >= low])
-        frames += 1
-    decide(frames)
-    kept.length = position
-    return kept, (np.concatenate(probs) if probs else np.zeros(0, np.float32))
+        self.hold = np.concatenate([self.hold, x])
+        self.position += x.size
+        whole = self.position // FRAME
+        if whole > self.frames:
+            start = (self.frames - self.done) * FRAME
+            self._run(self.hold[start : start + (whole - self.frames) * FRAME].reshape(-1, FRAME))
+            self.frames = whole
+        self._decide(max(self.done, self.frames - self.margin))
+
+    def finish(self) -> tuple[SparseAudio, np.ndarray]:
+        """The kept audio and the per-frame probabilities (a final partial frame is zero-padded)."""
+        if self.position % FRAME:
+            last = np.zeros((1, FRAME), np.float32)
+            tail = self.hold[(self.frames - self.done) * FRAME :]
+            last[0, : tail.size] = tail
+            self._run(last)
+            self.frames += 1
+        self._decide(self.frames)
+        self.kept.length = self.position
+        return self.kept, (np.concatenate(self.probs) if self.probs else np.zeros(0, np.float32))
 
 
 def detect_speech(

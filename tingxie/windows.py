@@ -38,10 +38,11 @@ class Window:
     source: np.ndarray | SparseAudio  # the whole file's audio, or only its speech (a reference, not a copy)
     pieces: list[Piece]
     options: DecodeOptions = field(default_factory=DecodeOptions)
-    # Real-time sentences (stream.py) may be encoded at their own length rather than
-    # Whisper's 30 s: several times faster, but less accurate, English most (eval set WER
-    # 5.2 % → 7.9 %, zh CER 16.6 % → 17.3 %; bench/results/english.md), so files,
-    # synchronous requests included, keep the full 30 s.
+    # Real-time sentences (stream.py) are encoded at their own length rather than
+    # Whisper's 30 s: several times faster, but less accurate on short clips, English
+    # most (eval WER 5.2 % → 7.9 %, zh CER 16.6 % → 17.3 %; bench/results/english.md), so
+    # files, synchronous requests included, are not compact; long batch windows are
+    # encoded at their own length only from engine.OWN_LENGTH_MIN_S.
     compact: bool = False
     # The VAD's per-frame speech probabilities of the whole source (a reference), when
     # known: they tell which parts of a window are speech that must come back as text.

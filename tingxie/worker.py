@@ -132,6 +132,7 @@ def _register_cancel(rt) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from . import celery_queue as cq
     from .manager import ModelManager
+    from .scheduler import work_in_flight
     from .settings import from_overrides
     from .store import Store
 
@@ -154,7 +155,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     )
     cq.set_runtime(rt)
     app = cq.make_app(settings)
-    concurrency = args.concurrency or max(2, c.batch_size * c.instances * 2)
+    concurrency = args.concurrency or work_in_flight(c.batch_size, c.instances)
 
     stop = threading.Event()
     period = max(0.5, min(5.0, settings.worker_timeout_s / 6))

@@ -3,7 +3,7 @@ handles, and at what cost per audio hour.
 
 Measures, in one run on this machine: batch capacity (tingxie's defaults next to the
 serial reference: one file at a time through faster-whisper's sequential transcribe,
-as `tingxie serve --serial` does), a batch-size × instances sweep,
+as `tingxie serve --pipeline reference` does), a batch-size × instances sweep,
 real-time capacity (paced WebSocket streams against a server), request capacity
 (concurrent synchronous POSTs of short files), resources, cost and accuracy (CER/WER
 when references exist). Writes JSON, Markdown and a self-contained HTML report.
@@ -112,7 +112,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         type=_int_list("--instances"),
         help="sweep these instance counts (default: 1 and this device's default)",
     )
-    m.add_argument("--no-serial", action="store_true", help="skip the serial reference run")
+    m.add_argument("--no-reference", action="store_true", help="skip the serial reference run (the reference pipeline)")
     m.add_argument(
         "--streams", type=_int_list("--streams"), default=[1, 2, 4], help="concurrent real-time streams (default 1,2,4)"
     )

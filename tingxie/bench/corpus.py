@@ -195,7 +195,7 @@ def short_files(corpus: Corpus, out: Path) -> list[dict]:
 
 def accuracy(rows: list[dict], hyps: dict[str, str]) -> dict:
     """CER (zh, ja) / WER (others) in % per language, over rows with references."""
-    from ..text import error_rate
+    from .score import error_rate
 
     out = {}
     for lang in sorted({r["lang"] for r in rows if r.get("text") and r.get("lang")}):

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Literal
 
 from ..localserver import LocalServer
 from ..types import OptionsError
@@ -25,11 +26,11 @@ def run_batch_local(
     batch_size: int | None = None,
     instances: int | None = None,
     threads: int | None = None,
-    serial: bool = False,
+    pipeline: Literal["tingxie", "reference"] = "tingxie",
     language: str | None = None,
 ) -> dict:
-    """Transcribe `rows` with a fresh ModelManager (model load not timed); serial runs one
-    file at a time through the reference pipeline (engines/reference.py)."""
+    """Transcribe `rows` with a fresh ModelManager (model load not timed); the
+    "reference" pipeline (engines/reference.py) runs one file at a time."""
     from ..manager import ModelManager
     from ..request import TranscriptionOptions
     from ..settings import from_overrides
@@ -42,7 +43,7 @@ def run_batch_local(
         settings.instances = instances
     if threads is not None:
         settings.threads_per_instance = threads
-    settings.serial = serial
+    settings.pipeline = pipeline
     decode, vad, text = TranscriptionOptions.parse({"language": language}).pipeline()
     manager = ModelManager(settings)
     try:
@@ -54,7 +55,12 @@ def run_batch_local(
         with Monitor() as mon:
             t0 = time.perf_counter()
             for o in transcribe_many(
-                [r["path"] for r in rows], sched, decode, vad, text, max_files_in_flight=1 if serial else None
+                [r["path"] for r in rows],
+                sched,
+                decode,
+                vad,
+                text,
+                max_files_in_flight=1 if pipeline == "reference" else None,
             ):
                 if o.transcript is None:
                     errors.append(o.error)
@@ -72,7 +78,7 @@ def run_batch_local(
                 "threads_per_instance": c.threads,
                 "device": c.label,
                 "compute_type": c.compute_type,
-                "pipeline": "reference" if serial else "tingxie",
+                "pipeline": settings.pipeline,
                 "errors": errors,
                 "accuracy_percent": accuracy(rows, hyps),
                 "stage_seconds": {k: round(v, 3) for k, v in stages.items()},
@@ -179,7 +185,7 @@ def run(args: argparse.Namespace) -> dict:
             ins = args.sweep_instances or sorted({1, m["default_instances"]})
             sweep_points = [(b, i) for i in ins for b in bss]
         steps = (
-            (len(args.files) * (1 if args.url or args.no_serial else 2) if "batch" in args.modes else 0)
+            (len(args.files) * (1 if args.url or args.no_reference else 2) if "batch" in args.modes else 0)
             + len(sweep_points)
             + (len(args.streams) if "realtime" in args.modes else 0)
             + (len(args.concurrency) if "requests" in args.modes else 0)
@@ -226,12 +232,18 @@ def run(args: argparse.Namespace) -> dict:
                     d["mode"] = "tingxie"
                     report["batch"].append(d)
                     bar.update()
-                    if not args.no_serial:
+                    if not args.no_reference:
                         step(f"{n} files, serial")
                         from ..device import cpu_cores
 
                         s = run_batch_local(
-                            rows, args, batch_size=1, instances=1, threads=cpu_cores(), serial=True, language=language
+                            rows,
+                            args,
+                            batch_size=1,
+                            instances=1,
+                            threads=cpu_cores(),
+                            pipeline="reference",
+                            language=language,
                         )
                         s["mode"] = "serial"
                         report["batch"].append(s)
@@ -326,9 +338,9 @@ def run(args: argparse.Namespace) -> dict:
                     "kwh_price": args.kwh_price,
                 }
             )
-            serial = [r for r in report.get("batch", []) if r["mode"] == "serial"]
-            if serial:
-                s = max(serial, key=lambda r: r["audio_hours_per_wall_hour"])
+            baseline = [r for r in report.get("batch", []) if r["mode"] == "serial"]
+            if baseline:
+                s = max(baseline, key=lambda r: r["audio_hours_per_wall_hour"])
                 report["cost"]["serial_per_audio_hour"] = cost_figures(
                     s["audio_hours_per_wall_hour"],
                     args.server_cost,

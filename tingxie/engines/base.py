@@ -32,6 +32,9 @@ class WindowResult:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
+    # windows decoded to give this result: the first pass plus any second looks
+    # (fallbacks, continuations, retries of lost speech); the bench reports the share
+    decodes: int = 1
 
     @property
     def needs_fallback(self) -> bool:

@@ -1,4 +1,5 @@
-"""The reference system's serial pipeline, kept for comparison (`tingxie serve --serial`).
+"""The reference system's serial pipeline, kept for comparison (`tingxie serve
+--pipeline reference`).
 
 The web UIs tingxie replaces serve one request at a time: each file is decoded start to
 end by faster-whisper's sequential `transcribe(beam_size=5, vad_filter=True)` while the
@@ -7,8 +8,8 @@ against (bench/core.py runs it on files, bench/load.py against a server in this 
 Same model, same text stage (ITN, script) and the same `Transcript`, so a comparison
 measures the architecture and nothing else.
 
-It is served as a recognizer of its own (`ReferenceWhisper`, what `serve --serial`
-loads), so nothing else in tingxie branches on the mode: the pipeline hands it whole
+It is served as a recognizer of its own (`ReferenceWhisper`, what `serve --pipeline
+reference` loads), so nothing else in tingxie branches on the mode: the pipeline hands it whole
 requests (`transcribe_whole`), which take turns in arrival order under its FIFO lock;
 real-time sentences still go through the scheduler, decoded whole after their endpoint.
 """
@@ -101,8 +102,8 @@ class ReferenceWhisper(WhisperRecognizer):
             return decode_serially(audio, self.engine, decode, vad, on_progress), {"serial": True}
 
 
-def load(model_id: str, path, choice, reference: bool = False, **options) -> WhisperRecognizer:
-    """The Whisper family's loader: tingxie's pipeline, or with `reference` (`tingxie serve
-    --serial`) the reference system's."""
+def load(model_id: str, path, choice, pipeline: str = "tingxie", **options) -> WhisperRecognizer:
+    """The Whisper family's loader: tingxie's pipeline, or with `pipeline="reference"`
+    (`tingxie serve --pipeline reference`) the reference system's."""
     recognizer = load_whisper(model_id, path, choice, **options)
-    return ReferenceWhisper(recognizer.engine) if reference else recognizer
+    return ReferenceWhisper(recognizer.engine) if pipeline == "reference" else recognizer

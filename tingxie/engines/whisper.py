@@ -115,8 +115,10 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
         r.language_probability = result.language_probability
         tried.append(r)
         if not r.needs_fallback:
-            return r
-    return max(tried, key=lambda r: r.avg_logprob)
+            break
+    best = tried[-1] if not tried[-1].needs_fallback else max(tried, key=lambda r: r.avg_logprob)
+    best.decodes = sum(r.decodes for r in tried)
+    return best
 
 
 def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
@@ -135,10 +137,16 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
             break
         result.segments.extend(more.segments)
         result.tokens += more.tokens
+        result.decodes += more.decodes
         for k, v in more.timings.items():
             result.timings[k] = result.timings.get(k, 0.0) + v
         w = rest
         result = WindowResult(
-            result.segments, result.language, result.language_probability, result.tokens, result.timings
+            result.segments,
+            result.language,
+            result.language_probability,
+            result.tokens,
+            result.timings,
+            decodes=result.decodes,
         )
     return result

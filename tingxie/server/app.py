@@ -65,8 +65,9 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         queue = CeleryQueue(store, settings)
     else:
         from ..jobs import LocalQueue
+        from ..scheduler import work_in_flight
 
-        concurrency = max(2, manager.choice.batch_size * manager.choice.instances * 2)
+        concurrency = work_in_flight(manager.choice.batch_size, manager.choice.instances)
         queue = LocalQueue(store, manager, concurrency, base_url, settings.callback_retries)
     state = ServerState(settings, manager, store, queue, metrics)
     metrics.bind(state)
@@ -100,12 +101,13 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     metrics.install(app)
     _install_internal_errors(app)
 
-    from . import jobs_api, openai_api, stream_api, system_api
+    from . import funasr_api, jobs_api, openai_api, stream_api, system_api
 
     app.include_router(openai_api.router)
     app.include_router(jobs_api.router)
     app.include_router(system_api.router)
     app.include_router(stream_api.router)
+    app.include_router(funasr_api.router)
     _offline_docs(app)
     if WEB_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")

@@ -14,6 +14,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -23,7 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from .. import audio as audio_mod
 from .. import output
 from ..engines.base import WindowResult, check_options
-from ..jobs import user_error
+from ..jobs import finish_with, open_sync_job, user_error
 from ..request import TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
 from ..transcribe import finish_segments, transcribe
@@ -75,10 +76,13 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "compression_ratio": round(compression_ratio(s.text), 4),
                 "no_speech_prob": s.no_speech_prob,
                 **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
+                **({"channel": s.channel} if s.channel else {}),  # channels=split
             }
             for s in t.segments
         ],
     }
+    if t.channels:
+        d["channels"] = [asdict(c) for c in t.channels]
     d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
         d["words"] = [
@@ -126,6 +130,9 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             param="response_format",
             code="invalid_value",
         )
+    if stream and form["opts"].channels == "split":
+        # the deltas are one text in window order; split channels are a dialogue in time order
+        raise ApiError(400, "stream=true takes channels=mix, not 'split'", param="channels", code="invalid_value")
     include = form.pop("include", None) or []
     if include:
         # Only Whisper's score of a whole window is known, not the log probability of each token.
@@ -147,7 +154,8 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     check_filenames([file])
     job_id, path, size = store_upload(file, state.settings.audio_dir)
     try:  # refuse too-long audio and admit by audio seconds before anything is recorded
-        seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s))
+        split = opts.channels == "split"
+        seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s, split))
     except (AudioError, Overloaded) as e:
         remove_stored(path)
         if isinstance(e, AudioError):
@@ -160,8 +168,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         raise
     options = opts.stored()
     try:
-        state.store.create_job(
-            id=job_id,
+        open_sync_job(
+            state.store,
+            job_id,
+            "api",
             owner=who.key_id,
             kind="sync",
             filename=display_name(file.filename),
@@ -170,7 +180,6 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             model=model_id,
             options=options,
         )
-        state.store.claim_job(job_id, "api")
     except BaseException:
         sched.release_audio(seconds)
         _forget(state, job_id, path)
@@ -181,7 +190,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         )
     try:
         t = await run_in_threadpool(
-            transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True
+            transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True, None, opts.channels
         )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
@@ -207,7 +216,7 @@ def _refusal(e: BaseException, path, filename: str | None) -> BaseException:
 
 
 def _finish(state, job_id: str, t: Transcript) -> None:
-    state.store.finish_job(job_id, t.to_dict(), t.text, t.language, t.duration, t.processing_time)
+    finish_with(state.store, job_id, t)
     if t.duration:
         state.metrics.rtf.observe(t.processing_time / t.duration)
 

@@ -105,7 +105,7 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
         "threads_per_instance": c.threads,
         "max_batch_size": c.batch_size,
         "max_batch_wait_ms": st.settings.max_batch_wait_ms,
-        "serial_reference": st.settings.serial,  # `--serial`: one request at a time, for comparison
+        "pipeline": st.settings.pipeline,  # "reference": one request at a time, for comparison
         "models": loaded if who.admin else [{k: v for k, v in m.items() if k != "path"} for m in loaded],
         "memory": {"rss_mb": round(_rss_mb(), 1), "gpu_used_bytes": gpu_memory()},
         "queue": {"jobs_waiting": st.queue.depth(), "interactive_limit": st.settings.interactive_queue_limit},
