@@ -69,7 +69,7 @@ def build_long(eval_dir: Path, items: list[dict], n: int, seconds: float, out: P
 def run_method(method: str, rows: list[dict], model_dir: str, out_dir: Path) -> dict:
     hyps: dict[str, str] = {}
     stages: dict[str, float] = {}  # tingxie only: model time per stage, summed over files
-    windows: dict[str, int] = {}  # tingxie only: windows, and windows decoded (second looks included)
+    windows: dict[str, int] = {}  # tingxie only: windows, and decodes (fallbacks, continuations, retries included)
     t0 = time.perf_counter()
     if method in ("serial", "batched"):
         from faster_whisper import BatchedInferencePipeline, WhisperModel
