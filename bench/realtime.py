@@ -45,6 +45,7 @@ COLS = [
         "lag_p95",
         "audio_s_per_wall_s",
         "finals",
+        "error_pct",
     )
 ]
 
@@ -65,7 +66,7 @@ def main() -> int:
     corpus = load_corpus(
         None, None, Path(tempfile.mkdtemp(prefix="tx-rt-")), ev if (ev / "manifest.jsonl").is_file() else None
     )
-    pcm = stream_audio(corpus, a.seconds)
+    speech = stream_audio(corpus, a.seconds)
     levels = [int(x) for x in a.streams.split(",")]
     modes = [("streaming", [], {"language": "zh"})]
     if not a.no_reference:
@@ -78,7 +79,10 @@ def main() -> int:
         url = a.url or srv.url
         try:
             for n in levels:
-                r = {"mode": name, **asyncio.run(stream_level(url.replace("http", "ws", 1), pcm, n, opts, a.api_key))}
+                r = {
+                    "mode": name,
+                    **asyncio.run(stream_level(url.replace("http", "ws", 1), speech, n, opts, a.api_key)),
+                }
                 rows.append(r)
                 print(json.dumps(r), flush=True)
         finally:
@@ -87,7 +91,7 @@ def main() -> int:
     md = md_table(rows, COLS)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"audio_s_per_stream": round(len(pcm) / SR, 1), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+    meta = {"audio_s_per_stream": round(len(speech.pcm) / SR, 1), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
     (out / "realtime.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "realtime.md").write_text(
         f"# Real-time streaming ({meta['audio_s_per_stream']} s of AISHELL speech per stream, paced)\n\n" + md + "\n"

@@ -18,4 +18,7 @@ EXTRAS="[test]" bash scripts/install.sh
 .venv/bin/ruff check tingxie tests bench
 .venv/bin/ruff format --check tingxie tests bench
 .venv/bin/mypy tingxie
-exec .venv/bin/python -m pytest "$@"
+# two workers (pytest-xdist), a test file per worker so module fixtures (servers, clusters)
+# start once: much of the suite waits on servers and real-time streams, not on the CPU.
+# TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

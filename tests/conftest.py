@@ -29,6 +29,16 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
     return path
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Figures a test records as `record_property("summary", ...)` (the eval set's error
+    rates), printed after the run; printing from a test is lost under pytest-xdist."""
+    for key in ("passed", "failed"):
+        for rep in terminalreporter.stats.get(key, []):
+            for name, value in getattr(rep, "user_properties", []):
+                if name == "summary" and rep.when == "call":
+                    terminalreporter.write_line(str(value))
+
+
 @pytest.fixture(scope="session")
 def synth_speech() -> Callable[..., Path]:
     """`synth_speech(text, path, voice='en') -> path`; skips when the tools are absent."""

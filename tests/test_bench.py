@@ -190,6 +190,7 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
     for x in rt["levels"]:
         assert x["finals"] >= x["streams"]  # every stream's sentences came back final
         assert x["first_update_p95"] > 0 and x["final_p95"] > 0
+        assert 0 <= x["error_pct"] < 60  # accuracy beside speed: the finals say what was spoken
     assert rt["max_streams_within_slo"] in (0, 1, 2)
     assert rt["server_resources"]["peak_rss_mb"] > 0
     for x, c in zip(d["requests"], (1, 2), strict=False):

@@ -7,6 +7,7 @@ import asyncio
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +100,7 @@ async def one_stream(
     sent_at: list[float] = []
     n = SR * chunk_ms // 1000
     first, final, lag = [], [], []
+    texts: list[str] = []
     seen: set[int] = set()
     q = f"?api_key={api_key}" if api_key else ""
     async with websockets.connect(ws_url + "/v1/stream" + q, max_size=None) as ws:
@@ -121,6 +123,7 @@ async def one_stream(
                     first.append(now - when(d["start"]))
                 elif d["type"] == "final":
                     final.append(now - when(d["end"]))
+                    texts.append(d["text"])
                     lag.append(max(0.0, sent_s - d["end"]))
 
         task = asyncio.create_task(reader())
@@ -130,10 +133,15 @@ async def one_stream(
             await asyncio.sleep(max(0.0, t0 + (i + n) / SR - time.monotonic()))
         await ws.send(json.dumps({"type": "stop"}))
         await task
-    return {"first": first, "final": final, "lag": lag, "audio_s": len(pcm) / SR}
+    return {"first": first, "final": final, "lag": lag, "audio_s": len(pcm) / SR, "texts": texts}
 
 
-async def stream_level(ws_url: str, pcm: np.ndarray, streams: int, options: dict, api_key: str | None = None) -> dict:
+async def stream_level(
+    ws_url: str, speech: StreamAudio, streams: int, options: dict, api_key: str | None = None
+) -> dict:
+    """N concurrent paced streams of the same speech: latencies, and the error rate of
+    the finals against the reference (accuracy beside every speed figure)."""
+    pcm = speech.pcm
     t0 = time.monotonic()
     res = await asyncio.gather(*[one_stream(ws_url, pcm, options, 0.37 * i, api_key=api_key) for i in range(streams)])
     wall = time.monotonic() - t0
@@ -149,10 +157,29 @@ async def stream_level(ws_url: str, pcm: np.ndarray, streams: int, options: dict
         "lag_p95": pct(lag, 95),
         "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
         "finals": len(final),
+        "error_pct": _finals_error(speech, res),
     }
 
 
-def stream_audio(corpus: Corpus, seconds: float, seed: int = 0) -> np.ndarray:
-    """PCM16 of utterances with 1 s pauses (sentences the endpointer can close)."""
-    x, _, _ = concat_speech(corpus.utterances, seconds, random.Random(seed), pause=(1.0, 1.0))
-    return (np.clip(x, -1, 1) * 32767).astype("<i2")
+def _finals_error(speech: StreamAudio, res: list[dict]) -> float | None:
+    """Corpus CER/WER (%) of every stream's finals joined, None without references."""
+    if not speech.reference:
+        return None
+    from .score import error_rate
+
+    sep = "" if speech.language in ("zh", "ja") else " "
+    hyps = [sep.join(r["texts"]) for r in res]
+    return round(100 * error_rate([speech.reference] * len(hyps), hyps, speech.language), 2)
+
+
+@dataclass
+class StreamAudio:
+    pcm: np.ndarray  # PCM16
+    reference: str  # what is said ("" when the corpus has no transcripts)
+    language: str
+
+
+def stream_audio(corpus: Corpus, seconds: float, seed: int = 0) -> StreamAudio:
+    """Utterances with 1 s pauses (sentences the endpointer can close)."""
+    x, ref, lang = concat_speech(corpus.utterances, seconds, random.Random(seed), pause=(1.0, 1.0))
+    return StreamAudio((np.clip(x, -1, 1) * 32767).astype("<i2"), ref, lang)

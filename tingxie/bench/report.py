@@ -39,6 +39,7 @@ STREAM_COLS = [
     ("lag_p95", "lag p95 s"),
     ("finals", "finals"),
     ("audio_s_per_wall_s", "audio s / s"),
+    ("error_pct", "finals CER/WER %"),
 ]
 REQ_COLS = [
     ("concurrency", "concurrency"),

@@ -295,18 +295,18 @@ def run(args: argparse.Namespace) -> dict:
                     bar.update()
             if "realtime" in args.modes:
                 u = need_server()
-                pcm = stream_audio(corpus, args.stream_seconds, args.seed)
+                speech = stream_audio(corpus, args.stream_seconds, args.seed)
                 opts = {"language": language} if language else {}
                 report["realtime"] = {
                     "slo_ms": args.slo_ms,
-                    "audio_s_per_stream": round(len(pcm) / SR, 1),
+                    "audio_s_per_stream": round(len(speech.pcm) / SR, 1),
                     "levels": [],
                 }
                 with Monitor(server.proc.pid if server and server.proc else None) as mon:
                     for n in args.streams:
                         step(f"{n} streams")
                         report["realtime"]["levels"].append(
-                            asyncio.run(stream_level(u.replace("http", "ws", 1), pcm, n, opts, args.api_key))
+                            asyncio.run(stream_level(u.replace("http", "ws", 1), speech, n, opts, args.api_key))
                         )
                         bar.update()
                 if server:
