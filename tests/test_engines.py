@@ -384,3 +384,30 @@ def test_long_windows_are_encoded_at_their_own_length_only_in_chinese():
     assert own_length(window("zh"))
     assert not own_length(window("en")) and not own_length(window(None))
     assert own_length(window("en", compact=True))  # real-time sentences: latency first
+
+
+@pytest.mark.parametrize("detected", ["zh", "en"])
+def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detected):
+    """A window of a file (language auto) whose text stops at 10 s of 28 s: the rest is
+    decoded again in the language detected for the window, as Whisper's seek loop does,
+    and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
+    length (cheaper, accuracy held), an English one at Whisper's 30 s."""
+    from tingxie.engine import own_length
+    from tingxie.engines.base import WindowResult
+    from tingxie.engines.whisper import complete
+    from tingxie.types import Segment
+
+    audio = np.zeros(28 * 16000, np.float32)
+    w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language=None))
+    first = WindowResult([Segment(0, 0.0, 10.0, "第一句", "第一句")], detected, 0.9, avg_logprob=-0.2)
+    submitted: list[Window] = []
+
+    def submit(win: Window) -> WindowResult:
+        submitted.append(win)
+        return WindowResult([Segment(0, win.start, win.end, "第二句", "第二句")], detected, 0.9, avg_logprob=-0.2)
+
+    r = complete(w, first, submit)
+    assert [s.raw_text for s in r.segments] == ["第一句", "第二句"] and r.decodes == 2
+    (rest,) = submitted
+    assert rest.start == 10.0 and rest.seconds == 18.0 and rest.options.language == detected
+    assert own_length(rest) == (detected == "zh")

@@ -47,6 +47,8 @@ class Window:
     # The VAD's per-frame speech probabilities of the whole source (a reference), when
     # known: they tell which parts of a window are speech that must come back as text.
     probs: np.ndarray | None = None
+    # What Whisper left out at the end of another window, decoded again (`remainder`).
+    continuation: bool = False
 
     @property
     def num_samples(self) -> int:
@@ -211,4 +213,8 @@ def remainder(window: Window, after_s: float) -> Window | None:
         start = max(p.start, cut)
         pieces.append(Piece(used, start, end - start))
         used += end - start
-    return Window(window.source, pieces, window.options, window.compact, window.probs) if pieces else None
+    return (
+        Window(window.source, pieces, window.options, window.compact, window.probs, continuation=True)
+        if pieces
+        else None
+    )

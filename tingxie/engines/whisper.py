@@ -125,7 +125,12 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
     """Decode again what Whisper left out at the end of a window (it sometimes stops
     early); the continuation batches with everyone else's windows."""
     result = with_fallback(window, result, submit)
-    w = window
+    # continuations keep the window's language, as Whisper's seek loop does
+    w = (
+        window
+        if window.options.language
+        else replace(window, options=replace(window.options, language=result.language))
+    )
     for _ in range(MAX_PASSES):
         if not result.segments:
             break
