@@ -339,10 +339,10 @@ def transcribe(
             text,
             lane,
             owner,
-            on_progress,
-            prepared if isinstance(prepared, PreparedChannels) else None,
-            check_capacity,
-            on_window,
+            on_progress=on_progress,
+            prepared=prepared if isinstance(prepared, PreparedChannels) else None,
+            check_capacity=check_capacity,
+            on_window=on_window,
         )
     if takes_whole_requests(engine):
         return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
@@ -452,10 +452,10 @@ def _transcribe_split(
             text,
             lane,
             owner,
-            progress,
-            pc.channels[k],
-            check_capacity and k == 0,
-            window if on_window else None,
+            on_progress=progress,
+            prepared=pc.channels[k],
+            check_capacity=check_capacity and k == 0,  # the file is admitted once
+            on_window=window if on_window else None,
         )
 
     if whole or len(pc.channels) == 1:  # a whole-request recognizer takes one request at a time

@@ -8,7 +8,7 @@ remembers where its pieces came from, so timestamps map back to the original aud
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -213,8 +213,4 @@ def remainder(window: Window, after_s: float) -> Window | None:
         start = max(p.start, cut)
         pieces.append(Piece(used, start, end - start))
         used += end - start
-    return (
-        Window(window.source, pieces, window.options, window.compact, window.probs, continuation=True)
-        if pieces
-        else None
-    )
+    return replace(window, pieces=pieces, continuation=True) if pieces else None

@@ -12,8 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..text import is_cjk
 from .corpus import SR, Corpus, concat_speech
 from .figures import pct
+
+
+@dataclass
+class StreamAudio:
+    pcm: np.ndarray  # PCM16
+    reference: str  # what is said ("" when the corpus has no transcripts)
+    language: str
 
 
 def _headers(api_key: str | None) -> dict:
@@ -167,16 +175,9 @@ def _finals_error(speech: StreamAudio, res: list[dict]) -> float | None:
         return None
     from .score import error_rate
 
-    sep = "" if speech.language in ("zh", "ja") else " "
+    sep = "" if is_cjk(speech.language) else " "
     hyps = [sep.join(r["texts"]) for r in res]
     return round(100 * error_rate([speech.reference] * len(hyps), hyps, speech.language), 2)
-
-
-@dataclass
-class StreamAudio:
-    pcm: np.ndarray  # PCM16
-    reference: str  # what is said ("" when the corpus has no transcripts)
-    language: str
 
 
 def stream_audio(corpus: Corpus, seconds: float, seed: int = 0) -> StreamAudio:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..text import is_cjk
 from ..types import OptionsError
 
 SR = 16000
@@ -158,7 +159,7 @@ def concat_speech(
     x = np.concatenate(parts)[:limit]
     x = np.pad(x, (0, limit - len(x)))
     has_refs = all(u.text for u in utts)
-    sep = "" if lang in ("zh", "ja") else " "
+    sep = "" if is_cjk(lang) else " "
     return x, (sep.join(texts) if has_refs else ""), lang
 
 

@@ -27,6 +27,7 @@ from ..engines.base import WindowResult, check_options
 from ..jobs import finish_with, open_sync_job, user_error
 from ..request import TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
+from ..text import is_cjk
 from ..transcribe import finish_segments, transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript
 from .auth import Principal, principal
@@ -266,7 +267,7 @@ class Deltas:
             copies.append(r)
         language = self.language()
         segments = finish_segments(copies, language or "en", self.text)
-        sep = "" if language in ("zh", "ja", "yue") else " "
+        sep = "" if is_cjk(language) else " "
         delta = ""
         for seg in segments[:-1]:
             key = seg._key  # type: ignore[attr-defined]
