@@ -51,7 +51,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     opts = request.from_cli(args)  # raises OptionsError before any work
     decode, vad, text = opts.pipeline()
     settings = from_overrides(args)
-    manager = ModelManager(settings)
+    manager = ModelManager(settings, warm_up=False)
     sched = manager.scheduler(settings.model)
     check_options(manager.spec(settings.model), decode)  # what the model cannot do, before any work
     out_dir = Path(args.output_dir)

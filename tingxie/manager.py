@@ -32,8 +32,12 @@ class _Slot:
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, choice: DeviceChoice | None = None, on_batch=None):
+    def __init__(self, settings: Settings, choice: DeviceChoice | None = None, on_batch=None, warm_up: bool = True):
+        """`warm_up=False` for a batch run (the CLI): warming decodes noise so that the
+        first request does not pay CTranslate2's first-shape cost, which a batch run
+        would pay only once, on real work (≈ 3 s of a CPU core saved per run)."""
         self.settings = settings
+        self.warm_up = warm_up
         self.choice = choice or device_mod.choose(
             settings.device,
             settings.compute_type,
@@ -113,7 +117,8 @@ class ModelManager:
                     slot.engine = self._punctuated(engine)
                 except ModelError as e:  # a bad directory: the request fails, the server goes on
                     raise OptionsError(str(e)) from e
-                slot.engine.warm_up()
+                if self.warm_up:
+                    slot.engine.warm_up()
             return slot.engine
 
     def spec(self, model: str | None = None) -> ModelSpec:

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -166,6 +166,7 @@ COVER_PAD_S = 0.5  # Whisper's segment times are this loose around the speech th
 MERGE_GAP_S = 0.6  # uncovered speech frames this close belong to one stretch
 RETRY_PAD_S = 0.3
 RETRY_MAX_S = 10.0  # retried stretches are cut (at pauses) into windows this long at most
+FOLLOW_UPS = 4  # windows of one file whose second decodes are under way at once
 
 
 def lost_speech(window: windows_mod.Window, segments: list[Segment]) -> list[tuple[float, float]]:
@@ -366,14 +367,21 @@ def transcribe(
             if on_progress:
                 on_progress(done, total, done_seconds)
 
+    def follow_up(i: int, first: Future) -> None:
+        refined = refine(engine, p.windows[i], first.result(), lambda w: scheduler.submit(w, lane, owner).result())
+        results[i] = r = recover(engine, p.windows[i], refined, scheduler, lane, owner)
+        if on_window:
+            on_window(i, r)
+        report(i, r)
+
     def run(indexes: list[int], capacity: bool) -> None:
         futures = [(i, scheduler.submit(p.windows[i], lane, owner, capacity and k == 0)) for k, i in enumerate(indexes)]
-        for i, f in futures:
-            refined = refine(engine, p.windows[i], f.result(), lambda w: scheduler.submit(w, lane, owner).result())
-            results[i] = r = recover(engine, p.windows[i], refined, scheduler, lane, owner)
-            if on_window:
-                on_window(i, r)
-            report(i, r)
+        # Second decodes (fallback, continuation, retry) wait on the first; several
+        # windows' follow-ups run at once so that a file's last windows do not queue
+        # their second decodes one after another while the instances sit idle.
+        with ThreadPoolExecutor(max(1, min(FOLLOW_UPS, len(futures))), thread_name_prefix="tingxie-follow") as pool:
+            for done in [pool.submit(follow_up, i, f) for i, f in futures]:
+                done.result()
 
     first = 0
     if total and not decode.language:
