@@ -29,6 +29,30 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
     return path
 
 
+# The longest test files (≈ 1–2 minutes each on 2 cores), longest first: with one file
+# per worker (`--dist loadfile`), starting them first lets the short files even out the
+# workers' ends, instead of a long file starting last and running alone.
+LONGEST_FIRST = (
+    "test_stream.py",
+    "test_scaleout.py",
+    "test_accuracy.py",
+    "test_bench.py",
+    "test_punctuation.py",
+    "test_server.py",
+    "test_pipeline.py",
+    "test_openai_stream.py",
+    "test_web.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """Figures a test records as `record_property("summary", ...)` (the eval set's error
     rates), printed after the run; printing from a test is lost under pytest-xdist."""
