@@ -19,7 +19,7 @@ def _tune_process() -> None:
     attention scores: ~300 MB for four 30 s windows), through MKL's allocator, which
     returns them to the kernel when freed; every next call faults the pages in again,
     zeroed: ~1 M page faults and ~10 % of the CPU time of a batch run (measured with
-    perf; bench/results/core.md). Taking them from glibc's heap instead, kept for reuse up
+    perf; docs/throughput.md). Taking them from glibc's heap instead, kept for reuse up
     to 1 GiB free, removes most of that. numpy's OpenBLAS would start a thread per core
     whose idle spinning after each small product (the mel filterbank) takes CPU from
     the engine."""
