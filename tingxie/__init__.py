@@ -5,7 +5,6 @@ must happen before numpy and CTranslate2 load (see `_tune_process`)."""
 
 import ctypes
 import os
-import platform
 
 __version__ = "0.1.0"
 
@@ -24,7 +23,7 @@ def _tune_process() -> None:
     whose idle spinning after each small product (the mel filterbank) takes CPU from
     the engine."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    if os.environ.get("TINGXIE_SYSTEM_MALLOC") or platform.libc_ver()[0] != "glibc":
+    if os.environ.get("TINGXIE_SYSTEM_MALLOC") or not _glibc():
         return
     os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")  # MKL allocates through malloc
     try:
@@ -34,6 +33,13 @@ def _tune_process() -> None:
     libc.mallopt(_M_ARENA_MAX, 1)  # one heap: a thread's own arena cannot hold a 300 MB buffer
     libc.mallopt(_M_MMAP_MAX, 0)  # no buffer gets its own mapping (unmapped again when freed)
     libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_FREE_BYTES)
+
+
+def _glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):  # not Linux, or another C library
+        return False
 
 
 _tune_process()
