@@ -37,8 +37,8 @@ def _tune_process() -> None:
 
 def _glibc() -> bool:
     try:
-        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")  # type: ignore[union-attr]
-    except (AttributeError, ValueError, OSError):  # not Linux, or another C library
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or not glibc
         return False
 
 

@@ -1,7 +1,8 @@
 """The one place that decides device, compute type, instances and threads.
 
 CTranslate2 runs on CUDA or CPU only; `mps` (Apple) is accepted but falls back to CPU
-with one warning, because CTranslate2 has no Metal backend.
+with one warning, because CTranslate2 has no Metal backend. The process-wide memory and
+BLAS-thread settings are made on import in `tingxie/__init__.py`: they must precede numpy.
 """
 
 from __future__ import annotations
