@@ -59,8 +59,9 @@ def own_length(w: Window) -> bool:
     """Real-time sentences, and long batch windows of Chinese (continuations from a
     lower length: CONTINUATION_MIN_S). The thresholds were calibrated on Mandarin;
     English encoded at its own length lost words at the end of a window ("to do for
-    them") and misread others ("rhythm" → "prism"), so other languages, and a file's first window (language not
-    yet known), keep the 30 s input (bench/results/english.md)."""
+    them") and misread others ("rhythm" → "prism"), so other languages, and a file's
+    first window (language not yet known), keep the 30 s input
+    (bench/results/english.md)."""
     if w.compact:
         return True
     least = CONTINUATION_MIN_S if w.continuation else OWN_LENGTH_MIN_S
