@@ -40,7 +40,9 @@ class Server(LocalServer):
             args,
             models_dir=MODELS_CACHE,
             home=Path(home),
-            env=env,
+            # no noise warm-up: the suite starts many servers, and what the warm-up buys
+            # (a first request without the first-shape cost) no test measures
+            env={"TINGXIE_WARM_UP": "0", **(env or {})},
             port=port,
             ready_path="/readyz" if wait_ready else "/healthz",
         )

@@ -79,6 +79,7 @@ def cluster(tmp_path_factory, redis_server, pg_server_url):  # noqa: F811
     db = server.set(database=name).render_as_string(hide_password=False)
     cl = Cluster(tmp_path_factory.mktemp("scaleout"), redis_server.url, db, MODELS_CACHE, WORKER_TIMEOUT_S)
     cl.redis = redis_server
+    cl.env["TINGXIE_WARM_UP"] = "0"  # as tests' servers: many starts, no first-request latency measured
     try:
         cl.start_api()
         install_audit(cl)

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
     dynamic_frames: bool = True
+    # Decode noise once per model load so the first request does not pay CTranslate2's
+    # first-shape cost (≈ 3 s of a core on CPU). Off: a faster start, a slower first
+    # request (the test suite starts many servers; a batch CLI run never warms).
+    warm_up: bool = True
 
     # server
     host: str = "127.0.0.1"

@@ -141,7 +141,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.metrics_host:
         settings.host = args.metrics_host
     store = Store(settings.db_url)
-    manager = ModelManager(settings)
+    manager = ModelManager(settings, warm_up=settings.warm_up)
     manager.load(None)  # once, before taking work
     c = manager.choice
     name = args.name or f"{socket.gethostname()}-{c.label}-{os.getpid()}"

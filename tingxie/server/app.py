@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.audio_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
-    manager = ModelManager(settings, on_batch=metrics.observe_batch)
+    manager = ModelManager(settings, on_batch=metrics.observe_batch, warm_up=settings.warm_up)
     store = Store(settings.db_url)
     base_url = f"http://{settings.host}:{settings.port}"
     queue: JobQueue
