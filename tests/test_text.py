@@ -139,6 +139,8 @@ def test_itn_is_safe_from_many_threads() -> None:
 EN_CASES = [
     ("twenty five dollars", "$25"),
     ("It costs twenty five dollars and fifty cents.", "It costs $25.50."),
+    ("That is fifty cents a page.", "That is 50 cents a page."),
+    ("It was a dollar and five cents, one cent more.", "It was a dollar and 5 cents, 1 cent more."),
     ("one hundred percent", "100%"),
     ("It's about five percent.", "It's about 5%."),
     ("March twelfth twenty twenty five", "March 12th 2025"),

@@ -137,29 +137,27 @@ def decode_chunks(
         report.declared = _header_duration(head) or stated
         if max_seconds > 0 and stated > max_seconds:
             raise AudioTooLong(too_long(stated, max_seconds))
-        resampler: av.AudioResampler | None = None
-        setup: tuple[str, str, int] | None = None
-        layout = "mono"
+        resamplers: list[StreamResampler] = []
+        rate = channels = 0  # of the current resamplers; channels: the first frame's
         parts: list[np.ndarray] = []
         held = total = 0
         for frame in _frames(container, stream):
             if frame is None:
                 report.skipped += 1
                 continue
-            key = (frame.format.name, frame.layout.name, frame.sample_rate)
-            out = []
-            if resampler is None or key != setup:  # first frame, or parameters changed mid-stream: drain, start anew
-                if resampler is not None:
-                    out += resampler.resample(None)
-                elif split:
-                    layout = _split_layout(frame)
-                resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
-                setup = key
-            frame.pts = None  # timestamps of damaged streams are often wrong; unused
-            out += resampler.resample(frame)
-            for f in out:
-                parts.append(f.to_ndarray())  # (channels, samples)
-                held += parts[-1].shape[1]
+            rows = _planar_float(frame)
+            if not channels:
+                channels = rows.shape[0]
+                if split and channels > MAX_CHANNELS:
+                    raise AudioError(f"has {channels} channels; channels=split takes at most {MAX_CHANNELS}")
+            if frame.sample_rate != rate:  # first frame, or the rate changed mid-stream: drain, start anew
+                if resamplers:
+                    parts.append(np.stack([r.flush() for r in resamplers]))
+                rate = frame.sample_rate
+                resamplers = [StreamResampler(rate, sample_rate) for _ in range(channels if split else 1)]
+            rows = _fit_rows(rows, channels) if split else _mixed(rows)
+            parts.append(np.stack([r.feed(row) for r, row in zip(resamplers, rows, strict=True)]))
+            held += parts[-1].shape[1]
             if held >= want:
                 total += held
                 report.decoded = total / sample_rate
@@ -167,11 +165,10 @@ def decode_chunks(
                     raise AudioTooLong(too_long(report.decoded, max_seconds, at_least=True))
                 yield _joined(parts, split)
                 parts, held = [], 0
-        if resampler is not None:
-            for f in resampler.resample(None):
-                parts.append(f.to_ndarray())
-                held += parts[-1].shape[1]
-        del resampler
+        if resamplers:
+            parts.append(np.stack([r.flush() for r in resamplers]))
+            held += parts[-1].shape[1]
+        del resamplers
     # Older PyAV left resampler graphs in reference cycles that piled up on a
     # long-running server (faster-whisper issue #390). av 18 showed no growth over
     # 300 decodes without this, but pyproject allows av>=12; one collection per file
@@ -200,12 +197,40 @@ def _joined(parts: list[np.ndarray], split: bool) -> np.ndarray:
     return joined if split else joined[0]
 
 
-def _split_layout(frame: av.AudioFrame) -> str:
-    """The layout that keeps `frame`'s channels apart; too many are refused."""
-    n = len(frame.layout.channels)
-    if n > MAX_CHANNELS:
-        raise AudioError(f"has {n} channels; channels=split takes at most {MAX_CHANNELS}")
-    return frame.layout.name
+# Full scale of each integer sample format (FFmpeg's names without the planar "p").
+_FULL_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2.0**31, "s64": 2.0**63}
+
+
+def _planar_float(frame: av.AudioFrame) -> np.ndarray:
+    """A frame's samples as float32 (channels, samples) in [-1, 1]. Channels are mixed
+    and split here, not by swresample: PyAV 18 crashed the process (segfault) or
+    failed on layouts it cannot remix (an 8-channel 7.1 file kept apart, a 9- or
+    10-channel file mixed down), and a user's upload must never do either."""
+    x = frame.to_ndarray()
+    if not frame.format.is_planar:  # interleaved: (1, samples * channels)
+        x = x.reshape(-1, max(1, x.size // max(1, frame.samples))).T
+    name = frame.format.name.removesuffix("p")
+    if name == "u8":
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if name in _FULL_SCALE:
+        return (x / _FULL_SCALE[name]).astype(np.float32)
+    return x.astype(np.float32, copy=False)
+
+
+def _mixed(rows: np.ndarray) -> np.ndarray:
+    """Channels mixed to one at equal power: (L + R) · √½ for stereo, as swresample
+    mixes it (the level every measurement here was made at)."""
+    if rows.shape[0] == 1:
+        return rows
+    return (rows.sum(axis=0, keepdims=True) / np.float32(np.sqrt(rows.shape[0]))).astype(np.float32)
+
+
+def _fit_rows(rows: np.ndarray, channels: int) -> np.ndarray:
+    """Keep the first frame's channel count when a stream changes it mid-way (missing
+    channels are silent, extra ones dropped), so split channels stay aligned."""
+    if rows.shape[0] >= channels:
+        return rows[:channels]
+    return np.vstack([rows, np.zeros((channels - rows.shape[0], rows.shape[1]), np.float32)])
 
 
 def check_duration(source: Source, max_seconds: float, split: bool = False) -> float:

@@ -550,7 +550,8 @@ def _spaces_before(tokens: list[_Token], text: str) -> list[bool] | None:
 
 
 def _write_en(tokens: list[_Token], i: int) -> str:
-    """One token, written: "100%" not "100 %", "3:30 p.m." not "03:30 p.m.", and small
+    """One token, written: "100%" not "100 %", "3:30 p.m." not "03:30 p.m.", "50 cents"
+    not "$0.50" (which also misread "a dollar and five cents"), and small
     ordinals stay words ("for the first time", "wait a second") except in dates."""
     tok = tokens[i]
     if tok.name in ("word", "punctuation"):
@@ -564,6 +565,10 @@ def _write_en(tokens: list[_Token], i: int) -> str:
         if not in_date:
             return tok.original
     written = _wetext("en").verbalize(tok)
+    cents = re.fullmatch(r"\$0\.(\d\d)", written)
+    if tok.name == "money" and cents and not tok.members.get("value"):
+        n = int(cents.group(1))  # "fifty cents" is written "50 cents", not "$0.50"
+        return f"{n} cent" if n == 1 else f"{n} cents"
     written = re.sub(r"(?<=\d) %", "%", written)
     return re.sub(r"^0(\d:\d\d)", r"\1", written)
 
