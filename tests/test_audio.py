@@ -121,6 +121,19 @@ def test_many_channel_files_mix_down_and_split_without_failing(tmp_path: Path, n
         assert int(np.argmax(peaks)) == k and sorted(peaks)[-2] < 0.05 * peaks[k]
 
 
+@pytest.mark.parametrize(
+    "codec", ["pcm_u8", "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_alaw", "flac"]
+)
+def test_every_sample_format_decodes_at_the_same_level(tmp_path: Path, codec: str) -> None:
+    path = tmp_path / f"tone.{'flac' if codec == 'flac' else 'wav'}"
+    tone = "sine=frequency=440:duration=1:sample_rate=22050"
+    assert ffmpeg("-f", "lavfi", "-i", tone, "-af", "volume=4", "-ac", "2", "-c:a", codec, str(path))
+    x = decode(path)
+    assert x.size == 16000
+    assert float(np.abs(x).max()) == pytest.approx(0.5, abs=0.02)  # sine's 1/8 full scale, ×4
+    assert tone_peaks(x, [440])[0] > 0.9 * np.abs(np.fft.rfft(x)).max()
+
+
 def test_bytes_and_file_objects_decode_like_paths(speech_wav: Path, tmp_path: Path) -> None:
     mp3 = tmp_path / "s.mp3"
     assert ffmpeg("-i", str(speech_wav), str(mp3))
