@@ -188,12 +188,19 @@ def _pause_in(probs: np.ndarray, lo: int, hi: int) -> int | None:
     return min(hi, (a + (start + end) // 2) * VAD_FRAME + VAD_FRAME // 2)
 
 
+# Peak level below which a stretch is digital silence (−80 dBFS: ±3 steps of 16-bit audio).
+DIGITAL_SILENCE = 1e-4
+
+
 def fixed(
     source: np.ndarray | SparseAudio, options: DecodeOptions | None = None, seconds: float = WINDOW_SECONDS
 ) -> list[Window]:
-    """Plain 30 s windows over the whole file, for `--vad off`."""
+    """Plain 30 s windows over the whole file, for `--vad off`. Stretches of digital
+    silence are left out: with nothing to hear, Whisper still decodes them, and its
+    temperature fallback makes that five decodes of nothing."""
     step = int(seconds * SAMPLE_RATE)
     spans = [SpeechSpan(i, min(i + step, len(source))) for i in range(0, len(source), step)]
+    spans = [s for s in spans if float(np.max(np.abs(source[s.start : s.end]))) >= DIGITAL_SILENCE]
     return pack(source, spans, options, limit_s=seconds)
 
 
