@@ -139,8 +139,23 @@ def decode_chunks(
             raise AudioTooLong(too_long(stated, max_seconds))
         resamplers: list[StreamResampler] = []
         rate = channels = 0  # of the current resamplers; channels: the first frame's
+        waiting: list[np.ndarray] = []  # decoded frames not yet resampled (at `rate`)
         parts: list[np.ndarray] = []
         held = total = 0
+
+        def resample_waiting(final: bool) -> None:
+            """Resample what waits in one go (one call per frame costs more than the
+            filter itself); `final` drains the filter too."""
+            nonlocal held
+            if waiting:
+                x = np.concatenate(waiting, axis=1)
+                waiting.clear()
+                parts.append(np.stack([r.feed(row) for r, row in zip(resamplers, x, strict=True)]))
+                held += parts[-1].shape[1]
+            if final and resamplers:
+                parts.append(np.stack([r.flush() for r in resamplers]))
+                held += parts[-1].shape[1]
+
         for frame in _frames(container, stream):
             if frame is None:
                 report.skipped += 1
@@ -151,13 +166,12 @@ def decode_chunks(
                 if split and channels > MAX_CHANNELS:
                     raise AudioError(f"has {channels} channels; channels=split takes at most {MAX_CHANNELS}")
             if frame.sample_rate != rate:  # first frame, or the rate changed mid-stream: drain, start anew
-                if resamplers:
-                    parts.append(np.stack([r.flush() for r in resamplers]))
+                resample_waiting(final=True)
                 rate = frame.sample_rate
                 resamplers = [StreamResampler(rate, sample_rate) for _ in range(channels if split else 1)]
-            rows = _fit_rows(rows, channels) if split else _mixed(rows)
-            parts.append(np.stack([r.feed(row) for r, row in zip(resamplers, rows, strict=True)]))
-            held += parts[-1].shape[1]
+            waiting.append(_fit_rows(rows, channels) if split else _mixed(rows))
+            if sum(w.shape[1] for w in waiting) >= rate // 4:
+                resample_waiting(final=False)
             if held >= want:
                 total += held
                 report.decoded = total / sample_rate
@@ -165,10 +179,8 @@ def decode_chunks(
                     raise AudioTooLong(too_long(report.decoded, max_seconds, at_least=True))
                 yield _joined(parts, split)
                 parts, held = [], 0
-        if resamplers:
-            parts.append(np.stack([r.flush() for r in resamplers]))
-            held += parts[-1].shape[1]
-        del resamplers
+        resample_waiting(final=True)
+        resamplers.clear()
     # Older PyAV left resampler graphs in reference cycles that piled up on a
     # long-running server (faster-whisper issue #390). av 18 showed no growth over
     # 300 decodes without this, but pyproject allows av>=12; one collection per file
