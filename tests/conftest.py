@@ -29,19 +29,21 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
     return path
 
 
-# The longest test files (≈ 1–2 minutes each on 2 cores), longest first: with one file
+# The longest test files (≈ ½–2 minutes each on 2 cores), longest first: with one file
 # per worker (`--dist loadfile`), starting them first lets the short files even out the
 # workers' ends, instead of a long file starting last and running alone.
 LONGEST_FIRST = (
-    "test_stream.py",
     "test_scaleout.py",
     "test_accuracy.py",
+    "test_stream.py",
     "test_bench.py",
-    "test_punctuation.py",
-    "test_server.py",
-    "test_pipeline.py",
-    "test_openai_stream.py",
     "test_web.py",
+    "test_server.py",
+    "test_openai_stream.py",
+    "test_security.py",
+    "test_punctuation.py",
+    "test_pipeline.py",
+    "test_limits.py",
 )
 
 
