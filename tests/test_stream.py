@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import struct
 import time
 import wave
 from pathlib import Path
@@ -356,6 +357,32 @@ async def funasr_client(url: str, pcm: np.ndarray, mode: str, chunk_ms: int = 60
             msgs.append(m)
             if m["is_final"]:
                 return msgs
+
+
+def test_funasr_wav_header_with_an_absurd_rate_is_refused_not_resampled(server, english):
+    """A WAV header in front of the PCM sets the input rate; 1 Hz would make every
+    byte cost 8000 samples. The header's frame is refused by name, the stream goes on
+    at the configured 16 kHz."""
+    header = b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)
+    header += b"data" + struct.pack("<I", 0)
+
+    async def run() -> list[dict]:
+        msgs: list[dict] = []
+        async with websockets.connect(server.url.replace("http", "ws") + "/funasr") as ws:
+            await ws.send(json.dumps({"mode": "2pass", "wav_name": "hdr", "is_speaking": True, "audio_fs": SR}))
+            await ws.send(header)
+            for i in range(0, len(english), 960):
+                await ws.send(english[i : i + 960].tobytes())
+            await ws.send(json.dumps({"is_speaking": False}))
+            while not msgs or not msgs[-1]["is_final"]:
+                msgs.append(json.loads(await asyncio.wait_for(ws.recv(), 120)))
+        return msgs
+
+    msgs = asyncio.run(run())
+    errors = [m["error"] for m in msgs if m.get("error")]
+    assert errors == ["the WAV header's rate must be a sample rate in Hz (4000 to 192000), not 1; frame dropped"]
+    final_text = " ".join(m["text"] for m in msgs if m["mode"] == "2pass-offline")
+    assert _words_in_order(final_text, EXPECTED), msgs
 
 
 def test_funasr_2pass_and_offline(server, english):

@@ -83,16 +83,24 @@ class _FunasrConfig:
         if "wav_format" in m:
             self.wav_format = str(m["wav_format"] or "pcm").lower()
         if "audio_fs" in m:
-            fs = m["audio_fs"]
-            if isinstance(fs, bool) or not isinstance(fs, int) or not 4000 <= fs <= 192000:
-                raise OptionsError(f"audio_fs must be a sample rate in Hz, not {fs!r}")
-            self.audio_fs = fs
+            self.audio_fs = sample_rate(m["audio_fs"], "audio_fs")
         if "hotwords" in m:
             self.hotwords = _funasr_hotwords(m["hotwords"])
         if "itn" in m:
             self.itn = bool(m["itn"])
         if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
             self.language = parse_language(m["svs_lang"], self.languages)
+
+
+# Input rates taken (FunASR's clients send 8–48 kHz): resampling from far outside this
+# range would make a few bytes cost seconds of audio (1 Hz → 16000 samples each).
+MIN_FS, MAX_FS = 4000, 192000
+
+
+def sample_rate(fs: object, what: str) -> int:
+    if isinstance(fs, bool) or not isinstance(fs, int) or not MIN_FS <= fs <= MAX_FS:
+        raise OptionsError(f"{what} must be a sample rate in Hz ({MIN_FS} to {MAX_FS}), not {fs!r}")
+    return fs
 
 
 def _strip_wav_header(data: bytes) -> tuple[bytes, int | None]:
@@ -271,9 +279,13 @@ async def funasr(ws: WebSocket) -> None:
                     continue
                 if not header_checked:
                     data, rate = _strip_wav_header(data)
-                    if rate:
-                        cfg.audio_fs = rate
                     header_checked = True
+                    if rate is not None:
+                        try:
+                            cfg.audio_fs = sample_rate(rate, "the WAV header's rate")
+                        except OptionsError as e:
+                            await error(f"{e}; frame dropped")
+                            continue
                 if session is None:
                     try:
                         session = await start_session()
