@@ -134,6 +134,28 @@ def test_every_sample_format_decodes_at_the_same_level(tmp_path: Path, codec: st
     assert tone_peaks(x, [440])[0] > 0.9 * np.abs(np.fft.rfft(x)).max()
 
 
+def test_a_rate_too_low_for_speech_is_refused_by_name(tmp_path: Path) -> None:
+    """14400 samples at 1 Hz would resample to 4 hours of audio."""
+    path = tmp_path / "slow.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(1)
+        w.writeframes(np.zeros(14400, "<i2").tobytes())
+    with pytest.raises(AudioError, match="^sample rate 1 Hz is below 4000 Hz: not speech audio$"):
+        decode(path)
+    assert decode(write_tone(tmp_path / "phone.wav", 8000)).size == 16000  # telephone audio is fine
+
+
+def write_tone(path: Path, rate: int) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.sin(np.arange(rate) * 0.3) * 8000).astype("<i2").tobytes())
+    return path
+
+
 def test_bytes_and_file_objects_decode_like_paths(speech_wav: Path, tmp_path: Path) -> None:
     mp3 = tmp_path / "s.mp3"
     assert ffmpeg("-i", str(speech_wav), str(mp3))

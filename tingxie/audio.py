@@ -58,6 +58,9 @@ MIN_DAMAGED_S = 0.1
 _SHORT_FRACTION, _SHORT_SLACK_S = 0.9, 1.0
 # Decoded audio is handed on in pieces of about this many seconds.
 CHUNK_S = 30.0
+# Below this rate audio carries no intelligible speech; a few bytes at 1 Hz would also
+# resample to hours of audio (each sample becomes 16000).
+MIN_SAMPLE_RATE = 4000
 # channels=split transcribes each channel on its own, up to this many (7.1 surround);
 # a file with more is refused rather than costing one transcription per channel.
 MAX_CHANNELS = 8
@@ -165,6 +168,8 @@ def decode_chunks(
                 channels = rows.shape[0]
                 if split and channels > MAX_CHANNELS:
                     raise AudioError(f"has {channels} channels; channels=split takes at most {MAX_CHANNELS}")
+            if frame.sample_rate < MIN_SAMPLE_RATE:
+                raise AudioError(f"sample rate {frame.sample_rate} Hz is below {MIN_SAMPLE_RATE} Hz: not speech audio")
             if frame.sample_rate != rate:  # first frame, or the rate changed mid-stream: drain, start anew
                 resample_waiting(final=True)
                 rate = frame.sample_rate
