@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import write_wav
 
 from tingxie import audio
 from tingxie.audio import StreamResampler, decode, pcm16_to_float, probe, resample
@@ -136,24 +137,11 @@ def test_every_sample_format_decodes_at_the_same_level(tmp_path: Path, codec: st
 
 def test_a_rate_too_low_for_speech_is_refused_by_name(tmp_path: Path) -> None:
     """14400 samples at 1 Hz would resample to 4 hours of audio."""
-    path = tmp_path / "slow.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(1)
-        w.writeframes(np.zeros(14400, "<i2").tobytes())
+    slow = write_wav(tmp_path / "slow.wav", np.zeros(14400, np.float32), rate=1)
     with pytest.raises(AudioError, match="^sample rate 1 Hz is below 4000 Hz: not speech audio$"):
-        decode(path)
-    assert decode(write_tone(tmp_path / "phone.wav", 8000)).size == 16000  # telephone audio is fine
-
-
-def write_tone(path: Path, rate: int) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.sin(np.arange(rate) * 0.3) * 8000).astype("<i2").tobytes())
-    return path
+        decode(slow)
+    phone = write_wav(tmp_path / "phone.wav", np.sin(np.arange(8000) * 0.3) * 0.25, rate=8000)
+    assert decode(phone).size == 16000  # telephone audio is fine
 
 
 def test_bytes_and_file_objects_decode_like_paths(speech_wav: Path, tmp_path: Path) -> None:

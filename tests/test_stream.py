@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import struct
 import time
 import wave
 from pathlib import Path
@@ -27,11 +26,11 @@ def read_pcm(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), "<i2")
 
 
-def write_wav(path: Path, pcm: np.ndarray) -> Path:
+def write_wav(path: Path, pcm: np.ndarray, rate: int = SR) -> Path:
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(SR)
+        w.setframerate(rate)
         w.writeframes(pcm.astype("<i2").tobytes())
     return path
 
@@ -359,12 +358,11 @@ async def funasr_client(url: str, pcm: np.ndarray, mode: str, chunk_ms: int = 60
                 return msgs
 
 
-def test_funasr_wav_header_with_an_absurd_rate_is_refused_not_resampled(server, english):
+def test_funasr_wav_header_with_an_absurd_rate_is_refused_not_resampled(server, english, tmp_path):
     """A WAV header in front of the PCM sets the input rate; 1 Hz would make every
     byte cost 8000 samples. The header's frame is refused by name, the stream goes on
     at the configured 16 kHz."""
-    header = b"RIFF" + struct.pack("<I", 36) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)
-    header += b"data" + struct.pack("<I", 0)
+    header = write_wav(tmp_path / "header.wav", silence(0), rate=1).read_bytes()  # a header, no samples
 
     async def run() -> list[dict]:
         msgs: list[dict] = []

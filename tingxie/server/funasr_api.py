@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from ..audio import MIN_SAMPLE_RATE
 from ..options import parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
 from ..stream import StreamOptions, StreamSession, open_session
@@ -93,8 +94,9 @@ class _FunasrConfig:
 
 
 # Input rates taken (FunASR's clients send 8–48 kHz): resampling from far outside this
-# range would make a few bytes cost seconds of audio (1 Hz → 16000 samples each).
-MIN_FS, MAX_FS = 4000, 192000
+# range would make a few bytes cost seconds of audio (1 Hz → 16000 samples each). The
+# floor is the one uploaded files have.
+MIN_FS, MAX_FS = MIN_SAMPLE_RATE, 192000
 
 
 def sample_rate(fs: object, what: str) -> int:
