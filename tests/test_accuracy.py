@@ -11,8 +11,6 @@ from helpers import MODELS
 
 from tingxie import models as models_mod
 from tingxie.bench.score import error_rate
-from tingxie.manager import ModelManager
-from tingxie.settings import Settings
 from tingxie.transcribe import transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
@@ -21,21 +19,15 @@ THRESHOLDS = {"zh": 0.180, "en": 0.070}
 
 
 @pytest.mark.eval
-def test_error_rates_on_the_eval_set(corpus_dir, record_property):
+def test_error_rates_on_the_eval_set(corpus_dir, sched, record_property):
     items = [json.loads(line) for line in (corpus_dir / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    models_mod.assemble_bundled(MODELS)
-    manager = ModelManager(Settings(home=MODELS.parent))
-    try:
-        sched = manager.scheduler()
-        # ITN off: references spell numbers out (the eval README's advice)
-        outs = {
-            o.index: o
-            for o in transcribe_many(
-                [corpus_dir / m["audio"] for m in items], sched, DecodeOptions(), VadOptions(), TextOptions(itn=False)
-            )
-        }
-    finally:
-        manager.close()
+    # ITN off: references spell numbers out (the eval README's advice)
+    outs = {
+        o.index: o
+        for o in transcribe_many(
+            [corpus_dir / m["audio"] for m in items], sched, DecodeOptions(), VadOptions(), TextOptions(itn=False)
+        )
+    }
     assert all(o.error is None for o in outs.values()), [o.error for o in outs.values() if o.error]
     rates = {}
     for lang in ("zh", "en"):

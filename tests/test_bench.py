@@ -121,7 +121,7 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
         "--files",
         "1,2",
         "--duration",
-        "12",
+        "8",
         "--batch-sizes",
         "1,2",
         "--instances",
@@ -144,7 +144,7 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
     modes = [(x["mode"], x["files"]) for x in d["batch"]]
     assert modes == [("tingxie", 1), ("serial", 1), ("tingxie", 2), ("serial", 2)]
     for x in d["batch"]:
-        check_capacity_row(x, x["files"], 12)
+        check_capacity_row(x, x["files"], 8)
         assert x["resources"]["peak_rss_mb"] > 0
     serial = [x for x in d["batch"] if x["mode"] == "serial"]
     # the reference: faster-whisper's sequential transcribe, one file at a time
@@ -177,7 +177,7 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
         "--streams",
         "1,2",
         "--stream-seconds",
-        "8",
+        "5",
         "--concurrency",
         "1,2",
         "--report",
@@ -214,13 +214,13 @@ def test_a_running_server_by_url(tmp_path):
             "--files",
             "2",
             "--duration",
-            "10",
+            "6",
             "--concurrency",
             "2",
             "--streams",
             "1",
             "--stream-seconds",
-            "6",
+            "4",
             cwd=cwd,
         )
     assert r.returncode == 0, r.stderr[-3000:]
@@ -230,7 +230,7 @@ def test_a_running_server_by_url(tmp_path):
     assert d["target"] == srv.url
     (b,) = d["batch"]
     assert b["mode"] == "server"
-    check_capacity_row(b, 2, 10)
+    check_capacity_row(b, 2, 6)
     assert d["requests"][0]["ok"] == 4
     assert d["realtime"]["levels"][0]["finals"] >= 1
     assert "sweep" not in d  # a remote server's settings cannot be swept

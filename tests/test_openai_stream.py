@@ -32,17 +32,18 @@ def _items(corpus: Path, lang: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def long_files(corpus_dir, tmp_path_factory) -> dict[str, Path]:
-    """~70 s or more of real speech per language: several 30 s windows."""
+    """~40 s or more of real speech per language: two 30 s windows at least, so the text
+    streams window by window."""
     out = tmp_path_factory.mktemp("long")
     files = {}
     for lang in ("en", "zh"):
         items, total = [], 0.0
         pool = _items(corpus_dir, lang)
-        while total < 70:
+        while total < 40:
             for m in pool:
                 items.append(m)
                 total += m["duration_s"] + 1.0
-                if total >= 70:
+                if total >= 40:
                     break
         audio, _ = join(corpus_dir, items, seed=7)
         files[lang] = write_wav(out / f"long_{lang}.wav", audio)

@@ -113,7 +113,7 @@ def _assert_exactly_once(cl: Cluster, ids: list[str], rows: dict) -> dict:
 def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
     from tingxie.bench.score import error_rate
 
-    items = _items(_corpus(request), synth_speech, tmp_path, 30)
+    items = _items(_corpus(request), synth_speech, tmp_path, 20)
     ids = cluster.submit(items)
     rows = cluster.wait_done(ids, timeout=240)
     _assert_exactly_once(cluster, ids, rows)
@@ -135,11 +135,11 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
     system = httpx.get(cluster.api.url + "/api/system", timeout=10).json()
     names = {w["name"] for w in system["workers"]}
     assert {"w1", "w2"} <= names
-    assert sum(w["jobs_done"] for w in system["workers"]) >= 30
+    assert sum(w["jobs_done"] for w in system["workers"]) >= len(items)
 
 
 def test_kill_worker_and_restart_api(cluster, synth_speech, tmp_path, request):
-    items = _items(_corpus(request), synth_speech, tmp_path, 20)
+    items = _items(_corpus(request), synth_speech, tmp_path, 14)
     ids = cluster.submit(items)
     deadline = time.time() + 90
     while time.time() < deadline:
@@ -175,11 +175,11 @@ def test_kill_worker_and_restart_api(cluster, synth_speech, tmp_path, request):
 
 
 def test_redis_restart(cluster, synth_speech, tmp_path, request):
-    items = _items(_corpus(request), synth_speech, tmp_path, 14)
-    ids = cluster.submit(items[:10])
+    items = _items(_corpus(request), synth_speech, tmp_path, 10)
+    ids = cluster.submit(items[:7])
     time.sleep(3)
     cluster.redis.stop()
-    ids += cluster.submit(items[10:])  # accepted while the broker is down
+    ids += cluster.submit(items[7:])  # accepted while the broker is down
     time.sleep(3)
     cluster.redis.start()
     rows = cluster.wait_done(ids, timeout=240)

@@ -118,6 +118,8 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
             break
     best = tried[-1] if not tried[-1].needs_fallback else max(tried, key=lambda r: r.avg_logprob)
     best.decodes = sum(r.decodes for r in tried)
+    # every try cost its stages, not only the one kept
+    best.timings = {k: sum(r.timings.get(k, 0.0) for r in tried) for k in {k for r in tried for k in r.timings}}
     return best
 
 
