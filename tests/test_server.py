@@ -111,6 +111,18 @@ def test_bad_audio_gets_a_clear_error(server, name, content, status, message):
     assert message in err["message"] and name in err["message"] and err["type"] == "invalid_request_error"
 
 
+def test_video_without_sound_is_named_once_by_the_callers_name(server, tmp_path):
+    video = tmp_path / "meeting.mp4"
+    make = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=2:s=64x64:r=5", "-c:v", "mpeg4"]
+    if subprocess.run([*make, str(video)], capture_output=True, check=False).returncode:
+        pytest.skip("this ffmpeg cannot make an mp4 video")
+    r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("meeting.mp4", video.read_bytes())})
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    # the file as the caller named it, once; not the server's "uploaded file" stand-in
+    assert "no audio stream" in message and message.count("meeting.mp4") == 1 and "uploaded file" not in message
+
+
 def test_too_large_upload_is_refused_while_streaming(server):
     big = b"\0" * (3 * 1024 * 1024)
     r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("big.wav", big)}, timeout=60)

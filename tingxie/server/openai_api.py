@@ -159,14 +159,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         seconds = sched.admit_audio(await run_in_threadpool(audio_mod.check_duration, path, sched.max_audio_s, split))
     except (AudioError, Overloaded) as e:
         remove_stored(path)
-        if isinstance(e, AudioError):
-            raise ApiError(
-                getattr(e, "status", 400),
-                f"{display_name(file.filename)}: {e}",
-                param="file",
-                code="audio_too_long" if getattr(e, "status", 400) == 413 else "invalid_audio",
-            ) from e
-        raise
+        raise _refusal(e, path, file.filename) from e
     options = opts.stored()
     try:
         open_sync_job(
@@ -212,7 +205,8 @@ def _refusal(e: BaseException, path, filename: str | None) -> BaseException:
         name = display_name(filename)
         reason = user_error(e, path, name)
         message = reason if name in reason else f"{name}: {reason}"
-        return ApiError(getattr(e, "status", 400), message, param="file", code="invalid_audio")
+        status = getattr(e, "status", 400)
+        return ApiError(status, message, param="file", code="audio_too_long" if status == 413 else "invalid_audio")
     return e
 
 
