@@ -111,6 +111,14 @@ def test_bad_audio_gets_a_clear_error(server, name, content, status, message):
     assert message in err["message"] and name in err["message"] and err["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize("path, field", [("/v1/audio/transcriptions", "file"), ("/api/jobs", "files")])
+def test_a_part_without_a_file_name_is_refused_in_plain_words(server, path, field):
+    r = httpx.post(server.url + path, files={field: ("", b"RIFF....WAVE")})
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert "expected an uploaded file" in message and "UploadFile" not in message and "<class" not in message
+
+
 def test_video_without_sound_is_named_once_by_the_callers_name(server, tmp_path):
     video = tmp_path / "meeting.mp4"
     make = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=d=2:s=64x64:r=5", "-c:v", "mpeg4"]

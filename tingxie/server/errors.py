@@ -122,10 +122,11 @@ def install(app: FastAPI) -> None:
         errs = e.errors()
         first = errs[0] if errs else {}
         param = ".".join(str(x) for x in first.get("loc", [])[1:]) or None
+        msg = str(first.get("msg", "invalid"))
+        if "Expected UploadFile" in msg:  # a part without a file name reaches FastAPI as text
+            msg = "expected an uploaded file (a multipart part with a file name), got a text field"
         return JSONResponse(
-            error_body(
-                f"{param or 'request'}: {first.get('msg', 'invalid')}", "invalid_request_error", param, "invalid_value"
-            ),
+            error_body(f"{param or 'request'}: {msg}", "invalid_request_error", param, "invalid_value"),
             status_code=400,
         )
 
