@@ -115,3 +115,32 @@ def test_reference_pipeline_serves_whole_requests_in_arrival_order(manager, engl
     assert "london" in outs["long"].text.lower() and "fox" in outs["short"].text.lower()
     assert outs["short"].options["serial"] and outs["short"].segments[0].end > outs["short"].segments[0].start
     assert sched.stats.batches == 0  # nothing went through the batcher
+
+
+class _CountingEncoder:
+    """The real CTranslate2 model, counting its encoder calls."""
+
+    def __init__(self, model):
+        self.model, self.encodes = model, 0
+
+    def encode(self, *args, **kwargs):
+        self.encodes += 1
+        return self.model.encode(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_a_fallback_samples_again_without_encoding_again(sched, english_wav, monkeypatch):
+    """Whisper's temperature fallback decodes the same audio up to five more times; the
+    first pass's encoder output serves them all (re-encoding made a 1.5 s clip take 5 s)."""
+    from tingxie.engines import base
+
+    engine = sched.engine.engine  # the Whisper engine behind the recognizer
+    counting = _CountingEncoder(engine.model)
+    monkeypatch.setattr(engine, "model", counting)
+    monkeypatch.setattr(base, "LOW_LOGPROB", 0.0)  # every decode "fails": all five temperatures
+    t = transcribe(english_wav, sched, DecodeOptions(language="en"), VadOptions(), TextOptions())
+    assert t.options["windows"] == {"count": 1, "decoded": 6}
+    assert counting.encodes == 1
+    assert "fox" in t.text.lower()  # the most likely of the six, as Whisper keeps

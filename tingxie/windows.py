@@ -49,6 +49,9 @@ class Window:
     probs: np.ndarray | None = None
     # What Whisper left out at the end of another window, decoded again (`remainder`).
     continuation: bool = False
+    # The encoder's output for exactly these samples, when a temperature fallback decodes
+    # the window again: the audio has not changed, so only the decoder needs to run.
+    encoded: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -220,4 +223,4 @@ def remainder(window: Window, after_s: float) -> Window | None:
         start = max(p.start, cut)
         pieces.append(Piece(used, start, end - start))
         used += end - start
-    return replace(window, pieces=pieces, continuation=True) if pieces else None
+    return replace(window, pieces=pieces, continuation=True, encoded=None) if pieces else None

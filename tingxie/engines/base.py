@@ -35,6 +35,8 @@ class WindowResult:
     # windows decoded to give this result: the first pass plus any second looks
     # (fallbacks, continuations, retries of lost speech); the bench reports the share
     decodes: int = 1
+    # the window's encoder output, kept only while a fallback may decode it again
+    encoded: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def needs_fallback(self) -> bool:

@@ -110,12 +110,14 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
-        hot = replace(window, options=replace(window.options, temperature=temp, language=result.language))
+        options = replace(window.options, temperature=temp, language=result.language)
+        hot = replace(window, options=options, encoded=result.encoded)
         r = submit(hot)
         r.language_probability = result.language_probability
         tried.append(r)
         if not r.needs_fallback:
             break
+    result.encoded = None  # 3 MB a window: not kept past its fallback
     best = tried[-1] if not tried[-1].needs_fallback else max(tried, key=lambda r: r.avg_logprob)
     best.decodes = sum(r.decodes for r in tried)
     # every try cost its stages, not only the one kept
