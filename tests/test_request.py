@@ -71,6 +71,8 @@ def test_bad_values_name_the_option(data, message):
     with pytest.raises(OptionsError) as e:
         TranscriptionOptions.parse(data, known_only=True)
     assert message in str(e.value)
+    if "unknown option" not in message:  # the API's error `param`: the option at fault
+        assert e.value.param == next(iter(data))
 
 
 @pytest.mark.parametrize(

@@ -156,6 +156,7 @@ def test_unknown_model_and_format(server, speech):
         data={"language": "klingon"},
     )
     assert r.status_code == 400 and "language" in r.json()["error"]["message"]
+    assert r.json()["error"]["param"] == "language"  # what OpenAI's clients show as the field at fault
 
 
 # -- jobs and history -----------------------------------------------------------------------

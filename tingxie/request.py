@@ -41,7 +41,10 @@ class _Common(BaseModel):
 
         if v is not None and not isinstance(v, str):
             raise ValueError("must be a language code such as zh or en")
-        return parse_language(v)
+        try:
+            return parse_language(v)
+        except OptionsError as e:  # as a ValueError, pydantic names the field (the API's param)
+            raise ValueError(str(e)) from None
 
     @field_validator("hotwords", mode="before")
     @classmethod
@@ -50,7 +53,10 @@ class _Common(BaseModel):
 
         if v is not None and not isinstance(v, (str, list)):
             raise ValueError("must be a string or a list of strings")
-        return parse_hotwords(v)
+        try:
+            return parse_hotwords(v)
+        except OptionsError as e:
+            raise ValueError(str(e)) from None
 
     @classmethod
     def parse(cls, data: dict[str, Any], known_only: bool = False) -> Self:
@@ -66,7 +72,8 @@ class _Common(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as e:
-            raise OptionsError(describe(e, cls)) from None
+            loc = e.errors()[0].get("loc", ())
+            raise OptionsError(describe(e, cls), str(loc[0]) if loc else None) from None
 
 
 class TranscriptionOptions(_Common):

@@ -26,7 +26,12 @@ class AudioError(TingxieError):
 
 
 class OptionsError(TingxieError):
-    """A bad option value, refused before any work starts."""
+    """A bad option value, refused before any work starts; `param` names the option when
+    one is at fault (the API's error `param`, as OpenAI's clients read it)."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OptionsError)
     async def _options(_: Request, e: OptionsError):
-        return JSONResponse(error_body(str(e), "invalid_request_error", None, "invalid_option"), status_code=400)
+        return JSONResponse(error_body(str(e), "invalid_request_error", e.param, "invalid_option"), status_code=400)
 
     @app.exception_handler(Overloaded)
     async def _overloaded(_: Request, e: Overloaded):
