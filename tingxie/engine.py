@@ -20,7 +20,7 @@ import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
 from .device import DeviceChoice
-from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult  # noqa: F401  (WindowResult moved there; re-exported)
+from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult, falls_back  # noqa: F401  (WindowResult moved there; re-exported)
 from .text import is_chinese
 from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
 from .windows import Piece, Window
@@ -329,7 +329,7 @@ class Engine:
             return
         host = None
         for i, (w, res) in enumerate(zip(windows, out, strict=True)):
-            if w.options.temperature == 0 and res.needs_fallback:
+            if falls_back(w, res):
                 host = np.asarray(enc) if host is None else host
                 res.encoded = np.array(host[i])
 

@@ -20,6 +20,15 @@ from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
 _VAD = VadOptions()
 
 
+def _in_validator(parse: Callable[[Any], Any], value: Any) -> Any:
+    """An options parser run inside a field validator: its OptionsError becomes a
+    ValueError, which pydantic reports against the field (the API error's `param`)."""
+    try:
+        return parse(value)
+    except OptionsError as e:
+        raise ValueError(str(e)) from None
+
+
 class _Common(BaseModel):
     """Options every way of transcribing takes (files, jobs, requests, streams)."""
 
@@ -41,10 +50,7 @@ class _Common(BaseModel):
 
         if v is not None and not isinstance(v, str):
             raise ValueError("must be a language code such as zh or en")
-        try:
-            return parse_language(v)
-        except OptionsError as e:  # as a ValueError, pydantic names the field (the API's param)
-            raise ValueError(str(e)) from None
+        return _in_validator(parse_language, v)
 
     @field_validator("hotwords", mode="before")
     @classmethod
@@ -53,10 +59,7 @@ class _Common(BaseModel):
 
         if v is not None and not isinstance(v, (str, list)):
             raise ValueError("must be a string or a list of strings")
-        try:
-            return parse_hotwords(v)
-        except OptionsError as e:
-            raise ValueError(str(e)) from None
+        return _in_validator(parse_hotwords, v)
 
     @classmethod
     def parse(cls, data: dict[str, Any], known_only: bool = False) -> Self:

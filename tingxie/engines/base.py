@@ -52,6 +52,13 @@ COMPRESSION_LIMIT = 2.4
 LOW_LOGPROB = -1.0
 
 
+def falls_back(window: Window, result: WindowResult) -> bool:
+    """Whether a window's result goes through the temperature fallback: a first decode
+    (temperature 0) that fails Whisper's quality rule. The engine keeps its encoder output
+    for exactly these; `engines/whisper.with_fallback` runs them."""
+    return window.options.temperature == 0 and result.needs_fallback
+
+
 class ModelError(TingxieError):
     """A model directory that cannot be served: unknown family, missing file or
     metadata. The message names what is missing, never the server's paths."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import windows as windows_mod
 from ..windows import Window
-from .base import Capabilities, ModelSpec, Submit, WindowResult
+from .base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
@@ -106,7 +106,7 @@ FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 def with_fallback(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
     """Whisper's temperature fallback, per window: redo a failed decode by sampling at
     rising temperatures; keep the first that passes, else the most likely seen."""
-    if window.options.temperature > 0 or not result.needs_fallback:
+    if not falls_back(window, result):
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
