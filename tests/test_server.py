@@ -206,6 +206,17 @@ def test_history_search_paging_and_delete(server, speech):
     assert len(seen) == len(set(seen)) and set(ids) <= set(seen)
     bad = httpx.get(f"{server.url}/api/jobs", params={"cursor": "garbage"})
     assert bad.status_code == 400 and "cursor" in bad.json()["error"]["message"]
+    # the export takes the history's filters: what a search shows is what it exports
+    search = {"q": "memo", "kind": "file", "limit": 100}
+    listed = {j["filename"] for j in httpx.get(f"{server.url}/api/jobs", params=search).json()["jobs"]}
+    exported = httpx.get(f"{server.url}/api/jobs/export", params=search).content
+    summary = zipfile.ZipFile(io.BytesIO(exported)).read("summary.csv").decode("utf-8-sig").splitlines()[1:]
+    assert {f"memo-{i}.wav" for i in range(3)} <= listed == {row.split(",")[1] for row in summary}
+    other_kind = httpx.get(f"{server.url}/api/jobs/export", params={**search, "kind": "batch_item"}).content
+    assert zipfile.ZipFile(io.BytesIO(other_kind)).read("summary.csv").decode("utf-8-sig").splitlines()[1:] == []
+    for path in ("/api/jobs", "/api/jobs/export"):
+        refused = httpx.get(f"{server.url}{path}", params={"state": "finished"})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "state", refused.text
     stored = lambda: [p for p in (server.home / "audio").rglob(f"{ids[0]}.*")]  # noqa: E731 (storage names are the job id)
     assert stored()
     assert httpx.delete(f"{server.url}/api/jobs/{ids[0]}").json()["deleted"]

@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pg_fixture import pg_db_url, pg_server_url  # noqa: F401
 
-from tingxie.store import JOBS, KEYS, Base, Store, alembic_config
+from tingxie.store import JOBS, KEYS, Base, JobFilter, Store, alembic_config
 from tingxie.types import OptionsError
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
@@ -233,8 +233,8 @@ def test_sqlite_concurrent_writers_never_locked(tmp_path) -> None:
 
     _race(8, writer)
     assert errors == []
-    assert s.count_jobs() == 200 and s.count_jobs(state="running") == 200
-    assert s.count_jobs(q="writer-3:") == 25  # the search index kept up with the writers
+    assert s.count_jobs() == 200 and s.count_jobs(JobFilter(state="running")) == 200
+    assert s.count_jobs(JobFilter(q="writer-3:")) == 25  # the search index kept up with the writers
     s.close()
 
 
@@ -267,7 +267,7 @@ def test_keyset_paging_returns_every_row_once(store: Store) -> None:
         cursor,
     ) = [], None
     while True:
-        rows, cursor = store.list_jobs(owner="k1", limit=4, cursor=cursor)
+        rows, cursor = store.list_jobs(JobFilter(owner="k1"), limit=4, cursor=cursor)
         mine.extend(r["id"] for r in rows)
         if cursor is None:
             break
@@ -292,8 +292,8 @@ def test_search_chinese_english_and_filename(store: Store) -> None:
     other = job("d.wav", "天气很好 nothing relevant")
 
     def found(q: str) -> set[str]:
-        rows, _ = store.list_jobs(q=q)
-        assert store.count_jobs(q=q) == len(rows)
+        rows, _ = store.list_jobs(JobFilter(q=q))
+        assert store.count_jobs(JobFilter(q=q)) == len(rows)
         return {r["id"] for r in rows}
 
     assert found("经济") == {zh}  # two characters: LIKE fallback
@@ -332,8 +332,8 @@ def test_filters_by_state_kind_batch_owner_and_time(store: Store) -> None:
     store.finish_job(made[0]["id"], {}, "done one", "en", 1, 1)
 
     def ids(**kw) -> list[str]:
-        rows, _ = store.list_jobs(**kw)
-        assert store.count_jobs(**kw) == len(rows)
+        rows, _ = store.list_jobs(JobFilter(**kw))
+        assert store.count_jobs(JobFilter(**kw)) == len(rows)
         return [r["id"] for r in rows]
 
     assert ids(state="running") == [j["id"] for j in made[1:4]][::-1]
@@ -350,7 +350,7 @@ def test_filters_by_state_kind_batch_owner_and_time(store: Store) -> None:
 
 def test_bad_filters_are_refused_with_clear_errors(store: Store) -> None:
     with pytest.raises(OptionsError, match="state must be one of"):
-        store.list_jobs(state="finished")
+        store.list_jobs(JobFilter(state="finished"))
     with pytest.raises(OptionsError, match="kind must be one of"):
         store.create_job(kind="video")
     with pytest.raises(OptionsError, match="invalid cursor"):
@@ -477,13 +477,13 @@ def test_sqlite_search_and_deep_pages_do_not_scan_100k_rows(tmp_path) -> None:
 
     assert cost(full_scan)[0] == 0
     scan = cost(full_scan)[1]
-    (hit, _), c_rare = cost(lambda: s.list_jobs(q="独一无二"))
+    (hit, _), c_rare = cost(lambda: s.list_jobs(JobFilter(q="独一无二")))
     assert [r["id"] for r in hit] == [f"{31337:032x}"]
-    (hit, _), c_en = cost(lambda: s.list_jobs(q="uniqueneedle"))
+    (hit, _), c_en = cost(lambda: s.list_jobs(JobFilter(q="uniqueneedle")))
     assert len(hit) == 1
-    (common, _), c_common = cost(lambda: s.list_jobs(q="经济高速"))
+    (common, _), c_common = cost(lambda: s.list_jobs(JobFilter(q="经济高速")))
     assert len(common) == 50
-    (short, _), c_short = cost(lambda: s.list_jobs(q="银行"))
+    (short, _), c_short = cost(lambda: s.list_jobs(JobFilter(q="银行")))
     assert len(short) == 50
 
     cursor, n = None, 0
@@ -492,7 +492,7 @@ def test_sqlite_search_and_deep_pages_do_not_scan_100k_rows(tmp_path) -> None:
         n += len(page)
     (deep, nxt), c_deep = cost(lambda: s.list_jobs(cursor=cursor))
     assert deep[0]["id"] == f"{9_999:032x}" and nxt is not None
-    (deep_owner, _), c_deep_owner = cost(lambda: s.list_jobs(owner="k1", cursor=cursor))
+    (deep_owner, _), c_deep_owner = cost(lambda: s.list_jobs(JobFilter(owner="k1"), cursor=cursor))
     assert len(deep_owner) == 50
     costs = {"rare": c_rare, "english": c_en, "short": c_short, "deep": c_deep, "deep_owner": c_deep_owner}
     # A common term (here ~8k matches) costs in proportion to its matches, by design:

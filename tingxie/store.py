@@ -28,6 +28,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,22 @@ def _escape_like(term: str) -> str:
 
 def _check(value: str | None, allowed: tuple[str, ...], name: str) -> None:
     if value is not None and value not in allowed:
-        raise OptionsError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        raise OptionsError(f"{name} must be one of {', '.join(allowed)}; got {value!r}", param=name)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a history page, count or export covers; None means any. `q`: every
+    whitespace-separated term occurs in the text or the file name. Times: aware or naive
+    (taken as UTC) datetimes or ISO strings; `until` is exclusive."""
+
+    owner: str | None = None
+    q: str | None = None
+    state: str | None = None
+    kind: str | None = None
+    batch_id: str | None = None
+    since: datetime | str | None = None
+    until: datetime | str | None = None
 
 
 def normalize_url(url: str) -> str:
@@ -530,32 +546,23 @@ class Store:
         with self._tx() as conn:
             return [dict(r._mapping) for r in conn.execute(stmt).all()]
 
-    def _filters(
-        self,
-        owner: str | None,
-        q: str | None,
-        state: str | None,
-        kind: str | None,
-        batch_id: str | None,
-        since: datetime | str | None,
-        until: datetime | str | None,
-    ) -> list[Any]:
-        _check(state, STATES, "state")
-        _check(kind, KINDS, "kind")
+    def _filters(self, f: JobFilter) -> list[Any]:
+        _check(f.state, STATES, "state")
+        _check(f.kind, KINDS, "kind")
         conds: list[Any] = []
-        if owner is not None:
-            conds.append(JOBS.c.owner == owner)
-        if state is not None:
-            conds.append(JOBS.c.state == state)
-        if kind is not None:
-            conds.append(JOBS.c.kind == kind)
-        if batch_id is not None:
-            conds.append(JOBS.c.batch_id == batch_id)
-        if (s := _utc(since, "since")) is not None:
+        if f.owner is not None:
+            conds.append(JOBS.c.owner == f.owner)
+        if f.state is not None:
+            conds.append(JOBS.c.state == f.state)
+        if f.kind is not None:
+            conds.append(JOBS.c.kind == f.kind)
+        if f.batch_id is not None:
+            conds.append(JOBS.c.batch_id == f.batch_id)
+        if (s := _utc(f.since, "since")) is not None:
             conds.append(JOBS.c.created_at >= s)
-        if (u := _utc(until, "until")) is not None:
+        if (u := _utc(f.until, "until")) is not None:
             conds.append(JOBS.c.created_at < u)
-        conds.extend(self._search(q))
+        conds.extend(self._search(f.q))
         return conds
 
     def _search(self, q: str | None) -> list[Any]:
@@ -585,22 +592,13 @@ class Store:
         return conds
 
     def list_jobs(
-        self,
-        owner: str | None = None,
-        q: str | None = None,
-        state: str | None = None,
-        kind: str | None = None,
-        batch_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
+        self, where: JobFilter | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first. Returns (rows, next_cursor); next_cursor is None on the last
         page. Rows omit `text` and `result` and carry `preview` (first 80 characters)."""
         if not 1 <= int(limit) <= MAX_PAGE:
             raise OptionsError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-        conds = self._filters(owner, q, state, kind, batch_id, since, until)
+        conds = self._filters(where or JobFilter())
         if cursor:
             at, cid = _decode_cursor(cursor)
             after = sa.tuple_(sa.literal(at, UTCDateTime()), sa.literal(cid, sa.String()))
@@ -622,17 +620,8 @@ class Store:
         nxt = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
         return out, nxt
 
-    def count_jobs(
-        self,
-        owner: str | None = None,
-        q: str | None = None,
-        state: str | None = None,
-        kind: str | None = None,
-        batch_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-    ) -> int:
-        conds = self._filters(owner, q, state, kind, batch_id, since, until)
+    def count_jobs(self, where: JobFilter | None = None) -> int:
+        conds = self._filters(where or JobFilter())
         with self._tx() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(JOBS).where(*conds)).scalar_one())
 

@@ -25,6 +25,7 @@ from ..audio import AudioTooLong
 from ..engines.base import check_options
 from ..jobs import check_callback_url
 from ..request import TranscriptionOptions, as_form
+from ..store import STATES, JobFilter
 from ..types import AudioError, OptionsError, Transcript
 from .auth import Principal, principal
 from .errors import ApiError, public_job
@@ -32,8 +33,6 @@ from .openai_api import resolve_model
 from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(prefix="/api", tags=["jobs and history"])
-
-STATES = ("queued", "running", "done", "failed", "cancelled")
 
 
 def _owned(state, who: Principal, job_id: str) -> dict:
@@ -136,9 +135,7 @@ async def create_jobs(
     return {"batch_id": batch_id, "jobs": jobs}
 
 
-@router.get("/jobs", summary="History: list, search and page through jobs")
-def list_jobs(
-    request: Request,
+def job_filter(
     who: Annotated[Principal, Depends(principal)],
     q: str | None = None,
     state: str | None = None,
@@ -146,24 +143,21 @@ def list_jobs(
     batch_id: str | None = None,
     since: str | None = None,
     until: str | None = None,
+) -> JobFilter:
+    """The history filters, the same for a page and for an export; a key sees only its
+    own jobs (the admin key all)."""
+    return JobFilter(who.owner_filter, q or None, state, kind, batch_id, _since(since, "since"), _since(until, "until"))
+
+
+@router.get("/jobs", summary="History: list, search and page through jobs")
+def list_jobs(
+    request: Request,
+    where: Annotated[JobFilter, Depends(job_filter)],
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: str | None = None,
 ):
-    st = request.app.state.tx
-    if state and state not in STATES:
-        raise ApiError(400, f"state must be one of {', '.join(STATES)}", param="state")
-    # a bad cursor raises OptionsError in the store: the app answers 400 naming it
-    rows, nxt = st.store.list_jobs(
-        owner=who.owner_filter,
-        q=q or None,
-        state=state,
-        kind=kind,
-        batch_id=batch_id,
-        since=_since(since, "since"),
-        until=_since(until, "until"),
-        limit=limit,
-        cursor=cursor,
-    )
+    # a bad state, kind or cursor raises OptionsError in the store: the app answers 400 naming it
+    rows, nxt = request.app.state.tx.store.list_jobs(where, limit=limit, cursor=cursor)
     return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
 
 
@@ -205,27 +199,15 @@ def _export_zip(jobs: list[dict]) -> bytes:
 def export_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
-    ids: str | None = Query(None, description="comma-separated job ids; otherwise the filters below"),
-    q: str | None = None,
-    state: str | None = None,
-    batch_id: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
+    where: Annotated[JobFilter, Depends(job_filter)],
+    ids: str | None = Query(None, description="comma-separated job ids; otherwise the filters"),
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ):
     st = request.app.state.tx
     if ids:
         jobs = [_owned(st, who, i.strip()) for i in ids.split(",") if i.strip()]
     else:
-        rows, _ = st.store.list_jobs(
-            owner=who.owner_filter,
-            q=q,
-            state=state,
-            batch_id=batch_id,
-            since=_since(since, "since"),
-            until=_since(until, "until"),
-            limit=limit,
-        )
+        rows, _ = st.store.list_jobs(where, limit=limit)
         jobs = [st.store.get_job(r["id"]) for r in rows]
     data = _export_zip([j for j in jobs if j])
     return Response(
@@ -305,7 +287,7 @@ def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depe
     rows: list[dict] = []
     cursor = None
     while True:
-        page, cursor = st.store.list_jobs(owner=who.owner_filter, batch_id=batch_id, limit=500, cursor=cursor)
+        page, cursor = st.store.list_jobs(JobFilter(who.owner_filter, batch_id=batch_id), limit=500, cursor=cursor)
         rows += page
         if not cursor:
             break
