@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import threading
 import wave
 from pathlib import Path
 
@@ -56,3 +59,45 @@ def write_call(corpus_dir: Path, path: Path) -> dict[int, tuple[str, str]]:
         refs[channel] = (lang, text + ("" if lang == "zh" else " ") + manifest[clip]["text"])
     write_wav(path, np.stack([tracks[1], tracks[2]], axis=1))
     return refs
+
+
+class Receiver:
+    """A callback receiver on 127.0.0.1 recording every request; `status` is what it
+    answers (changeable while running)."""
+
+    def __init__(self, status: int = 200):
+        self.status = status
+        self.requests: list[dict] = []
+        me = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(n)
+                me.requests.append(
+                    {
+                        "path": self.path,
+                        "host": self.headers.get("host"),
+                        "body": json.loads(body or b"{}"),
+                        "answered": me.status,
+                    }
+                )
+                self.send_response(me.status)
+                if me.status in (301, 302, 307, 308):
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()

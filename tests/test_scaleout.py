@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from helpers import Receiver
 from pg_fixture import pg_server_url  # noqa: F401
 from redis_fixture import redis_server  # noqa: F401
 from server_fixture import MODELS_CACHE, ROOT
@@ -80,6 +81,7 @@ def cluster(tmp_path_factory, redis_server, pg_server_url):  # noqa: F811
     cl = Cluster(tmp_path_factory.mktemp("scaleout"), redis_server.url, db, MODELS_CACHE, WORKER_TIMEOUT_S)
     cl.redis = redis_server
     cl.env["TINGXIE_WARM_UP"] = "0"  # as tests' servers: many starts, no first-request latency measured
+    cl.env["TINGXIE_CALLBACK_ALLOW"] = "127.0.0.1"  # the tests' callback receiver
     try:
         cl.start_api()
         install_audit(cl)
@@ -114,9 +116,20 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
     from tingxie.bench.score import error_rate
 
     items = _items(_corpus(request), synth_speech, tmp_path, 20)
-    ids = cluster.submit(items)
-    rows = cluster.wait_done(ids, timeout=240)
-    _assert_exactly_once(cluster, ids, rows)
+    rx = Receiver(200)
+    try:
+        ids = cluster.submit(items, callback_url=rx.url())
+        rows = cluster.wait_done(ids, timeout=240)
+        _assert_exactly_once(cluster, ids, rows)
+        # each job's callback comes from the worker that ran it, once, with the final state
+        deadline = time.time() + 30
+        while len(rx.requests) < len(ids) and time.time() < deadline:
+            time.sleep(0.2)
+        called = [r["body"]["id"] for r in rx.requests]
+        assert sorted(called) == sorted(ids), f"{len(called)} callbacks for {len(ids)} jobs"
+        assert all(r["body"]["state"] == rows[r["body"]["id"]]["state"] for r in rx.requests)
+    finally:
+        rx.close()
     for jid, it in zip(ids, items, strict=False):  # loosely per item (whisper-base), tighter over the lot
         er = error_rate([it["text"]], [rows[jid]["text"] or ""], it["lang"])
         assert er < 0.8, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"

@@ -5,7 +5,6 @@ network namespace)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import re
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import Receiver
 from server_fixture import ROOT, Server
 
 openai = pytest.importorskip("openai")
@@ -72,48 +72,6 @@ def wait_for(fn, timeout: float = 300, every: float = 0.5):
             return v
         time.sleep(every)
     raise AssertionError("condition not reached")
-
-
-class Receiver:
-    """A callback receiver on 127.0.0.1 recording every request; `status` is what it
-    answers (changeable while running)."""
-
-    def __init__(self, status: int = 200):
-        self.status = status
-        self.requests: list[dict] = []
-        me = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                n = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(n)
-                me.requests.append(
-                    {
-                        "path": self.path,
-                        "host": self.headers.get("host"),
-                        "body": json.loads(body or b"{}"),
-                        "answered": me.status,
-                    }
-                )
-                self.send_response(me.status)
-                if me.status in (301, 302, 307, 308):
-                    self.send_header("Location", "/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 # -- binding ----------------------------------------------------------------------------------

@@ -228,22 +228,9 @@ class Runtime:
             elif state == "failed":
                 self.jobs_failed += 1
         if state in ("done", "failed"):
-            job = self.store.get_job(job_id)
-            if job and job.get("callback_url"):
-                from .jobs import deliver_callback
+            from .jobs import after_finish
 
-                threading.Thread(
-                    target=deliver_callback,
-                    daemon=True,
-                    args=(
-                        self.store,
-                        job_id,
-                        self.base_url,
-                        self.settings.callback_retries,
-                        self.settings.callback_allow,
-                        self.settings.callback_timeout_s,
-                    ),
-                ).start()
+            after_finish(self.store, job_id, self.base_url, self.settings)
 
 
 _runtime: Runtime | None = None

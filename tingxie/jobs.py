@@ -258,23 +258,30 @@ def deliver_callback(
     return False
 
 
+def deliver_in_background(store, job_id: str, base_url: str, settings) -> None:
+    """Deliver a job's callback on a thread of its own, so a slow or dead receiver never
+    holds up the next job (the attempts are recorded in the store as they happen)."""
+    threading.Thread(
+        target=deliver_callback,
+        daemon=True,
+        name=f"tingxie-callback-{job_id}",
+        args=(store, job_id, base_url, settings.callback_retries, settings.callback_allow, settings.callback_timeout_s),
+    ).start()
+
+
+def after_finish(store, job_id: str, base_url: str, settings) -> None:
+    """What follows a job's end, wherever it ran: its callback, when it asked for one."""
+    job = store.get_job(job_id)
+    if job and job.get("callback_url") and job["state"] in ("done", "failed"):
+        deliver_in_background(store, job_id, base_url, settings)
+
+
 def resume_callbacks(store, base_url: str, settings) -> int:
     """Start delivering the callbacks of finished jobs that were still pending when the
     server stopped (crashed mid-retry, or before the first try)."""
     jobs = store.pending_callbacks()
     for j in jobs:
-        threading.Thread(
-            target=deliver_callback,
-            daemon=True,
-            args=(
-                store,
-                j["id"],
-                base_url,
-                settings.callback_retries,
-                settings.callback_allow,
-                settings.callback_timeout_s,
-            ),
-        ).start()
+        deliver_in_background(store, j["id"], base_url, settings)
     if jobs:
         log.info("resuming %d pending callback(s)", len(jobs))
     return len(jobs)
@@ -319,11 +326,10 @@ class LocalQueue:
     """The embedded queue: job ids in memory, their state in the database. At start,
     jobs that were queued or running when the server stopped are queued again."""
 
-    def __init__(self, store: Store, manager: ModelManager, concurrency: int, base_url: str, callback_retries: int = 5):
+    def __init__(self, store: Store, manager: ModelManager, concurrency: int, base_url: str):
         self.store = store
         self.manager = manager
         self.base_url = base_url
-        self.callback_retries = callback_retries
         self._q: queue.Queue[str | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._loop, name=f"tingxie-job-{i}", daemon=True) for i in range(concurrency)
@@ -371,18 +377,4 @@ class LocalQueue:
             except Exception as e:  # unexpected: keep the reason, keep serving
                 log.exception("job %s crashed", job_id)
                 self.store.fail_job(job_id, f"internal error: {type(e).__name__}")
-            job = self.store.get_job(job_id)
-            if job and job.get("callback_url") and job["state"] in ("done", "failed"):
-                cfg = self.manager.settings
-                threading.Thread(
-                    target=deliver_callback,
-                    daemon=True,
-                    args=(
-                        self.store,
-                        job_id,
-                        self.base_url,
-                        self.callback_retries,
-                        cfg.callback_allow,
-                        cfg.callback_timeout_s,
-                    ),
-                ).start()
+            after_finish(self.store, job_id, self.base_url, self.manager.settings)

@@ -68,7 +68,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         from ..scheduler import work_in_flight
 
         concurrency = work_in_flight(manager.choice.batch_size, manager.choice.instances)
-        queue = LocalQueue(store, manager, concurrency, base_url, settings.callback_retries)
+        queue = LocalQueue(store, manager, concurrency, base_url)
     state = ServerState(settings, manager, store, queue, metrics)
     metrics.bind(state)
 
