@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     # batching
     batch_size: int = 0  # max windows per batch; 0 = 4 on CPU (measured), 16 on GPU
     max_batch_wait_ms: float = 5.0
-    beam_size: int = 5
+    # The beam width is a request option (request.TranscriptionOptions.beam_size, default 5).
     # The recognition pipeline: "tingxie" (windows of every request batched by the
     # scheduler), or "reference" to reproduce the reference system for comparison: one
     # request at a time, decoded by faster-whisper's sequential transcribe
