@@ -270,6 +270,14 @@ def test_api_keys_and_ownership(tmp_path, speech):
         assert httpx.post(f"{srv.url}/api/system/empty-cache", headers=h(alice)).status_code == 403
         assert "CPU" in httpx.post(f"{srv.url}/api/system/empty-cache", headers=h(admin)).json()["message"]
         wait_jobs(srv.url, [job_id], headers=h(alice))
+        # an export names jobs by id: another key's job refuses the whole export
+        export = f"{srv.url}/api/jobs/export"
+        assert httpx.get(export, params={"ids": job_id}, headers=h(bob)).status_code == 404
+        mine = zipfile.ZipFile(io.BytesIO(httpx.get(export, params={"ids": job_id}, headers=h(alice)).content))
+        assert {"mine.txt", "mine.srt", "mine.json", "summary.csv"} == set(mine.namelist())
+        everyone = zipfile.ZipFile(io.BytesIO(httpx.get(export, headers=h(admin)).content))
+        assert "mine.txt" in everyone.namelist()
+        assert "mine.txt" not in zipfile.ZipFile(io.BytesIO(httpx.get(export, headers=h(bob)).content)).namelist()
 
 
 def test_refuses_public_bind_without_keys(tmp_path):

@@ -7,17 +7,18 @@ an acknowledged job survives a crash; the queue picks it up again at the next st
 from __future__ import annotations
 
 import csv
-import io
 import os
+import tempfile
 import uuid
 import zipfile
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 
 from .. import audio as audio_mod
 from .. import output
@@ -161,38 +162,62 @@ def list_jobs(
     return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
 
 
-def _export_zip(jobs: list[dict]) -> bytes:
-    buf = io.BytesIO()
-    summary = io.StringIO()
-    w = csv.writer(summary)
-    w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
-    used: dict[str, int] = {}
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for j in jobs:
-            w.writerow(
-                [
-                    j["id"],
-                    j["filename"],
-                    j["state"],
-                    j.get("language") or "",
-                    j.get("duration") or "",
-                    j.get("processing_time") or "",
-                    j.get("error") or "",
-                    j["created_at"],
-                    (j.get("text") or "")[:32000],
-                ]
-            )
-            if j["state"] != "done" or not j.get("result"):
-                continue
-            stem = Path(j["filename"]).stem or j["id"]
-            n = used.get(stem, 0) + 1
-            used[stem] = n
-            stem = stem if n == 1 else f"{stem}-{n}"
-            t = Transcript.from_dict(j["result"])
-            for fmt in ("txt", "srt", "json"):
-                z.writestr(f"{stem}.{fmt}", output.render(t, fmt))
-        z.writestr("summary.csv", "\ufeff" + summary.getvalue())
-    return buf.getvalue()
+# An export's zip and its CSV summary stay in memory up to this size, then go to an
+# unnamed temporary file (gone when closed): a thousand long transcripts cost disk, not RAM.
+EXPORT_SPOOL_BYTES = 16 << 20
+
+
+def _export_zip(store, job_ids: list[str]) -> IO[bytes]:
+    """The export as a zip, read back from the start. Jobs are loaded one at a time, so
+    memory holds one job's result however many are exported; a job deleted meanwhile is
+    left out."""
+    out = tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES)
+    with tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as summary:
+        w = csv.writer(summary)
+        w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
+        used: dict[str, int] = {}
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+            for job_id in job_ids:
+                j = store.get_job(job_id)
+                if not j:
+                    continue
+                w.writerow(
+                    [
+                        j["id"],
+                        j["filename"],
+                        j["state"],
+                        j.get("language") or "",
+                        j.get("duration") or "",
+                        j.get("processing_time") or "",
+                        j.get("error") or "",
+                        j["created_at"],
+                        (j.get("text") or "")[:32000],
+                    ]
+                )
+                if j["state"] != "done" or not j.get("result"):
+                    continue
+                stem = Path(j["filename"]).stem or j["id"]
+                n = used.get(stem, 0) + 1
+                used[stem] = n
+                stem = stem if n == 1 else f"{stem}-{n}"
+                t = Transcript.from_dict(j["result"])
+                for fmt in ("txt", "srt", "json"):
+                    z.writestr(f"{stem}.{fmt}", output.render(t, fmt))
+            summary.seek(0)
+            with z.open("summary.csv", "w") as f:
+                f.write("\ufeff".encode())  # a BOM: Excel then reads the CSV as UTF-8
+                while chunk := summary.read(1 << 16):
+                    f.write(chunk.encode("utf-8"))
+    out.seek(0)
+    return out
+
+
+def _read_and_close(f: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := f.read(1 << 16):
+            yield chunk
+    finally:
+        f.close()
 
 
 @router.get("/jobs/export", summary="Zip of results (txt, srt, json per file) and a CSV summary")
@@ -205,13 +230,19 @@ def export_jobs(
 ):
     st = request.app.state.tx
     if ids:
-        jobs = [_owned(st, who, i.strip()) for i in ids.split(",") if i.strip()]
+        job_ids = [i.strip() for i in ids.split(",") if i.strip()]
+        for job_id in job_ids:
+            _owned(st, who, job_id)  # one that is not the caller's refuses the whole export
     else:
         rows, _ = st.store.list_jobs(where, limit=limit)
-        jobs = [st.store.get_job(r["id"]) for r in rows]
-    data = _export_zip([j for j in jobs if j])
-    return Response(
-        data, media_type="application/zip", headers={"Content-Disposition": 'attachment; filename="tingxie-export.zip"'}
+        job_ids = [r["id"] for r in rows]
+    data = _export_zip(st.store, job_ids)
+    size = data.seek(0, os.SEEK_END)
+    data.seek(0)
+    return StreamingResponse(
+        _read_and_close(data),
+        media_type="application/zip",
+        headers={"Content-Disposition": 'attachment; filename="tingxie-export.zip"', "Content-Length": str(size)},
     )
 
 
