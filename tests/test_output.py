@@ -128,6 +128,8 @@ def test_json_round_trips_and_keeps_chinese_readable() -> None:
     data = json.loads(out)
     assert data["text"] == t.text and data["language"] == "zh"
     assert Transcript.from_dict(data) == t
+    # one line per segment, not one per field of every word: an hour stays a readable file
+    assert sum(line.lstrip().startswith('{"id": ') for line in out.splitlines()) == len(t.segments) > 1
 
 
 VTT_CUE = re.compile(r"(\d\d:\d\d:\d\d\.\d\d\d) --> (\d\d:\d\d:\d\d\.\d\d\d)\n(.+)")
