@@ -54,7 +54,7 @@ def to_json(t: Transcript) -> str:
     head = json.dumps(d, ensure_ascii=False, indent=2)
     lines = ",\n".join("    " + json.dumps(s, ensure_ascii=False) for s in segments)
     body = f'"segments": [\n{lines}\n  ]' if segments else '"segments": []'
-    return f"{head[:-2]},\n  {body}\n}}" if d else f"{{\n  {body}\n}}"
+    return f"{head[:-2]},\n  {body}\n}}"  # head ends "\n}": the segments go before it
 
 
 def to_srt(t: Transcript) -> str:

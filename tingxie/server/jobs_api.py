@@ -11,7 +11,7 @@ import os
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
@@ -167,18 +167,28 @@ def list_jobs(
 EXPORT_SPOOL_BYTES = 16 << 20
 
 
-def _export_zip(store, job_ids: list[str]) -> IO[bytes]:
-    """The export as a zip, read back from the start. Jobs are loaded one at a time, so
-    memory holds one job's result however many are exported; a job deleted meanwhile is
-    left out."""
+def _export_zip(load: Callable[[str], dict | None], job_ids: list[str]) -> IO[bytes]:
+    """The export as a zip, read back from the start. Jobs are loaded one at a time by
+    `load` (None: deleted meanwhile, left out; it may raise to refuse the export), so
+    memory holds one job's result however many are exported."""
     out = tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES)
+    try:
+        _write_export(out, load, job_ids)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
+
+
+def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: list[str]) -> None:
     with tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as summary:
         w = csv.writer(summary)
         w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
         used: dict[str, int] = {}
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
             for job_id in job_ids:
-                j = store.get_job(job_id)
+                j = load(job_id)
                 if not j:
                     continue
                 w.writerow(
@@ -208,8 +218,6 @@ def _export_zip(store, job_ids: list[str]) -> IO[bytes]:
                 f.write("\ufeff".encode())  # a BOM: Excel then reads the CSV as UTF-8
                 while chunk := summary.read(1 << 16):
                     f.write(chunk.encode("utf-8"))
-    out.seek(0)
-    return out
 
 
 def _read_and_close(f: IO[bytes]) -> Iterator[bytes]:
@@ -231,12 +239,10 @@ def export_jobs(
     st = request.app.state.tx
     if ids:
         job_ids = [i.strip() for i in ids.split(",") if i.strip()]
-        for job_id in job_ids:
-            _owned(st, who, job_id)  # one that is not the caller's refuses the whole export
+        data = _export_zip(lambda job_id: _owned(st, who, job_id), job_ids)  # another's id: 404, no export
     else:
         rows, _ = st.store.list_jobs(where, limit=limit)
-        job_ids = [r["id"] for r in rows]
-    data = _export_zip(st.store, job_ids)
+        data = _export_zip(st.store.get_job, [r["id"] for r in rows])
     size = data.seek(0, os.SEEK_END)
     data.seek(0)
     return StreamingResponse(
