@@ -15,7 +15,7 @@ from typing import Any, Literal, Self, get_args, get_origin
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .types import DecodeOptions, OptionsError, TextOptions, VadOptions
+from .types import DecodeOptions, OptionsError, TextOptions, VadOptions, ZhScript
 
 _VAD = VadOptions()
 
@@ -39,9 +39,7 @@ class _Common(BaseModel):
         default_factory=list, description='words to favour, separated by commas or spaces: "七牛,云存储"'
     )
     itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
-    zh_script: Literal["hans", "hant", "keep"] = Field(
-        "hans", description="Chinese script: Simplified, Traditional, or as decoded"
-    )
+    zh_script: ZhScript = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
 
     @field_validator("language", mode="before")
     @classmethod

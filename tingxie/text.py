@@ -19,9 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tingxie.types import OptionsError, Segment, TextOptions
+from tingxie.types import Segment, TextOptions
 
-ZH_SCRIPTS = ("hans", "hant", "keep")
 _CHINESE = ("zh", "yue")
 
 
@@ -154,8 +153,6 @@ def finalize(raw: str, language: str, opts: TextOptions) -> str:
     text = raw.strip()
     lang = _base(language)
     if lang in _CHINESE:
-        if opts.zh_script not in ZH_SCRIPTS:
-            raise OptionsError(f"zh_script must be one of {', '.join(ZH_SCRIPTS)}, not {opts.zh_script!r}")
         simplified = t2s(text)
         if opts.zh_script == "hans":
             return itn_zh(simplified) if opts.itn else simplified

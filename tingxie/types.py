@@ -11,7 +11,7 @@ they are plain dataclasses with no behaviour beyond (de)serialisation.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 SAMPLE_RATE = 16000
 WINDOW_SECONDS = 30.0
@@ -32,6 +32,9 @@ class OptionsError(TingxieError):
     def __init__(self, message: str, param: str | None = None):
         super().__init__(message)
         self.param = param
+
+
+ZhScript = Literal["hans", "hant", "keep"]  # Simplified, Traditional, or as decoded
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ class TextOptions:
     """Post-processing of model text: inverse text normalisation and Chinese script."""
 
     itn: bool = True
-    zh_script: str = "hans"  # hans | hant | keep
+    zh_script: ZhScript = "hans"
     punctuate: bool = True  # Chinese punctuation (text.punctuate); raw_text keeps the model's
 
 
