@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import csv
 import io
 import json
 import subprocess
@@ -222,6 +223,39 @@ def test_history_search_paging_and_delete(server, speech):
     assert httpx.delete(f"{server.url}/api/jobs/{ids[0]}").json()["deleted"]
     assert httpx.get(f"{server.url}/api/jobs/{ids[0]}").status_code == 404
     assert not stored()
+
+
+def test_export_of_hostile_and_clashing_file_names(server, speech):
+    names = [
+        "C:\\Users\\li\\call.wav",
+        "call.mp3",
+        "call-2.wav",
+        "=HYPERLINK(1).wav",
+        "../..\\notes.wav",
+        ".hidden.wav",
+    ]
+    files = [("files", (n, speech.read_bytes())) for n in names]
+    r = httpx.post(f"{server.url}/api/jobs", files=files, data={"language": "en"})
+    body = r.json()
+    jobs = wait_jobs(server.url, [j["id"] for j in body["jobs"]])
+    assert [j["filename"] for j in jobs] == [
+        "call.wav",
+        "call.mp3",
+        "call-2.wav",
+        "=HYPERLINK(1).wav",
+        "notes.wav",
+        ".hidden.wav",
+    ]
+    exported = httpx.get(f"{server.url}/api/jobs/export", params={"batch_id": body["batch_id"]}).content
+    z = zipfile.ZipFile(io.BytesIO(exported))
+    entries = z.namelist()
+    # every transcript unpacks to its own file, none outside the folder it is unpacked into
+    assert len(entries) == len(set(entries)) == 3 * len(names) + 1
+    assert not [e for e in entries if "/" in e or "\\" in e or e.startswith(".")]
+    assert all("fox" in z.read(e).decode().lower() for e in entries if e.endswith(".txt"))
+    rows = list(csv.reader(io.StringIO(z.read("summary.csv").decode("utf-8-sig"))))[1:]
+    # a spreadsheet shows the name as text instead of evaluating it
+    assert "'=HYPERLINK(1).wav" in [row[1] for row in rows]
 
 
 def test_corrupt_job_fails_with_its_reason(server):

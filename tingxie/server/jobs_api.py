@@ -181,11 +181,28 @@ def _export_zip(load: Callable[[str], dict | None], job_ids: list[str]) -> IO[by
     return out
 
 
+def _cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ (or tab, CR) would make
+    Excel or LibreOffice evaluate a file name or a transcript as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    """A zip entry stem not used yet in this export ("a", "a-2", … even when a file is
+    itself called "a-2"): entries with one name overwrite each other when unpacked."""
+    name, n = stem, 1
+    while name in used:
+        n += 1
+        name = f"{stem}-{n}"
+    used.add(name)
+    return name
+
+
 def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: list[str]) -> None:
     with tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as summary:
         w = csv.writer(summary)
         w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
-        used: dict[str, int] = {}
+        used: set[str] = set()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
             for job_id in job_ids:
                 j = load(job_id)
@@ -194,22 +211,19 @@ def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: l
                 w.writerow(
                     [
                         j["id"],
-                        j["filename"],
+                        _cell(j["filename"]),
                         j["state"],
                         j.get("language") or "",
                         j.get("duration") or "",
                         j.get("processing_time") or "",
-                        j.get("error") or "",
+                        _cell(j.get("error") or ""),
                         j["created_at"],
-                        (j.get("text") or "")[:32000],
+                        _cell((j.get("text") or "")[:32000]),
                     ]
                 )
                 if j["state"] != "done" or not j.get("result"):
                     continue
-                stem = Path(j["filename"]).stem or j["id"]
-                n = used.get(stem, 0) + 1
-                used[stem] = n
-                stem = stem if n == 1 else f"{stem}-{n}"
+                stem = _unique(Path(j["filename"]).stem.lstrip(".") or j["id"], used)
                 t = Transcript.from_dict(j["result"])
                 for fmt in ("txt", "srt", "json"):
                     z.writestr(f"{stem}.{fmt}", output.render(t, fmt))

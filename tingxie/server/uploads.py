@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 
@@ -154,11 +155,19 @@ def clean_partial_uploads(audio_dir: Path) -> int:
 MAX_FILENAME_CHARS = 255
 
 
+def base_name(filename: str | None) -> str:
+    """The file's own name as a client sent it: the last part after either separator (a
+    Windows client may send its whole path) with control characters removed, so the name
+    can never carry a directory into an export's zip entries or break a header or a line."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    return "".join(c for c in name if unicodedata.category(c) != "Cc").strip()
+
+
 def check_filenames(uploads: list[UploadFile]) -> None:
     """Refuse over-long file names before anything is stored: they are display text and
     would otherwise be cut silently."""
     for u in uploads:
-        name = Path(u.filename or "").name
+        name = base_name(u.filename)
         if len(name) > MAX_FILENAME_CHARS:
             raise ApiError(
                 400,
@@ -169,8 +178,8 @@ def check_filenames(uploads: list[UploadFile]) -> None:
 
 
 def display_name(filename: str | None) -> str:
-    name = Path(filename or "audio").name
-    return name[:MAX_FILENAME_CHARS] or "audio"
+    name = base_name(filename)
+    return name[:MAX_FILENAME_CHARS] if name not in ("", ".", "..") else "audio"
 
 
 def multipart_header_problem(exc: BaseException) -> ApiError | None:
