@@ -159,6 +159,8 @@ def page(browser, server):
     pg.set_default_timeout(30_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # the UI runs under its Content-Security-Policy: anything it refuses is a broken feature
+    pg.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
     pg.base = server.url  # type: ignore[attr-defined]
     yield pg
     ctx.close()
@@ -299,7 +301,7 @@ def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     # dropping the same files again uploads nothing twice
     page.set_input_files("#batch-files", paths[:2])
     page.wait_for_function(
-        "document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 4"
+        "() => document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 4"
         " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1",
         timeout=120_000,
     )
@@ -313,7 +315,7 @@ def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     assert "4\ndone" in stats and "1\nfailed" in stats, stats
     audio = re.search(r"([\d.]+) s\nAudio transcribed", stats)
     assert audio and float(audio.group(1)) > 3, stats  # four ~1.5 s files
-    page.wait_for_function("document.querySelector('#batch-bar').style.width === '100%'")
+    page.wait_for_function("() => document.querySelector('#batch-bar').style.width === '100%'")
     page.wait_for_timeout(400)  # the bar's width transition
     shot(page, "batch")
 
@@ -321,7 +323,7 @@ def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     page.goto(page.base + "/ui/#history")
     page.reload()
     page.goto(page.base + "/ui/#batch")
-    page.wait_for_function("document.querySelectorAll('#batch-table tbody tr').length === 5")
+    page.wait_for_function("() => document.querySelectorAll('#batch-table tbody tr').length === 5")
 
     with page.expect_download() as dl:
         page.click("#batch-export")
@@ -339,7 +341,7 @@ def test_history_search_open_and_delete(page, server, files):
     page.goto(page.base + "/ui/#history")
     page.fill("#hist-q", "elephant")
     page.wait_for_function(
-        "[...document.querySelectorAll('#hist-table tbody tr')].length === 1"
+        "() => [...document.querySelectorAll('#hist-table tbody tr')].length === 1"
         " && document.querySelector('#hist-table tbody').innerText.includes('elephant.wav')"
     )
     assert "elephant" in page.locator("#hist-table tbody").inner_text().lower()
@@ -381,7 +383,7 @@ def test_vad_page_draws_segments(page, files):
     assert "%" in page.locator("[data-stat=ratio]").inner_text()
     # a stricter threshold is recomputed by the server
     page.locator("#vad-threshold").fill("0.9")
-    page.wait_for_function("document.querySelector('#vad-canvas').dataset.threshold === '0.90'")
+    page.wait_for_function("() => document.querySelector('#vad-canvas').dataset.threshold === '0.90'")
     assert int(page.locator("[data-stat=count] strong").inner_text()) > 0
     # the canvas really has drawing on it (segment bars are the accent blue)
     blue = page.evaluate("""() => { const c = document.querySelector('#vad-canvas');
@@ -389,6 +391,33 @@ def test_vad_page_draws_segments(page, files):
         for (let i = 0; i < d.length; i += 4) if (d[i] === 37 && d[i+1] === 99 && d[i+2] === 235) n++; return n; }""")
     assert blue > 100
     shot(page, "vad")
+
+
+def test_script_slipped_into_the_ui_does_not_run(browser, server):
+    ctx = offline_context(browser)
+    pg = ctx.new_page()
+    refused: list[str] = []
+    pg.on("console", lambda m: "Content Security Policy" in m.text and refused.append(m.text))
+    pg.goto(server.url + "/ui/")
+    pg.wait_for_selector("nav")
+    # what a file name or transcript carrying markup would become if a page ever put it in as HTML
+    ran = pg.evaluate(
+        """() => new Promise(done => {
+        const s = document.createElement('script'); s.textContent = 'window.ran = 1'; document.body.append(s);
+        const d = document.createElement('div'); d.innerHTML = '<img src=x onerror="window.ran = 2">';
+        // the attribute's handler would run first: the image's error is the moment to look
+        d.firstChild.addEventListener('error', () => done(window.ran ?? null));
+        document.body.append(d);
+    })"""
+    )
+    assert ran is None
+    assert refused, "the browser should report the refused script"
+    ctx.close()
+    # and no site can frame the UI or make a browser read a transcript as a page
+    r = httpx.get(server.url + "/ui/")
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
+    api = httpx.get(server.url + "/api/jobs")
+    assert api.headers["x-content-type-options"] == "nosniff" and api.headers["x-frame-options"] == "DENY"
 
 
 def test_every_ui_module_is_served_as_javascript(server):
@@ -479,7 +508,7 @@ def test_chinese_ui_speaks_chinese(page, server, files):
     page.select_option("#batch-options select[name=language]", "en")
     page.set_input_files("#batch-files", [str(files["batch0"]), str(files["bad"])])
     page.wait_for_function(
-        "document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 1"
+        "() => document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 1"
         " && document.querySelectorAll('#batch-table tbody tr[data-state=failed]').length === 1",
         timeout=120_000,
     )
@@ -513,7 +542,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     from tingxie.types import VadOptions
 
     page.goto(page.base + "/ui/#vad")
-    page.wait_for_function("document.querySelector('#vad-canvas').dataset.defaults === 'loaded'")
+    page.wait_for_function("() => document.querySelector('#vad-canvas').dataset.defaults === 'loaded'")
     d = VadOptions()
     assert float(page.locator("#vad-threshold").input_value()) == d.threshold
     assert int(page.locator("#vad-silence").input_value()) == d.min_silence_ms
@@ -539,7 +568,7 @@ def test_vad_page_starts_at_server_defaults_and_carries_settings(page, server, f
     page.wait_for_selector("#rec-options[data-models=loaded]")
     shot(page, "recognise-vad-carried")
     page.click("#rec-submit")
-    page.wait_for_function("/^#recognise\\/[\\w-]+/.test(location.hash)")
+    page.wait_for_function("() => /^#recognise\\/[\\w-]+/.test(location.hash)")
     job_id = page.evaluate("location.hash.split('/')[1]")
     opts = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=10).json()["options"]
     assert opts["vad_min_silence_ms"] == 500 and opts["vad_speech_pad_ms"] == d.speech_pad_ms, opts
@@ -572,11 +601,12 @@ def test_realtime_dictation_from_fake_microphone(page, server):
     page.click("#rt-start")
     page.wait_for_selector("#rt-status.live", timeout=30_000)
     page.wait_for_function(
-        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /window/i.test(p.innerText))", timeout=90_000
+        "() => [...document.querySelectorAll('#rt-transcript .final')].some(p => /window/i.test(p.innerText))",
+        timeout=90_000,
     )
     shot(page, "realtime")  # while listening: status, level meter, text
     page.click("#rt-stop")
-    page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#rt-start').disabled === false", timeout=30_000)
     text = page.locator("#rt-transcript").inner_text().lower()
     assert "window" in text and "office" in text, text
     assert not page.locator("#rt-error").is_visible(), page.locator("#rt-error").inner_text()
@@ -680,11 +710,11 @@ def test_realtime_uses_the_chosen_model(page, server, sensevoice):
     page.wait_for_selector("#rt-status.live", timeout=30_000)
     assert page.locator("#rt-model").is_disabled()  # a session keeps its model
     page.wait_for_function(
-        "[...document.querySelectorAll('#rt-transcript .final')].some(p => /hello world/i.test(p.innerText))",
+        "() => [...document.querySelectorAll('#rt-transcript .final')].some(p => /hello world/i.test(p.innerText))",
         timeout=60_000,
     )
     page.click("#rt-stop")
-    page.wait_for_function("document.querySelector('#rt-start').disabled === false", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#rt-start').disabled === false", timeout=30_000)
     assert sessions, "no ready message on the WebSocket"
     job = httpx.get(f"{server.url}/api/jobs/{sessions[-1]}", timeout=10).json()
     assert job["model"] == sensevoice, job

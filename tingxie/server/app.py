@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import traceback
 from contextlib import asynccontextmanager
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024)
     metrics.install(app)
     _install_internal_errors(app)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     from . import funasr_api, jobs_api, openai_api, stream_api, system_api
 
@@ -199,6 +201,52 @@ class InternalErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body})
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
+
+
+def _ui_policy(host: str) -> bytes:
+    """The web UI's Content-Security-Policy: its own scripts, styles and connections only,
+    no inline script, no plugins, never framed. The WebSocket origin is spelled out
+    (ws/wss on the page's own host) for browsers whose 'self' does not cover ws."""
+    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        f"media-src 'self' blob:; connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ).encode()
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries: no content-type sniffing (a transcript served as
+    text never runs as HTML), no referrer, never framed (no clickjacking); and the web
+    UI's Content-Security-Policy, so text from a file name or a transcript can never run
+    as script there even if a page slipped."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        ui = scope.get("path", "") == "/" or scope.get("path", "").startswith("/ui")
+
+        async def with_headers(msg):
+            if msg["type"] == "http.response.start":
+                headers = list(msg.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if ui:
+                    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+                    headers.append((b"content-security-policy", _ui_policy(host)))
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _offline_docs(app: FastAPI) -> None:
