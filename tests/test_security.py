@@ -183,6 +183,60 @@ def test_revoking_the_last_key_does_not_open_the_server(tmp_path, speech):
         assert "AUTHENTICATION IS OFF (TINGXIE_AUTH=off)" in srv.log.read_text()
 
 
+# -- other sites' pages ------------------------------------------------------------------------
+def test_pages_of_other_sites_cannot_use_a_keyless_server(tmp_path, speech):
+    """A loopback install without keys, as shipped. What a browser sends for a page of
+    another site is refused, whatever it asks; the server's own UI and API clients (no
+    Origin) are served; a reverse proxy's name can be allowed."""
+    import asyncio
+
+    import websockets
+
+    with Server(tmp_path / "home", env={"TINGXIE_ALLOWED_HOSTS": "asr.internal"}) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        audio = {"file": ("fox.wav", speech.read_bytes())}
+        # cross-site writes: a plain form POST needs no preflight, so only the server can stop it
+        evil = {"Origin": "http://evil.example"}
+        for path, kw in (
+            ("/v1/audio/transcriptions", {"files": audio, "data": {"model": "whisper-base"}}),
+            ("/api/jobs", {"files": {"files": audio["file"]}}),
+            ("/api/models/whisper-base/unload", {}),
+        ):
+            r = post(srv.url + path, headers=evil, **kw)
+            assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin_refused", (path, r.text)
+        assert get(f"{srv.url}/api/jobs").json()["jobs"] == []  # nothing refused left a trace
+        assert all(m["loaded"] for m in get(f"{srv.url}/api/models").json()["models"] if m["default"])
+        # DNS rebinding: a page whose own name now resolves to 127.0.0.1 reads nothing
+        rebound = get(f"{srv.url}/api/jobs", headers={"Host": f"evil.example:{port}"})
+        assert rebound.status_code == 403 and "TINGXIE_ALLOWED_HOSTS" in rebound.json()["error"]["message"]
+        assert get(f"{srv.url}/ui/", headers={"Host": f"evil.example:{port}"}).status_code == 403
+
+        async def stream(origin: str) -> str:
+            try:
+                async with websockets.connect(srv.url.replace("http", "ws") + "/v1/stream", origin=origin) as ws:
+                    await ws.close()
+                    return "open"
+            except websockets.InvalidStatus as e:
+                return str(e.response.status_code)
+
+        assert asyncio.run(stream("http://evil.example")) == "403"  # no dictation for other sites
+        # the server's own pages, API clients and the allowed proxy name are served
+        assert asyncio.run(stream(srv.url)) == "open"
+        own = post(srv.url + "/api/system/empty-cache", headers={"Origin": srv.url})
+        assert own.status_code == 200, own.text
+        text = client_transcribe(srv, speech)
+        assert "lazy dog" in text.lower()
+        proxied = {"Host": "asr.internal", "Origin": "https://asr.internal"}
+        assert post(srv.url + "/api/system/empty-cache", headers=proxied).status_code == 200
+        assert get(f"{srv.url}/api/jobs", headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
+def client_transcribe(srv, speech: Path) -> str:
+    c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=300)
+    with open(speech, "rb") as f:
+        return c.audio.transcriptions.create(model="whisper-base", file=f, language="en").text
+
+
 # -- callbacks --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def open_server(tmp_path_factory):

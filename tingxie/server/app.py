@@ -23,6 +23,7 @@ from ..settings import Settings
 from . import errors
 from .errors import error_body
 from .metrics import Metrics
+from .origins import BrowserGuardMiddleware
 from .uploads import (
     UploadLimitMiddleware,
     clean_partial_uploads,
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_mb * 1024 * 1024)
     metrics.install(app)
     _install_internal_errors(app)
+    app.add_middleware(BrowserGuardMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
     from . import funasr_api, jobs_api, openai_api, stream_api, system_api
