@@ -168,6 +168,11 @@ def test_revoking_the_last_key_does_not_open_the_server(tmp_path, speech):
     with srv:
         assert get(f"{srv.url}/api/jobs").status_code == 401
         assert get(f"{srv.url}/api/jobs", headers=bearer(key)).status_code == 200
+        # a key is no cookie: a browser client on another origin that holds one is served
+        cross = {**bearer(key), "Origin": "https://client.example"}
+        served = post(f"{srv.url}/api/vad", headers=cross, files={"file": ("fox.wav", speech.read_bytes())})
+        assert served.status_code == 200 and served.json()["segments"], served.text
+        assert post(f"{srv.url}/api/vad", headers={"Origin": "https://client.example"}).status_code == 401
         assert tingxie(home, "keys", "revoke", kid).returncode == 0
         time.sleep(2.2)  # the server re-reads the keys table every 2 s
         r = get(f"{srv.url}/api/jobs")

@@ -1,17 +1,18 @@
 """Web pages are callers too: a page the user opens on another site can make their browser
-send requests to this server, and a loopback install without keys trusts whatever reaches
-it. Two rules keep such pages out, while API clients (curl, the openai package), which
-send no Origin and name the server by its own address, are not affected:
+send requests to this server. With API keys that gets it nothing (a key is no cookie: the
+browser does not attach it by itself). A loopback install without keys, though, trusts
+whatever reaches it, so there two rules keep such pages out, while API clients (curl, the
+openai package), which send no Origin and name the server by its own address, are not
+affected:
 
 - **Cross-origin writes.** A browser request that can change something (any method but
   GET/HEAD/OPTIONS) or opens a WebSocket, from a page of another origin, is refused. A
   plain form POST needs no CORS preflight, so without this any site could submit jobs,
-  unload models or use the microphone stream on a keyless install.
-- **DNS rebinding.** While the server answers without keys, it answers only to loopback
-  host names (localhost, 127.0.0.1, [::1]) and to the names in TINGXIE_ALLOWED_HOSTS. A
-  page at attacker.example whose name is made to resolve to 127.0.0.1 is same-origin with
-  itself, so the browser would let it read the whole history; its requests say
-  Host: attacker.example.
+  unload models or stream to the recogniser.
+- **DNS rebinding.** The server answers only to loopback host names (localhost,
+  127.0.0.1, [::1]) and to the names in TINGXIE_ALLOWED_HOSTS. A page at attacker.example
+  whose name is made to resolve to 127.0.0.1 is same-origin with itself, so the browser
+  would let it read the whole history; its requests say Host: attacker.example.
 """
 
 from __future__ import annotations
@@ -81,7 +82,8 @@ def origin_problem(origin: str, host_header: str, forwarded_host: str, allowed: 
 
 
 class BrowserGuardMiddleware:
-    """Applies the two rules above to every HTTP request and WebSocket, before routing."""
+    """Applies the two rules above to every HTTP request and WebSocket of a keyless
+    server, before routing."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -90,6 +92,8 @@ class BrowserGuardMiddleware:
         if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         state = scope["app"].state.tx
+        if keys_required(state):
+            return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []}
         allowed = parse_allowed_hosts(state.settings.allowed_hosts)
         problem, code = None, None
@@ -98,7 +102,7 @@ class BrowserGuardMiddleware:
                 headers.get("origin", ""), headers.get("host", ""), headers.get("x-forwarded-host", ""), allowed
             )
             code = "cross_origin_refused"
-        if problem is None and not keys_required(state):
+        if problem is None:
             problem, code = host_problem(headers.get("host", ""), allowed), "host_not_allowed"
         if problem is None:
             return await self.app(scope, receive, send)
