@@ -105,7 +105,7 @@ def test_cli_split_puts_each_speaker_on_its_own_label(call, corpus_dir, tmp_path
     # a mono file has nothing to split: transcribed as it is, and the result says so
     m = json.loads((out / "funasr_asr_example.json").read_text())
     assert "channels" not in m and all("channel" not in s for s in m["segments"])
-    assert "达摩院" in m["text"] and not m["text"].startswith("CH")
+    assert error_rate(["欢迎大家来体验达摩院推出的语音识别模型"], [m["text"]], "zh") < 0.3 and "CH" not in m["text"]
     assert m["warnings"] == ["channels=split: the audio has one channel; transcribed as it is"]
 
 

