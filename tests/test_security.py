@@ -227,6 +227,7 @@ def test_pages_of_other_sites_cannot_use_a_keyless_server(tmp_path, speech):
         assert asyncio.run(stream("http://evil.example")) == "403"  # no dictation for other sites
         # the server's own pages, API clients and the allowed proxy name are served
         assert asyncio.run(stream(srv.url)) == "open"
+        assert asyncio.run(stream("http://127.0.0.1:1337")) == "open"  # a client page served on this machine
         own = post(srv.url + "/api/system/empty-cache", headers={"Origin": srv.url})
         assert own.status_code == 200, own.text
         text = client_transcribe(srv, speech)

@@ -65,7 +65,8 @@ def origin_problem(origin: str, host_header: str, forwarded_host: str, allowed: 
     """Why a browser request from this Origin must be refused, or None when the page is
     the server's own: the Origin names the host the request was sent to (or the host a
     reverse proxy says it was sent to; a page cannot set that header without a preflight
-    this server never grants), or an allowed host."""
+    this server never grants), a loopback host (pages of other sites never carry one:
+    a rebound name stays the site's name), or an allowed host."""
     if not origin:
         return None
     u = urlsplit(origin)
@@ -76,8 +77,8 @@ def origin_problem(origin: str, host_header: str, forwarded_host: str, allowed: 
             h, p = split_host(sent)
             if h and h == host and (p or _DEFAULT_PORTS.get(u.scheme)) == port:
                 return None
-        if host in allowed:
-            return None
+        if is_loopback_name(host) or host in allowed:
+            return None  # a page this machine serves (FunASR's HTML5 client on its own port)
     return "a web page of another site may not send this request (its Origin is not this server)"
 
 
