@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     callback_timeout_s: float = 10.0
     # Host names a keyless (loopback) server also answers to, comma-separated, e.g. the
     # name a reverse proxy forwards; otherwise only localhost and loopback addresses
-    # (server/origins.py: a web page that rebinds its own name to 127.0.0.1 is refused).
+    # (server/browser.py: a web page that rebinds its own name to 127.0.0.1 is refused).
     allowed_hosts: str = ""
     # Extra model directories an operator registers (comma-separated); callers pick models
     # by id only (the directory's name), never by path.

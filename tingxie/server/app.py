@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import traceback
 from contextlib import asynccontextmanager
@@ -21,9 +20,9 @@ from .. import __version__
 from ..manager import ModelManager
 from ..settings import Settings
 from . import errors
+from .browser import BrowserGuardMiddleware, SecurityHeadersMiddleware
 from .errors import error_body
 from .metrics import Metrics
-from .origins import BrowserGuardMiddleware
 from .uploads import (
     UploadLimitMiddleware,
     clean_partial_uploads,
@@ -203,52 +202,6 @@ class InternalErrorMiddleware:
                 }
             )
             await send({"type": "http.response.body", "body": body})
-
-
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
-
-
-def _ui_policy(host: str) -> bytes:
-    """The web UI's Content-Security-Policy: its own scripts, styles and connections only,
-    no inline script, no plugins, never framed. The WebSocket origin is spelled out
-    (ws/wss on the page's own host) for browsers whose 'self' does not cover ws."""
-    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
-    return (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        f"media-src 'self' blob:; connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'; frame-ancestors 'none'"
-    ).encode()
-
-
-class SecurityHeadersMiddleware:
-    """Headers every response carries: no content-type sniffing (a transcript served as
-    text never runs as HTML), no referrer, never framed (no clickjacking); and the web
-    UI's Content-Security-Policy, so text from a file name or a transcript can never run
-    as script there even if a page slipped."""
-
-    def __init__(self, app) -> None:
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        ui = scope.get("path", "") == "/" or scope.get("path", "").startswith("/ui")
-
-        async def with_headers(msg):
-            if msg["type"] == "http.response.start":
-                headers = list(msg.get("headers", []))
-                headers += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                if ui:
-                    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-                    headers.append((b"content-security-policy", _ui_policy(host)))
-                msg = {**msg, "headers": headers}
-            await send(msg)
-
-        await self.app(scope, receive, with_headers)
 
 
 def _offline_docs(app: FastAPI) -> None:

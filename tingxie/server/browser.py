@@ -1,5 +1,7 @@
-"""Web pages are callers too: a page the user opens on another site can make their browser
-send requests to this server. With API keys that gets it nothing (a key is no cookie: the
+"""What web browsers may do here. Every response carries headers that keep a browser from
+sniffing, framing or leaking it (SecurityHeadersMiddleware; the web UI's
+Content-Security-Policy). And web pages are callers too: a page the user opens on another
+site can make their browser send requests to this server. With API keys that gets it nothing (a key is no cookie: the
 browser does not attach it by itself). A loopback install without keys, though, trusts
 whatever reaches it, so there two rules keep such pages out, while API clients (curl, the
 openai package), which send no Origin and name the server by its own address, are not
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from urllib.parse import urlsplit
 
 from .auth import keys_required
@@ -120,3 +123,49 @@ class BrowserGuardMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]+)?$|^\[[0-9A-Fa-f:.]+\](:[0-9]+)?$")
+
+
+def _ui_policy(host: str) -> bytes:
+    """The web UI's Content-Security-Policy: its own scripts, styles and connections only,
+    no inline script, no plugins, never framed. The WebSocket origin is spelled out
+    (ws/wss on the page's own host) for browsers whose 'self' does not cover ws."""
+    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        f"media-src 'self' blob:; connect-src 'self'{sockets}; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ).encode()
+
+
+class SecurityHeadersMiddleware:
+    """Headers every response carries: no content-type sniffing (a transcript served as
+    text never runs as HTML), no referrer, never framed (no clickjacking); and the web
+    UI's Content-Security-Policy, so text from a file name or a transcript can never run
+    as script there even if a page slipped."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        ui = scope.get("path", "") == "/" or scope.get("path", "").startswith("/ui")
+
+        async def with_headers(msg):
+            if msg["type"] == "http.response.start":
+                headers = list(msg.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if ui:
+                    host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+                    headers.append((b"content-security-policy", _ui_policy(host)))
+                msg = {**msg, "headers": headers}
+            await send(msg)
+
+        await self.app(scope, receive, with_headers)
