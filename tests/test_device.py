@@ -8,7 +8,8 @@ from tingxie import device as device_mod
 from tingxie.types import OptionsError
 
 
-def test_device_choice_on_cpu():
+def test_device_choice_on_cpu(monkeypatch):
+    monkeypatch.setattr(device_mod, "cuda_device_count", lambda: 0)  # the same expectations on a GPU host
     c = device_mod.choose()
     assert (c.device, c.compute_type) == ("cpu", "int8")
     assert c.instances * c.threads <= max(1, device_mod.cpu_cores())

@@ -130,16 +130,17 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
         assert all(r["body"]["state"] == rows[r["body"]["id"]]["state"] for r in rx.requests)
     finally:
         rx.close()
-    for jid, it in zip(ids, items, strict=False):  # loosely per item (whisper-base), tighter over the lot
+    # per item as loose as whisper-base's worst short clip (0.67 in one process), tight over the lot
+    for jid, it in zip(ids, items, strict=False):
         er = error_rate([it["text"]], [rows[jid]["text"] or ""], it["lang"])
-        assert er < 0.8, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
+        assert er < 0.7, f"{Path(it['path']).name}: error rate {er:.2f}, got {rows[jid]['text']!r}"
     for lang in {it["lang"] for it in items}:
         pairs = [
             (it["text"], rows[jid]["text"] or "") for jid, it in zip(ids, items, strict=False) if it["lang"] == lang
         ]
         er = error_rate([p[0] for p in pairs], [p[1] for p in pairs], lang)
         print(f"\n{lang}: {len(pairs)} files, error rate {er:.3f}")
-        assert er < 0.35, f"{lang} error rate {er:.2f} over {len(pairs)} files"
+        assert er < 0.25, f"{lang} error rate {er:.2f} over {len(pairs)} files"
     used = {(r["worker"] or "").split("#")[0] for r in rows.values()}
     assert used == {"w1", "w2"}, f"work was not shared: {used}"
     time.sleep(3)  # one more heartbeat

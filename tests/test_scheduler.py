@@ -6,10 +6,10 @@ decoding through the scheduler is tested in test_pipeline.py."""
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
+from helpers import wait_until
 
 from tingxie import windows as windows_mod
 from tingxie.engine import WindowResult
@@ -194,7 +194,7 @@ def test_fifo_lock_serves_in_arrival_order():
             t = threading.Thread(target=take, args=(k,))
             t.start()
             threads.append(t)
-            time.sleep(0.05)  # k is waiting before k + 1 arrives
+            wait_until(lambda k=k: lock.holders == k + 2)  # k holds its ticket before k + 1 arrives
     for t in threads:
         t.join(5)
     assert order == [0, 1, 2, 3, 4]

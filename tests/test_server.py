@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from helpers import wait_until
 from pg_fixture import pg_db_url, pg_server_url  # noqa: F401
 from server_fixture import ROOT, Server
 
@@ -171,10 +172,11 @@ def test_jobs_api_on_real_speech(server, corpus_dir):
     jobs = wait_jobs(server.url, [j["id"] for j in body["jobs"]])
     from tingxie.bench.score import error_rate
 
-    for m, j in zip(items, jobs, strict=False):
+    for m, j in zip(items, jobs, strict=False):  # in one process: 0.00-0.20 each, 0.10 over the six
         assert j["state"] == "done", j.get("error")
         assert j["progress"] == 1.0 and j["result"]["segments"]
-        assert error_rate([m["text"]], [j["text"]], m["lang"]) < 0.7
+        assert error_rate([m["text"]], [j["text"]], m["lang"]) < 0.35, (m["id"], j["text"])
+    assert error_rate([m["text"] for m in items], [j["text"] for j in jobs], "zh") < 0.2
     first = jobs[0]["id"]
     assert httpx.get(f"{server.url}/api/jobs/{first}/result", params={"format": "srt"}).text.startswith("1\n")
     assert httpx.get(f"{server.url}/api/jobs/{first}/result", params={"format": "txt"}).text.strip()
@@ -334,16 +336,21 @@ def test_kill_9_during_jobs_then_restart_finishes_each_once(tmp_path, speech):
     try:
         files = [("files", (f"job{i}.wav", speech.read_bytes())) for i in range(8)]
         ids = [j["id"] for j in httpx.post(f"{srv.url}/api/jobs", files=files, data={"language": "en"}).json()["jobs"]]
-        time.sleep(3)  # some running, some queued
-        srv.kill()
+        from tingxie.store import Store
+
+        def states() -> list[str]:
+            return [j["state"] for j in httpx.get(f"{srv.url}/api/jobs", params={"limit": 100}).json()["jobs"]]
+
+        wait_until(lambda: "running" in states(), what="a job running")
+        srv.kill()  # mid-run: the database says which jobs the dead process held
+        store = Store(f"sqlite:///{home / 'tingxie.db'}", migrate=False)
+        held = [r["id"] for r in store.list_jobs(limit=100)[0] if r["state"] == "running"]
+        assert held, "no job was running when the server was killed"
         srv.proc = None
         srv.start()
         jobs = wait_jobs(srv.url, ids)
         assert [j["state"] for j in jobs] == ["done"] * 8
         assert all("fox" in j["text"].lower() for j in jobs)
-        from tingxie.store import Store
-
-        store = Store(f"sqlite:///{home / 'tingxie.db'}", migrate=False)
         rows, _ = store.list_jobs(limit=100)
         assert sorted(r["id"] for r in rows if r["kind"] == "batch_item") == sorted(ids)  # no duplicates, none lost
     finally:

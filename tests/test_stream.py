@@ -122,9 +122,6 @@ def test_english_paced_partials_then_finals_in_order(server, english):
     assert first_partial["_t"] < fs[0]["_t"] and first_partial["segment_id"] == 0 and first_partial["text"]
     end = msgs[-1]
     assert end["type"] == "end" and end["stats"]["final_s"]["n"] == 2
-    # Finals are decoded early, during the endpoint silence (how many of the two depends
-    # on this machine's load), and decoding early loses no sentence: both finals are above.
-    assert 1 <= end["stats"]["early_finals"] <= len(fs)
 
 
 def test_english_flat_out(server, english):

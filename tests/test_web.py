@@ -196,9 +196,12 @@ def submit_and_wait(server, path: Path) -> dict:
 def test_root_redirects_to_ui_and_pages_switch(page):
     page.goto(page.base + "/")
     assert page.url.endswith("/ui/")
-    for tab in ("Real-time", "Batch", "History", "VAD", "System", "Recognise"):
+    pages = {"Real-time": "realtime", "Batch": "batch", "History": "history", "VAD": "vad", "System": "system"}
+    pages["Recognise"] = "recognise"
+    for tab, name in pages.items():
         page.get_by_role("link", name=tab, exact=True).click()
-        assert page.locator(".page:not([hidden])").count() == 1
+        shown = page.locator(".page:not([hidden])")
+        assert shown.count() == 1 and shown.get_attribute("id") == f"page-{name}", (tab, shown.get_attribute("id"))
     # language switch is remembered
     page.click("#lang-switch")
     assert page.locator(".tabs a[data-page=recognise]").inner_text() == "识别"

@@ -35,6 +35,12 @@ class FifoLock:
         self._next = 0  # next ticket to hand out
         self._serving = 0
 
+    @property
+    def holders(self) -> int:
+        """Tickets handed out and not yet returned: the one served and those waiting."""
+        with self._cond:
+            return self._next - self._serving
+
     def __enter__(self) -> FifoLock:
         with self._cond:
             ticket = self._next
