@@ -401,3 +401,16 @@ def test_two_whisper_models_serve_concurrently(server, home, synth_speech, tmp_p
     assert loaded["tiny.en"]["stats"]["windows"] >= 2 and loaded["whisper-base"]["stats"]["windows"] >= 2
     with open(wav, "rb") as f, pytest.raises(openai.BadRequestError, match="cannot translate"):
         client(server).audio.translations.create(model="tiny.en", file=f)
+
+
+def test_a_request_without_a_model_gets_the_configured_default(home, clip):
+    """An operator who makes SenseVoice the default (TINGXIE_MODEL) gets it for requests
+    that name no model, on the OpenAI API and on jobs alike — not the form's Whisper."""
+    with Server(home, env={"TINGXIE_MODEL": "sensevoice"}) as srv:
+        with open(clip, "rb") as f:
+            r = httpx.post(srv.url + "/v1/audio/transcriptions", files={"file": ("c.wav", f)}, data={"vad": "false"})
+        assert r.status_code == 200 and r.json()["text"] == expected("sensevoice"), r.text
+        with open(clip, "rb") as f:
+            r = httpx.post(srv.url + "/api/jobs", files={"files": ("c.wav", f)}, data={"vad": "false"}, timeout=60)
+        job = wait_job(srv.url, r.json()["jobs"][0]["id"])
+        assert job["state"] == "done" and job["result"]["model"] == "sensevoice", job

@@ -77,7 +77,9 @@ async def create_jobs(
     who: Annotated[Principal, Depends(principal)],
     files: Annotated[list[UploadFile], File(description="one or more audio/video files")],
     opts: Annotated[TranscriptionOptions, Depends(as_form())],
-    model: Annotated[str, Form()] = "whisper-base",
+    model: Annotated[
+        str | None, Form(description="a served model id; absent: the configured default (TINGXIE_MODEL)")
+    ] = None,
     batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
     callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
 ):

@@ -383,7 +383,9 @@ def _form_fields():
     async def fields(
         opts: Annotated[TranscriptionOptions, Depends(as_form(exclude=("task", "word_timestamps")))],
         file: Annotated[UploadFile, File(description="audio or video file")],
-        model: Annotated[str, Form()] = "whisper-base",
+        model: Annotated[
+            str | None, Form(description="a served model id; absent: the configured default (TINGXIE_MODEL)")
+        ] = None,
         response_format: Annotated[str, Form()] = "json",
         timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
         stream: Annotated[

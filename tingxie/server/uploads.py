@@ -185,11 +185,9 @@ def display_name(filename: str | None) -> str:
 def multipart_header_problem(exc: BaseException) -> ApiError | None:
     """python-multipart refuses a part header over its size limit as "Invalid multipart
     data"; the usual cause is a very long file name, so name that and the maximum."""
-    try:
-        from python_multipart.exceptions import MultipartParseError
-        from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
-    except ImportError:  # older python-multipart
-        return None
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE  # python-multipart >= 0.0.27 (pyproject)
+
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:
