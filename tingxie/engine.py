@@ -77,18 +77,123 @@ def token_budget(seconds: float) -> int:
     return int(BUDGET_BASE + BUDGET_PER_S * seconds)
 
 
+# Whisper's language codes in its tokenizer's order (openai/whisper tokenizer.LANGUAGES;
+# large-v3 added yue). Ours, not faster-whisper's private copy: a model's own tokenizer
+# says which of them it has (tokenizer_languages).
+WHISPER_LANGUAGES: tuple[str, ...] = (
+    "af",
+    "am",
+    "ar",
+    "as",
+    "az",
+    "ba",
+    "be",
+    "bg",
+    "bn",
+    "bo",
+    "br",
+    "bs",
+    "ca",
+    "cs",
+    "cy",
+    "da",
+    "de",
+    "el",
+    "en",
+    "es",
+    "et",
+    "eu",
+    "fa",
+    "fi",
+    "fo",
+    "fr",
+    "gl",
+    "gu",
+    "ha",
+    "haw",
+    "he",
+    "hi",
+    "hr",
+    "ht",
+    "hu",
+    "hy",
+    "id",
+    "is",
+    "it",
+    "ja",
+    "jw",
+    "ka",
+    "kk",
+    "km",
+    "kn",
+    "ko",
+    "la",
+    "lb",
+    "ln",
+    "lo",
+    "lt",
+    "lv",
+    "mg",
+    "mi",
+    "mk",
+    "ml",
+    "mn",
+    "mr",
+    "ms",
+    "mt",
+    "my",
+    "ne",
+    "nl",
+    "nn",
+    "no",
+    "oc",
+    "pa",
+    "pl",
+    "ps",
+    "pt",
+    "ro",
+    "ru",
+    "sa",
+    "sd",
+    "si",
+    "sk",
+    "sl",
+    "sn",
+    "so",
+    "sq",
+    "sr",
+    "su",
+    "sv",
+    "sw",
+    "ta",
+    "te",
+    "tg",
+    "th",
+    "tk",
+    "tl",
+    "tr",
+    "tt",
+    "uk",
+    "ur",
+    "uz",
+    "vi",
+    "yi",
+    "yo",
+    "zh",
+    "yue",
+)
+
+
 def tokenizer_languages(path: Path) -> tuple[str, ...]:
     """The languages a Whisper model can transcribe: those with a language token in its
     tokenizer. whisper-base has 99 and no <|yue|> (large-v3 added it); asking for a
     language without its token makes the decoder write nonsense ("Welcome to to to")."""
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
     try:
         added = json.loads((path / "tokenizer.json").read_text(encoding="utf-8")).get("added_tokens", [])
     except (OSError, ValueError):
-        return tuple(_LANGUAGE_CODES)  # not readable here (not assembled yet): let the model decide
+        return WHISPER_LANGUAGES  # not readable here (not assembled yet): let the model decide
     tokens = {t.get("content") for t in added if isinstance(t, dict)}
-    return tuple(c for c in _LANGUAGE_CODES if f"<|{c}|>" in tokens) or ("en",)
+    return tuple(c for c in WHISPER_LANGUAGES if f"<|{c}|>" in tokens) or ("en",)
 
 
 class Engine:

@@ -16,9 +16,9 @@ from .base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     if not multilingual:
         return ("en",)
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
+    from ..engine import WHISPER_LANGUAGES
 
-    return tuple(_LANGUAGE_CODES)
+    return WHISPER_LANGUAGES
 
 
 def whisper_spec(model_id: str, multilingual: bool, languages: tuple[str, ...] | None = None) -> ModelSpec:
