@@ -134,10 +134,49 @@ def _allow_list(allow: str) -> tuple[set[str], list]:
     return hosts, nets
 
 
-def _not_public(ip) -> str | None:
-    """Why an address may not receive callbacks (None: it may)."""
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _v4(bits: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(bits & 0xFFFFFFFF)
+
+
+def embedded_ipv4(ip) -> tuple[list, bool]:
+    """The IPv4 addresses an IPv6 address carries, where packets to it end up (6to4,
+    Teredo, IPv4-mapped, IPv4-compatible, NAT64), and whether those alone decide (True:
+    the IPv6 address is only a wrapper; False: its own class counts as well). An IPv6
+    literal is otherwise a way to name 127.0.0.1 or 10.0.0.1 past an IPv4-only check."""
+    if ip.version != 6:
+        return [], False
+    n = int(ip)
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return [ip.ipv4_mapped], True
+    if ip in _SIX_TO_FOUR:  # 2002:AABB:CCDD::/48
+        return [ip.sixtofour], True
+    if ip in _TEREDO:  # server in bits 32-63, client in the last 32 bits XOR 0xffffffff
+        server, client = ip.teredo
+        return [server, client], True
+    if ip in _NAT64_WELL_KNOWN:  # 64:ff9b::a.b.c.d (RFC 6052)
+        return [_v4(n)], True
+    if ip in _NAT64_LOCAL:
+        # local-use prefix (RFC 8215): where the address sits depends on the operator's
+        # prefix length (/48, /56, /64 or /96 inside it), so every RFC 6052 place is
+        # checked, and the prefix's own class (not global) still counts
+        at48 = ((n >> 64) & 0xFFFF) << 16 | (n >> 40) & 0xFFFF
+        at56 = ((n >> 64) & 0xFF) << 24 | (n >> 32) & 0xFFFFFF
+        places = [_v4(n), _v4(n >> 24), _v4(at56), _v4(at48)]
+        return sorted(places, key=lambda a: int(a) == 0), False  # a zero is a place not used
+    if ip in _IPV4_COMPATIBLE and n > 1:  # ::a.b.c.d (deprecated; :: and ::1 are themselves)
+        return [_v4(n)], False
+    return [], False
+
+
+def _class(ip) -> str | None:
+    """Why this very address may not receive callbacks (None: it may)."""
     for reason, bad in (
         ("loopback", ip.is_loopback),
         ("unspecified", ip.is_unspecified),
@@ -149,6 +188,18 @@ def _not_public(ip) -> str | None:
         if bad:
             return reason
     return None if ip.is_global else "non-public"
+
+
+def _not_public(ip) -> str | None:
+    """Why an address may not receive callbacks (None: it may): an IPv6 address that
+    embeds an IPv4 address is judged by that address too ("loopback (embeds 127.0.0.1)")."""
+    if ip.version == 6 and ip in _NAT64_LOCAL:  # whatever Python's tables say of it
+        return "private (a local-use NAT64 prefix, whatever IPv4 address it embeds)"
+    inner, only = embedded_ipv4(ip)
+    for v4 in inner:
+        if reason := _class(v4):
+            return f"{reason} (it embeds the IPv4 address {v4})"
+    return None if inner and only else _class(ip)
 
 
 def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -> CallbackTarget:
@@ -181,13 +232,15 @@ def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -
     if not ips:
         # the same answer as for a private name: a caller cannot map internal DNS this way
         raise OptionsError(f"callback_url host {host!r} does not resolve to a public address ({hint})")
-    if own_port == port and any(_not_public(ipaddress.ip_address(i)) in ("loopback", "unspecified") for i in ips):
+    if own_port == port and any(
+        (_not_public(ipaddress.ip_address(i)) or "").startswith(("loopback", "unspecified")) for i in ips
+    ):
         raise OptionsError("callback_url points at this server itself")
     if host in allowed_hosts:
         return CallbackTarget(u, ips)
     for ip_s in ips:
         ip = ipaddress.ip_address(ip_s)
-        if any(ip in n for n in allowed_nets):
+        if any(ip in n for n in allowed_nets):  # as written: 127.0.0.0/8 does not allow ::ffff:127.0.0.1
             continue
         reason = _not_public(ip)
         if reason and literal is not None:

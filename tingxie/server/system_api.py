@@ -38,7 +38,7 @@ def metrics(request: Request):
     return Response(request.app.state.tx.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/api/models", summary="Models: available, loaded, where they live")
+@router.get("/api/models", summary="Models: available and loaded")
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
@@ -48,7 +48,7 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     except OptionsError:
         default = st.settings.model
     for m in st.manager.models():
-        d = m.to_dict(with_path=who.admin)  # where models live is the operator's business
+        d = m.to_dict(with_path=False)  # where models live is the operator's business (`tingxie models`)
         d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
         d["default"] = m.id == default
         out.append(d)
@@ -69,6 +69,10 @@ async def load_model(request: Request, model_id: str, who: Annotated[Principal, 
 @router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)")
 def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
+    try:
+        model_id, _ = st.manager.resolve(model_id)
+    except OptionsError as e:  # unknown is 404, as for /load; busy (below) is 409
+        raise ApiError(404, str(e), "not_found_error", "model_id", "model_not_found") from e
     try:
         was = st.manager.unload(model_id)
     except OptionsError as e:
@@ -106,7 +110,8 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
         "max_batch_size": c.batch_size,
         "max_batch_wait_ms": st.settings.max_batch_wait_ms,
         "pipeline": st.settings.pipeline,  # "reference": one request at a time, for comparison
-        "models": loaded if who.admin else [{k: v for k, v in m.items() if k != "path"} for m in loaded],
+        # no server paths in the API, not even to admins (README): `tingxie models` shows them
+        "models": [{k: v for k, v in m.items() if k != "path"} for m in loaded],
         "memory": {"rss_mb": round(_rss_mb(), 1), "gpu_used_bytes": gpu_memory()},
         "queue": {"jobs_waiting": st.queue.depth(), "interactive_limit": st.settings.interactive_queue_limit},
         "streams": {"open": st.streams, "max": st.settings.max_streams},
