@@ -317,20 +317,21 @@ def test_callback_goes_to_the_checked_address_without_redirects(tmp_path):
     from tingxie.store import Store
 
     rx = Receiver(302)
+    key = b"k" * 32
     try:
         target = CallbackTarget(httpx.URL(f"http://hooks.example.invalid:{rx.port}/hook"), ("127.0.0.1",))
-        assert _post_pinned(target, {"id": "x"}, 5) == 302
+        assert _post_pinned(target, b'{"id":"x"}', 5) == 302
         assert rx.requests[-1]["host"] == f"hooks.example.invalid:{rx.port}"
         store = Store(f"sqlite:///{tmp_path / 'db.sqlite'}")
         job = store.create_job(kind="file", state="done", callback_url=rx.url())
         n = len(rx.requests)
-        assert not deliver_callback(store, job["id"], "http://srv", retries=1, allow="127.0.0.1")
+        assert not deliver_callback(store, job["id"], "http://srv", retries=1, allow="127.0.0.1", key=key)
         assert [r["path"] for r in rx.requests[n:]] == ["/hook"]  # /elsewhere never asked
         assert store.get_job(job["id"])["callback_state"] == "failed"
         # checked again at delivery: without the allow-list the same target is refused, unsent
         job = store.create_job(kind="file", state="done", callback_url=rx.url())
         n = len(rx.requests)
-        assert not deliver_callback(store, job["id"], "http://srv", retries=3, allow="")
+        assert not deliver_callback(store, job["id"], "http://srv", retries=3, allow="", key=key)
         assert len(rx.requests) == n and store.get_job(job["id"])["callback_state"] == "failed"
     finally:
         rx.close()
@@ -361,9 +362,7 @@ def test_callback_reads_a_bounded_answer():
     t.start()
     try:
         port = srv.getsockname()[1]
-        assert (
-            _post_pinned(CallbackTarget(httpx.URL(f"http://127.0.0.1:{port}/"), ("127.0.0.1",)), {"id": "x"}, 5) == 200
-        )
+        assert _post_pinned(CallbackTarget(httpx.URL(f"http://127.0.0.1:{port}/"), ("127.0.0.1",)), b"{}", 5) == 200
         t.join(60)
         assert sent and sent[0] < 100_000_000  # the sender hung up long before the end
     finally:

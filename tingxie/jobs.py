@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from . import webhooks
 from .manager import ModelManager
 from .request import TranscriptionOptions
 from .scheduler import BATCH
@@ -250,9 +251,10 @@ def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -
     return CallbackTarget(u, ips)
 
 
-def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
-    """POST to the checked address itself; the Host header (and TLS SNI/certificate
-    check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE bytes back."""
+def _post_pinned(target: CallbackTarget, body: bytes, timeout_s: float, headers: dict[str, str] | None = None) -> int:
+    """POST `body` (JSON) to the checked address itself; the Host header (and TLS
+    SNI/certificate check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE
+    bytes back."""
     u = target.url
     ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
     deadline = time.monotonic() + 2 * timeout_s  # a receiver dripping its answer is cut off
@@ -260,8 +262,8 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
         with client.stream(
             "POST",
             u.copy_with(host=target.ips[0]),
-            json=body,
-            headers={"Host": u.netloc.decode("ascii")},
+            content=body,
+            headers={"content-type": "application/json", **(headers or {}), "Host": u.netloc.decode("ascii")},
             extensions=ext,
         ) as r:
             seen = 0
@@ -272,21 +274,37 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
             return r.status_code
 
 
+def callback_body(job: dict, base_url: str) -> dict:
+    """What a callback tells (documented in docs/webhooks.md and the OpenAPI schema's
+    callbacks on POST /api/jobs: server/jobs_api.py `CallbackBody`)."""
+    return {
+        "id": job["id"],
+        "state": job["state"],
+        "error": job.get("error"),
+        "result_url": f"{base_url}/api/jobs/{job['id']}/result",
+    }
+
+
 def deliver_callback(
-    store, job_id: str, base_url: str, retries: int = 5, allow: str = "", timeout_s: float = 10.0
+    store,
+    job_id: str,
+    base_url: str,
+    retries: int = 5,
+    allow: str = "",
+    timeout_s: float = 10.0,
+    *,
+    key: bytes,
 ) -> bool:
-    """POST {id, state, result_url} to the job's callback_url, with exponential backoff.
-    Continues from the attempts already made (a delivery resumed after a restart), with
-    at least one more try."""
+    """POST the job's end to its callback_url, signed with `key` (webhooks.py), with
+    exponential backoff. Continues from the attempts already made (a delivery resumed
+    after a restart), with at least one more try. At-least-once: a receiver may get an
+    event twice (sent, then the server died before saving that it was), always with the
+    same webhook-id."""
     job = store.get_job(job_id)
     if not job or not job.get("callback_url"):
         return False
-    body = {
-        "id": job_id,
-        "state": job["state"],
-        "error": job.get("error"),
-        "result_url": f"{base_url}/api/jobs/{job_id}/result",
-    }
+    body = webhooks.body_bytes(callback_body(job, base_url))
+    msg_id = webhooks.message_id(job_id, job["state"], job.get("finished_at"))
     own_port = httpx.URL(base_url).port
     delay = 0.5
     done = int(job.get("callback_attempts") or 0)
@@ -299,7 +317,7 @@ def deliver_callback(
             store.set_callback_state(job_id, "failed", attempt)
             return False
         try:
-            if _post_pinned(target, body, timeout_s) < 300:
+            if _post_pinned(target, body, timeout_s, webhooks.headers(key, msg_id, body)) < 300:
                 store.set_callback_state(job_id, "delivered", attempt)
                 return True
         except httpx.HTTPError:
@@ -313,12 +331,19 @@ def deliver_callback(
 
 def deliver_in_background(store, job_id: str, base_url: str, settings) -> None:
     """Deliver a job's callback on a thread of its own, so a slow or dead receiver never
-    holds up the next job (the attempts are recorded in the store as they happen)."""
+    holds up the next job (the attempts are recorded in the store as they happen). The
+    one way every sender (the embedded queue, Celery workers, resumed deliveries) sends."""
+    try:
+        key = webhooks.signing_key(settings)
+    except (OSError, ValueError) as e:  # stays pending: resumed at the next start
+        log.error("callback of job %s not sent: no webhook signing key (%s)", job_id, type(e).__name__)
+        return
     threading.Thread(
         target=deliver_callback,
         daemon=True,
         name=f"tingxie-callback-{job_id}",
         args=(store, job_id, base_url, settings.callback_retries, settings.callback_allow, settings.callback_timeout_s),
+        kwargs={"key": key},
     ).start()
 
 
