@@ -407,6 +407,8 @@ def test_pending_callback_resumes_after_kill_9(tmp_path, speech):
         wait_for(lambda: any(q["answered"] == 200 for q in rx.requests[n:]), timeout=120)
         job = wait_for(lambda: (j := get(f"{srv.url}/api/jobs/{jid}").json())["callback_state"] == "delivered" and j)
         assert job["callback_attempts"] > 2
+        # before the kill and after the restart: one event, one webhook-id (docs/webhooks.md)
+        assert len({q["headers"]["webhook-id"] for q in rx.requests}) == 1
     finally:
         srv.stop()
         rx.close()
