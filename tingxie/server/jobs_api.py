@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
+import unicodedata
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -183,18 +185,43 @@ def _export_zip(load: Callable[[str], dict | None], job_ids: list[str]) -> IO[by
 
 def _cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: a leading = + - @ (or tab, CR) would make
-    Excel or LibreOffice evaluate a file name or a transcript as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    Excel or LibreOffice evaluate a file name or a transcript as a formula — also in its
+    full-width or other compatibility form (＝1+1), which spreadsheets fold to ASCII."""
+    first = unicodedata.normalize("NFKC", text[:4])[:1]
+    return "'" + text if first in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# What Windows refuses in a file name (besides control characters), and the device names
+# it reserves whatever the extension ("con.txt" too; COM¹-³ and LPT¹-³ count as digits).
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[1-9¹²³]|lpt[1-9¹²³])")
+_STEM_CHARS = 150  # entry names well within every file system's 255
+
+
+def _entry_stem(filename: str, fallback: str) -> str:
+    """A zip entry stem that unpacks as itself on Windows, macOS and Linux: NFC (macOS
+    would store a decomposed name as one anyway), no character Windows refuses, no
+    trailing dot or space, no reserved device name, not hidden."""
+    stem = unicodedata.normalize("NFC", Path(filename).stem)
+    stem = _WINDOWS_FORBIDDEN.sub("_", stem).lstrip(". ")[:_STEM_CHARS].rstrip(". ")
+    if _WINDOWS_RESERVED.fullmatch(stem.split(".")[0].rstrip(" ")):
+        stem = "_" + stem
+    return stem or fallback
 
 
 def _unique(stem: str, used: set[str]) -> str:
     """A zip entry stem not used yet in this export ("a", "a-2", … even when a file is
-    itself called "a-2"): entries with one name overwrite each other when unpacked."""
+    itself called "a-2"): entries with one name overwrite each other when unpacked, and
+    on Windows and macOS "A" is "a" and a composed "é" is a decomposed one."""
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
     name, n = stem, 1
-    while name in used:
+    while key(name) in used:
         n += 1
         name = f"{stem}-{n}"
-    used.add(name)
+    used.add(key(name))
     return name
 
 
@@ -223,7 +250,7 @@ def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: l
                 )
                 if j["state"] != "done" or not j.get("result"):
                     continue
-                stem = _unique(Path(j["filename"]).stem.lstrip(".") or j["id"], used)
+                stem = _unique(_entry_stem(j["filename"], j["id"]), used)
                 t = Transcript.from_dict(j["result"])
                 for fmt in ("txt", "srt", "json"):
                     z.writestr(f"{stem}.{fmt}", output.render(t, fmt))
