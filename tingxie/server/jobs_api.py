@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import audio as audio_mod
 from .. import output
@@ -30,12 +30,36 @@ from ..jobs import check_callback_url
 from ..request import TranscriptionOptions, as_form
 from ..store import STATES, JobFilter
 from ..types import AudioError, OptionsError, Transcript
+from . import schemas
 from .auth import Principal, principal
 from .errors import ApiError, public_job
 from .openai_api import resolve_model
 from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(prefix="/api", tags=["jobs and history"])
+
+# The request a job's callback_url receives (docs/webhooks.md), documented in OpenAPI.
+callbacks = APIRouter()
+
+
+@callbacks.post(
+    "{$request.body#/callback_url}",
+    name="job_ended",
+    summary="A job ended (done or failed): POSTed to its callback_url, at least once",
+    status_code=204,
+    response_class=Response,
+    responses={"2XX": {"description": "received; any other answer (or none) is retried with backoff"}},
+)
+def job_ended(
+    body: schemas.CallbackBody,
+    webhook_id: Annotated[str, Header(description="one per event: a redelivery repeats it, drop duplicates")],
+    webhook_timestamp: Annotated[str, Header(description="when this attempt was sent, Unix seconds")],
+    webhook_signature: Annotated[
+        str, Header(description='"v1," + base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}"')
+    ],
+) -> None:
+    """Standard Webhooks: verify the signature with the secret from `tingxie webhooks
+    secret`, then handle each webhook-id once."""
 
 
 def _owned(state, who: Principal, job_id: str) -> dict:
@@ -73,7 +97,13 @@ def _since(value: str | None, name: str) -> datetime | None:
         raise ApiError(400, f"{name} must be an ISO-8601 date or time, not {value!r}", param=name) from e
 
 
-@router.post("/jobs", status_code=202, summary="Submit one or many files for transcription")
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit one or many files for transcription",
+    response_model=schemas.JobsCreated,
+    callbacks=callbacks.routes,
+)
 async def create_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -81,7 +111,10 @@ async def create_jobs(
     opts: Annotated[TranscriptionOptions, Depends(as_form())],
     model: Annotated[str, Form()] = "whisper-base",
     batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
-    callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(description="POSTed {id, state, error, result_url}, signed, when each job ends (docs/webhooks.md)"),
+    ] = None,
 ):
     state = request.app.state.tx
     model_id = resolve_model(state, model)
@@ -152,7 +185,7 @@ def job_filter(
     return JobFilter(who.owner_filter, q or None, state, kind, batch_id, _since(since, "since"), _since(until, "until"))
 
 
-@router.get("/jobs", summary="History: list, search and page through jobs")
+@router.get("/jobs", summary="History: list, search and page through jobs", response_model=schemas.JobPage)
 def list_jobs(
     request: Request,
     where: Annotated[JobFilter, Depends(job_filter)],
@@ -269,7 +302,12 @@ def _read_and_close(f: IO[bytes]) -> Iterator[bytes]:
         f.close()
 
 
-@router.get("/jobs/export", summary="Zip of results (txt, srt, json per file) and a CSV summary")
+@router.get(
+    "/jobs/export",
+    summary="Zip of results (txt, srt, json per file) and a CSV summary",
+    response_class=Response,
+    responses=schemas.EXPORT_RESPONSES,
+)
 def export_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -293,12 +331,17 @@ def export_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
+@router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result", response_model=schemas.Job)
 def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     return public_job(_owned(request.app.state.tx, who, job_id))
 
 
-@router.get("/jobs/{job_id}/result", summary="A finished job's result as txt, json, srt or vtt")
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="A finished job's result as txt, json, srt or vtt",
+    response_class=Response,
+    responses=schemas.RESULT_RESPONSES,
+)
 def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)], format: str = "json"):
     job = _owned(request.app.state.tx, who, job_id)
     if format not in output.FORMATS:
@@ -324,7 +367,12 @@ def _quote(s: str) -> str:
     return quote(s)
 
 
-@router.get("/jobs/{job_id}/audio", summary="The stored audio of a job (for the player)")
+@router.get(
+    "/jobs/{job_id}/audio",
+    summary="The stored audio of a job (for the player)",
+    response_class=Response,
+    responses=schemas.AUDIO_RESPONSES,
+)
 def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     job = _owned(request.app.state.tx, who, job_id)
     # not a regular file (deleted, replaced by a directory, unreadable): gone, as far as a caller can tell
@@ -334,7 +382,12 @@ def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     return FileResponse(path)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed or cancelled job again")
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    summary="Run a failed or cancelled job again",
+    response_model=schemas.JobRequeued,
+)
 def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     job = _owned(st, who, job_id)
@@ -347,7 +400,9 @@ def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     return {"id": job_id, "state": "queued"}
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job and delete its audio and text")
+@router.delete(
+    "/jobs/{job_id}", summary="Cancel a job and delete its audio and text", response_model=schemas.JobDeleted
+)
 def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     _owned(st, who, job_id)
@@ -359,7 +414,9 @@ def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(
     return {"id": job_id, "deleted": True}
 
 
-@router.get("/batches/{batch_id}", summary="Progress of a batch: states, audio done, ETA")
+@router.get(
+    "/batches/{batch_id}", summary="Progress of a batch: states, audio done, ETA", response_model=schemas.BatchStatus
+)
 def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     rows: list[dict] = []

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ..types import OptionsError, VadOptions
+from . import schemas
 from .auth import Principal, admin, keys_required, principal
 from .errors import ApiError
 from .metrics import gpu_memory
@@ -20,12 +21,17 @@ from .metrics import gpu_memory
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=schemas.Health)
 def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the default model is loaded")
+@router.get(
+    "/readyz",
+    summary="Readiness: the default model is loaded",
+    response_model=schemas.Readiness,
+    responses=schemas.READY_RESPONSES,
+)
 def readyz(request: Request):
     st = request.app.state.tx
     model_id, _ = st.manager.resolve(None)
@@ -33,12 +39,12 @@ def readyz(request: Request):
     return JSONResponse({"ready": loaded, "model": model_id}, status_code=200 if loaded else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=schemas.METRICS_RESPONSES)
 def metrics(request: Request):
     return Response(request.app.state.tx.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/api/models", summary="Models: available and loaded")
+@router.get("/api/models", summary="Models: available and loaded", response_model=schemas.ModelList)
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
@@ -55,7 +61,7 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     return {"models": out}
 
 
-@router.post("/api/models/{model_id}/load", summary="Load a model (admin)")
+@router.post("/api/models/{model_id}/load", summary="Load a model (admin)", response_model=schemas.ModelLoaded)
 async def load_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
     try:
@@ -66,7 +72,7 @@ async def load_model(request: Request, model_id: str, who: Annotated[Principal, 
     return {"id": model_id, "loaded": True, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-@router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)")
+@router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)", response_model=schemas.ModelUnloaded)
 def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
     try:
@@ -80,7 +86,11 @@ def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depe
     return {"id": model_id, "loaded": False, "was_loaded": was}
 
 
-@router.post("/api/system/empty-cache", summary="Free cached GPU memory (admin; a no-op on CPU)")
+@router.post(
+    "/api/system/empty-cache",
+    summary="Free cached GPU memory (admin; a no-op on CPU)",
+    response_model=schemas.CacheEmptied,
+)
 def empty_cache(request: Request, who: Annotated[Principal, Depends(admin)]):
     return request.app.state.tx.manager.empty_cache()
 
@@ -93,7 +103,7 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@router.get("/api/system", summary="Device, models, memory, queue, throughput")
+@router.get("/api/system", summary="Device, models, memory, queue, throughput", response_model=schemas.SystemInfo)
 def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     c = st.manager.choice
@@ -130,7 +140,11 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     return info
 
 
-@router.post("/api/vad", summary="Speech segments of a file under given VAD settings (the VAD page)")
+@router.post(
+    "/api/vad",
+    summary="Speech segments of a file under given VAD settings (the VAD page)",
+    response_model=schemas.VadPreview,
+)
 async def vad_preview(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
