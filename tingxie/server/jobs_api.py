@@ -102,6 +102,7 @@ def _since(value: str | None, name: str) -> datetime | None:
     status_code=202,
     summary="Submit one or many files for transcription",
     response_model=schemas.JobsCreated,
+    responses=schemas.errors(429),
     callbacks=callbacks.routes,
 )
 async def create_jobs(
@@ -306,7 +307,7 @@ def _read_and_close(f: IO[bytes]) -> Iterator[bytes]:
     "/jobs/export",
     summary="Zip of results (txt, srt, json per file) and a CSV summary",
     response_class=Response,
-    responses=schemas.EXPORT_RESPONSES,
+    responses=schemas.EXPORT_RESPONSES | schemas.errors(404),
 )
 def export_jobs(
     request: Request,
@@ -340,7 +341,7 @@ def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(pri
     "/jobs/{job_id}/result",
     summary="A finished job's result as txt, json, srt or vtt",
     response_class=Response,
-    responses=schemas.RESULT_RESPONSES,
+    responses=schemas.RESULT_RESPONSES | schemas.errors(409),
 )
 def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)], format: str = "json"):
     job = _owned(request.app.state.tx, who, job_id)
@@ -387,6 +388,7 @@ def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     status_code=202,
     summary="Run a failed or cancelled job again",
     response_model=schemas.JobRequeued,
+    responses=schemas.errors(409, 429),
 )
 def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -41,12 +42,49 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+# Errors any operation may answer, and why (the body is always `Error`).
+_ANY = {
+    403: "refused: a browser request from another site's page, or an action that needs an admin key",
+    500: "internal error (the server log names where)",
+    503: "busy (Retry-After) or not able to serve now",
+}
+_WITH_KEY = {401: "no API key, or one that is invalid or revoked"}
+_WITH_INPUT = {400: "invalid request: a parameter, field or file is wrong (the message and `param` name it)"}
+_WITH_PATH = {404: "no such job, batch or model (or not this key's)"}
+_WITH_BODY = {413: "the upload or its audio is over the server's limit (the message names it)"}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Route-specific error statuses, for a route's `responses=`."""
+    named = {
+        404: "no such job among those named (or not this key's)",
+        409: "conflict: the job or model is not in a state that allows this",
+        429: "too many unfinished jobs for this key (Retry-After)",
+    }
+    return {c: _error(named[c]) for c in codes}
+
+
+def _needs_key(route: APIRoute) -> bool:
+    from .auth import admin, principal
+
+    todo, seen = list(route.dependant.dependencies), set()
+    while todo:
+        d = todo.pop()
+        if d.call in (principal, admin):
+            return True
+        if id(d) not in seen:
+            seen.add(id(d))
+            todo.extend(d.dependencies)
+    return False
+
+
 def install_openapi(app: FastAPI) -> None:
-    """One place decides how errors are documented: FastAPI documents validation errors
-    as 422 with its own body, but this server answers 400 with `Error` (errors.py). Every
-    operation taking input documents 400, and every operation `default`: any other
-    status (401 no key, 403, 404, 409, 413, 429, 503 with Retry-After, 500) has the
-    `Error` body."""
+    """One place decides how errors are documented. FastAPI documents validation errors
+    as 422 with its own body, but this server answers 400 with `Error` (errors.py); and
+    it knows nothing of the statuses middleware and dependencies answer. So each
+    operation gets, besides what its route declares: 400 when it takes input, 401 when
+    it needs a key, 404 when its path names something, 413 when it takes a body, and
+    403, 500, 503 — all with the `Error` body."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -58,13 +96,28 @@ def install_openapi(app: FastAPI) -> None:
             _add(components, model)
         for name in ("HTTPValidationError", "ValidationError"):
             components.pop(name, None)
-        for path_item in schema.get("paths", {}).values():
-            for op in path_item.values():
+        keyed = {
+            (r.path, m.lower())
+            for r in app.routes
+            if isinstance(r, APIRoute) and _needs_key(r)
+            for m in r.methods or ()
+        }
+        for path, path_item in schema.get("paths", {}).items():
+            for method, op in path_item.items():
                 responses = op.setdefault("responses", {})
-                had_validation = responses.pop("422", None) is not None
-                if had_validation or op.get("parameters") or op.get("requestBody"):
-                    responses.setdefault("400", _error("invalid request: a parameter, field or file is wrong"))
-                responses.setdefault("default", _error("any other error, in the same shape"))
+                responses.pop("422", None)
+                extra = dict(_ANY)
+                params = op.get("parameters") or []
+                if params or op.get("requestBody"):
+                    extra |= _WITH_INPUT
+                if (path, method) in keyed:
+                    extra |= _WITH_KEY
+                if any(p.get("in") == "path" for p in params):
+                    extra |= _WITH_PATH
+                if op.get("requestBody"):
+                    extra |= _WITH_BODY
+                for code, why in sorted(extra.items()):
+                    responses.setdefault(str(code), _error(why))
                 for cb in op.get("callbacks", {}).values():  # a receiver's answers are its own business
                     for cb_item in cb.values():
                         for cb_op in cb_item.values():

@@ -72,7 +72,12 @@ async def load_model(request: Request, model_id: str, who: Annotated[Principal, 
     return {"id": model_id, "loaded": True, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-@router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)", response_model=schemas.ModelUnloaded)
+@router.post(
+    "/api/models/{model_id}/unload",
+    summary="Unload a model (admin)",
+    response_model=schemas.ModelUnloaded,
+    responses=schemas.errors(409),
+)
 def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
     try:
