@@ -102,6 +102,7 @@ def _since(value: str | None, name: str) -> datetime | None:
     status_code=202,
     summary="Submit one or many files for transcription",
     response_model=schemas.JobsCreated,
+    response_model_exclude_unset=True,
     responses=schemas.errors(429),
     callbacks=callbacks.routes,
 )
@@ -186,7 +187,12 @@ def job_filter(
     return JobFilter(who.owner_filter, q or None, state, kind, batch_id, _since(since, "since"), _since(until, "until"))
 
 
-@router.get("/jobs", summary="History: list, search and page through jobs", response_model=schemas.JobPage)
+@router.get(
+    "/jobs",
+    summary="History: list, search and page through jobs",
+    response_model=schemas.JobPage,
+    response_model_exclude_unset=True,
+)
 def list_jobs(
     request: Request,
     where: Annotated[JobFilter, Depends(job_filter)],
@@ -332,7 +338,12 @@ def export_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result", response_model=schemas.Job)
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job: state, progress, timings and result",
+    response_model=schemas.Job,
+    response_model_exclude_unset=True,
+)
 def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     return public_job(_owned(request.app.state.tx, who, job_id))
 
@@ -388,6 +399,7 @@ def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     status_code=202,
     summary="Run a failed or cancelled job again",
     response_model=schemas.JobRequeued,
+    response_model_exclude_unset=True,
     responses=schemas.errors(409, 429),
 )
 def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
@@ -403,7 +415,10 @@ def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(p
 
 
 @router.delete(
-    "/jobs/{job_id}", summary="Cancel a job and delete its audio and text", response_model=schemas.JobDeleted
+    "/jobs/{job_id}",
+    summary="Cancel a job and delete its audio and text",
+    response_model=schemas.JobDeleted,
+    response_model_exclude_unset=True,
 )
 def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
@@ -417,7 +432,10 @@ def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(
 
 
 @router.get(
-    "/batches/{batch_id}", summary="Progress of a batch: states, audio done, ETA", response_model=schemas.BatchStatus
+    "/batches/{batch_id}",
+    summary="Progress of a batch: states, audio done, ETA",
+    response_model=schemas.BatchStatus,
+    response_model_exclude_unset=True,
 )
 def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx

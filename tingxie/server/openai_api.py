@@ -432,7 +432,12 @@ async def translations(
     return await _transcribe_upload(request, who, file, "translate", **form)
 
 
-@router.get("/v1/models", summary="List models (OpenAI-compatible)", response_model=schemas.OpenAIModelList)
+@router.get(
+    "/v1/models",
+    summary="List models (OpenAI-compatible)",
+    response_model=schemas.OpenAIModelList,
+    response_model_exclude_unset=True,
+)
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     state = request.app.state.tx
     data = [

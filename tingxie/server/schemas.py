@@ -4,7 +4,8 @@ server-sent events). tests/test_schema.py fuzzes the live server against this sc
 with schemathesis, so the two cannot drift apart.
 
 Models allow extra fields: a field added to a response is no break for clients, and
-the schema names what clients may rely on.
+the schema names what clients may rely on. Routes answer with
+`response_model_exclude_unset`: a model never adds a null field a route did not send.
 """
 
 from __future__ import annotations

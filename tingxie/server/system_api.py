@@ -21,7 +21,7 @@ from .metrics import gpu_memory
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", summary="Liveness", response_model=schemas.Health)
+@router.get("/healthz", summary="Liveness", response_model=schemas.Health, response_model_exclude_unset=True)
 def healthz():
     return {"status": "ok"}
 
@@ -30,6 +30,7 @@ def healthz():
     "/readyz",
     summary="Readiness: the default model is loaded",
     response_model=schemas.Readiness,
+    response_model_exclude_unset=True,
     responses=schemas.READY_RESPONSES,
 )
 def readyz(request: Request):
@@ -44,7 +45,12 @@ def metrics(request: Request):
     return Response(request.app.state.tx.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/api/models", summary="Models: available and loaded", response_model=schemas.ModelList)
+@router.get(
+    "/api/models",
+    summary="Models: available and loaded",
+    response_model=schemas.ModelList,
+    response_model_exclude_unset=True,
+)
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
@@ -61,7 +67,12 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     return {"models": out}
 
 
-@router.post("/api/models/{model_id}/load", summary="Load a model (admin)", response_model=schemas.ModelLoaded)
+@router.post(
+    "/api/models/{model_id}/load",
+    summary="Load a model (admin)",
+    response_model=schemas.ModelLoaded,
+    response_model_exclude_unset=True,
+)
 async def load_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
     try:
@@ -76,6 +87,7 @@ async def load_model(request: Request, model_id: str, who: Annotated[Principal, 
     "/api/models/{model_id}/unload",
     summary="Unload a model (admin)",
     response_model=schemas.ModelUnloaded,
+    response_model_exclude_unset=True,
     responses=schemas.errors(409),
 )
 def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
@@ -95,6 +107,7 @@ def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depe
     "/api/system/empty-cache",
     summary="Free cached GPU memory (admin; a no-op on CPU)",
     response_model=schemas.CacheEmptied,
+    response_model_exclude_unset=True,
 )
 def empty_cache(request: Request, who: Annotated[Principal, Depends(admin)]):
     return request.app.state.tx.manager.empty_cache()
@@ -108,7 +121,12 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@router.get("/api/system", summary="Device, models, memory, queue, throughput", response_model=schemas.SystemInfo)
+@router.get(
+    "/api/system",
+    summary="Device, models, memory, queue, throughput",
+    response_model=schemas.SystemInfo,
+    response_model_exclude_unset=True,
+)
 def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     c = st.manager.choice
@@ -149,6 +167,7 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     "/api/vad",
     summary="Speech segments of a file under given VAD settings (the VAD page)",
     response_model=schemas.VadPreview,
+    response_model_exclude_unset=True,
 )
 async def vad_preview(
     request: Request,
