@@ -193,8 +193,8 @@ def test_a_real_callback_verifies_with_the_documented_receiver(hook_server, synt
         httpd.shutdown()
         httpd.server_close()
     assert [e["id"] for e in handled] == [jid]
-    job = httpx.get(f"{srv.url}/api/jobs/{jid}").json()
-    assert job["callback_state"] == "delivered" and job["callback_attempts"] == len(deliveries)
+    job = wait_for(lambda: (j := httpx.get(f"{srv.url}/api/jobs/{jid}").json())["callback_state"] == "delivered" and j)
+    assert job["callback_attempts"] == len(deliveries)
 
 
 def _webhook_headers(headers: dict) -> dict:
