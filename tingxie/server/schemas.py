@@ -10,11 +10,13 @@ the schema names what clients may rely on. Routes answer with
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+
+from ..store import CALLBACK_STATES, STATES
 
 
 class _Open(BaseModel):
@@ -145,7 +147,8 @@ def content(description: str, **media: dict) -> dict[int | str, dict[str, Any]]:
 
 
 # -- jobs ---------------------------------------------------------------------------------------
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+# The states as the store declares them (store.STATES decides; the schema lists them)
+JobState = Annotated[str, Field(json_schema_extra={"enum": list(STATES)})]
 
 
 class Job(_Open):
@@ -168,7 +171,7 @@ class Job(_Open):
     size_bytes: int | None = None
     attempts: int | None = None
     callback_url: str | None = None
-    callback_state: Literal["pending", "delivered", "failed"] | None = None
+    callback_state: Annotated[str | None, Field(json_schema_extra={"enum": [*CALLBACK_STATES, None]})] = None
     callback_attempts: int | None = None
     created_at: str | None = None
     started_at: str | None = None
