@@ -44,6 +44,7 @@ LONGEST_FIRST = (
     "test_punctuation.py",
     "test_pipeline.py",
     "test_limits.py",
+    "test_schema.py",
 )
 
 

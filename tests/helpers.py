@@ -81,6 +81,8 @@ class Receiver:
                         "path": self.path,
                         "host": self.headers.get("host"),
                         "body": json.loads(body or b"{}"),
+                        "raw": body,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
                         "answered": me.status,
                     }
                 )

@@ -19,8 +19,10 @@ from pg_fixture import pg_server_url  # noqa: F401
 from redis_fixture import redis_server  # noqa: F401
 from server_fixture import MODELS_CACHE, ROOT
 
+from tingxie import webhooks
 from tingxie.localserver import Cluster
 
+WEBHOOK_SECRET = webhooks.new_secret()
 WORKER_TIMEOUT_S = 8  # dead-worker detection; short so the kill test is quick
 
 
@@ -82,6 +84,7 @@ def cluster(tmp_path_factory, redis_server, pg_server_url):  # noqa: F811
     cl.redis = redis_server
     cl.env["TINGXIE_WARM_UP"] = "0"  # as tests' servers: many starts, no first-request latency measured
     cl.env["TINGXIE_CALLBACK_ALLOW"] = "127.0.0.1"  # the tests' callback receiver
+    cl.env["TINGXIE_WEBHOOK_SECRET"] = WEBHOOK_SECRET  # one secret on every node (docs/webhooks.md)
     try:
         cl.start_api()
         install_audit(cl)
@@ -128,6 +131,10 @@ def test_batch_across_two_workers(cluster, synth_speech, tmp_path, request):
         called = [r["body"]["id"] for r in rx.requests]
         assert sorted(called) == sorted(ids), f"{len(called)} callbacks for {len(ids)} jobs"
         assert all(r["body"]["state"] == rows[r["body"]["id"]]["state"] for r in rx.requests)
+        key = webhooks.parse_secret(WEBHOOK_SECRET)  # signed by the workers with the cluster's secret
+        for r in rx.requests:
+            h = r["headers"]
+            assert h["webhook-signature"] == webhooks.sign(key, h["webhook-id"], int(h["webhook-timestamp"]), r["raw"])
     finally:
         rx.close()
     # per item as loose as whisper-base's worst short clip (0.67 in one process), tight over the lot

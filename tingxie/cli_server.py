@@ -7,6 +7,7 @@ import errno
 import ipaddress
 import logging
 import socket
+import sys
 import threading
 
 from .types import OptionsError
@@ -155,6 +156,20 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_webhooks(args: argparse.Namespace) -> int:
+    """The secret receivers verify callbacks with (docs/webhooks.md): the setting, or the
+    one kept under the home, made now if there is none yet (the server uses the same)."""
+    from . import webhooks
+    from .settings import from_overrides
+
+    settings = from_overrides(args)
+    value = webhooks.secret(settings)
+    where = "TINGXIE_WEBHOOK_SECRET" if settings.webhook_secret else str(settings.home / webhooks.SECRET_FILE)
+    print(value)
+    print(f"(from {where}; give it only to your callback receivers)", file=sys.stderr)
+    return 0
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from .settings import from_overrides
     from .store import upgrade
@@ -188,6 +203,10 @@ def add_commands(sub, add_engine_args) -> None:
     k.add_argument("name", nargs="?", help="NAME for create, key ID for revoke")
     k.add_argument("--admin", action="store_true", help="the key may see every job and manage models")
     k.set_defaults(func=cmd_keys)
+
+    w = sub.add_parser("webhooks", help="job callbacks: the signing secret receivers verify them with")
+    w.add_argument("action", choices=["secret"], help="secret: print it (whsec_…), creating it if none yet")
+    w.set_defaults(func=cmd_webhooks)
 
     d = sub.add_parser("db", help="database maintenance")
     d.add_argument("action", choices=["upgrade"])

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from . import webhooks
 from .manager import ModelManager
 from .request import TranscriptionOptions
 from .scheduler import BATCH
@@ -134,10 +135,49 @@ def _allow_list(allow: str) -> tuple[set[str], list]:
     return hosts, nets
 
 
-def _not_public(ip) -> str | None:
-    """Why an address may not receive callbacks (None: it may)."""
-    if getattr(ip, "ipv4_mapped", None):
-        ip = ip.ipv4_mapped
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _v4(bits: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(bits & 0xFFFFFFFF)
+
+
+def embedded_ipv4(ip) -> tuple[list, bool]:
+    """The IPv4 addresses an IPv6 address carries, where packets to it end up (6to4,
+    Teredo, IPv4-mapped, IPv4-compatible, NAT64), and whether those alone decide (True:
+    the IPv6 address is only a wrapper; False: its own class counts as well). An IPv6
+    literal is otherwise a way to name 127.0.0.1 or 10.0.0.1 past an IPv4-only check."""
+    if ip.version != 6:
+        return [], False
+    n = int(ip)
+    if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d
+        return [ip.ipv4_mapped], True
+    if ip in _SIX_TO_FOUR:  # 2002:AABB:CCDD::/48
+        return [ip.sixtofour], True
+    if ip in _TEREDO:  # server in bits 32-63, client in the last 32 bits XOR 0xffffffff
+        server, client = ip.teredo
+        return [server, client], True
+    if ip in _NAT64_WELL_KNOWN:  # 64:ff9b::a.b.c.d (RFC 6052)
+        return [_v4(n)], True
+    if ip in _NAT64_LOCAL:
+        # local-use prefix (RFC 8215): where the address sits depends on the operator's
+        # prefix length (/48, /56, /64 or /96 inside it), so every RFC 6052 place is
+        # checked, and the prefix's own class (not global) still counts
+        at48 = ((n >> 64) & 0xFFFF) << 16 | (n >> 40) & 0xFFFF
+        at56 = ((n >> 64) & 0xFF) << 24 | (n >> 32) & 0xFFFFFF
+        places = [_v4(n), _v4(n >> 24), _v4(at56), _v4(at48)]
+        return sorted(places, key=lambda a: int(a) == 0), False  # a zero is a place not used
+    if ip in _IPV4_COMPATIBLE and n > 1:  # ::a.b.c.d (deprecated; :: and ::1 are themselves)
+        return [_v4(n)], False
+    return [], False
+
+
+def _class(ip) -> str | None:
+    """Why this very address may not receive callbacks (None: it may)."""
     for reason, bad in (
         ("loopback", ip.is_loopback),
         ("unspecified", ip.is_unspecified),
@@ -149,6 +189,18 @@ def _not_public(ip) -> str | None:
         if bad:
             return reason
     return None if ip.is_global else "non-public"
+
+
+def _not_public(ip) -> str | None:
+    """Why an address may not receive callbacks (None: it may): an IPv6 address that
+    embeds an IPv4 address is judged by that address too ("loopback (embeds 127.0.0.1)")."""
+    if ip.version == 6 and ip in _NAT64_LOCAL:  # whatever Python's tables say of it
+        return "private (a local-use NAT64 prefix, whatever IPv4 address it embeds)"
+    inner, only = embedded_ipv4(ip)
+    for v4 in inner:
+        if reason := _class(v4):
+            return f"{reason} (it embeds the IPv4 address {v4})"
+    return None if inner and only else _class(ip)
 
 
 def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -> CallbackTarget:
@@ -181,13 +233,15 @@ def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -
     if not ips:
         # the same answer as for a private name: a caller cannot map internal DNS this way
         raise OptionsError(f"callback_url host {host!r} does not resolve to a public address ({hint})")
-    if own_port == port and any(_not_public(ipaddress.ip_address(i)) in ("loopback", "unspecified") for i in ips):
+    if own_port == port and any(
+        (_not_public(ipaddress.ip_address(i)) or "").startswith(("loopback", "unspecified")) for i in ips
+    ):
         raise OptionsError("callback_url points at this server itself")
     if host in allowed_hosts:
         return CallbackTarget(u, ips)
     for ip_s in ips:
         ip = ipaddress.ip_address(ip_s)
-        if any(ip in n for n in allowed_nets):
+        if any(ip in n for n in allowed_nets):  # as written: 127.0.0.0/8 does not allow ::ffff:127.0.0.1
             continue
         reason = _not_public(ip)
         if reason and literal is not None:
@@ -197,9 +251,10 @@ def check_callback_url(url: str, allow: str = "", own_port: int | None = None) -
     return CallbackTarget(u, ips)
 
 
-def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
-    """POST to the checked address itself; the Host header (and TLS SNI/certificate
-    check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE bytes back."""
+def _post_pinned(target: CallbackTarget, body: bytes, timeout_s: float, headers: dict[str, str] | None = None) -> int:
+    """POST `body` (JSON) to the checked address itself; the Host header (and TLS
+    SNI/certificate check) keep the URL's host name. Reads at most CALLBACK_MAX_RESPONSE
+    bytes back."""
     u = target.url
     ext = {"sni_hostname": u.host} if u.scheme == "https" else {}
     deadline = time.monotonic() + 2 * timeout_s  # a receiver dripping its answer is cut off
@@ -207,8 +262,8 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
         with client.stream(
             "POST",
             u.copy_with(host=target.ips[0]),
-            json=body,
-            headers={"Host": u.netloc.decode("ascii")},
+            content=body,
+            headers={"content-type": "application/json", **(headers or {}), "Host": u.netloc.decode("ascii")},
             extensions=ext,
         ) as r:
             seen = 0
@@ -219,21 +274,37 @@ def _post_pinned(target: CallbackTarget, body: dict, timeout_s: float) -> int:
             return r.status_code
 
 
+def callback_body(job: dict, base_url: str) -> dict:
+    """What a callback tells (documented in docs/webhooks.md and the OpenAPI schema's
+    callbacks on POST /api/jobs: server/jobs_api.py `CallbackBody`)."""
+    return {
+        "id": job["id"],
+        "state": job["state"],
+        "error": job.get("error"),
+        "result_url": f"{base_url}/api/jobs/{job['id']}/result",
+    }
+
+
 def deliver_callback(
-    store, job_id: str, base_url: str, retries: int = 5, allow: str = "", timeout_s: float = 10.0
+    store,
+    job_id: str,
+    base_url: str,
+    retries: int = 5,
+    allow: str = "",
+    timeout_s: float = 10.0,
+    *,
+    key: bytes,
 ) -> bool:
-    """POST {id, state, result_url} to the job's callback_url, with exponential backoff.
-    Continues from the attempts already made (a delivery resumed after a restart), with
-    at least one more try."""
+    """POST the job's end to its callback_url, signed with `key` (webhooks.py), with
+    exponential backoff. Continues from the attempts already made (a delivery resumed
+    after a restart), with at least one more try. At-least-once: a receiver may get an
+    event twice (sent, then the server died before saving that it was), always with the
+    same webhook-id."""
     job = store.get_job(job_id)
     if not job or not job.get("callback_url"):
         return False
-    body = {
-        "id": job_id,
-        "state": job["state"],
-        "error": job.get("error"),
-        "result_url": f"{base_url}/api/jobs/{job_id}/result",
-    }
+    body = webhooks.body_bytes(callback_body(job, base_url))
+    msg_id = webhooks.message_id(job_id, job["state"], job.get("finished_at"))
     own_port = httpx.URL(base_url).port
     delay = 0.5
     done = int(job.get("callback_attempts") or 0)
@@ -246,7 +317,7 @@ def deliver_callback(
             store.set_callback_state(job_id, "failed", attempt)
             return False
         try:
-            if _post_pinned(target, body, timeout_s) < 300:
+            if _post_pinned(target, body, timeout_s, webhooks.headers(key, msg_id, body)) < 300:
                 store.set_callback_state(job_id, "delivered", attempt)
                 return True
         except httpx.HTTPError:
@@ -260,12 +331,19 @@ def deliver_callback(
 
 def deliver_in_background(store, job_id: str, base_url: str, settings) -> None:
     """Deliver a job's callback on a thread of its own, so a slow or dead receiver never
-    holds up the next job (the attempts are recorded in the store as they happen)."""
+    holds up the next job (the attempts are recorded in the store as they happen). The
+    one way every sender (the embedded queue, Celery workers, resumed deliveries) sends."""
+    try:
+        key = webhooks.signing_key(settings)
+    except (OSError, ValueError) as e:  # stays pending: resumed at the next start
+        log.error("callback of job %s not sent: no webhook signing key (%s)", job_id, type(e).__name__)
+        return
     threading.Thread(
         target=deliver_callback,
         daemon=True,
         name=f"tingxie-callback-{job_id}",
         args=(store, job_id, base_url, settings.callback_retries, settings.callback_allow, settings.callback_timeout_s),
+        kwargs={"key": key},
     ).start()
 
 

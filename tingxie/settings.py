@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,7 +17,8 @@ def _default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TINGXIE_", extra="ignore")
+    # an error names the setting and the problem, never echoes the value (it may be a secret)
+    model_config = SettingsConfigDict(env_prefix="TINGXIE_", extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(default_factory=_default_home)
 
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     # addresses unless named here: comma-separated host names and/or CIDRs.
     callback_allow: str = ""
     callback_timeout_s: float = 10.0
+    # The key callbacks are signed with (Standard Webhooks: `whsec_` + base64 of 24-64
+    # bytes). Empty: one is generated once and kept in $home/webhook-secret
+    # (`tingxie webhooks secret` shows it). Nodes that send callbacks without sharing a
+    # home (Celery workers elsewhere) need the same value set here.
+    webhook_secret: str = Field(default="", repr=False)
     # Host names a keyless (loopback) server also answers to, comma-separated, e.g. the
     # name a reverse proxy forwards; otherwise only localhost and loopback addresses
     # (server/browser.py: a web page that rebinds its own name to 127.0.0.1 is refused).
@@ -97,6 +103,18 @@ class Settings(BaseSettings):
     # decoded, VAD-scanned or transcribed); more gets 503 + Retry-After. Counted in
     # audio, not windows, because silence makes no windows but still costs work.
     max_queued_audio_s: float = 4 * 3600.0
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: str) -> str:
+        if v:
+            from .webhooks import parse_secret
+
+            try:
+                parse_secret(v)
+            except ValueError as e:
+                raise ValueError(f"TINGXIE_WEBHOOK_SECRET: {e}") from None
+        return v
 
     @property
     def models_dir(self) -> Path:

@@ -112,6 +112,9 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     app.include_router(stream_api.router)
     app.include_router(funasr_api.router)
     _offline_docs(app)
+    from .schemas import install_openapi
+
+    install_openapi(app)
     if WEB_DIR.is_dir():
         app.mount("/ui", StaticFiles(directory=WEB_DIR, html=True), name="ui")
 

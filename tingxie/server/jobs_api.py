@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import tempfile
+import unicodedata
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -16,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import audio as audio_mod
 from .. import output
@@ -28,12 +30,36 @@ from ..jobs import check_callback_url
 from ..request import TranscriptionOptions, as_form
 from ..store import STATES, JobFilter
 from ..types import AudioError, OptionsError, Transcript
+from . import schemas
 from .auth import Principal, principal
 from .errors import ApiError, public_job
 from .openai_api import resolve_model
 from .uploads import check_filenames, display_name, remove_stored, store_upload
 
 router = APIRouter(prefix="/api", tags=["jobs and history"])
+
+# The request a job's callback_url receives (docs/webhooks.md), documented in OpenAPI.
+callbacks = APIRouter()
+
+
+@callbacks.post(
+    "{$request.body#/callback_url}",
+    name="job_ended",
+    summary="A job ended (done or failed): POSTed to its callback_url, at least once",
+    status_code=204,
+    response_class=Response,
+    responses={"2XX": {"description": "received; any other answer (or none) is retried with backoff"}},
+)
+def job_ended(
+    body: schemas.CallbackBody,
+    webhook_id: Annotated[str, Header(description="one per event: a redelivery repeats it, drop duplicates")],
+    webhook_timestamp: Annotated[str, Header(description="when this attempt was sent, Unix seconds")],
+    webhook_signature: Annotated[
+        str, Header(description='"v1," + base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}"')
+    ],
+) -> None:
+    """Standard Webhooks: verify the signature with the secret from `tingxie webhooks
+    secret`, then handle each webhook-id once."""
 
 
 def _owned(state, who: Principal, job_id: str) -> dict:
@@ -71,7 +97,15 @@ def _since(value: str | None, name: str) -> datetime | None:
         raise ApiError(400, f"{name} must be an ISO-8601 date or time, not {value!r}", param=name) from e
 
 
-@router.post("/jobs", status_code=202, summary="Submit one or many files for transcription")
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Submit one or many files for transcription",
+    response_model=schemas.JobsCreated,
+    response_model_exclude_unset=True,
+    responses=schemas.errors(429),
+    callbacks=callbacks.routes,
+)
 async def create_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -81,7 +115,10 @@ async def create_jobs(
         str | None, Form(description="a served model id; absent: the configured default (TINGXIE_MODEL)")
     ] = None,
     batch_id: Annotated[str | None, Form(description="add to an existing batch")] = None,
-    callback_url: Annotated[str | None, Form(description="POSTed {id, state, result_url} when each job ends")] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(description="POSTed {id, state, error, result_url}, signed, when each job ends (docs/webhooks.md)"),
+    ] = None,
 ):
     state = request.app.state.tx
     model_id = resolve_model(state, model)
@@ -152,7 +189,12 @@ def job_filter(
     return JobFilter(who.owner_filter, q or None, state, kind, batch_id, _since(since, "since"), _since(until, "until"))
 
 
-@router.get("/jobs", summary="History: list, search and page through jobs")
+@router.get(
+    "/jobs",
+    summary="History: list, search and page through jobs",
+    response_model=schemas.JobPage,
+    response_model_exclude_unset=True,
+)
 def list_jobs(
     request: Request,
     where: Annotated[JobFilter, Depends(job_filter)],
@@ -185,18 +227,43 @@ def _export_zip(load: Callable[[str], dict | None], job_ids: list[str]) -> IO[by
 
 def _cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: a leading = + - @ (or tab, CR) would make
-    Excel or LibreOffice evaluate a file name or a transcript as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    Excel or LibreOffice evaluate a file name or a transcript as a formula — also in its
+    full-width or other compatibility form (＝1+1), which spreadsheets fold to ASCII."""
+    first = unicodedata.normalize("NFKC", text[:4])[:1]
+    return "'" + text if first in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# What Windows refuses in a file name (besides control characters), and the device names
+# it reserves whatever the extension ("con.txt" too; COM¹-³ and LPT¹-³ count as digits).
+_WINDOWS_FORBIDDEN = re.compile(r'[<>:"/\\|?*\x00-\x1f]')
+_WINDOWS_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[1-9¹²³]|lpt[1-9¹²³])")
+_STEM_CHARS = 150  # entry names well within every file system's 255
+
+
+def _entry_stem(filename: str, fallback: str) -> str:
+    """A zip entry stem that unpacks as itself on Windows, macOS and Linux: NFC (macOS
+    would store a decomposed name as one anyway), no character Windows refuses, no
+    trailing dot or space, no reserved device name, not hidden."""
+    stem = unicodedata.normalize("NFC", Path(filename).stem)
+    stem = _WINDOWS_FORBIDDEN.sub("_", stem).lstrip(". ")[:_STEM_CHARS].rstrip(". ")
+    if _WINDOWS_RESERVED.fullmatch(stem.split(".")[0].rstrip(" ")):
+        stem = "_" + stem
+    return stem or fallback
 
 
 def _unique(stem: str, used: set[str]) -> str:
     """A zip entry stem not used yet in this export ("a", "a-2", … even when a file is
-    itself called "a-2"): entries with one name overwrite each other when unpacked."""
+    itself called "a-2"): entries with one name overwrite each other when unpacked, and
+    on Windows and macOS "A" is "a" and a composed "é" is a decomposed one."""
+
+    def key(name: str) -> str:
+        return unicodedata.normalize("NFC", name).casefold()
+
     name, n = stem, 1
-    while name in used:
+    while key(name) in used:
         n += 1
         name = f"{stem}-{n}"
-    used.add(name)
+    used.add(key(name))
     return name
 
 
@@ -225,7 +292,7 @@ def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: l
                 )
                 if j["state"] != "done" or not j.get("result"):
                     continue
-                stem = _unique(Path(j["filename"]).stem.lstrip(".") or j["id"], used)
+                stem = _unique(_entry_stem(j["filename"], j["id"]), used)
                 t = Transcript.from_dict(j["result"])
                 for fmt in ("txt", "srt", "json"):
                     z.writestr(f"{stem}.{fmt}", output.render(t, fmt))
@@ -244,7 +311,12 @@ def _read_and_close(f: IO[bytes]) -> Iterator[bytes]:
         f.close()
 
 
-@router.get("/jobs/export", summary="Zip of results (txt, srt, json per file) and a CSV summary")
+@router.get(
+    "/jobs/export",
+    summary="Zip of results (txt, srt, json per file) and a CSV summary",
+    response_class=Response,
+    responses=schemas.EXPORT_RESPONSES | schemas.errors(404),
+)
 def export_jobs(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
@@ -268,12 +340,22 @@ def export_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", summary="A job: state, progress, timings and result")
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job: state, progress, timings and result",
+    response_model=schemas.Job,
+    response_model_exclude_unset=True,
+)
 def get_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     return public_job(_owned(request.app.state.tx, who, job_id))
 
 
-@router.get("/jobs/{job_id}/result", summary="A finished job's result as txt, json, srt or vtt")
+@router.get(
+    "/jobs/{job_id}/result",
+    summary="A finished job's result as txt, json, srt or vtt",
+    response_class=Response,
+    responses=schemas.RESULT_RESPONSES | schemas.errors(409),
+)
 def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)], format: str = "json"):
     job = _owned(request.app.state.tx, who, job_id)
     if format not in output.FORMATS:
@@ -299,7 +381,12 @@ def _quote(s: str) -> str:
     return quote(s)
 
 
-@router.get("/jobs/{job_id}/audio", summary="The stored audio of a job (for the player)")
+@router.get(
+    "/jobs/{job_id}/audio",
+    summary="The stored audio of a job (for the player)",
+    response_class=Response,
+    responses=schemas.AUDIO_RESPONSES,
+)
 def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     job = _owned(request.app.state.tx, who, job_id)
     # not a regular file (deleted, replaced by a directory, unreadable): gone, as far as a caller can tell
@@ -309,7 +396,14 @@ def get_audio(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     return FileResponse(path)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=202, summary="Run a failed or cancelled job again")
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=202,
+    summary="Run a failed or cancelled job again",
+    response_model=schemas.JobRequeued,
+    response_model_exclude_unset=True,
+    responses=schemas.errors(409, 429),
+)
 def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     job = _owned(st, who, job_id)
@@ -322,7 +416,12 @@ def retry_job(request: Request, job_id: str, who: Annotated[Principal, Depends(p
     return {"id": job_id, "state": "queued"}
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job and delete its audio and text")
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job and delete its audio and text",
+    response_model=schemas.JobDeleted,
+    response_model_exclude_unset=True,
+)
 def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     _owned(st, who, job_id)
@@ -334,7 +433,12 @@ def delete_job(request: Request, job_id: str, who: Annotated[Principal, Depends(
     return {"id": job_id, "deleted": True}
 
 
-@router.get("/batches/{batch_id}", summary="Progress of a batch: states, audio done, ETA")
+@router.get(
+    "/batches/{batch_id}",
+    summary="Progress of a batch: states, audio done, ETA",
+    response_model=schemas.BatchStatus,
+    response_model_exclude_unset=True,
+)
 def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     rows: list[dict] = []

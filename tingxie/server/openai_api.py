@@ -30,6 +30,7 @@ from ..scheduler import INTERACTIVE, Overloaded
 from ..text import is_cjk
 from ..transcribe import finish_segments, transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions, Transcript
+from . import schemas
 from .auth import Principal, principal
 from .errors import ApiError, error_body
 from .uploads import check_filenames, display_name, remove_stored, store_upload
@@ -407,7 +408,12 @@ def _form_fields():
     return fields
 
 
-@router.post("/v1/audio/transcriptions", summary="Transcribe audio (OpenAI-compatible)")
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Transcribe audio (OpenAI-compatible)",
+    response_class=Response,
+    responses=schemas.TRANSCRIPTION_RESPONSES,
+)
 async def transcriptions(
     request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]
 ):
@@ -415,7 +421,12 @@ async def transcriptions(
     return await _transcribe_upload(request, who, file, "transcribe", **form)
 
 
-@router.post("/v1/audio/translations", summary="Translate audio to English (OpenAI-compatible)")
+@router.post(
+    "/v1/audio/translations",
+    summary="Translate audio to English (OpenAI-compatible)",
+    response_class=Response,
+    responses=schemas.TRANSCRIPTION_RESPONSES,
+)
 async def translations(
     request: Request, form: Annotated[dict, Depends(_form_fields())], who: Annotated[Principal, Depends(principal)]
 ):
@@ -423,7 +434,12 @@ async def translations(
     return await _transcribe_upload(request, who, file, "translate", **form)
 
 
-@router.get("/v1/models", summary="List models (OpenAI-compatible)")
+@router.get(
+    "/v1/models",
+    summary="List models (OpenAI-compatible)",
+    response_model=schemas.OpenAIModelList,
+    response_model_exclude_unset=True,
+)
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     state = request.app.state.tx
     data = [

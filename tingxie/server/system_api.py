@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
 from ..types import OptionsError, VadOptions
+from . import schemas
 from .auth import Principal, admin, keys_required, principal
 from .errors import ApiError
 from .metrics import gpu_memory
@@ -20,12 +21,18 @@ from .metrics import gpu_memory
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", response_model=schemas.Health, response_model_exclude_unset=True)
 def healthz():
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: the default model is loaded")
+@router.get(
+    "/readyz",
+    summary="Readiness: the default model is loaded",
+    response_model=schemas.Readiness,
+    response_model_exclude_unset=True,
+    responses=schemas.READY_RESPONSES,
+)
 def readyz(request: Request):
     st = request.app.state.tx
     model_id, _ = st.manager.resolve(None)
@@ -33,12 +40,17 @@ def readyz(request: Request):
     return JSONResponse({"ready": loaded, "model": model_id}, status_code=200 if loaded else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=schemas.METRICS_RESPONSES)
 def metrics(request: Request):
     return Response(request.app.state.tx.metrics.render(), media_type="text/plain; version=0.0.4")
 
 
-@router.get("/api/models", summary="Models: available, loaded, where they live")
+@router.get(
+    "/api/models",
+    summary="Models: available and loaded",
+    response_model=schemas.ModelList,
+    response_model_exclude_unset=True,
+)
 def list_models(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     loaded = {m["id"]: m for m in st.manager.loaded()}
@@ -48,14 +60,19 @@ def list_models(request: Request, who: Annotated[Principal, Depends(principal)])
     except OptionsError:
         default = st.settings.model
     for m in st.manager.models():
-        d = m.to_dict(with_path=who.admin)  # where models live is the operator's business
+        d = m.to_dict(with_path=False)  # where models live is the operator's business (`tingxie models`)
         d["loaded"] = bool(loaded.get(m.id, {}).get("loaded"))
         d["default"] = m.id == default
         out.append(d)
     return {"models": out}
 
 
-@router.post("/api/models/{model_id}/load", summary="Load a model (admin)")
+@router.post(
+    "/api/models/{model_id}/load",
+    summary="Load a model (admin)",
+    response_model=schemas.ModelLoaded,
+    response_model_exclude_unset=True,
+)
 async def load_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
     try:
@@ -66,9 +83,19 @@ async def load_model(request: Request, model_id: str, who: Annotated[Principal, 
     return {"id": model_id, "loaded": True, "seconds": round(time.perf_counter() - t0, 2)}
 
 
-@router.post("/api/models/{model_id}/unload", summary="Unload a model (admin)")
+@router.post(
+    "/api/models/{model_id}/unload",
+    summary="Unload a model (admin)",
+    response_model=schemas.ModelUnloaded,
+    response_model_exclude_unset=True,
+    responses=schemas.errors(409),
+)
 def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depends(admin)]):
     st = request.app.state.tx
+    try:
+        model_id, _ = st.manager.resolve(model_id)
+    except OptionsError as e:  # unknown is 404, as for /load; busy (below) is 409
+        raise ApiError(404, str(e), "not_found_error", "model_id", "model_not_found") from e
     try:
         was = st.manager.unload(model_id)
     except OptionsError as e:
@@ -76,7 +103,12 @@ def unload_model(request: Request, model_id: str, who: Annotated[Principal, Depe
     return {"id": model_id, "loaded": False, "was_loaded": was}
 
 
-@router.post("/api/system/empty-cache", summary="Free cached GPU memory (admin; a no-op on CPU)")
+@router.post(
+    "/api/system/empty-cache",
+    summary="Free cached GPU memory (admin; a no-op on CPU)",
+    response_model=schemas.CacheEmptied,
+    response_model_exclude_unset=True,
+)
 def empty_cache(request: Request, who: Annotated[Principal, Depends(admin)]):
     return request.app.state.tx.manager.empty_cache()
 
@@ -89,7 +121,12 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@router.get("/api/system", summary="Device, models, memory, queue, throughput")
+@router.get(
+    "/api/system",
+    summary="Device, models, memory, queue, throughput",
+    response_model=schemas.SystemInfo,
+    response_model_exclude_unset=True,
+)
 def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     st = request.app.state.tx
     c = st.manager.choice
@@ -106,7 +143,8 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
         "max_batch_size": c.batch_size,
         "max_batch_wait_ms": st.settings.max_batch_wait_ms,
         "pipeline": st.settings.pipeline,  # "reference": one request at a time, for comparison
-        "models": loaded if who.admin else [{k: v for k, v in m.items() if k != "path"} for m in loaded],
+        # no server paths in the API, not even to admins (README): `tingxie models` shows them
+        "models": [{k: v for k, v in m.items() if k != "path"} for m in loaded],
         "memory": {"rss_mb": round(_rss_mb(), 1), "gpu_used_bytes": gpu_memory()},
         "queue": {"jobs_waiting": st.queue.depth(), "interactive_limit": st.settings.interactive_queue_limit},
         "streams": {"open": st.streams, "max": st.settings.max_streams},
@@ -125,7 +163,12 @@ def system(request: Request, who: Annotated[Principal, Depends(principal)]):
     return info
 
 
-@router.post("/api/vad", summary="Speech segments of a file under given VAD settings (the VAD page)")
+@router.post(
+    "/api/vad",
+    summary="Speech segments of a file under given VAD settings (the VAD page)",
+    response_model=schemas.VadPreview,
+    response_model_exclude_unset=True,
+)
 async def vad_preview(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
