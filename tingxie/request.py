@@ -40,6 +40,14 @@ class _Common(BaseModel):
     )
     itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
     zh_script: ZhScript = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
+    # A stream's finals are decoded like a file's windows; its partials stay greedy.
+    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
+    prompt: str | None = Field(
+        None,
+        max_length=1000,
+        validation_alias=AliasChoices("prompt", "initial_prompt"),
+        description="text that precedes the audio",
+    )
 
     @field_validator("language", mode="before")
     @classmethod
@@ -49,6 +57,11 @@ class _Common(BaseModel):
         if v is not None and not isinstance(v, str):
             raise ValueError("must be a language code such as zh or en")
         return _in_validator(parse_language, v)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, v: Any) -> str | None:
+        return v or None
 
     @field_validator("hotwords", mode="before")
     @classmethod
@@ -83,13 +96,6 @@ class TranscriptionOptions(_Common):
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="translate: English text from any language"
     )
-    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
-    prompt: str | None = Field(
-        None,
-        max_length=1000,
-        validation_alias=AliasChoices("prompt", "initial_prompt"),
-        description="text that precedes the audio",
-    )
     word_timestamps: bool = Field(False, description="a start and end time for every word")
     channels: Literal["mix", "split"] = Field(
         "mix",
@@ -112,11 +118,6 @@ class TranscriptionOptions(_Common):
     vad_max_segment_s: float = Field(
         _VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut"
     )
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt(cls, v: Any) -> str | None:
-        return v or None
 
     def pipeline(self) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
         """The stage options the pipeline takes."""

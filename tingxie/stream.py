@@ -2,12 +2,14 @@
 
 PCM16 frames come in (any of the accepted rates, resampled to 16 kHz), a `StreamingVad`
 finds sentence boundaries, and the open sentence is re-decoded every
-`partial_interval_ms` of new audio (beam 1, at most one partial in flight per stream:
+`partial_interval_ms` of new audio (greedy, at most one partial in flight per stream:
 when the previous partial has not come back the tick is skipped, which is the
 back-pressure that keeps many streams from piling work on the model). At an endpoint
 (VAD end after `endpoint_silence_ms` of silence, `max_sentence_s` reached, flush or
-stop) the sentence is decoded with beam 5 and sent as a final; finals leave in strict
-sentence order even when their decodes finish out of order.
+stop) the sentence is decoded with the request's `beam_size` and finished exactly as a
+file's window is (`transcribe.finish_window`: temperature fallback, junk and loop
+guards, speech that came back without text decoded again), then sent as a final;
+finals leave in strict sentence order even when their decodes finish out of order.
 
 Two things keep final latency flat under load. A long sentence is decoded in parts
 while it is spoken (cut at its quietest point), so the endpoint leaves only its tail to
@@ -41,27 +43,45 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import StreamingRecognizer, WindowResult, check_options
+from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options
 from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
-from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
+from .transcribe import finish_window, no_text_warnings
+from .types import (
+    SAMPLE_RATE,
+    WINDOW_SECONDS,
+    DecodeOptions,
+    OptionsError,
+    Segment,
+    TextOptions,
+    Transcript,
+    VadOptions,
+)
 from .vad import StreamingVad
-from .windows import Piece, Window
+from .windows import PACK_LIMIT_S, Piece, Window
 
 log = logging.getLogger(__name__)
 
 # A long sentence is decoded in parts while it is spoken: once its undecoded audio
 # reaches PART_TRIGGER_S, the part up to its quietest point at least PART_MIN_S in
-# goes to the model (beam 5), so at the endpoint only the tail is left to decode and
+# goes to the model (a final's decode), so at the endpoint only the tail is left to decode and
 # partials re-decode only what is not yet final. Measured on the eval corpus (run-on
 # podcast sentences of 10-21 s): final p95 at 4 streams fell from 3.1 s, at no cost
 # in accuracy (docs/streaming.md).
 PART_TRIGGER_S = 10.0
 PART_MIN_S = 5.0
 _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word decodes badly
-MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
+PARTIAL_BEAM = 1  # partials are re-decoded often and replaced: greedy; finals take the request's beam
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
+
+
+def window_limit(spec: ModelSpec, max_sentence_s: float) -> float:
+    """The longest window a live sentence is decoded in (longer speech is cut at its
+    quietest point): the request's `max_sentence_s`, no longer than the VAD's longest
+    span for files (VadOptions.max_speech_s) nor the model's input less the room Whisper
+    needs after the last word (windows.PACK_LIMIT_S)."""
+    return min(max_sentence_s, VadOptions().max_speech_s, spec.max_input_s - (WINDOW_SECONDS - PACK_LIMIT_S))
 
 
 def parse_options(d: Any) -> StreamOptions:
@@ -87,6 +107,7 @@ class StreamStats:
     partials_skipped: int = 0
     parts: int = 0  # parts of long sentences decoded while still spoken
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
+    second_looks: int = 0  # finals' windows decoded again (fallback, continuation, recovery)
 
     def summary(self) -> dict[str, Any]:
         def agg(xs: list[float]) -> dict[str, float]:
@@ -110,6 +131,7 @@ class StreamStats:
             "partials_skipped": self.partials_skipped,
             "parts": self.parts,
             "early_finals": self.early_finals,
+            "second_looks": self.second_looks,
         }
 
 
@@ -117,7 +139,8 @@ class StreamStats:
 class _Part:
     start: int
     end: int
-    future: Future  # → WindowResult
+    future: Future  # → WindowResult of the first decode
+    window: Window  # what was decoded: the finishing step may decode parts of it again
 
 
 @dataclass
@@ -131,7 +154,7 @@ class _Sentence:
     partial_audio_end: int = 0  # audio end of the last partial requested
     after_flush: bool = False  # begun by a flush mid-speech: a sliver of it is not decoded
     parts: list[_Part] = field(default_factory=list)  # decoded while still spoken
-    speculative: tuple[int, int, Future] | None = None  # (from, to, final decode started early)
+    speculative: _Part | None = None  # the final's decode, started early
 
     @property
     def tail(self) -> int:
@@ -200,10 +223,12 @@ class StreamSession:
         self.language: str | None = options.language
         self.language_probability = 1.0 if options.language else 0.0
         self.finals: list[Segment] = []
+        self.no_text: list[Segment] = []  # speech that gave no text even when decoded again
         self.started = time.time()
         self._t0 = time.monotonic()
         self._resampler = StreamResampler(options.sample_rate)
-        vad_opts = VadOptions(max_speech_s=min(options.max_sentence_s, MAX_WINDOW_S))
+        self._window_s = window_limit(scheduler.engine.spec, options.max_sentence_s)
+        vad_opts = VadOptions(max_speech_s=self._window_s)
         self._vad = StreamingVad(vad_opts, endpoint_silence_ms=options.endpoint_silence_ms)
         self._text = TextOptions(itn=options.itn, zh_script=options.zh_script)
         self._buf = np.zeros(0, np.float32)  # 16 kHz audio from absolute sample `_base`
@@ -308,13 +333,35 @@ class StreamSession:
             self._wav = None
 
     # -- decoding --------------------------------------------------------------------
-    def _window(self, start: int, end: int, beam: int, prompt: str | None = None) -> Window:
-        end = min(end, start + int(MAX_WINDOW_S * SAMPLE_RATE))
+    def _window(self, start: int, end: int, final: bool = True) -> Window:
+        """The audio from `start` to `end` (absolute samples) as a window of its own,
+        with the VAD's probabilities of its frames (to within a frame: the window need
+        not start on one), so the finishing step can tell its speech as for a file."""
+        end = min(end, start + int(self._window_s * SAMPLE_RATE))
         audio = self._buf[max(0, start - self._base) : end - self._base].copy()
         opts = DecodeOptions(
-            language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt
+            language=self.language,
+            beam_size=self.options.beam_size if final else PARTIAL_BEAM,
+            hotwords=list(self.options.hotwords),
+            initial_prompt=self.options.prompt,
         )
-        return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True)
+        probs = self._vad.probabilities(start, start + len(audio))
+        return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True, probs=probs)
+
+    def _submit(self, start: int, end: int) -> _Part:
+        """A final's (or a part's) first decode, in the interactive lane."""
+        w = self._window(start, end)
+        return _Part(start, end, self.scheduler.submit(w, INTERACTIVE, self.id), w)
+
+    async def _finished(self, part: _Part) -> WindowResult:
+        """A final's window after the finishing step files get (`finish_window`); its
+        second decodes, if any, stay in the interactive lane."""
+        first = await asyncio.wrap_future(part.future)
+        engine = self.scheduler.engine
+        r = await asyncio.to_thread(finish_window, engine, part.window, first, self.scheduler, INTERACTIVE, self.id)
+        if r.decodes > 1:
+            self.stats.second_looks += r.decodes - 1
+        return r
 
     def _maybe_part(self) -> None:
         """Send the open sentence's next part to the model once its undecoded audio is
@@ -326,8 +373,7 @@ class StreamSession:
         if self.received - tail < PART_TRIGGER_S * SAMPLE_RATE:
             return
         cut = self._vad.quietest(tail + int(PART_MIN_S * SAMPLE_RATE), self.received - int(_PART_KEEP_S * SAMPLE_RATE))
-        fut = self.scheduler.submit(self._window(tail, cut, 5), INTERACTIVE, self.id)
-        s.parts.append(_Part(tail, cut, fut))
+        s.parts.append(self._submit(tail, cut))
         self.stats.parts += 1
 
     def _speculate(self) -> None:
@@ -340,10 +386,10 @@ class StreamSession:
             return
         quiet = self._vad.silence_since
         end = None if quiet is None else quiet + self._vad.pad
-        if s.speculative is not None and s.speculative[1] != end:
+        if s.speculative is not None and s.speculative.end != end:
             self._cancel_speculative(s)
         if s.speculative is None and end is not None and end > s.tail and self.received >= end:
-            s.speculative = (s.tail, end, self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+            s.speculative = self._submit(s.tail, end)
 
     def _whole_sentences(self) -> bool:
         """The model decodes each sentence whole after its endpoint (the reference)."""
@@ -352,7 +398,7 @@ class StreamSession:
     @staticmethod
     def _cancel_speculative(s: _Sentence) -> None:
         if s.speculative is not None:
-            s.speculative[2].cancel()  # a no-op once running: its result is just unused
+            s.speculative.future.cancel()  # a no-op once running: its result is just unused
             s.speculative = None
 
     def _drop(self, s: _Sentence, keep_before: int | None = None) -> None:
@@ -377,7 +423,7 @@ class StreamSession:
         # Parts already decoded are final text; re-decode only from the first that is not.
         frm = next((p.start for p in s.parts if not p.future.done()), s.tail)
         try:
-            fut = self.scheduler.submit(self._window(frm, end, 1), PARTIAL, self.id, check_capacity=True)
+            fut = self.scheduler.submit(self._window(frm, end, final=False), PARTIAL, self.id, check_capacity=True)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
@@ -422,7 +468,7 @@ class StreamSession:
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
         spec = s.speculative
-        if spec is not None and spec[:2] == (s.tail, end):
+        if spec is not None and (spec.start, spec.end) == (s.tail, end):
             s.speculative = None
             self.stats.early_finals += 1
         else:
@@ -430,13 +476,13 @@ class StreamSession:
             self._drop(s, keep_before=end)  # parts past a VAD cut belong to the next sentence
         if end - s.start <= 0:
             return
-        futures = [p.future for p in s.parts]
+        parts = list(s.parts)
         if spec is not None:
-            futures.append(spec[2])
+            parts.append(spec)
         elif end > s.tail:
-            futures.append(self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+            parts.append(self._submit(s.tail, end))
         wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
-        self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(f) for f in futures], wall))
+        self._finals_q.put_nowait(_Final(s, [asyncio.ensure_future(self._finished(p)) for p in parts], wall))
 
     async def _send_finals(self) -> None:
         """Send finals strictly in sentence order."""
@@ -458,8 +504,10 @@ class StreamSession:
             raw = _joined(results, lang)
             text = _final_text(results, raw, lang, self._text, open_end=False)
             start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
-            if not text:
-                continue  # noise the VAD took for speech: nothing to show
+            if not text:  # noise the VAD took for speech, or speech that gave no text: nothing to show
+                if any("no_text" in seg.flags for res in results for seg in res.segments):
+                    self.no_text.append(Segment(0, round(start, 3), round(end, 3), "", "", flags=["no_text"]))
+                continue
             segs = [seg for res in results for seg in res.segments]
             seg_id = len(self.finals)
             self.finals.append(
@@ -528,6 +576,7 @@ class StreamSession:
             processing_time=round(time.monotonic() - self._t0, 3),
             model=model,
             options={"stream": self.options.record(), "stats": self.stats.summary()},
+            warnings=no_text_warnings(self.no_text),
         )
 
 
