@@ -48,6 +48,12 @@ class _Common(BaseModel):
         validation_alias=AliasChoices("prompt", "initial_prompt"),
         description="text that precedes the audio",
     )
+    vad_threshold: float = Field(
+        _VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech"
+    )
+    vad_speech_pad_ms: int = Field(
+        _VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)"
+    )
 
     @field_validator("language", mode="before")
     @classmethod
@@ -106,14 +112,8 @@ class TranscriptionOptions(_Common):
         0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)"
     )
     vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
-    vad_threshold: float = Field(
-        _VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech"
-    )
     vad_min_silence_ms: int = Field(
         _VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)"
-    )
-    vad_speech_pad_ms: int = Field(
-        _VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)"
     )
     vad_max_segment_s: float = Field(
         _VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut"
@@ -151,7 +151,9 @@ class StreamOptions(_Common):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    sample_rate: Literal[8000, 16000, 44100, 48000] = Field(16000, description="rate of the PCM16 mono audio sent")
+    sample_rate: Literal[8000, 16000, 24000, 44100, 48000] = Field(
+        16000, description="rate of the PCM16 mono audio sent"
+    )
     partials: bool = Field(True, description="send partial results while a sentence is spoken")
     # 600 ms measured on the eval corpus with Silero v6 (docs/streaming.md): no utterance is
     # split by its own pauses at 600 ms and above, 300 ms splits some; each extra 100 ms

@@ -203,6 +203,10 @@ class StreamSession:
     `await feed(pcm)`, `await flush()`, `await finish()`; results go to `send`.
 
     `on_update(kind, seconds)` (optional) observes latencies for server metrics.
+    `sentence_events`: also tell the client where each sentence starts and ends
+    (`speech_started` / `speech_stopped`, and `dropped` for one not decoded), and send a
+    final for every sentence, an empty one included, with its `sentence` index: what a
+    protocol whose items are turns needs (the OpenAI Realtime API, realtime_api.py).
     """
 
     def __init__(
@@ -213,8 +217,11 @@ class StreamSession:
         session_id: str | None = None,
         audio_path: Path | None = None,
         on_update: Callable[[str, float], None] | None = None,
+        sentence_events: bool = False,
     ) -> None:
         self.scheduler = scheduler
+        self.sentence_events = sentence_events
+        self._events: list[dict[str, Any]] = []  # sentence events not yet sent
         self.options = options
         self.id = session_id or uuid.uuid4().hex
         self._send_fn = send
@@ -228,7 +235,9 @@ class StreamSession:
         self._t0 = time.monotonic()
         self._resampler = StreamResampler(options.sample_rate)
         self._window_s = window_limit(scheduler.engine.spec, options.max_sentence_s)
-        vad_opts = VadOptions(max_speech_s=self._window_s)
+        vad_opts = VadOptions(
+            threshold=options.vad_threshold, speech_pad_ms=options.vad_speech_pad_ms, max_speech_s=self._window_s
+        )
         self._vad = StreamingVad(vad_opts, endpoint_silence_ms=options.endpoint_silence_ms)
         self._text = TextOptions(itn=options.itn, zh_script=options.zh_script)
         self._buf = np.zeros(0, np.float32)  # 16 kHz audio from absolute sample `_base`
@@ -278,12 +287,14 @@ class StreamSession:
         self._speculate()
         self._maybe_partial()
         self._trim()
+        await self._send_events()
 
     def _handle(self, events) -> None:
         for ev in events:
             if ev.kind == "start":
                 wall = self._wall(ev.sample)
                 self._open = _Sentence(self._count, ev.sample, wall, time.monotonic(), partial_audio_end=ev.sample)
+                self._started(self._open)
                 self._count += 1
             elif self._open is not None:
                 s = self._open
@@ -292,6 +303,23 @@ class StreamSession:
                     self._close_sentence(s, ev.sample, self._wall(ev.sample))
                 else:
                     self._drop(s)
+                    self._event({"type": "dropped", "sentence": s.index})
+
+    def _started(self, s: _Sentence) -> None:
+        self._event({"type": "speech_started", "sentence": s.index, "start": round(s.start / SAMPLE_RATE, 3)})
+
+    def _stopped(self, s: _Sentence, end: int) -> None:
+        self._event({"type": "speech_stopped", "sentence": s.index, "end": round(end / SAMPLE_RATE, 3)})
+
+    def _event(self, msg: dict[str, Any]) -> None:
+        if self.sentence_events:
+            self._events.append(msg)
+
+    async def _send_events(self) -> None:
+        """Send the sentence events due; called before anything that could let a
+        sentence's final go first."""
+        while self._events:
+            await self.send(self._events.pop(0))
 
     async def flush(self) -> None:
         """Finish the open sentence now (the client knows the speaker paused)."""
@@ -302,12 +330,29 @@ class StreamSession:
         end = self.received
         if end - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE:
             self._close_sentence(s, end, now)
-            if self._vad.in_speech:  # the VAD span goes on: the rest is a new sentence
-                nxt = _Sentence(self._count, end, now, now, partial_audio_end=end, after_flush=True)
-                self._count += 1
-                self._open = nxt
-            else:
-                self._open = None
+            self._reopen(end, now)
+        await self._send_events()
+
+    def _reopen(self, at: int, now: float) -> None:
+        """After the open sentence was ended by the client: the VAD span may go on, and
+        then the rest is a new sentence."""
+        if self._vad.in_speech:
+            self._open = _Sentence(self._count, at, now, now, partial_audio_end=at, after_flush=True)
+            self._started(self._open)
+            self._count += 1
+        else:
+            self._open = None
+
+    async def clear(self) -> None:
+        """Forget the open sentence undecoded (the client took its audio back)."""
+        s = self._open
+        if s is None:
+            return
+        self._drop(s)
+        self._event({"type": "dropped", "sentence": s.index})
+        now = time.monotonic()
+        self._reopen(self.received, now)
+        await self._send_events()
 
     async def finish(self, connected: bool = True) -> None:
         """End of input (stop or disconnect): decode what is pending, wait for every
@@ -324,6 +369,7 @@ class StreamSession:
         if self._open is not None:  # flush() closes open speech; belt and braces
             s, self._open = self._open, None
             self._close_sentence(s, self.received, self._stop_wall)
+        await self._send_events()
         await self._finals_q.put(None)
         await self._sender
         for f in list(self._pending_partials):
@@ -467,6 +513,8 @@ class StreamSession:
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
+        self._stopped(s, end)
+        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         spec = s.speculative
         if spec is not None and (spec.start, spec.end) == (s.tail, end):
             s.speculative = None
@@ -475,13 +523,14 @@ class StreamSession:
             spec = None
             self._drop(s, keep_before=end)  # parts past a VAD cut belong to the next sentence
         if end - s.start <= 0:
+            if self.sentence_events:
+                self._finals_q.put_nowait(_Final(s, [], wall))  # its (empty) final, in order
             return
         parts = list(s.parts)
         if spec is not None:
             parts.append(spec)
         elif end > s.tail:
             parts.append(self._submit(s.tail, end))
-        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         self._finals_q.put_nowait(_Final(s, [asyncio.ensure_future(self._finished(p)) for p in parts], wall))
 
     async def _send_finals(self) -> None:
@@ -495,18 +544,22 @@ class StreamSession:
                 results = [await f for f in item.futures]
             except Exception as e:
                 log.exception("final decode failed")
-                await self.send({"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"})
+                err = {"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"}
+                await self.send({**err, "sentence": s.index} if self.sentence_events else err)
                 continue
-            r = results[0]
-            if self.language is None:
+            mine = {"sentence": s.index} if self.sentence_events else {}
+            start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
+            r = results[0] if results else None
+            if r is not None and self.language is None:
                 self.language, self.language_probability = r.language, r.language_probability
-            lang = self.language or r.language
+            lang = self.language or (r.language if r else "")
             raw = _joined(results, lang)
             text = _final_text(results, raw, lang, self._text, open_end=False)
-            start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
             if not text:  # noise the VAD took for speech, or speech that gave no text: nothing to show
                 if any("no_text" in seg.flags for res in results for seg in res.segments):
                     self.no_text.append(Segment(0, round(start, 3), round(end, 3), "", "", flags=["no_text"]))
+                if mine:
+                    await self.send({"type": "final", "segment_id": None, "text": "", **mine})
                 continue
             segs = [seg for res in results for seg in res.segments]
             seg_id = len(self.finals)
@@ -522,7 +575,14 @@ class StreamSession:
                 )
             )
             await self.send(
-                {"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)}
+                {
+                    "type": "final",
+                    "segment_id": seg_id,
+                    "text": text,
+                    "start": round(start, 3),
+                    "end": round(end, 3),
+                    **mine,
+                }
             )
             self._observe(self.stats.final, "final", time.monotonic() - item.endpoint_wall)
             self.stats.lag.append(max(0.0, (self.received - (s.end or 0)) / SAMPLE_RATE))
@@ -676,7 +736,10 @@ class OnlineSession(StreamSession):
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
+        self._stopped(s, end)
         if end - s.start <= 0:
+            if self.sentence_events:
+                self._finals_q.put_nowait(_Final(s, [], endpoint_wall))
             return
         o = self._stream_for(s)
         fut = self._pool.submit(_finish, o.stream, self._take(o, end), s.start, end, self.language)
@@ -696,6 +759,7 @@ async def open_session(
     session_id: str | None = None,
     audio_path: Path | None = None,
     on_update: Callable[[str, float], None] | None = None,
+    sentence_events: bool = False,
 ) -> StreamSession:
     """The session for the scheduler's model (loaded off the event loop): an
     OnlineSession on a streaming model, else a StreamSession. Options the model cannot
@@ -703,4 +767,12 @@ async def open_session(
     engine = await asyncio.to_thread(lambda: scheduler.engine)
     check_options(engine.spec, DecodeOptions(language=options.language, hotwords=list(options.hotwords)))
     cls = OnlineSession if engine.spec.capabilities.streaming else StreamSession
-    return cls(scheduler, options, send, session_id, audio_path=audio_path, on_update=on_update)
+    return cls(
+        scheduler,
+        options,
+        send,
+        session_id,
+        audio_path=audio_path,
+        on_update=on_update,
+        sentence_events=sentence_events,
+    )
