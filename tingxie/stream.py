@@ -624,6 +624,11 @@ class StreamSession:
 
     # -- result ----------------------------------------------------------------------
     @property
+    def speaking(self) -> bool:
+        """A sentence is open (speech not yet ended by the VAD or the client)."""
+        return self._open is not None
+
+    @property
     def duration(self) -> float:
         return self.received / SAMPLE_RATE
 
