@@ -207,14 +207,14 @@ def update_config(cfg: Config, session: Any, resolve) -> Config:
     audio = s.get("audio")
     if audio is None:
         return new
-    inp = _obj(audio, "session.audio").get("input")
-    if inp is None:
-        return new
-    inp = _obj(inp, "session.audio.input")
-    if "output" in audio and audio["output"] is not None:
+    if _obj(audio, "session.audio").get("output") is not None:
         raise ProtocolError(
             "audio output does not apply to a transcription session", "unsupported_feature", "session.audio.output"
         )
+    inp = audio.get("input")
+    if inp is None:
+        return new
+    inp = _obj(inp, "session.audio.input")
     if inp.get("format") is not None:
         fmt = _obj(inp["format"], "session.audio.input.format")
         kind = fmt.get("type", "audio/pcm")
@@ -413,10 +413,10 @@ class Realtime:
         }
 
     async def _commit(self, item: _Item) -> None:
-        item.committed = True
         item.previous, self.last_item = self.last_item, item.id
         await self.emit("input_audio_buffer.committed", item_id=item.id, previous_item_id=item.previous)
         await self.emit("conversation.item.added", item=self._message(item, None), previous_item_id=item.previous)
+        item.committed = True  # only now may it complete: its final may have come meanwhile
         await self._maybe_complete(item)
 
     async def _maybe_complete(self, item: _Item) -> None:
