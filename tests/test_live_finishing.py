@@ -33,7 +33,9 @@ class Scripted:
     """A recognizer whose first decode of a window fails in the way `mode` says:
     "loop": a looping greedy/beam decode, clean once sampled at a higher temperature;
     "empty": nothing while hotwords are in the prompt (a prompt can make Whisper skip
-    speech), the words once decoded without them; "silent": never any text.
+    speech), the words once decoded without them; "brackets": Whisper's memory of
+    subtitles (junk) while hotwords are in the prompt, the words without them;
+    "silent": never any text.
     Segments span the window's audio, as a decode of its speech would."""
 
     model_id = "scripted"
@@ -67,6 +69,8 @@ class Scripted:
             text, ratio = LOOP, 8.0
         elif self.mode == "empty" and o.hotwords or self.mode == "silent":
             return WindowResult([], "zh", 0.99)
+        elif self.mode == "brackets" and o.hotwords:
+            text = "《iPOP》《iPOP》《iPOP》"
         seg = Segment(0, round(w.start, 3), round(w.end, 3), text, text, avg_logprob=-0.3)
         return WindowResult([seg], "zh", 0.99, tokens=len(text), avg_logprob=-0.3, compression_ratio=ratio)
 
@@ -125,8 +129,9 @@ def test_a_looping_live_final_falls_back_exactly_as_a_file_window(speech):
     assert any(c.temperature > 0 for c in l_engine.calls)
 
 
-def test_a_live_final_that_came_back_empty_is_decoded_again(speech):
-    f_engine, l_engine = Scripted("empty"), Scripted("empty")
+@pytest.mark.parametrize("mode", ["empty", "brackets"])
+def test_a_live_final_that_came_back_empty_or_junk_is_decoded_again(speech, mode):
+    f_engine, l_engine = Scripted(mode), Scripted(mode)
     t = as_file(f_engine, speech)
     sent, session = live(l_engine, speech)
     finals = [m["text"] for m in sent if m["type"] == "final"]

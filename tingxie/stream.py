@@ -74,6 +74,10 @@ _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word 
 PARTIAL_BEAM = 1  # partials are re-decoded often and replaced: greedy; finals take the request's beam
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
+# Finals' finishing steps wait on their second decodes in threads of their own: in the
+# event loop's default pool (6 threads on 2 cores) a few finals waiting on retries would
+# hold up every other stream's final. Threads start only when needed.
+_FINISHING = ThreadPoolExecutor(64, thread_name_prefix="tingxie-finish")
 
 
 def window_limit(spec: ModelSpec, max_sentence_s: float) -> float:
@@ -404,7 +408,9 @@ class StreamSession:
         second decodes, if any, stay in the interactive lane."""
         first = await asyncio.wrap_future(part.future)
         engine = self.scheduler.engine
-        r = await asyncio.to_thread(finish_window, engine, part.window, first, self.scheduler, INTERACTIVE, self.id)
+        r = await asyncio.get_running_loop().run_in_executor(
+            _FINISHING, finish_window, engine, part.window, first, self.scheduler, INTERACTIVE, self.id
+        )
         if r.decodes > 1:
             self.stats.second_looks += r.decodes - 1
         return r
