@@ -211,11 +211,21 @@ def test_a_keyed_server_refuses_a_missing_or_wrong_key_and_serves_the_right_one(
             wrong = await c.recv()
         async with client(srv, key).realtime.connect(extra_query={"intent": "transcription"}) as c:
             right = await c.recv()
-        return missing, code, wrong.type + ":" + str(getattr(wrong, "error", None) and wrong.error.code), right.type
+        # a browser cannot set headers: it offers the key as a subprotocol, as OpenAI's own clients do
+        offered = ["realtime", f"openai-insecure-api-key.{key}"]
+        async with websockets.connect(url.replace("http", "ws") + "/v1/realtime", subprotocols=offered) as ws:
+            browser = json.loads(await ws.recv())["type"]
+            assert ws.subprotocol == "realtime"
+        return (
+            missing,
+            code,
+            wrong.type + ":" + str(getattr(wrong, "error", None) and wrong.error.code),
+            right.type + browser,
+        )
 
     with Server(home, wait_ready=False) as srv:
         missing, code, wrong, right = asyncio.run(run(srv.url))
     assert missing["type"] == "error" and missing["error"]["code"] == "missing_api_key", missing
     assert "Authorization: Bearer" in missing["error"]["message"] and code == 4401
     assert wrong == "error:invalid_api_key"
-    assert right == "session.created"
+    assert right == "session.created" * 2

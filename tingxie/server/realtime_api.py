@@ -35,7 +35,7 @@ from .. import text as text_mod
 from ..request import StreamOptions
 from ..stream import StreamSession, open_session
 from ..types import OptionsError
-from .auth import Principal
+from .auth import Principal, authenticate, ws_principal
 from .errors import ApiError
 from .stream_api import (
     CLOSE_TIMEOUT,
@@ -580,6 +580,21 @@ class Realtime:
         await self.emit("input_audio_buffer.cleared")
 
 
+KEY_PROTOCOL = "openai-insecure-api-key."  # a browser's way to send a key: it cannot set headers
+
+
+def _browser_key(ws: WebSocket) -> str | None:
+    """The key a browser client offers as a subprotocol (OpenAI's own convention)."""
+    return next((p[len(KEY_PROTOCOL) :] for p in ws.scope.get("subprotocols", []) if p.startswith(KEY_PROTOCOL)), None)
+
+
+def _principal(ws: WebSocket) -> Principal:
+    key = _browser_key(ws)
+    if key and "authorization" not in ws.headers:
+        return authenticate(ws.app.state.tx, {"authorization": f"Bearer {key}"}, ws.query_params)
+    return ws_principal(ws)
+
+
 def _configure_from_query(rt: Realtime, ws: WebSocket) -> None:
     """`?model=` names the transcription model when it is one (a conversation model's
     name, e.g. gpt-realtime, is left to the defaults: only transcription is served)."""
@@ -608,7 +623,9 @@ async def realtime(ws: WebSocket) -> None:
             },
         )
 
-    who = await admit(ws, refuse)
+    # browsers offer "realtime" (and the key, above) as subprotocols, and need one chosen
+    offered = ws.scope.get("subprotocols", [])
+    who = await admit(ws, refuse, "realtime" if "realtime" in offered else None, _principal)
     if who is None:
         return
     rt = Realtime(ws, who)

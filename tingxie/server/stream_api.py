@@ -38,13 +38,19 @@ CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload l
 Refuse = Callable[[ApiError], Awaitable[None]]
 
 
-async def admit(ws: WebSocket, refuse: Refuse | None = None) -> Principal | None:
-    """Accept, authenticate and take a stream slot; close with the reason otherwise
-    (told first, in the protocol's own words, by `refuse` where it has them)."""
-    await ws.accept()
+async def admit(
+    ws: WebSocket,
+    refuse: Refuse | None = None,
+    subprotocol: str | None = None,
+    principal: Callable[[WebSocket], Principal] = ws_principal,
+) -> Principal | None:
+    """Accept (with `subprotocol`, when the client offered one), authenticate and take
+    a stream slot; close with the reason otherwise (told first, in the protocol's own
+    words, by `refuse` where it has them)."""
+    await ws.accept(subprotocol)
     state = ws.app.state.tx
     try:
-        who = await asyncio.to_thread(ws_principal, ws)
+        who = await asyncio.to_thread(principal, ws)
     except ApiError as e:
         if refuse:
             await refuse(e)
