@@ -188,6 +188,47 @@ def test_what_does_not_apply_is_refused_with_the_protocols_error_and_the_session
     assert updated.type == "session.updated" and updated.session.audio.input.turn_detection is None
 
 
+def test_cleared_audio_is_forgotten_and_what_follows_is_one_turn(server, corpus_dir):
+    """Turn detection off: speech appended and then cleared is not transcribed; the
+    speech appended after it, committed, is one item with its text."""
+    items = [json.loads(x) for x in (corpus_dir / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    zh = [m for m in items if m["lang"] == "zh" and 3.0 <= m["duration_s"] <= 6.0][:2]
+
+    def pcm(m: dict) -> bytes:
+        r = StreamResampler(16000, RATE)
+        x = decode(str(corpus_dir / m["audio"]))
+        return (np.clip(np.concatenate([r.feed(x), r.flush()]), -1, 1) * 32767).astype("<i2").tobytes()
+
+    async def run() -> list[dict]:
+        events: list[dict] = []
+        async with client(server).realtime.connect(extra_query={"intent": "transcription"}) as c:
+            await c.session.update(
+                session={
+                    "type": "transcription",
+                    "audio": {"input": {"transcription": {"language": "zh"}, "turn_detection": None}},
+                }
+            )
+            for k, m in enumerate(zh):
+                audio = pcm(m)
+                for i in range(0, len(audio), 9600):
+                    await c.input_audio_buffer.append(audio=base64.b64encode(audio[i : i + 9600]).decode())
+                await (c.input_audio_buffer.clear() if k == 0 else c.input_audio_buffer.commit())
+            async for raw in c._connection:
+                events.append(json.loads(raw))
+                if events[-1]["type"] in ("conversation.item.done", "error"):
+                    return events
+        return events
+
+    events = asyncio.run(run())
+    kinds = [e["type"] for e in events]
+    assert "error" not in kinds and kinds.count("input_audio_buffer.cleared") == 1, kinds
+    assert kinds.index("input_audio_buffer.cleared") < kinds.index("input_audio_buffer.committed")
+    done = [e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert len(done) == 1 and kinds.count("input_audio_buffer.committed") == 1, kinds
+    first, second = (error_rate([m["text"]], [done[0]["transcript"]], "zh") for m in zh)
+    assert second <= 0.35 and first > 0.7, (done[0]["transcript"], [m["text"] for m in zh])
+
+
 def _new_key(home: Path) -> str:
     env = {**os.environ, "TINGXIE_HOME": str(home)}
     out = subprocess.run(

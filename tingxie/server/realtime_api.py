@@ -570,12 +570,12 @@ class Realtime:
         await self._commit(item)
 
     async def clear(self) -> None:
-        if self.session is not None:
-            await self.session.clear()
         if self.pending is not None:  # sentences of the uncommitted audio are forgotten
             for i in self.pending.sentences:
                 self.items.pop(i, None)
             self.pending = None
+        if self.session is not None:  # speech going on past the clear starts a new item
+            await self.session.clear()
         self.uncommitted = 0
         await self.emit("input_audio_buffer.cleared")
 
