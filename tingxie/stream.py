@@ -43,7 +43,7 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options
+from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine
 from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .transcribe import finish_window, no_text_warnings
@@ -405,12 +405,18 @@ class StreamSession:
 
     async def _finished(self, part: _Part) -> WindowResult:
         """A final's window after the finishing step files get (`finish_window`); its
-        second decodes, if any, stay in the interactive lane."""
+        second decodes, if any, stay in the interactive lane. The reference (whole
+        sentences) keeps to faster-whisper's own fallback, without tingxie's recovery,
+        as its files do."""
         first = await asyncio.wrap_future(part.future)
-        engine = self.scheduler.engine
-        r = await asyncio.get_running_loop().run_in_executor(
-            _FINISHING, finish_window, engine, part.window, first, self.scheduler, INTERACTIVE, self.id
-        )
+        engine, sched = self.scheduler.engine, self.scheduler
+
+        def finish() -> WindowResult:
+            if self._whole_sentences():
+                return refine(engine, part.window, first, lambda w: sched.submit(w, INTERACTIVE, self.id).result())
+            return finish_window(engine, part.window, first, sched, INTERACTIVE, self.id)
+
+        r = await asyncio.get_running_loop().run_in_executor(_FINISHING, finish)
         if r.decodes > 1:
             self.stats.second_looks += r.decodes - 1
         return r

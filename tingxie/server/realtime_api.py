@@ -519,6 +519,7 @@ class Realtime:
         self.offset_s += s.duration
         self.pending = None
         self.items.clear()
+        self.uncommitted = 0  # what was appended went into the items just committed
 
     async def append(self, audio: Any) -> None:
         if not isinstance(audio, str):
