@@ -486,9 +486,9 @@ class Realtime:
 
     async def start_session(self) -> StreamSession:
         opts = self.cfg.options()
-        sched, self.model = scheduler_and_model(self.state, opts.model)
         sid = uuid.uuid4().hex
         try:
+            sched, self.model = scheduler_and_model(self.state, opts.model)
             self.session = await open_session(
                 sched,
                 opts,
