@@ -40,6 +40,7 @@ LONGEST_FIRST = (
     "test_web.py",
     "test_server.py",
     "test_openai_stream.py",
+    "test_realtime_api.py",
     "test_security.py",
     "test_punctuation.py",
     "test_pipeline.py",

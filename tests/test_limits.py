@@ -4,6 +4,7 @@ and 4): each case against a real `tingxie serve` process with real files."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import json
 import sqlite3
@@ -15,9 +16,12 @@ import wave
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import websockets
 from server_fixture import ROOT, Server
+
+from tingxie.audio import StreamResampler
 
 SR = 16000
 SENTENCE = "The quick brown fox jumps over the lazy dog."
@@ -180,6 +184,25 @@ def test_idle_stream_is_ended_and_its_text_kept(server, speech):
     end = [m for m in msgs if m["type"] == "end"]
     assert end and end[0]["job_id"], msgs
     assert "lazy dog" in httpx.get(f"{server.url}/api/jobs/{end[0]['job_id']}").json()["text"].lower()
+
+
+def test_idle_realtime_session_is_ended_and_its_text_kept(server, speech):
+    """/v1/realtime (OpenAI's protocol): a client that goes quiet mid-session gets its
+    speech transcribed (a completed item), an `idle_timeout` error event, and close 4408."""
+    r = StreamResampler(SR, 24000)  # the protocol's PCM rate
+    x = np.frombuffer(pcm_of(speech), "<i2").astype(np.float32) / 32768
+    pcm = (np.clip(np.concatenate([r.feed(x), r.flush()]), -1, 1) * 32767).astype("<i2").tobytes()
+    appends = [
+        json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm[i : i + 9600]).decode()})
+        for i in range(0, len(pcm), 9600)
+    ]
+    url = server.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+    wait_no_streams(server)
+    msgs, code, reason = asyncio.run(_closed_by_server(url, appends))
+    assert code == 4408 and "3 s" in reason, (code, reason)
+    done = [m for m in msgs if m["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert "lazy dog" in " ".join(m["transcript"] for m in done).lower(), msgs
+    assert [m["error"]["code"] for m in msgs if m["type"] == "error"] == ["idle_timeout"], msgs
 
 
 def test_idle_funasr_online_session_is_ended_and_kept(server, speech):

@@ -40,6 +40,20 @@ class _Common(BaseModel):
     )
     itn: bool = Field(True, description="write numbers, dates and times as digits (inverse text normalisation)")
     zh_script: ZhScript = Field("hans", description="Chinese script: Simplified, Traditional, or as decoded")
+    # A stream's finals are decoded like a file's windows; its partials stay greedy.
+    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
+    prompt: str | None = Field(
+        None,
+        max_length=1000,
+        validation_alias=AliasChoices("prompt", "initial_prompt"),
+        description="text that precedes the audio",
+    )
+    vad_threshold: float = Field(
+        _VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech"
+    )
+    vad_speech_pad_ms: int = Field(
+        _VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)"
+    )
 
     @field_validator("language", mode="before")
     @classmethod
@@ -49,6 +63,11 @@ class _Common(BaseModel):
         if v is not None and not isinstance(v, str):
             raise ValueError("must be a language code such as zh or en")
         return _in_validator(parse_language, v)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt(cls, v: Any) -> str | None:
+        return v or None
 
     @field_validator("hotwords", mode="before")
     @classmethod
@@ -83,13 +102,6 @@ class TranscriptionOptions(_Common):
     task: Literal["transcribe", "translate"] = Field(
         "transcribe", description="translate: English text from any language"
     )
-    beam_size: int = Field(5, ge=1, le=10, description="beam width of the final decode")
-    prompt: str | None = Field(
-        None,
-        max_length=1000,
-        validation_alias=AliasChoices("prompt", "initial_prompt"),
-        description="text that precedes the audio",
-    )
     word_timestamps: bool = Field(False, description="a start and end time for every word")
     channels: Literal["mix", "split"] = Field(
         "mix",
@@ -100,23 +112,12 @@ class TranscriptionOptions(_Common):
         0.0, ge=0.0, le=1.0, description="sampling temperature of the first decode (0: beam search)"
     )
     vad: bool = Field(True, description="decode only the speech that voice activity detection finds")
-    vad_threshold: float = Field(
-        _VAD.threshold, gt=0.0, lt=1.0, description="speech probability above which a frame is speech"
-    )
     vad_min_silence_ms: int = Field(
         _VAD.min_silence_ms, ge=0, le=10000, description="silence that ends a speech span (ms)"
-    )
-    vad_speech_pad_ms: int = Field(
-        _VAD.speech_pad_ms, ge=0, le=2000, description="audio kept around each speech span (ms)"
     )
     vad_max_segment_s: float = Field(
         _VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut"
     )
-
-    @field_validator("prompt", mode="before")
-    @classmethod
-    def _prompt(cls, v: Any) -> str | None:
-        return v or None
 
     def pipeline(self) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
         """The stage options the pipeline takes."""
@@ -150,7 +151,9 @@ class StreamOptions(_Common):
 
     model_config = ConfigDict(extra="ignore", strict=True)
 
-    sample_rate: Literal[8000, 16000, 44100, 48000] = Field(16000, description="rate of the PCM16 mono audio sent")
+    sample_rate: Literal[8000, 16000, 24000, 44100, 48000] = Field(
+        16000, description="rate of the PCM16 mono audio sent"
+    )
     partials: bool = Field(True, description="send partial results while a sentence is spoken")
     # 600 ms measured on the eval corpus with Silero v6 (docs/streaming.md): no utterance is
     # split by its own pauses at 600 ms and above, 300 ms splits some; each extra 100 ms

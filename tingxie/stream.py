@@ -2,12 +2,14 @@
 
 PCM16 frames come in (any of the accepted rates, resampled to 16 kHz), a `StreamingVad`
 finds sentence boundaries, and the open sentence is re-decoded every
-`partial_interval_ms` of new audio (beam 1, at most one partial in flight per stream:
+`partial_interval_ms` of new audio (greedy, at most one partial in flight per stream:
 when the previous partial has not come back the tick is skipped, which is the
 back-pressure that keeps many streams from piling work on the model). At an endpoint
 (VAD end after `endpoint_silence_ms` of silence, `max_sentence_s` reached, flush or
-stop) the sentence is decoded with beam 5 and sent as a final; finals leave in strict
-sentence order even when their decodes finish out of order.
+stop) the sentence is decoded with the request's `beam_size` and finished exactly as a
+file's window is (`transcribe.finish_window`: temperature fallback, junk and loop
+guards, speech that came back without text decoded again), then sent as a final;
+finals leave in strict sentence order even when their decodes finish out of order.
 
 Two things keep final latency flat under load. A long sentence is decoded in parts
 while it is spoken (cut at its quietest point), so the endpoint leaves only its tail to
@@ -41,27 +43,49 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import StreamingRecognizer, WindowResult, check_options
+from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine
 from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
-from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, TextOptions, Transcript, VadOptions
+from .transcribe import finish_window, no_text_warnings
+from .types import (
+    SAMPLE_RATE,
+    WINDOW_SECONDS,
+    DecodeOptions,
+    OptionsError,
+    Segment,
+    TextOptions,
+    Transcript,
+    VadOptions,
+)
 from .vad import StreamingVad
-from .windows import Piece, Window
+from .windows import PACK_LIMIT_S, Piece, Window
 
 log = logging.getLogger(__name__)
 
 # A long sentence is decoded in parts while it is spoken: once its undecoded audio
 # reaches PART_TRIGGER_S, the part up to its quietest point at least PART_MIN_S in
-# goes to the model (beam 5), so at the endpoint only the tail is left to decode and
+# goes to the model (a final's decode), so at the endpoint only the tail is left to decode and
 # partials re-decode only what is not yet final. Measured on the eval corpus (run-on
 # podcast sentences of 10-21 s): final p95 at 4 streams fell from 3.1 s, at no cost
 # in accuracy (docs/streaming.md).
 PART_TRIGGER_S = 10.0
 PART_MIN_S = 5.0
 _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word decodes badly
-MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
+PARTIAL_BEAM = 1  # partials are re-decoded often and replaced: greedy; finals take the request's beam
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
+# Finals' finishing steps wait on their second decodes in threads of their own: in the
+# event loop's default pool (6 threads on 2 cores) a few finals waiting on retries would
+# hold up every other stream's final. Threads start only when needed.
+_FINISHING = ThreadPoolExecutor(64, thread_name_prefix="tingxie-finish")
+
+
+def window_limit(spec: ModelSpec, max_sentence_s: float) -> float:
+    """The longest window a live sentence is decoded in (longer speech is cut at its
+    quietest point): the request's `max_sentence_s`, no longer than the VAD's longest
+    span for files (VadOptions.max_speech_s) nor the model's input less the room Whisper
+    needs after the last word (windows.PACK_LIMIT_S)."""
+    return min(max_sentence_s, VadOptions().max_speech_s, spec.max_input_s - (WINDOW_SECONDS - PACK_LIMIT_S))
 
 
 def parse_options(d: Any) -> StreamOptions:
@@ -87,6 +111,7 @@ class StreamStats:
     partials_skipped: int = 0
     parts: int = 0  # parts of long sentences decoded while still spoken
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
+    second_looks: int = 0  # finals' windows decoded again (fallback, continuation, recovery)
 
     def summary(self) -> dict[str, Any]:
         def agg(xs: list[float]) -> dict[str, float]:
@@ -110,6 +135,7 @@ class StreamStats:
             "partials_skipped": self.partials_skipped,
             "parts": self.parts,
             "early_finals": self.early_finals,
+            "second_looks": self.second_looks,
         }
 
 
@@ -117,7 +143,8 @@ class StreamStats:
 class _Part:
     start: int
     end: int
-    future: Future  # → WindowResult
+    future: Future  # → WindowResult of the first decode
+    window: Window  # what was decoded: the finishing step may decode parts of it again
 
 
 @dataclass
@@ -131,7 +158,7 @@ class _Sentence:
     partial_audio_end: int = 0  # audio end of the last partial requested
     after_flush: bool = False  # begun by a flush mid-speech: a sliver of it is not decoded
     parts: list[_Part] = field(default_factory=list)  # decoded while still spoken
-    speculative: tuple[int, int, Future] | None = None  # (from, to, final decode started early)
+    speculative: _Part | None = None  # the final's decode, started early
 
     @property
     def tail(self) -> int:
@@ -180,6 +207,10 @@ class StreamSession:
     `await feed(pcm)`, `await flush()`, `await finish()`; results go to `send`.
 
     `on_update(kind, seconds)` (optional) observes latencies for server metrics.
+    `sentence_events`: also tell the client where each sentence starts and ends
+    (`speech_started` / `speech_stopped`, and `dropped` for one not decoded), and send a
+    final for every sentence, an empty one included, with its `sentence` index: what a
+    protocol whose items are turns needs (the OpenAI Realtime API, realtime_api.py).
     """
 
     def __init__(
@@ -190,8 +221,11 @@ class StreamSession:
         session_id: str | None = None,
         audio_path: Path | None = None,
         on_update: Callable[[str, float], None] | None = None,
+        sentence_events: bool = False,
     ) -> None:
         self.scheduler = scheduler
+        self.sentence_events = sentence_events
+        self._events: list[dict[str, Any]] = []  # sentence events not yet sent
         self.options = options
         self.id = session_id or uuid.uuid4().hex
         self._send_fn = send
@@ -200,10 +234,14 @@ class StreamSession:
         self.language: str | None = options.language
         self.language_probability = 1.0 if options.language else 0.0
         self.finals: list[Segment] = []
+        self.no_text: list[Segment] = []  # speech that gave no text even when decoded again
         self.started = time.time()
         self._t0 = time.monotonic()
         self._resampler = StreamResampler(options.sample_rate)
-        vad_opts = VadOptions(max_speech_s=min(options.max_sentence_s, MAX_WINDOW_S))
+        self._window_s = window_limit(scheduler.engine.spec, options.max_sentence_s)
+        vad_opts = VadOptions(
+            threshold=options.vad_threshold, speech_pad_ms=options.vad_speech_pad_ms, max_speech_s=self._window_s
+        )
         self._vad = StreamingVad(vad_opts, endpoint_silence_ms=options.endpoint_silence_ms)
         self._text = TextOptions(itn=options.itn, zh_script=options.zh_script)
         self._buf = np.zeros(0, np.float32)  # 16 kHz audio from absolute sample `_base`
@@ -253,12 +291,14 @@ class StreamSession:
         self._speculate()
         self._maybe_partial()
         self._trim()
+        await self._send_events()
 
     def _handle(self, events) -> None:
         for ev in events:
             if ev.kind == "start":
                 wall = self._wall(ev.sample)
                 self._open = _Sentence(self._count, ev.sample, wall, time.monotonic(), partial_audio_end=ev.sample)
+                self._started(self._open)
                 self._count += 1
             elif self._open is not None:
                 s = self._open
@@ -267,6 +307,23 @@ class StreamSession:
                     self._close_sentence(s, ev.sample, self._wall(ev.sample))
                 else:
                     self._drop(s)
+                    self._event({"type": "dropped", "sentence": s.index})
+
+    def _started(self, s: _Sentence) -> None:
+        self._event({"type": "speech_started", "sentence": s.index, "start": round(s.start / SAMPLE_RATE, 3)})
+
+    def _stopped(self, s: _Sentence, end: int) -> None:
+        self._event({"type": "speech_stopped", "sentence": s.index, "end": round(end / SAMPLE_RATE, 3)})
+
+    def _event(self, msg: dict[str, Any]) -> None:
+        if self.sentence_events:
+            self._events.append(msg)
+
+    async def _send_events(self) -> None:
+        """Send the sentence events due; called before anything that could let a
+        sentence's final go first."""
+        while self._events:
+            await self.send(self._events.pop(0))
 
     async def flush(self) -> None:
         """Finish the open sentence now (the client knows the speaker paused)."""
@@ -277,12 +334,29 @@ class StreamSession:
         end = self.received
         if end - s.start >= _MIN_SENTENCE_S * SAMPLE_RATE:
             self._close_sentence(s, end, now)
-            if self._vad.in_speech:  # the VAD span goes on: the rest is a new sentence
-                nxt = _Sentence(self._count, end, now, now, partial_audio_end=end, after_flush=True)
-                self._count += 1
-                self._open = nxt
-            else:
-                self._open = None
+            self._reopen(end, now)
+        await self._send_events()
+
+    def _reopen(self, at: int, now: float) -> None:
+        """After the open sentence was ended by the client: the VAD span may go on, and
+        then the rest is a new sentence."""
+        if self._vad.in_speech:
+            self._open = _Sentence(self._count, at, now, now, partial_audio_end=at, after_flush=True)
+            self._started(self._open)
+            self._count += 1
+        else:
+            self._open = None
+
+    async def clear(self) -> None:
+        """Forget the open sentence undecoded (the client took its audio back)."""
+        s = self._open
+        if s is None:
+            return
+        self._drop(s)
+        self._event({"type": "dropped", "sentence": s.index})
+        now = time.monotonic()
+        self._reopen(self.received, now)
+        await self._send_events()
 
     async def finish(self, connected: bool = True) -> None:
         """End of input (stop or disconnect): decode what is pending, wait for every
@@ -299,6 +373,7 @@ class StreamSession:
         if self._open is not None:  # flush() closes open speech; belt and braces
             s, self._open = self._open, None
             self._close_sentence(s, self.received, self._stop_wall)
+        await self._send_events()
         await self._finals_q.put(None)
         await self._sender
         for f in list(self._pending_partials):
@@ -308,13 +383,43 @@ class StreamSession:
             self._wav = None
 
     # -- decoding --------------------------------------------------------------------
-    def _window(self, start: int, end: int, beam: int, prompt: str | None = None) -> Window:
-        end = min(end, start + int(MAX_WINDOW_S * SAMPLE_RATE))
+    def _window(self, start: int, end: int, final: bool = True) -> Window:
+        """The audio from `start` to `end` (absolute samples) as a window of its own,
+        with the VAD's probabilities of its frames (to within a frame: the window need
+        not start on one), so the finishing step can tell its speech as for a file."""
+        end = min(end, start + int(self._window_s * SAMPLE_RATE))
         audio = self._buf[max(0, start - self._base) : end - self._base].copy()
         opts = DecodeOptions(
-            language=self.language, beam_size=beam, hotwords=list(self.options.hotwords), initial_prompt=prompt
+            language=self.language,
+            beam_size=self.options.beam_size if final else PARTIAL_BEAM,
+            hotwords=list(self.options.hotwords),
+            initial_prompt=self.options.prompt,
         )
-        return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True)
+        probs = self._vad.probabilities(start, start + len(audio))
+        return Window(audio, [Piece(0, 0, len(audio))], opts, compact=True, probs=probs)
+
+    def _submit(self, start: int, end: int) -> _Part:
+        """A final's (or a part's) first decode, in the interactive lane."""
+        w = self._window(start, end)
+        return _Part(start, end, self.scheduler.submit(w, INTERACTIVE, self.id), w)
+
+    async def _finished(self, part: _Part) -> WindowResult:
+        """A final's window after the finishing step files get (`finish_window`); its
+        second decodes, if any, stay in the interactive lane. The reference (whole
+        sentences) keeps to faster-whisper's own fallback, without tingxie's recovery,
+        as its files do."""
+        first = await asyncio.wrap_future(part.future)
+        engine, sched = self.scheduler.engine, self.scheduler
+
+        def finish() -> WindowResult:
+            if self._whole_sentences():
+                return refine(engine, part.window, first, lambda w: sched.submit(w, INTERACTIVE, self.id).result())
+            return finish_window(engine, part.window, first, sched, INTERACTIVE, self.id)
+
+        r = await asyncio.get_running_loop().run_in_executor(_FINISHING, finish)
+        if r.decodes > 1:
+            self.stats.second_looks += r.decodes - 1
+        return r
 
     def _maybe_part(self) -> None:
         """Send the open sentence's next part to the model once its undecoded audio is
@@ -326,8 +431,7 @@ class StreamSession:
         if self.received - tail < PART_TRIGGER_S * SAMPLE_RATE:
             return
         cut = self._vad.quietest(tail + int(PART_MIN_S * SAMPLE_RATE), self.received - int(_PART_KEEP_S * SAMPLE_RATE))
-        fut = self.scheduler.submit(self._window(tail, cut, 5), INTERACTIVE, self.id)
-        s.parts.append(_Part(tail, cut, fut))
+        s.parts.append(self._submit(tail, cut))
         self.stats.parts += 1
 
     def _speculate(self) -> None:
@@ -340,10 +444,10 @@ class StreamSession:
             return
         quiet = self._vad.silence_since
         end = None if quiet is None else quiet + self._vad.pad
-        if s.speculative is not None and s.speculative[1] != end:
+        if s.speculative is not None and s.speculative.end != end:
             self._cancel_speculative(s)
         if s.speculative is None and end is not None and end > s.tail and self.received >= end:
-            s.speculative = (s.tail, end, self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+            s.speculative = self._submit(s.tail, end)
 
     def _whole_sentences(self) -> bool:
         """The model decodes each sentence whole after its endpoint (the reference)."""
@@ -352,7 +456,7 @@ class StreamSession:
     @staticmethod
     def _cancel_speculative(s: _Sentence) -> None:
         if s.speculative is not None:
-            s.speculative[2].cancel()  # a no-op once running: its result is just unused
+            s.speculative.future.cancel()  # a no-op once running: its result is just unused
             s.speculative = None
 
     def _drop(self, s: _Sentence, keep_before: int | None = None) -> None:
@@ -377,7 +481,7 @@ class StreamSession:
         # Parts already decoded are final text; re-decode only from the first that is not.
         frm = next((p.start for p in s.parts if not p.future.done()), s.tail)
         try:
-            fut = self.scheduler.submit(self._window(frm, end, 1), PARTIAL, self.id, check_capacity=True)
+            fut = self.scheduler.submit(self._window(frm, end, final=False), PARTIAL, self.id, check_capacity=True)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
@@ -421,22 +525,25 @@ class StreamSession:
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
+        self._stopped(s, end)
+        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         spec = s.speculative
-        if spec is not None and spec[:2] == (s.tail, end):
+        if spec is not None and (spec.start, spec.end) == (s.tail, end):
             s.speculative = None
             self.stats.early_finals += 1
         else:
             spec = None
             self._drop(s, keep_before=end)  # parts past a VAD cut belong to the next sentence
         if end - s.start <= 0:
+            if self.sentence_events:
+                self._finals_q.put_nowait(_Final(s, [], wall))  # its (empty) final, in order
             return
-        futures = [p.future for p in s.parts]
+        parts = list(s.parts)
         if spec is not None:
-            futures.append(spec[2])
+            parts.append(spec)
         elif end > s.tail:
-            futures.append(self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
-        wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
-        self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(f) for f in futures], wall))
+            parts.append(self._submit(s.tail, end))
+        self._finals_q.put_nowait(_Final(s, [asyncio.ensure_future(self._finished(p)) for p in parts], wall))
 
     async def _send_finals(self) -> None:
         """Send finals strictly in sentence order."""
@@ -449,17 +556,23 @@ class StreamSession:
                 results = [await f for f in item.futures]
             except Exception as e:
                 log.exception("final decode failed")
-                await self.send({"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"})
+                err = {"type": "error", "message": f"decoding sentence {s.index} failed: {type(e).__name__}"}
+                await self.send({**err, "sentence": s.index} if self.sentence_events else err)
                 continue
-            r = results[0]
-            if self.language is None:
+            mine = {"sentence": s.index} if self.sentence_events else {}
+            start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
+            r = results[0] if results else None
+            if r is not None and self.language is None:
                 self.language, self.language_probability = r.language, r.language_probability
-            lang = self.language or r.language
+            lang = self.language or (r.language if r else "")
             raw = _joined(results, lang)
             text = _final_text(results, raw, lang, self._text, open_end=False)
-            start, end = s.start / SAMPLE_RATE, (s.end or s.start) / SAMPLE_RATE
-            if not text:
-                continue  # noise the VAD took for speech: nothing to show
+            if not text:  # noise the VAD took for speech, or speech that gave no text: nothing to show
+                if any("no_text" in seg.flags for res in results for seg in res.segments):
+                    self.no_text.append(Segment(0, round(start, 3), round(end, 3), "", "", flags=["no_text"]))
+                if mine:
+                    await self.send({"type": "final", "segment_id": None, "text": "", **mine})
+                continue
             segs = [seg for res in results for seg in res.segments]
             seg_id = len(self.finals)
             self.finals.append(
@@ -474,7 +587,14 @@ class StreamSession:
                 )
             )
             await self.send(
-                {"type": "final", "segment_id": seg_id, "text": text, "start": round(start, 3), "end": round(end, 3)}
+                {
+                    "type": "final",
+                    "segment_id": seg_id,
+                    "text": text,
+                    "start": round(start, 3),
+                    "end": round(end, 3),
+                    **mine,
+                }
             )
             self._observe(self.stats.final, "final", time.monotonic() - item.endpoint_wall)
             self.stats.lag.append(max(0.0, (self.received - (s.end or 0)) / SAMPLE_RATE))
@@ -516,6 +636,11 @@ class StreamSession:
 
     # -- result ----------------------------------------------------------------------
     @property
+    def speaking(self) -> bool:
+        """A sentence is open (speech not yet ended by the VAD or the client)."""
+        return self._open is not None
+
+    @property
     def duration(self) -> float:
         return self.received / SAMPLE_RATE
 
@@ -528,6 +653,7 @@ class StreamSession:
             processing_time=round(time.monotonic() - self._t0, 3),
             model=model,
             options={"stream": self.options.record(), "stats": self.stats.summary()},
+            warnings=no_text_warnings(self.no_text),
         )
 
 
@@ -627,7 +753,10 @@ class OnlineSession(StreamSession):
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
         s.end = end
+        self._stopped(s, end)
         if end - s.start <= 0:
+            if self.sentence_events:
+                self._finals_q.put_nowait(_Final(s, [], endpoint_wall))
             return
         o = self._stream_for(s)
         fut = self._pool.submit(_finish, o.stream, self._take(o, end), s.start, end, self.language)
@@ -647,6 +776,7 @@ async def open_session(
     session_id: str | None = None,
     audio_path: Path | None = None,
     on_update: Callable[[str, float], None] | None = None,
+    sentence_events: bool = False,
 ) -> StreamSession:
     """The session for the scheduler's model (loaded off the event loop): an
     OnlineSession on a streaming model, else a StreamSession. Options the model cannot
@@ -654,4 +784,12 @@ async def open_session(
     engine = await asyncio.to_thread(lambda: scheduler.engine)
     check_options(engine.spec, DecodeOptions(language=options.language, hotwords=list(options.hotwords)))
     cls = OnlineSession if engine.spec.capabilities.streaming else StreamSession
-    return cls(scheduler, options, send, session_id, audio_path=audio_path, on_update=on_update)
+    return cls(
+        scheduler,
+        options,
+        send,
+        session_id,
+        audio_path=audio_path,
+        on_update=on_update,
+        sentence_events=sentence_events,
+    )

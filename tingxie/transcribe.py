@@ -274,6 +274,19 @@ def recover(
     return result
 
 
+def finish_window(
+    engine, window: windows_mod.Window, result: WindowResult, scheduler: Scheduler, lane: str, owner: str
+) -> WindowResult:
+    """The one finishing step of a decoded window, for a file's windows and a live
+    stream's finals alike (stream.py): the model's second look (Whisper: temperature
+    fallback for a looping or unlikely decode, continuation of what it left out), then
+    `recover` (junk set aside, speech left without text decoded again). Its extra
+    decodes go through `scheduler` in `lane` as `owner`. Blocking: call it off the event
+    loop."""
+    refined = refine(engine, window, result, lambda w: scheduler.submit(w, lane, owner).result())
+    return recover(engine, window, refined, scheduler, lane, owner)
+
+
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
     """Text stage: cut repetition loops, then ITN and script; number the segments; punctuate."""
     segments: list[Segment] = []
@@ -368,8 +381,7 @@ def transcribe(
                 on_progress(done, total, done_seconds)
 
     def follow_up(i: int, first: Future) -> None:
-        refined = refine(engine, p.windows[i], first.result(), lambda w: scheduler.submit(w, lane, owner).result())
-        results[i] = r = recover(engine, p.windows[i], refined, scheduler, lane, owner)
+        results[i] = r = finish_window(engine, p.windows[i], first.result(), scheduler, lane, owner)
         if on_window:
             on_window(i, r)
         report(i, r)

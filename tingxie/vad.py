@@ -285,6 +285,19 @@ class StreamingVad:
         rule that places cuts of over-long speech), for splitting a long sentence."""
         return _quietest(self._probs, -(-lo // FRAME), hi // FRAME, self._base, default=hi)
 
+    def probabilities(self, lo: int, hi: int) -> np.ndarray:
+        """Speech probabilities of the frames over samples [lo, hi), frame `lo // FRAME`
+        first, as `speech_probabilities` gives them for a file: what a window's
+        `probs` hold, so the file path's recovery can tell which of a live sentence's
+        audio is speech. Frames no longer kept (before the open span) or not yet run
+        are 0. Valid until the next `feed`, which may drop those of a closed span."""
+        a, b = lo // FRAME, -(-hi // FRAME)
+        out = np.zeros(max(0, b - a), np.float32)
+        x, y = max(a, self._base), min(b, self._base + len(self._probs))
+        if y > x:
+            out[x - a : y - a] = self._probs[x - self._base : y - self._base]
+        return out
+
     def feed(self, samples: np.ndarray) -> list[VadEvent]:
         """Consume float32 16 kHz samples of any length; return the events they cause."""
         if self._closed:

@@ -104,13 +104,14 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     app.add_middleware(BrowserGuardMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
-    from . import funasr_api, jobs_api, openai_api, stream_api, system_api
+    from . import funasr_api, jobs_api, openai_api, realtime_api, stream_api, system_api
 
     app.include_router(openai_api.router)
     app.include_router(jobs_api.router)
     app.include_router(system_api.router)
     app.include_router(stream_api.router)
     app.include_router(funasr_api.router)
+    app.include_router(realtime_api.router)
     _offline_docs(app)
     from .schemas import install_openapi
 

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +35,33 @@ CLOSE_TIMEOUT = 4408  # nothing received in time: the slot goes back to the pool
 CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload limit
 
 
-async def admit(ws: WebSocket) -> Principal | None:
-    """Accept, authenticate and take a stream slot; close with the reason otherwise."""
-    await ws.accept()
+Refuse = Callable[[ApiError], Awaitable[None]]
+
+
+async def admit(
+    ws: WebSocket,
+    refuse: Refuse | None = None,
+    subprotocol: str | None = None,
+    principal: Callable[[WebSocket], Principal] = ws_principal,
+) -> Principal | None:
+    """Accept (with `subprotocol`, when the client offered one), authenticate and take
+    a stream slot; close with the reason otherwise (told first, in the protocol's own
+    words, by `refuse` where it has them)."""
+    await ws.accept(subprotocol)
     state = ws.app.state.tx
     try:
-        who = await asyncio.to_thread(ws_principal, ws)
+        who = await asyncio.to_thread(principal, ws)
     except ApiError as e:
+        if refuse:
+            await refuse(e)
         await ws.close(CLOSE_AUTH, reason=e.message)
         return None
     limit = state.settings.max_streams
     if state.streams >= limit:
-        await ws.close(CLOSE_BUSY, reason=f"server at capacity: {limit} streams")
+        reason = f"server at capacity: {limit} streams"
+        if refuse:
+            await refuse(ApiError(503, reason, "server_error", None, "server_at_capacity"))
+        await ws.close(CLOSE_BUSY, reason=reason)
         return None
     state.streams += 1
     return who
