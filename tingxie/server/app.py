@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..manager import ModelManager
+from ..reaper import Node
 from ..settings import Settings
 from . import errors
 from .browser import BrowserGuardMiddleware, SecurityHeadersMiddleware
@@ -45,6 +46,7 @@ class ServerState:
     store: Store
     queue: JobQueue
     metrics: Metrics
+    node: Node  # this process as a job holder: owner tag, heartbeat (reaper.py)
     started: float = field(default_factory=time.time)
     streams: int = 0
 
@@ -59,18 +61,19 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     manager = ModelManager(settings, on_batch=metrics.observe_batch, warm_up=settings.warm_up)
     store = Store(settings.db_url)
     base_url = f"http://{settings.host}:{settings.port}"
+    node = Node.for_server(store, settings.port, settings.worker_timeout_s)
     queue: JobQueue
     if settings.queue == "celery":
         from ..celery_queue import CeleryQueue
 
-        queue = CeleryQueue(store, settings)
+        queue = CeleryQueue(store, settings, node)
     else:
         from ..jobs import LocalQueue
         from ..scheduler import work_in_flight
 
         concurrency = work_in_flight(manager.choice.batch_size, manager.choice.instances)
-        queue = LocalQueue(store, manager, concurrency, base_url)
-    state = ServerState(settings, manager, store, queue, metrics)
+        queue = LocalQueue(store, manager, concurrency, base_url, node)
+    state = ServerState(settings, manager, store, queue, metrics, node)
     metrics.bind(state)
 
     @asynccontextmanager
@@ -80,12 +83,14 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         removed = clean_partial_uploads(settings.audio_dir)
         if removed:
             log.warning("removed %d partial upload(s) left by an earlier crash", removed)
+        node.start()  # beats before taking work: its previous life's jobs are reaped at once
         if start_queue:
             queue.start()
         stop_retention = retention.start(store, settings.retention_audio_days, settings.retention_keep_text)
         yield
         stop_retention.set()
         queue.stop()
+        node.stop()
         manager.close()
 
     app = FastAPI(

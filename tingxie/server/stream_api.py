@@ -104,7 +104,7 @@ async def record(
         record_sync_result(
             state.store,
             job_id,
-            "stream",
+            state.node.owner,
             t,
             owner=who.key_id,
             kind="stream",
