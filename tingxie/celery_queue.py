@@ -304,8 +304,12 @@ class CeleryQueue:
     def start(self) -> int:
         from .jobs import resume_callbacks
 
-        resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
-        jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
+        try:
+            resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
+            jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
+        except Exception as e:  # a database not usable now: the reaper's sweep re-sends later
+            log.error("could not re-send queued jobs at start (%s)", type(e).__name__)
+            jobs = []
         for j in jobs:
             self._outbox.put(j["id"])
         for target, name in ((self._sender, "tingxie-celery-send"), (self._reaper, "tingxie-celery-reaper")):

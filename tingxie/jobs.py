@@ -368,10 +368,16 @@ class LocalQueue:
         self._stop = threading.Event()
 
     def start(self) -> int:
-        resume_callbacks(self.store, self.base_url, self.manager.settings)
-        ids = reap(self.store, self.node.owner, self.timeout_s, self.node.holding(), take_unheld=True, at_start=True)
         for t in self._threads:
             t.start()
+        try:
+            resume_callbacks(self.store, self.base_url, self.manager.settings)
+            ids = reap(
+                self.store, self.node.owner, self.timeout_s, self.node.holding(), take_unheld=True, at_start=True
+            )
+        except Exception as e:  # a database not usable now: the periodic reaper recovers later
+            log.error("could not recover unfinished jobs at start (%s)", type(e).__name__)
+            ids = []
         for job_id in ids:
             self._put(job_id)
         threading.Thread(target=self._reaper, name="tingxie-reaper", daemon=True).start()

@@ -97,9 +97,17 @@ class Node:
 
     def beat(self) -> bool:
         try:
+            if getattr(self.store, "needs_upgrade", False):
+                self.store.upgrade()  # type: ignore[attr-defined]
             self.store.heartbeat(self.name, "api", 0, {"boot": self.boot, "role": "api"})  # type: ignore[attr-defined]
         except Exception as e:
-            problem = storage_problem(e) or "the database is unreachable"
+            problem = storage_problem(e) or (
+                "the database cannot be written" if isinstance(e, OSError) else "the database is unreachable"
+            )
+            try:  # a connection opened read-only stays so: the next try opens fresh ones
+                self.store.engine.dispose()  # type: ignore[attr-defined]
+            except Exception:  # noqa: S110 - nothing to release
+                pass
             if problem != self.error:
                 log.warning("heartbeat not written: %s (%s)", problem, type(e).__name__)
             self.error = problem

@@ -364,11 +364,13 @@ class Store:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self.needs_upgrade = False  # the schema could not be brought up to date yet (a read-only database)
         if migrate:
             self.upgrade()
 
     def upgrade(self) -> None:
         _upgrade_engine(self.engine)
+        self.needs_upgrade = False
 
     def close(self) -> None:
         self.engine.dispose()

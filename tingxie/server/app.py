@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..manager import ModelManager
-from ..reaper import Node
+from ..reaper import Node, storage_problem
 from ..settings import Settings
 from . import errors
 from .browser import BrowserGuardMiddleware, SecurityHeadersMiddleware
@@ -51,15 +52,34 @@ class ServerState:
     streams: int = 0
 
 
-def create_app(settings: Settings | None = None, start_queue: bool = True) -> FastAPI:
+def open_store(url: str) -> Store:
+    """The store, migrated; a database that cannot be written now (read-only, a full
+    disk) does not stop the server: it starts, readiness names the problem, requests
+    that need the database get 503, and the schema is brought up to date by the first
+    heartbeat that can write (reaper.Node)."""
     from ..store import Store
 
+    store = Store(url, migrate=False)
+    try:
+        store.upgrade()
+    except Exception as e:
+        problem = storage_problem(e) or (
+            "the database cannot be written" if isinstance(e, OSError | sa_exc.DBAPIError) else None
+        )
+        if problem is None:
+            raise
+        log.error("database not usable at start: %s; serving 503 until it is", problem)
+        store.needs_upgrade = True
+    return store
+
+
+def create_app(settings: Settings | None = None, start_queue: bool = True) -> FastAPI:
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.audio_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     manager = ModelManager(settings, on_batch=metrics.observe_batch, warm_up=settings.warm_up)
-    store = Store(settings.db_url)
+    store = open_store(settings.db_url)
     base_url = f"http://{settings.host}:{settings.port}"
     node = Node.for_server(store, settings.port, settings.worker_timeout_s)
     queue: JobQueue
