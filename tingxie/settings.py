@@ -61,7 +61,14 @@ class Settings(BaseSettings):
     interactive_queue_limit: int = 64  # windows waiting in the interactive lane before 503
     retention_audio_days: int = 0  # 0 = keep forever
     retention_keep_text: bool = True
-    max_streams: int = 16
+    max_streams: int = 16  # live sessions at once: a slot is taken by a valid first message, not by a connection
+    # Connections that have not yet sent a valid first message (they wait at most
+    # stream_first_message_timeout_s); beyond this many, new ones are closed with 1013.
+    max_stream_handshakes: int = 64
+    # Seconds of a stream's audio that may wait for the decoder at once: past it the
+    # server stops reading that socket until the decoder catches up, so a client sending
+    # faster than real time is slowed to decoding speed, with bounded memory (0 = no bound).
+    stream_max_backlog_s: float = 10.0
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
     # Authentication: "auto" = keys required once any key has ever been created (revoking

@@ -87,6 +87,8 @@ class StreamStats:
     partials_skipped: int = 0
     parts: int = 0  # parts of long sentences decoded while still spoken
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
+    max_backlog_s: float = 0.0  # most audio that waited for the decoder at once
+    throttled_s: float = 0.0  # time the socket was not read because the decoder was behind
 
     def summary(self) -> dict[str, Any]:
         def agg(xs: list[float]) -> dict[str, float]:
@@ -110,6 +112,8 @@ class StreamStats:
             "partials_skipped": self.partials_skipped,
             "parts": self.parts,
             "early_finals": self.early_finals,
+            "max_backlog_s": round(self.max_backlog_s, 2),
+            "throttled_s": round(self.throttled_s, 2),
         }
 
 
@@ -190,8 +194,17 @@ class StreamSession:
         session_id: str | None = None,
         audio_path: Path | None = None,
         on_update: Callable[[str, float], None] | None = None,
+        max_backlog_s: float = 0.0,
     ) -> None:
         self.scheduler = scheduler
+        # Audio submitted to the decoder and not yet decoded; `feed` waits while it is
+        # over `max_backlog_s` (0 = no bound), so a client sending faster than the
+        # decoder keeps up is slowed to its pace (its frames wait in its own socket)
+        # instead of piling windows, memory and minutes of work onto the server.
+        self.max_backlog_s = max_backlog_s
+        self._backlog = 0.0
+        self._drained = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self.options = options
         self.id = session_id or uuid.uuid4().hex
         self._send_fn = send
@@ -237,6 +250,62 @@ class StreamSession:
         now = time.monotonic()
         x = self._resampler.feed(pcm16_to_float(pcm))
         await self._ingest(x, now)
+        await self._throttle()
+
+    async def _throttle(self) -> None:
+        """Wait (not reading the client's next frame) while more than `max_backlog_s` of
+        this session's audio waits for the decoder."""
+        if self.max_backlog_s <= 0 or self._backlog <= self.max_backlog_s:
+            return
+        t0 = time.monotonic()
+        while self._backlog > self.max_backlog_s and not self._closed:
+            self._drained.clear()
+            await self._drained.wait()
+        self.stats.throttled_s += time.monotonic() - t0
+
+    def _track(self, fut: Future, seconds: float) -> Future:
+        """Count `seconds` of audio in the backlog until `fut` is decoded (or dropped)."""
+        self._backlog += seconds
+        self.stats.max_backlog_s = max(self.stats.max_backlog_s, self._backlog)
+
+        def settled(_: Future) -> None:
+            try:
+                self._loop.call_soon_threadsafe(self._settle, seconds)
+            except RuntimeError:  # the event loop is gone (server shutdown)
+                pass
+
+        fut.add_done_callback(settled)
+        return fut
+
+    def _settle(self, seconds: float) -> None:
+        self._backlog = max(0.0, self._backlog - seconds)
+        self._drained.set()
+
+    def _submit(self, window: Window, lane: str, check_capacity: bool = False) -> Future:
+        return self._track(self.scheduler.submit(window, lane, self.id, check_capacity=check_capacity), window.seconds)
+
+    async def abandon(self) -> int:
+        """The client left: drop this session's windows still waiting for the model
+        (nobody will read them; the slot and the CPU go to others at once) and stop.
+        Finals already sent stay in `finals` for the history. Returns windows dropped."""
+        if self._closed:
+            return 0
+        self._closed = True
+        self.connected = False
+        self._stop_wall = time.monotonic()
+        dropped = self.scheduler.cancel(self.id)
+        for f in list(self._pending_partials):
+            f.cancel()
+        self._sender.cancel()
+        try:
+            await self._sender
+        except BaseException:  # noqa: S110 - cancelled, as asked
+            pass
+        self._drained.set()
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+        return dropped
 
     async def _ingest(self, x: np.ndarray, now: float) -> None:
         if x.size:
@@ -326,7 +395,7 @@ class StreamSession:
         if self.received - tail < PART_TRIGGER_S * SAMPLE_RATE:
             return
         cut = self._vad.quietest(tail + int(PART_MIN_S * SAMPLE_RATE), self.received - int(_PART_KEEP_S * SAMPLE_RATE))
-        fut = self.scheduler.submit(self._window(tail, cut, 5), INTERACTIVE, self.id)
+        fut = self._submit(self._window(tail, cut, 5), INTERACTIVE)
         s.parts.append(_Part(tail, cut, fut))
         self.stats.parts += 1
 
@@ -343,7 +412,7 @@ class StreamSession:
         if s.speculative is not None and s.speculative[1] != end:
             self._cancel_speculative(s)
         if s.speculative is None and end is not None and end > s.tail and self.received >= end:
-            s.speculative = (s.tail, end, self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+            s.speculative = (s.tail, end, self._submit(self._window(s.tail, end, 5), INTERACTIVE))
 
     def _whole_sentences(self) -> bool:
         """The model decodes each sentence whole after its endpoint (the reference)."""
@@ -377,7 +446,7 @@ class StreamSession:
         # Parts already decoded are final text; re-decode only from the first that is not.
         frm = next((p.start for p in s.parts if not p.future.done()), s.tail)
         try:
-            fut = self.scheduler.submit(self._window(frm, end, 1), PARTIAL, self.id, check_capacity=True)
+            fut = self._submit(self._window(frm, end, 1), PARTIAL, check_capacity=True)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
@@ -434,7 +503,7 @@ class StreamSession:
         if spec is not None:
             futures.append(spec[2])
         elif end > s.tail:
-            futures.append(self.scheduler.submit(self._window(s.tail, end, 5), INTERACTIVE, self.id))
+            futures.append(self._submit(self._window(s.tail, end, 5), INTERACTIVE))
         wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(f) for f in futures], wall))
 
@@ -598,7 +667,7 @@ class OnlineSession(StreamSession):
         end = self.received
         audio = self._take(o, end)
         want = self.options.partials and not self._partial_busy
-        fut = self._pool.submit(_accept, o.stream, audio, want)
+        fut = self._track(self._pool.submit(_accept, o.stream, audio, want), audio.size / SAMPLE_RATE)
         if not want:
             return
         self._partial_busy = True
@@ -630,7 +699,10 @@ class OnlineSession(StreamSession):
         if end - s.start <= 0:
             return
         o = self._stream_for(s)
-        fut = self._pool.submit(_finish, o.stream, self._take(o, end), s.start, end, self.language)
+        tail = self._take(o, end)
+        fut = self._track(
+            self._pool.submit(_finish, o.stream, tail, s.start, end, self.language), tail.size / SAMPLE_RATE
+        )
         self._cur = None
         wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(fut)], wall))
@@ -638,6 +710,11 @@ class OnlineSession(StreamSession):
     async def finish(self, connected: bool = True) -> None:
         await super().finish(connected)
         self._pool.shutdown(wait=False)
+
+    async def abandon(self) -> int:
+        n = await super().abandon()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return n
 
 
 async def open_session(
@@ -647,6 +724,7 @@ async def open_session(
     session_id: str | None = None,
     audio_path: Path | None = None,
     on_update: Callable[[str, float], None] | None = None,
+    max_backlog_s: float = 0.0,
 ) -> StreamSession:
     """The session for the scheduler's model (loaded off the event loop): an
     OnlineSession on a streaming model, else a StreamSession. Options the model cannot
@@ -654,4 +732,6 @@ async def open_session(
     engine = await asyncio.to_thread(lambda: scheduler.engine)
     check_options(engine.spec, DecodeOptions(language=options.language, hotwords=list(options.hotwords)))
     cls = OnlineSession if engine.spec.capabilities.streaming else StreamSession
-    return cls(scheduler, options, send, session_id, audio_path=audio_path, on_update=on_update)
+    return cls(
+        scheduler, options, send, session_id, audio_path=audio_path, on_update=on_update, max_backlog_s=max_backlog_s
+    )

@@ -49,7 +49,8 @@ class ServerState:
     metrics: Metrics
     node: Node  # this process as a job holder: owner tag, heartbeat (reaper.py)
     started: float = field(default_factory=time.time)
-    streams: int = 0
+    streams: int = 0  # live sessions holding a stream slot
+    handshakes: int = 0  # connections accepted, waiting for their first message
 
 
 def open_store(url: str) -> Store:

@@ -36,6 +36,7 @@ from .stream_api import (
     save_session,
     scheduler_and_model,
     send_json,
+    take_slot,
     timeouts,
 )
 from .uploads import PART
@@ -211,7 +212,14 @@ async def funasr(ws: WebSocket) -> None:
             sample_rate=cfg.audio_fs,
             partials=cfg.mode != "offline",
         )
-        return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=observer(state))
+        return await open_session(
+            sched,
+            opts,
+            _FunasrSink(ws, cfg),
+            uuid.uuid4().hex,
+            on_update=observer(state),
+            max_backlog_s=state.settings.stream_max_backlog_s,
+        )
 
     async def end_utterance() -> None:
         nonlocal session, offline, header_checked
@@ -254,6 +262,8 @@ async def funasr(ws: WebSocket) -> None:
                 break
             received_any = True
             if msg["type"] == "websocket.disconnect":
+                break
+            if not await take_slot(ws):  # a message came: the connection becomes a session
                 break
             data = msg.get("bytes")
             if data is not None:
@@ -322,7 +332,7 @@ async def funasr(ws: WebSocket) -> None:
         if offline is not None:
             offline.discard()
         if session is not None:
-            await keep_abandoned(state, who, session, model)
+            await keep_abandoned(state, who, session, model, ws)
         release(ws)
 
 

@@ -35,7 +35,9 @@ CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload l
 
 
 async def admit(ws: WebSocket) -> Principal | None:
-    """Accept, authenticate and take a stream slot; close with the reason otherwise."""
+    """Accept and authenticate; close with the reason otherwise. No stream slot yet (see
+    `take_slot`): a connection that has sent nothing counts only against the bound on
+    handshakes, so idle sockets cannot keep real clients out. Pair with `release`."""
     await ws.accept()
     state = ws.app.state.tx
     try:
@@ -43,12 +45,38 @@ async def admit(ws: WebSocket) -> Principal | None:
     except ApiError as e:
         await ws.close(CLOSE_AUTH, reason=e.message)
         return None
+    limit = state.settings.max_stream_handshakes
+    if state.handshakes >= limit:
+        await ws.close(CLOSE_BUSY, reason=f"server busy: {limit} connections wait for their first message")
+        return None
+    state.handshakes += 1
+    ws.scope["tingxie_slot"] = "handshake"
+    return who
+
+
+async def take_slot(ws: WebSocket) -> bool:
+    """A valid first message came: the connection becomes a session and takes a stream
+    slot, or is closed with 1013 when all are taken."""
+    state = ws.app.state.tx
+    if ws.scope.get("tingxie_slot") == "stream":
+        return True
     limit = state.settings.max_streams
     if state.streams >= limit:
-        await ws.close(CLOSE_BUSY, reason=f"server at capacity: {limit} streams")
-        return None
+        await close(ws, CLOSE_BUSY, f"server at capacity: {limit} streams")
+        return False
+    _leave(ws)
     state.streams += 1
-    return who
+    ws.scope["tingxie_slot"] = "stream"
+    return True
+
+
+def _leave(ws: WebSocket) -> None:
+    state = ws.app.state.tx
+    held = ws.scope.pop("tingxie_slot", None)
+    if held == "handshake":
+        state.handshakes -= 1
+    elif held == "stream":
+        state.streams -= 1
 
 
 async def receive(ws: WebSocket, seconds: float) -> Message | None:
@@ -68,7 +96,9 @@ def timeouts(state) -> tuple[float, float]:
 
 
 def release(ws: WebSocket) -> None:
-    ws.app.state.tx.streams -= 1
+    """Give back what the connection holds (its handshake place or its stream slot);
+    idempotent, so a departed client's slot can be freed before its session is saved."""
+    _leave(ws)
 
 
 def _audio_path(state, session_id: str, wanted: bool) -> Path | None:
@@ -122,11 +152,16 @@ async def record(
     return True
 
 
-async def keep_abandoned(state, who: Principal, session: StreamSession, model: str) -> None:
-    """A session its client left mid-way (disconnected, or an error): decode what is
-    pending and keep it in the history. Logged, never raised: the socket is gone."""
+async def keep_abandoned(state, who: Principal, session: StreamSession, model: str, ws: WebSocket) -> None:
+    """A session its client left mid-way (disconnected, or an error): its slot goes back
+    at once, its windows still waiting for the model are dropped (nobody will read them),
+    and the finals it was sent are kept in the history. Logged, never raised: the
+    socket is gone."""
+    release(ws)
     try:
-        await session.finish(connected=False)
+        dropped = await session.abandon()
+        if dropped:
+            log.info("real-time session %s left: %d queued window(s) dropped", session.id, dropped)
         await save_session(state, who, session, model)
     except Exception:
         log.exception("could not finish real-time session %s", session.id)
@@ -184,6 +219,8 @@ async def stream(ws: WebSocket) -> None:
                 raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
             opts = parse_options(raw)
             sched, model = scheduler_and_model(state, opts.model)
+            if not await take_slot(ws):
+                return
             sid = uuid.uuid4().hex
             session = await open_session(
                 sched,
@@ -192,6 +229,7 @@ async def stream(ws: WebSocket) -> None:
                 sid,
                 audio_path=_audio_path(state, sid, opts.save_audio),
                 on_update=observer(state),
+                max_backlog_s=state.settings.stream_max_backlog_s,
             )
         except OptionsError as e:
             await send_json(ws, {"type": "error", "message": str(e)})
@@ -251,5 +289,5 @@ async def stream(ws: WebSocket) -> None:
         pass
     finally:
         if session is not None:
-            await keep_abandoned(state, who, session, model)
+            await keep_abandoned(state, who, session, model, ws)
         release(ws)
