@@ -73,6 +73,23 @@ def speech(corpus_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def long_speech(corpus_dir, tmp_path_factory) -> Path:
+    """~150 s of real Mandarin speech: a streamed request is still far from done after
+    its first delta, whatever the machine."""
+    items = [json.loads(x) for x in (corpus_dir / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    pool = [m for m in items if m["lang"] == "zh" and m["duration_s"] < 30]
+    chosen, total = [], 0.0
+    while total < 150:
+        for m in pool:
+            chosen.append(m)
+            total += m["duration_s"] + 1.0
+            if total >= 150:
+                break
+    audio, _ = join(corpus_dir, chosen, seed=5)
+    return write_wav(tmp_path_factory.mktemp("speech") / "longer.wav", audio)
+
+
+@pytest.fixture(scope="module")
 def short(corpus_dir) -> Path:
     items = [json.loads(x) for x in (corpus_dir / "manifest.jsonl").read_text().splitlines() if x.strip()]
     return corpus_dir / next(m["audio"] for m in items if m["lang"] == "zh")
@@ -130,26 +147,27 @@ def test_upload_on_a_full_disk_is_507_stores_nothing_and_serves_again_when_space
 
 
 def test_a_result_the_full_disk_refused_is_saved_once_space_returns(tmp_path, speech):
-    """The disk fills while a job runs: its result cannot be saved. It must not stay
-    `running` for ever: once space returns it is done (run again) — never stuck."""
-    with tmpfs(tmp_path / "disk") as disk, Server(disk / "home", env=FAST_REAP) as srv:
-        job_id = submit(srv, speech)
-        wait_state(srv, job_id, ("running",), 60)
-        filler = fill(disk)
-        # the job ends its transcription with nowhere to write the result
-        log = disk / "home" / "server.log"
-        deadline = time.time() + 240
-        while time.time() < deadline and "not saved" not in log.read_text(errors="replace"):
-            if job(srv, job_id)["state"] != "running":
-                break
-            time.sleep(1)
-        assert "not saved" in log.read_text(errors="replace"), "the result was saved on a full disk: test did not bite"
-        assert job(srv, job_id)["state"] == "running"  # held by the live server, waiting for space
-        filler.unlink()
-        j = wait_state(srv, job_id, ("done", "failed"), 240)
-        assert j["state"] == "done", j
-        r = httpx.get(f"{srv.url}/api/jobs/{job_id}/result", timeout=10)
-        assert r.json()["text"].strip()
+    """The database's disk fills while a job runs: its result cannot be saved. It must
+    not stay `running` for ever: once space returns it is done (run again)."""
+    with tmpfs(tmp_path / "disk") as disk:
+        env = {**FAST_REAP, "TINGXIE_DATABASE_URL": f"sqlite:///{disk / 'tingxie.db'}"}
+        with Server(tmp_path / "home", env=env) as srv:  # the log stays readable: it is not on the full disk
+            job_id = submit(srv, speech)
+            wait_state(srv, job_id, ("running",), 60)
+            filler = fill(disk)
+            log = tmp_path / "home" / "server.log"
+            deadline = time.time() + 240
+            while time.time() < deadline and "not saved" not in log.read_text(errors="replace"):
+                if job(srv, job_id)["state"] == "done":
+                    break
+                time.sleep(1)
+            assert "not saved" in log.read_text(errors="replace"), "the result was saved on a full disk: no test"
+            assert job(srv, job_id)["state"] in ("running", "queued")  # held by the live server, not lost
+            filler.unlink()
+            j = wait_state(srv, job_id, ("done", "failed"), 300)
+            assert j["state"] == "done", j
+            r = httpx.get(f"{srv.url}/api/jobs/{job_id}/result", timeout=10)
+            assert r.json()["text"].strip()
 
 
 # ---------------------------------------------------------------------------- kill -9
@@ -173,31 +191,31 @@ def _stream_until_first_delta(srv: Server, path: Path) -> str:
     raise AssertionError("no delta came")
 
 
-def test_jobs_of_a_killed_server_are_finished_by_a_live_server_on_the_same_database(tmp_path, speech):
+def test_jobs_of_a_killed_server_are_finished_by_a_live_server_on_the_same_database(tmp_path, long_speech, speech):
     """Two servers share one database; A is killed with kill -9 while it holds a streamed
     synchronous request and a queued job. B (not restarted) finishes both."""
     home = tmp_path / "home"
     with Server(home, env=FAST_REAP) as b:
         a = Server(home, env=FAST_REAP).start()
         try:
-            sync_id = _stream_until_first_delta(a, speech)
+            sync_id = _stream_until_first_delta(a, long_speech)
             file_id = submit(a, speech)
-            assert job(a, sync_id)["state"] == "running"
             a.kill()
         finally:
             a.stop()
+        assert job(b, sync_id)["state"] == "running"  # cut off mid-way, held by the dead server
         for job_id in (sync_id, file_id):
             j = wait_state(b, job_id, ("done", "failed", "cancelled"), 300)
             assert j["state"] == "done", j
             assert httpx.get(f"{b.url}/api/jobs/{job_id}/result", timeout=10).json()["text"].strip()
 
 
-def test_a_server_restarted_after_kill_9_finishes_what_it_held(tmp_path, speech):
+def test_a_server_restarted_after_kill_9_finishes_what_it_held(tmp_path, long_speech):
     home = tmp_path / "home"
     a = Server(home, env=FAST_REAP).start()
     port = a.port
     try:
-        sync_id = _stream_until_first_delta(a, speech)
+        sync_id = _stream_until_first_delta(a, long_speech)
         a.kill()
     finally:
         a.stop()
