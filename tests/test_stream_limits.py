@@ -101,18 +101,43 @@ def test_idle_sockets_beyond_the_handshake_bound_are_closed_with_the_reason(tmp_
     assert close.code == 1013 and "wait for their first message" in close.reason
 
 
-def test_a_flooding_client_is_slowed_to_the_decoder_and_its_backlog_bounded(tmp_path, speech_pcm):
-    """90 s of speech sent as fast as the socket takes it: the server reads no further
-    while more than the bound waits for the decoder, so the backlog (and the memory it
-    holds) stays bounded and the end comes once the last sentence is decoded."""
-    bound = 5.0
-    with Server(tmp_path, env={"TINGXIE_STREAM_MAX_BACKLOG_S": str(bound)}) as srv:
-        got = asyncio.run(_session(ws_url(srv), speech_pcm))
-    stats = got["end"]["stats"]
-    # a sentence closes whole: one window (≤ 29 s) may pass the bound before the wait
-    assert 0 < stats["max_backlog_s"] <= bound + 29, stats
-    assert stats["throttled_s"] > 0, stats  # it was slowed, not refused
-    assert len(got["finals"]) >= 10  # and every sentence was still transcribed
+def test_a_flooding_client_is_slowed_then_closed_with_the_reason(tmp_path, speech_pcm):
+    """Speech sent as fast as the socket takes it: the server reads no further while more
+    than the bound waits for the decoder (memory stays bounded); a client that keeps the
+    decoder behind for 15 s is closed with 1008 and the reason, and its slot is free."""
+
+    async def run(url: str):
+        msgs: list[dict] = []
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"language": "zh"}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+
+            async def reader() -> None:
+                async for m in ws:
+                    msgs.append(json.loads(m))
+
+            task = asyncio.create_task(reader())
+            n = SR // 10
+            with pytest.raises(websockets.ConnectionClosed) as e:
+                for _ in range(20):  # 30 min of audio at most: it is closed long before
+                    for i in range(0, len(speech_pcm), n):
+                        await ws.send(speech_pcm[i : i + n].tobytes())
+                await ws.send(json.dumps({"type": "stop"}))
+                await ws.recv()
+            await asyncio.gather(task, return_exceptions=True)
+            return e.value.rcvd, msgs
+
+    env = {"TINGXIE_STREAM_MAX_BACKLOG_S": "5", "TINGXIE_MAX_STREAMS": "1"}
+    with Server(tmp_path, env=env) as srv:
+        close, msgs = asyncio.run(run(ws_url(srv)))
+        again = asyncio.run(_session(ws_url(srv), speech_pcm[: 6 * SR]))  # the one slot is free again
+        jobs = httpx.get(srv.url + "/api/jobs?kind=stream", timeout=10).json()["jobs"]
+    assert close is not None and close.code == 1008, close
+    assert "faster than it can be decoded" in close.reason
+    errors = [m["message"] for m in msgs if m["type"] == "error"]
+    assert errors and "send audio in real time" in errors[-1], msgs[-3:]
+    assert any(m["type"] == "final" for m in msgs)  # it was served meanwhile, at the decoder's pace
+    assert again["finals"] and len(jobs) == 2  # the closed session is kept in the history
 
 
 def _metric(srv: Server, name: str) -> float:

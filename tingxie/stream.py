@@ -62,6 +62,14 @@ _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word 
 MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
+# A stream whose decoder backlog stays over its bound this long without draining once is
+# closed (TooFast). Below the 20 s WebSocket keepalive timeout of common clients and of
+# uvicorn: a throttled client's pings wait behind its own audio.
+BEHIND_LIMIT_S = 15.0
+
+
+class TooFast(Exception):
+    """The client sends audio faster than the decoder can serve it, for too long."""
 
 
 def parse_options(d: Any) -> StreamOptions:
@@ -203,6 +211,7 @@ class StreamSession:
         # instead of piling windows, memory and minutes of work onto the server.
         self.max_backlog_s = max_backlog_s
         self._backlog = 0.0
+        self._behind_since: float | None = None  # when the backlog last went over the bound without draining
         self._drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self.options = options
@@ -254,14 +263,31 @@ class StreamSession:
 
     async def _throttle(self) -> None:
         """Wait (not reading the client's next frame) while more than `max_backlog_s` of
-        this session's audio waits for the decoder."""
+        this session's audio waits for the decoder. A client that keeps the decoder
+        behind for BEHIND_LIMIT_S without a break sends faster than it can be served:
+        TooFast (the caller closes with the reason) — before its keepalive pings, stuck
+        behind its own audio, would end it with no reason at all."""
         if self.max_backlog_s <= 0 or self._backlog <= self.max_backlog_s:
             return
         t0 = time.monotonic()
-        while self._backlog > self.max_backlog_s and not self._closed:
-            self._drained.clear()
-            await self._drained.wait()
-        self.stats.throttled_s += time.monotonic() - t0
+        if self._behind_since is None:
+            self._behind_since = t0
+        try:
+            while self._backlog > self.max_backlog_s and not self._closed:
+                left = self._behind_since + BEHIND_LIMIT_S - time.monotonic()
+                if left <= 0:
+                    raise TooFast(
+                        f"audio arrives faster than it can be decoded: the decoder has been behind this stream "
+                        f"for {BEHIND_LIMIT_S:g} s (more than {self.max_backlog_s:g} s of audio waiting); "
+                        "send audio in real time, or files to /v1/audio/transcriptions"
+                    )
+                self._drained.clear()
+                try:
+                    await asyncio.wait_for(self._drained.wait(), left)
+                except TimeoutError:
+                    pass
+        finally:
+            self.stats.throttled_s += time.monotonic() - t0
 
     def _track(self, fut: Future, seconds: float) -> Future:
         """Count `seconds` of audio in the backlog until `fut` is decoded (or dropped)."""
@@ -279,10 +305,17 @@ class StreamSession:
 
     def _settle(self, seconds: float) -> None:
         self._backlog = max(0.0, self._backlog - seconds)
+        if self._backlog <= 0:
+            self._behind_since = None  # caught up: a real-time client's backlog drains between sentences
         self._drained.set()
 
     def _submit(self, window: Window, lane: str, check_capacity: bool = False) -> Future:
         return self._track(self.scheduler.submit(window, lane, self.id, check_capacity=check_capacity), window.seconds)
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of this session's audio submitted to the decoder and not yet decoded."""
+        return self._backlog
 
     async def abandon(self) -> int:
         """The client left: drop this session's windows still waiting for the model

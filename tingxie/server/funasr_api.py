@@ -19,13 +19,14 @@ from starlette.websockets import WebSocketDisconnect
 from ..audio import MIN_SAMPLE_RATE
 from ..options import parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
-from ..stream import StreamOptions, StreamSession, open_session
+from ..stream import StreamOptions, StreamSession, TooFast, open_session
 from ..transcribe import transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
 from .auth import Principal
 from .stream_api import (
     CLOSE_TIMEOUT,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_FAST,
     admit,
     close,
     keep_abandoned,
@@ -310,7 +311,13 @@ async def funasr(ws: WebSocket) -> None:
                     )
                     continue
                 if data:
-                    await session.feed(data)
+                    try:
+                        await session.feed(data)
+                    except TooFast as e:  # its queued windows are dropped and its slot freed (finally)
+                        await error(str(e))
+                        await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                        await session.abandon()
+                        break
                 continue
             try:
                 m = json.loads(msg.get("text") or "")

@@ -20,7 +20,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..jobs import record_sync_result
-from ..stream import StreamSession, open_session, parse_options
+from ..stream import StreamSession, TooFast, open_session, parse_options
 from ..types import OptionsError, Transcript
 from .auth import Principal, ws_principal
 from .errors import ApiError
@@ -32,6 +32,7 @@ router = APIRouter(tags=["real-time"])
 CLOSE_AUTH, CLOSE_BAD, CLOSE_BUSY = 4401, 4400, 1013
 CLOSE_TIMEOUT = 4408  # nothing received in time: the slot goes back to the pool
 CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload limit
+CLOSE_TOO_FAST = 1008  # RFC 6455 "policy violation": audio faster than the decoder, for too long
 
 
 async def admit(ws: WebSocket) -> Principal | None:
@@ -153,15 +154,19 @@ async def record(
 
 
 async def keep_abandoned(state, who: Principal, session: StreamSession, model: str, ws: WebSocket) -> None:
-    """A session its client left mid-way (disconnected, or an error): its slot goes back
-    at once, its windows still waiting for the model are dropped (nobody will read them),
-    and the finals it was sent are kept in the history. Logged, never raised: the
-    socket is gone."""
+    """A session its client left mid-way (disconnected, closed, or an error). Its slot
+    goes back at once. What it left pending is decoded and kept in the history when it
+    is within the backlog bound (a real-time client: its last sentence or two); beyond it
+    (a client that sent faster than the decoder, with no bound), its windows still
+    waiting for the model are dropped — nobody will read them — and the history keeps
+    the finals it was sent. Logged, never raised: the socket is gone."""
     release(ws)
     try:
-        dropped = await session.abandon()
-        if dropped:
+        if session.backlog_s > state.settings.stream_max_backlog_s:
+            dropped = await session.abandon()
             log.info("real-time session %s left: %d queued window(s) dropped", session.id, dropped)
+        else:
+            await session.finish(connected=False)
         await save_session(state, who, session, model)
     except Exception:
         log.exception("could not finish real-time session %s", session.id)
@@ -246,7 +251,7 @@ async def stream(ws: WebSocket) -> None:
                 stopped = True
                 break
             if msg["type"] == "websocket.disconnect":
-                break
+                return  # left without stop: its queued windows are dropped, its slot freed (finally)
             data = msg.get("bytes")
             if data is not None:
                 if len(data) % 2:
@@ -257,7 +262,13 @@ async def stream(ws: WebSocket) -> None:
                         }
                     )
                     continue
-                await session.feed(data)
+                try:
+                    await session.feed(data)
+                except TooFast as e:  # its queued windows are dropped and its slot freed (finally)
+                    await session.send({"type": "error", "message": str(e)})
+                    await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                    await session.abandon()
+                    return
                 continue
             try:
                 cmd = json.loads(msg.get("text") or "")
