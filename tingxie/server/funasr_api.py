@@ -313,10 +313,11 @@ async def funasr(ws: WebSocket) -> None:
                 if data:
                     try:
                         await session.feed(data)
-                    except TooFast as e:  # its queued windows are dropped and its slot freed (finally)
+                    except TooFast as e:  # its slot is freed, its queued windows dropped, its finals kept (finally)
+                        release(ws)  # first: the close handshake waits behind the client's audio
+                        await session.abandon()
                         await error(str(e))
                         await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
-                        await session.abandon()
                         break
                 continue
             try:

@@ -264,10 +264,11 @@ async def stream(ws: WebSocket) -> None:
                     continue
                 try:
                     await session.feed(data)
-                except TooFast as e:  # its queued windows are dropped and its slot freed (finally)
-                    await session.send({"type": "error", "message": str(e)})
-                    await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                except TooFast as e:  # its slot is freed, its queued windows dropped, its finals kept (finally)
+                    release(ws)  # first: the close handshake waits behind the client's audio
                     await session.abandon()
+                    await send_json(ws, {"type": "error", "message": str(e)})
+                    await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
                     return
                 continue
             try:
