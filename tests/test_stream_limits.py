@@ -104,7 +104,7 @@ def test_idle_sockets_beyond_the_handshake_bound_are_closed_with_the_reason(tmp_
 def test_a_flooding_client_is_slowed_then_closed_with_the_reason(tmp_path, speech_pcm):
     """Speech sent as fast as the socket takes it: the server reads no further while more
     than the bound waits for the decoder (memory stays bounded); a client that keeps the
-    decoder behind for 15 s is closed with 1008 and the reason, and its slot is free."""
+    decoder behind while over 30 s ahead of real time is closed with 1008 and the reason."""
 
     async def run(url: str):
         msgs: list[dict] = []

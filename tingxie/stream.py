@@ -62,10 +62,10 @@ _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word 
 MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
-# A stream whose decoder backlog stays over its bound this long without draining once is
-# closed (TooFast). Below the 20 s WebSocket keepalive timeout of common clients and of
-# uvicorn: a throttled client's pings wait behind its own audio.
-BEHIND_LIMIT_S = 15.0
+# A stream more than this far ahead of real time while its decoder backlog is over the
+# bound is closed (TooFast): bursts after a network stall pass, a file pushed as fast as
+# the network allows does not (its keepalive pings would time out behind its audio).
+MAX_AHEAD_S = 30.0
 
 
 class TooFast(Exception):
@@ -211,7 +211,7 @@ class StreamSession:
         # instead of piling windows, memory and minutes of work onto the server.
         self.max_backlog_s = max_backlog_s
         self._backlog = 0.0
-        self._behind_since: float | None = None  # when the backlog last went over the bound without draining
+        self._arrivals_t0 = time.monotonic()  # when the first audio arrived
         self._drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self.options = options
@@ -263,31 +263,25 @@ class StreamSession:
 
     async def _throttle(self) -> None:
         """Wait (not reading the client's next frame) while more than `max_backlog_s` of
-        this session's audio waits for the decoder. A client that keeps the decoder
-        behind for BEHIND_LIMIT_S without a break sends faster than it can be served:
-        TooFast (the caller closes with the reason) — before its keepalive pings, stuck
-        behind its own audio, would end it with no reason at all."""
+        this session's audio waits for the decoder. A client that is also more than
+        MAX_AHEAD_S ahead of real time sends faster than it can be served: TooFast (the
+        caller closes with the reason) — before its keepalive pings, stuck behind its own
+        audio, would end it with no reason at all. A real-time client is never ahead,
+        and a fast client is never closed while the decoder keeps up with it."""
         if self.max_backlog_s <= 0 or self._backlog <= self.max_backlog_s:
             return
         t0 = time.monotonic()
-        if self._behind_since is None:
-            self._behind_since = t0
-        try:
-            while self._backlog > self.max_backlog_s and not self._closed:
-                left = self._behind_since + BEHIND_LIMIT_S - time.monotonic()
-                if left <= 0:
-                    raise TooFast(
-                        f"audio arrives faster than it can be decoded: the decoder has been behind this stream "
-                        f"for {BEHIND_LIMIT_S:g} s (more than {self.max_backlog_s:g} s of audio waiting); "
-                        "send audio in real time, or files to /v1/audio/transcriptions"
-                    )
-                self._drained.clear()
-                try:
-                    await asyncio.wait_for(self._drained.wait(), left)
-                except TimeoutError:
-                    pass
-        finally:
-            self.stats.throttled_s += time.monotonic() - t0
+        ahead = self.received / SAMPLE_RATE - (t0 - self._arrivals_t0)
+        if ahead > MAX_AHEAD_S:
+            raise TooFast(
+                f"audio arrives faster than it can be decoded: {ahead:.0f} s ahead of real time with "
+                f"more than {self.max_backlog_s:g} s of audio waiting for the decoder (at most "
+                f"{MAX_AHEAD_S:g} s ahead); send audio in real time, or files to /v1/audio/transcriptions"
+            )
+        while self._backlog > self.max_backlog_s and not self._closed:
+            self._drained.clear()
+            await self._drained.wait()
+        self.stats.throttled_s += time.monotonic() - t0
 
     def _track(self, fut: Future, seconds: float) -> Future:
         """Count `seconds` of audio in the backlog until `fut` is decoded (or dropped)."""
@@ -305,8 +299,6 @@ class StreamSession:
 
     def _settle(self, seconds: float) -> None:
         self._backlog = max(0.0, self._backlog - seconds)
-        if self._backlog <= 0:
-            self._behind_since = None  # caught up: a real-time client's backlog drains between sentences
         self._drained.set()
 
     def _submit(self, window: Window, lane: str, check_capacity: bool = False) -> Future:
@@ -341,6 +333,8 @@ class StreamSession:
         return dropped
 
     async def _ingest(self, x: np.ndarray, now: float) -> None:
+        if x.size and not self.received:
+            self._arrivals_t0 = now
         if x.size:
             self._buf = np.concatenate([self._buf, x]) if self._buf.size else x.copy()
             self.received += x.size
