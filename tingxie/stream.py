@@ -97,6 +97,7 @@ class StreamStats:
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
     max_backlog_s: float = 0.0  # most audio that waited for the decoder at once
     throttled_s: float = 0.0  # time the socket was not read because the decoder was behind
+    dropped_windows: int = 0  # queued windows dropped when the client left
 
     def summary(self) -> dict[str, Any]:
         def agg(xs: list[float]) -> dict[str, float]:
@@ -122,6 +123,7 @@ class StreamStats:
             "early_finals": self.early_finals,
             "max_backlog_s": round(self.max_backlog_s, 2),
             "throttled_s": round(self.throttled_s, 2),
+            "dropped_windows": self.dropped_windows,
         }
 
 
@@ -319,6 +321,7 @@ class StreamSession:
         self.connected = False
         self._stop_wall = time.monotonic()
         dropped = self.scheduler.cancel(self.id)
+        self.stats.dropped_windows += dropped
         for f in list(self._pending_partials):
             f.cancel()
         self._sender.cancel()
