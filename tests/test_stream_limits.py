@@ -44,10 +44,8 @@ def ws_url(srv: Server) -> str:
 
 
 async def _session(url: str, pcm: np.ndarray, chunk_s: float = 0.1) -> dict:
-    """One client: options, the audio as fast as the socket takes it, stop; the end
-    message. No keepalive pings: a client that sends faster than the decoder is slowed by
-    TCP backpressure, and its pings would wait behind its own audio (docs/streaming.md)."""
-    async with websockets.connect(url, ping_interval=None) as ws:
+    """One client: options, the audio as fast as the socket takes it, stop; the end message."""
+    async with websockets.connect(url) as ws:
         await ws.send(json.dumps({"language": "zh"}))
         assert json.loads(await ws.recv())["type"] == "ready"
         msgs: list[dict] = []
@@ -101,16 +99,17 @@ def test_idle_sockets_beyond_the_handshake_bound_are_closed_with_the_reason(tmp_
     assert close.code == 1013 and "wait for their first message" in close.reason
 
 
-def test_a_flooding_client_is_slowed_then_closed_with_the_reason(tmp_path, speech_pcm):
-    """Speech sent as fast as the socket takes it: the server reads no further while more
-    than the bound waits for the decoder (memory stays bounded); a client that keeps the
-    decoder behind while over 30 s ahead of real time is closed with 1008 and the reason."""
+def test_a_flooding_client_is_served_at_the_decoders_pace_then_closed_with_the_reason(tmp_path, speech_pcm):
+    """Speech sent as fast as the socket takes it: the server holds what the decoder has
+    not taken, up to the bound; past it the client is closed with 1008 and the reason
+    (not by a keepalive timeout), its slot is free, and its session is kept."""
+    bound = 20.0
 
     async def run(url: str):
         msgs: list[dict] = []
         async with websockets.connect(url) as ws:
             await ws.send(json.dumps({"language": "zh"}))
-            assert json.loads(await ws.recv())["type"] == "ready"
+            ready = json.loads(await ws.recv())
 
             async def reader() -> None:
                 async for m in ws:
@@ -125,19 +124,30 @@ def test_a_flooding_client_is_slowed_then_closed_with_the_reason(tmp_path, speec
                 await ws.send(json.dumps({"type": "stop"}))
                 await ws.recv()
             await asyncio.gather(task, return_exceptions=True)
-            return e.value.rcvd, msgs
+            return e.value.rcvd, msgs, ready["session_id"]
 
-    env = {"TINGXIE_STREAM_MAX_BACKLOG_S": "5", "TINGXIE_MAX_STREAMS": "1"}
+    env = {"TINGXIE_STREAM_MAX_BACKLOG_S": str(bound), "TINGXIE_MAX_STREAMS": "1"}
     with Server(tmp_path, env=env) as srv:
-        close, msgs = asyncio.run(run(ws_url(srv)))
+        close, msgs, sid = asyncio.run(run(ws_url(srv)))
         again = asyncio.run(_session(ws_url(srv), speech_pcm[: 6 * SR]))  # the one slot is free again
-        jobs = httpx.get(srv.url + "/api/jobs?kind=stream", timeout=10).json()["jobs"]
+        kept = httpx.get(f"{srv.url}/api/jobs/{sid}/result", timeout=10).json()
     assert close is not None and close.code == 1008, close
     assert "faster than it can be decoded" in close.reason
     errors = [m["message"] for m in msgs if m["type"] == "error"]
     assert errors and "send audio in real time" in errors[-1], msgs[-3:]
-    assert any(m["type"] == "final" for m in msgs)  # it was served meanwhile, at the decoder's pace
-    assert again["finals"] and len(jobs) == 2  # the closed session is kept in the history
+    stats = kept["options"]["stats"]
+    assert stats["max_backlog_s"] <= bound + 0.5, stats  # held no more than the bound (one frame over)
+    assert again["finals"] and again["end"]["job_id"]
+
+
+def test_a_client_ahead_of_real_time_within_the_bound_is_served_whole(tmp_path, speech_pcm):
+    """30 s of speech flat out, under the bound: held and fed at the decoder's pace,
+    every sentence transcribed, and the end reports how much waited."""
+    with Server(tmp_path, env={"TINGXIE_STREAM_MAX_BACKLOG_S": "60"}) as srv:
+        got = asyncio.run(_session(ws_url(srv), speech_pcm[: 30 * SR]))
+    stats = got["end"]["stats"]
+    assert 20 < stats["max_backlog_s"] <= 60, stats  # it arrived far ahead of the decoder
+    assert len(got["finals"]) >= 4, got["finals"]
 
 
 def _metric(srv: Server, name: str) -> float:

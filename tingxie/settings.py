@@ -65,10 +65,11 @@ class Settings(BaseSettings):
     # Connections that have not yet sent a valid first message (they wait at most
     # stream_first_message_timeout_s); beyond this many, new ones are closed with 1013.
     max_stream_handshakes: int = 64
-    # Seconds of a stream's audio that may wait for the decoder at once: past it the
-    # server stops reading that socket until the decoder catches up, so a client sending
-    # faster than real time is slowed to decoding speed, with bounded memory (0 = no bound).
-    stream_max_backlog_s: float = 10.0
+    # Seconds of a live stream's audio received and not yet decoded: a client sending
+    # faster than the decoder keeps up is served at the decoder's pace (its audio held as
+    # received, at most this much: 32 kB a second) and closed with 1008 and the reason
+    # beyond it; 0 = no bound (docs/streaming.md).
+    stream_max_backlog_s: float = 120.0
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
     # Authentication: "auto" = keys required once any key has ever been created (revoking

@@ -26,6 +26,7 @@ driven from one asyncio task (the WebSocket handler) and never blocks the event 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import unicodedata
@@ -62,10 +63,10 @@ _PART_KEEP_S = 2.0  # audio kept after a cut: a word may go on, and a lone word 
 MAX_WINDOW_S = 29.0  # leave Whisper room after the last word (windows.PACK_LIMIT_S)
 _KEEP_BEFORE_S = 2.0  # audio kept before an open sentence (VAD dates starts back)
 _MIN_SENTENCE_S = 0.2  # a flush remainder shorter than this is not decoded
-# A stream more than this far ahead of real time while its decoder backlog is over the
-# bound is closed (TooFast): bursts after a network stall pass, a file pushed as fast as
-# the network allows does not (its keepalive pings would time out behind its audio).
-MAX_AHEAD_S = 30.0
+# Audio of a stream is turned into windows for the decoder only while less than this
+# much of it waits for the decoder; the rest is held as received (PCM16, 32 kB/s), so a
+# fast sender costs memory in proportion to its audio, not to windows and their copies.
+FEED_AHEAD_S = 10.0
 
 
 class TooFast(Exception):
@@ -96,7 +97,8 @@ class StreamStats:
     parts: int = 0  # parts of long sentences decoded while still spoken
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
     max_backlog_s: float = 0.0  # most audio that waited for the decoder at once
-    throttled_s: float = 0.0  # time the socket was not read because the decoder was behind
+    throttled_s: float = 0.0  # time received audio was held because the decoder was behind
+    throttled_since: float | None = None
     dropped_windows: int = 0  # queued windows dropped when the client left
 
     def summary(self) -> dict[str, Any]:
@@ -212,8 +214,10 @@ class StreamSession:
         # decoder keeps up is slowed to its pace (its frames wait in its own socket)
         # instead of piling windows, memory and minutes of work onto the server.
         self.max_backlog_s = max_backlog_s
-        self._backlog = 0.0
-        self._arrivals_t0 = time.monotonic()  # when the first audio arrived
+        self._backlog = 0.0  # seconds submitted to the decoder, not yet decoded
+        self._held: collections.deque[tuple[bytes, float]] = collections.deque()  # (PCM16, arrival) not yet fed
+        self._held_s = 0.0
+        self._feed_lock = asyncio.Lock()
         self._drained = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self.options = options
@@ -255,35 +259,43 @@ class StreamSession:
 
     # -- input ---------------------------------------------------------------------
     async def feed(self, pcm: bytes) -> None:
-        """One binary frame of PCM16 mono at the session's sample rate."""
+        """One binary frame of PCM16 mono at the session's sample rate. Never waits for
+        the decoder (the socket keeps being read, so keepalive pings are answered): audio
+        beyond FEED_AHEAD_S of decoder backlog is held as received and fed as the decoder
+        catches up. More than `max_backlog_s` received and not yet decoded: TooFast."""
         if self._closed:
             raise RuntimeError("feed after finish")
-        now = time.monotonic()
-        x = self._resampler.feed(pcm16_to_float(pcm))
-        await self._ingest(x, now)
-        await self._throttle()
-
-    async def _throttle(self) -> None:
-        """Wait (not reading the client's next frame) while more than `max_backlog_s` of
-        this session's audio waits for the decoder. A client that is also more than
-        MAX_AHEAD_S ahead of real time sends faster than it can be served: TooFast (the
-        caller closes with the reason) — before its keepalive pings, stuck behind its own
-        audio, would end it with no reason at all. A real-time client is never ahead,
-        and a fast client is never closed while the decoder keeps up with it."""
-        if self.max_backlog_s <= 0 or self._backlog <= self.max_backlog_s:
-            return
-        t0 = time.monotonic()
-        ahead = self.received / SAMPLE_RATE - (t0 - self._arrivals_t0)
-        if ahead > MAX_AHEAD_S:
+        self._held.append((pcm, time.monotonic()))
+        self._held_s += len(pcm) / 2 / self.options.sample_rate
+        self.stats.max_backlog_s = max(self.stats.max_backlog_s, self.backlog_s)
+        if self.max_backlog_s > 0 and self.backlog_s > self.max_backlog_s:
             raise TooFast(
-                f"audio arrives faster than it can be decoded: {ahead:.0f} s ahead of real time with "
-                f"more than {self.max_backlog_s:g} s of audio waiting for the decoder (at most "
-                f"{MAX_AHEAD_S:g} s ahead); send audio in real time, or files to /v1/audio/transcriptions"
+                f"audio arrives faster than it can be decoded: {self.backlog_s:.0f} s received and not yet "
+                f"decoded (at most {self.max_backlog_s:g} s); send audio in real time, or files to "
+                "/v1/audio/transcriptions"
             )
-        while self._backlog > self.max_backlog_s and not self._closed:
-            self._drained.clear()
-            await self._drained.wait()
-        self.stats.throttled_s += time.monotonic() - t0
+        await self._pump(wait=False)
+
+    async def _pump(self, wait: bool) -> None:
+        """Feed held audio to the VAD and the decoder while its backlog has room; `wait`:
+        until all is fed (flush, stop), waiting for the decoder between frames."""
+        async with self._feed_lock:
+            while self._held and not self._closed:
+                if self.max_backlog_s > 0 and self._backlog > FEED_AHEAD_S:
+                    if not wait:
+                        if self.stats.throttled_since is None:
+                            self.stats.throttled_since = time.monotonic()
+                        return
+                    self._drained.clear()
+                    await self._drained.wait()
+                    continue
+                pcm, arrived = self._held.popleft()
+                self._held_s = max(0.0, self._held_s - len(pcm) / 2 / self.options.sample_rate)
+                x = self._resampler.feed(pcm16_to_float(pcm))
+                await self._ingest(x, arrived)
+            if self.stats.throttled_since is not None:
+                self.stats.throttled_s += time.monotonic() - self.stats.throttled_since
+                self.stats.throttled_since = None
 
     def _track(self, fut: Future, seconds: float) -> Future:
         """Count `seconds` of audio in the backlog until `fut` is decoded (or dropped)."""
@@ -302,14 +314,19 @@ class StreamSession:
     def _settle(self, seconds: float) -> None:
         self._backlog = max(0.0, self._backlog - seconds)
         self._drained.set()
+        if self._held and not self._closed and not self._feed_lock.locked() and self._backlog <= FEED_AHEAD_S:
+            task = asyncio.ensure_future(self._pump(wait=False))  # the decoder has room: feed what is held
+            self._pending_partials.add(task)
+            task.add_done_callback(self._pending_partials.discard)
 
     def _submit(self, window: Window, lane: str, check_capacity: bool = False) -> Future:
         return self._track(self.scheduler.submit(window, lane, self.id, check_capacity=check_capacity), window.seconds)
 
     @property
     def backlog_s(self) -> float:
-        """Seconds of this session's audio submitted to the decoder and not yet decoded."""
-        return self._backlog
+        """Seconds of this session's audio received and not yet decoded (held, or
+        submitted to the decoder)."""
+        return self._backlog + self._held_s
 
     async def abandon(self) -> int:
         """The client left: drop this session's windows still waiting for the model
@@ -322,6 +339,8 @@ class StreamSession:
         self._stop_wall = time.monotonic()
         dropped = self.scheduler.cancel(self.id)
         self.stats.dropped_windows += dropped
+        self._held.clear()
+        self._held_s = 0.0
         for f in list(self._pending_partials):
             f.cancel()
         self._sender.cancel()
@@ -336,8 +355,6 @@ class StreamSession:
         return dropped
 
     async def _ingest(self, x: np.ndarray, now: float) -> None:
-        if x.size and not self.received:
-            self._arrivals_t0 = now
         if x.size:
             self._buf = np.concatenate([self._buf, x]) if self._buf.size else x.copy()
             self.received += x.size
@@ -369,6 +386,7 @@ class StreamSession:
 
     async def flush(self) -> None:
         """Finish the open sentence now (the client knows the speaker paused)."""
+        await self._pump(wait=True)
         now = time.monotonic()
         s = self._open
         if s is None:
@@ -389,7 +407,9 @@ class StreamSession:
         if self._closed:
             return
         self.connected = connected
-        self._stop_wall = time.monotonic()
+        stop_wall = time.monotonic()
+        await self._pump(wait=True)  # what was held arrived before the stop
+        self._stop_wall = stop_wall
         tail = self._resampler.flush()
         if tail.size:
             await self._ingest(tail, self._stop_wall)
