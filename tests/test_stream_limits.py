@@ -58,6 +58,7 @@ async def _session(url: str, pcm: np.ndarray, chunk_s: float = 0.1) -> dict:
         n = int(SR * chunk_s)
         for i in range(0, len(pcm), n):
             await ws.send(pcm[i : i + n].tobytes())
+            await asyncio.sleep(0)  # as fast as it goes, still reading what the server says
         await ws.send(json.dumps({"type": "stop"}))
         await asyncio.wait_for(task, 600)
     ends = [m for m in msgs if m["type"] == "end"]
@@ -121,6 +122,7 @@ def test_a_flooding_client_is_served_at_the_decoders_pace_then_closed_with_the_r
                 for _ in range(20):  # 30 min of audio at most: it is closed long before
                     for i in range(0, len(speech_pcm), n):
                         await ws.send(speech_pcm[i : i + n].tobytes())
+                        await asyncio.sleep(0)  # let the client read what the server says
                 await ws.send(json.dumps({"type": "stop"}))
                 await ws.recv()
             await asyncio.gather(task, return_exceptions=True)

@@ -270,7 +270,7 @@ class StreamSession:
         self.stats.max_backlog_s = max(self.stats.max_backlog_s, self.backlog_s)
         if self.max_backlog_s > 0 and self.backlog_s > self.max_backlog_s:
             raise TooFast(
-                f"audio arrives faster than it can be decoded: {self.backlog_s:.0f} s received and not yet "
+                f"audio arrives faster than it can be decoded: {self.backlog_s:.1f} s received and not yet "
                 f"decoded (at most {self.max_backlog_s:g} s); send audio in real time, or files to "
                 "/v1/audio/transcriptions"
             )
