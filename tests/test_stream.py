@@ -273,6 +273,7 @@ def test_too_many_streams_refused(tmp_path):
             await first.send(json.dumps({"language": "en"}))
             assert json.loads(await first.recv())["type"] == "ready"
             async with websockets.connect(url + "/v1/stream") as second:
+                await second.send(json.dumps({"language": "en"}))  # a slot is taken by a valid first message
                 with pytest.raises(websockets.ConnectionClosed) as e:
                     await second.recv()
                 return e.value.rcvd

@@ -35,12 +35,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .reaper import alive_owners, owner_tag, reap  # ownership: shared with API nodes
+
 log = logging.getLogger(__name__)
 
 QUEUE = "tingxie"
 TASK = "tingxie.run_job"
 CANCEL = "tingxie_cancel"
-JOB_KINDS = ("file", "batch_item")  # sync and stream jobs run on the API node itself
+JOB_KINDS = ("file", "batch_item", "sync")  # a sync row is queued only when its API node died (reaper.py)
 MAX_RETRIES = 5
 
 
@@ -158,15 +160,6 @@ def make_app(settings) -> Any:
 # --------------------------------------------------------------------------- ownership
 
 
-def owner_tag(name: str, boot: str) -> str:
-    return f"{name}#{boot}"
-
-
-def alive_owners(store, timeout_s: float) -> set[str]:
-    """`name#boot` of every worker process whose heartbeat is fresh."""
-    return {owner_tag(w["name"], (w.get("info") or {}).get("boot", "")) for w in store.live_workers(timeout_s)}
-
-
 def takeover(store, job_id: str, dead: str | None, me: str) -> bool:
     """running(held by `dead`) → running(held by `me`); only one of two racing processes wins."""
     return store.take_over_job(job_id, dead, me)
@@ -181,21 +174,6 @@ def _age_s(iso: str | None) -> float:
     if not iso:
         return float("inf")
     return (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
-
-
-def orphans(store, timeout_s: float) -> list[dict]:
-    """Running jobs (of queue kinds) whose holder is not a live worker process."""
-    alive = alive_owners(store, timeout_s)
-    out = []
-    for j in store.unfinished_jobs():
-        if j["state"] != "running" or j["kind"] not in JOB_KINDS:
-            continue
-        if (j.get("worker") or "") in alive:
-            continue
-        if _age_s(j.get("started_at")) < timeout_s:  # a claim newer than a heartbeat period: wait
-            continue
-        out.append(j)
-    return out
 
 
 # --------------------------------------------------------------------------- worker side
@@ -309,8 +287,9 @@ def send_job(app, job_id: str) -> None:
 class CeleryQueue:
     """The LocalQueue interface over Celery, for the API node."""
 
-    def __init__(self, store, settings):
+    def __init__(self, store, settings, node=None):
         self.store = store
+        self.node = node  # this API node (its synchronous requests hold jobs; reaper.py)
         self.settings = settings
         self.app = make_app(settings)
         self.timeout_s = float(settings.worker_timeout_s)
@@ -325,8 +304,12 @@ class CeleryQueue:
     def start(self) -> int:
         from .jobs import resume_callbacks
 
-        resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
-        jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
+        try:
+            resume_callbacks(self.store, f"http://{self.settings.host}:{self.settings.port}", self.settings)
+            jobs = [j for j in self.store.unfinished_jobs() if j["state"] == "queued" and j["kind"] in JOB_KINDS]
+        except Exception as e:  # a database not usable now: the reaper's sweep re-sends later
+            log.error("could not re-send queued jobs at start (%s)", type(e).__name__)
+            jobs = []
         for j in jobs:
             self._outbox.put(j["id"])
         for target, name in ((self._sender, "tingxie-celery-send"), (self._reaper, "tingxie-celery-reaper")):
@@ -364,6 +347,8 @@ class CeleryQueue:
         out = []
         for w in self.store.live_workers(self.timeout_s):
             info = w.get("info") or {}
+            if info.get("role") == "api":  # an API node's heartbeat (reaper.Node), not a worker
+                continue
             out.append(
                 {
                     "name": w["name"],
@@ -447,11 +432,11 @@ class CeleryQueue:
                     break
             try:
                 self._sweep_queued()
-                for j in orphans(self.store, self.timeout_s):
-                    if give_back(self.store, j["id"], j.get("worker")):
-                        self.requeued += 1
-                        log.info("job %s: holder %s has no heartbeat; queued again", j["id"], j.get("worker"))
-                        self._outbox.put(j["id"])
+                # jobs of dead workers and of dead API nodes (their synchronous requests):
+                # given back unheld and sent again; a dead node's real-time rows are failed
+                for job_id in reap(self.store, None, self.timeout_s):
+                    self.requeued += 1
+                    self._outbox.put(job_id)
             except Exception as e:  # database down: try again next round
                 log.warning("reaper: %s", type(e).__name__)
 

@@ -97,7 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.pipeline == "reference":
         settings.instances, settings.batch_size = 1, 1
     addrs = bind_addresses(settings.host, settings.port)
-    store = Store(settings.db_url)
+    try:
+        store = Store(settings.db_url)
+    except Exception:  # not writable now: create_app starts anyway and readiness names it
+        store = Store(settings.db_url, migrate=False)
     public = check_bind(settings, store, addrs)
     if settings.auth == "off":
         log.warning("AUTHENTICATION IS OFF (TINGXIE_AUTH=off): every local caller is an admin")

@@ -15,13 +15,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+import sqlalchemy.exc as sa_exc
 
 from . import webhooks
 from .manager import ModelManager
+from .reaper import Node, reap, storage_problem
 from .request import TranscriptionOptions
 from .scheduler import BATCH
 from .transcribe import transcribe
@@ -44,18 +47,37 @@ def finish_with(store: Store, job_id: str, t: Transcript) -> bool:
 
 
 def open_sync_job(store: Store, job_id: str, worker: str, **fields: Any) -> None:
-    """The history row of a synchronous transcription (an OpenAI-style request, a
-    real-time session): created and at once claimed by `worker`, so it is running and
-    never queued (no queue picks it up) until `finish_with` stores the result."""
-    store.create_job(id=job_id, **fields)
-    store.claim_job(job_id, worker)
+    """The history row of a synchronous transcription (an OpenAI-style request): created
+    running and held by `worker` (this server's `Node.owner`) in one insert, never queued
+    (no queue picks it up) until `finish_with` stores the result. One insert: a row that
+    exists is always held by a process whose death the reaper notices."""
+    store.create_job(id=job_id, state="running", worker=worker, started_at=_utcnow(), attempts=1, **fields)
 
 
 def record_sync_result(store: Store, job_id: str, worker: str, t: Transcript, **fields: Any) -> None:
     """A synchronous result that exists before its row (a finished real-time session):
-    the same row as `open_sync_job` + `finish_with`, in one go."""
-    open_sync_job(store, job_id, worker, **fields)
-    finish_with(store, job_id, t)
+    the row `open_sync_job` + `finish_with` would leave, in one insert (never a
+    half-written row that no one can finish)."""
+    now = _utcnow()
+    store.create_job(
+        id=job_id,
+        state="done",
+        worker=worker,
+        attempts=1,
+        started_at=now,
+        finished_at=now,
+        result=t.to_dict(),
+        text=t.text,
+        language=t.language,
+        duration=t.duration,
+        processing_time=t.processing_time,
+        progress=1.0,
+        **fields,
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: bool = True) -> str:
@@ -79,7 +101,10 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
             now = time.monotonic()
             if now - last[0] > 0.5 or done == total:
                 last[0] = now
-                store.set_progress(job_id, done / total if total else 1.0)
+                try:
+                    store.set_progress(job_id, done / total if total else 1.0)
+                except Exception as e:  # a figure for the UI: a full disk must not end the job
+                    log.warning("job %s: progress not saved (%s)", job_id, type(e).__name__)
 
         owner = job.get("batch_id") or job_id
         t = transcribe(
@@ -401,33 +426,52 @@ class JobQueue(Protocol):
 
 
 class LocalQueue:
-    """The embedded queue: job ids in memory, their state in the database. At start,
-    jobs that were queued or running when the server stopped are queued again."""
+    """The embedded queue: job ids in memory, their state in the database. Every job it
+    has is held in the store by this server's `Node` (its owner tag), and a reaper thread
+    queues here the jobs of processes that died (reaper.py) — at start, the jobs this
+    server's previous life held, and while it runs, those of another server on the same
+    database that was killed — and the jobs it holds but lost (a result the database
+    would not take: tried again once it does)."""
 
-    def __init__(self, store: Store, manager: ModelManager, concurrency: int, base_url: str):
+    def __init__(self, store: Store, manager: ModelManager, concurrency: int, base_url: str, node: Node):
         self.store = store
         self.manager = manager
         self.base_url = base_url
+        self.node = node
+        self.timeout_s = float(manager.settings.worker_timeout_s)
         self._q: queue.Queue[str | None] = queue.Queue()
         self._threads = [
             threading.Thread(target=self._loop, name=f"tingxie-job-{i}", daemon=True) for i in range(concurrency)
         ]
-        self._stop = False
+        self._stop = threading.Event()
 
     def start(self) -> int:
-        resume_callbacks(self.store, self.base_url, self.manager.settings)
-        recovered = self.store.reset_running()
-        jobs = self.store.unfinished_jobs()
         for t in self._threads:
             t.start()
-        for j in jobs:
-            if j["kind"] != "stream":
-                self._q.put(j["id"])
-        if jobs:
-            log.info("recovered %d unfinished job(s) (%d were running)", len(jobs), recovered)
-        return len(jobs)
+        try:
+            resume_callbacks(self.store, self.base_url, self.manager.settings)
+            ids = reap(
+                self.store, self.node.owner, self.timeout_s, self.node.holding(), take_unheld=True, at_start=True
+            )
+        except Exception as e:  # a database not usable now: the periodic reaper recovers later
+            log.error("could not recover unfinished jobs at start (%s)", type(e).__name__)
+            ids = []
+        for job_id in ids:
+            self._put(job_id)
+        threading.Thread(target=self._reaper, name="tingxie-reaper", daemon=True).start()
+        if ids:
+            log.info("recovered %d unfinished job(s)", len(ids))
+        return len(ids)
 
     def submit(self, job_id: str) -> None:
+        try:
+            self.store.hold_job(job_id, self.node.owner)
+        except Exception as e:  # unheld, it is still queued here; the reaper would take it later
+            log.warning("job %s: not marked held (%s)", job_id, type(e).__name__)
+        self._put(job_id)
+
+    def _put(self, job_id: str) -> None:
+        self.node.take(job_id)
         self._q.put(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -441,18 +485,44 @@ class LocalQueue:
         return []  # jobs run in this process
 
     def stop(self) -> None:
-        self._stop = True
+        self._stop.set()
         for _ in self._threads:
             self._q.put(None)
 
+    def _reaper(self) -> None:
+        period = max(0.5, min(5.0, self.timeout_s / 3))
+        while not self._stop.wait(period):
+            try:
+                for job_id in reap(self.store, self.node.owner, self.timeout_s, self.node.holding(), take_unheld=True):
+                    self._put(job_id)
+            except Exception as e:  # database away for a moment: next round
+                log.warning("reaper: %s", type(e).__name__)
+
     def _loop(self) -> None:
-        while not self._stop:
+        while not self._stop.is_set():
             job_id = self._q.get()
             if job_id is None:
                 return
             try:
-                run_job(self.store, self.manager, job_id, "local")
-            except Exception as e:  # unexpected: keep the reason, keep serving
-                log.exception("job %s crashed", job_id)
+                self._run(job_id)
+            finally:
+                self.node.drop(job_id)
+
+    def _run(self, job_id: str) -> None:
+        try:
+            run_job(self.store, self.manager, job_id, self.node.owner)
+        except Exception as e:
+            problem = storage_problem(e) or (isinstance(e, sa_exc.OperationalError) and "database unavailable")
+            if problem:  # the row stays held by this server; the reaper runs it again once writes succeed
+                log.warning("job %s: not saved: %s; it will run again", job_id, problem)
+                return
+            log.exception("job %s crashed", job_id)  # unexpected: keep the reason, keep serving
+            try:
                 self.store.fail_job(job_id, f"internal error: {type(e).__name__}")
+            except Exception as e2:
+                log.warning("job %s: failure not saved (%s); it will run again", job_id, type(e2).__name__)
+                return
+        try:
             after_finish(self.store, job_id, self.base_url, self.manager.settings)
+        except Exception as e:
+            log.warning("job %s: callback not started (%s)", job_id, type(e).__name__)

@@ -62,7 +62,15 @@ class Settings(BaseSettings):
     interactive_queue_limit: int = 64  # windows waiting in the interactive lane before 503
     retention_audio_days: int = 0  # 0 = keep forever
     retention_keep_text: bool = True
-    max_streams: int = 16
+    max_streams: int = 16  # live sessions at once: a slot is taken by a valid first message, not by a connection
+    # Connections that have not yet sent a valid first message (they wait at most
+    # stream_first_message_timeout_s); beyond this many, new ones are closed with 1013.
+    max_stream_handshakes: int = 64
+    # Seconds of a live stream's audio received and not yet decoded: a client sending
+    # faster than the decoder keeps up is served at the decoder's pace (its audio held as
+    # received, at most this much: 32 kB a second) and closed with 1008 and the reason
+    # beyond it; 0 = no bound (docs/streaming.md).
+    stream_max_backlog_s: float = 120.0
     stream_save_audio: bool = True  # allow real-time sessions to keep their audio when asked
     callback_retries: int = 5
     # Authentication: "auto" = keys required once any key has ever been created (revoking

@@ -364,11 +364,13 @@ class Store:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        self.needs_upgrade = False  # the schema could not be brought up to date yet (a read-only database)
         if migrate:
             self.upgrade()
 
     def upgrade(self) -> None:
         _upgrade_engine(self.engine)
+        self.needs_upgrade = False
 
     def close(self) -> None:
         self.engine.dispose()
@@ -442,6 +444,20 @@ class Store:
             started_at=now,
             worker=worker or None,
             attempts=JOBS.c.attempts + 1,
+        )
+
+    def hold_job(self, job_id: str, holder: str) -> bool:
+        """A queued job nobody holds → held by `holder` (the process whose in-memory queue
+        has it), so the reaper knows whose death leaves it stranded."""
+        return self._update(job_id, (JOBS.c.state == "queued") & JOBS.c.worker.is_(None), worker=holder)
+
+    def adopt_job(self, job_id: str, holder: str | None, new_holder: str | None) -> bool:
+        """queued or running, held by `holder` (None: by nobody) → queued, held by
+        `new_holder` (None: by nobody, for a broker to deliver). One guarded UPDATE, so of
+        two reapers only one adopts the job of a dead process."""
+        held = JOBS.c.worker.is_(None) if holder is None else JOBS.c.worker == holder
+        return self._update(
+            job_id, JOBS.c.state.in_(UNFINISHED) & held, state="queued", worker=new_holder, progress=0.0
         )
 
     def requeue_job(self, job_id: str) -> bool:

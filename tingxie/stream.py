@@ -28,6 +28,7 @@ driven from one asyncio task (the WebSocket handler) and never blocks the event 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 import unicodedata
@@ -88,6 +89,16 @@ def window_limit(spec: ModelSpec, max_sentence_s: float) -> float:
     return min(max_sentence_s, VadOptions().max_speech_s, spec.max_input_s - (WINDOW_SECONDS - PACK_LIMIT_S))
 
 
+# Audio of a stream is turned into windows for the decoder only while less than this
+# much of it waits for the decoder; the rest is held as received (PCM16, 32 kB/s), so a
+# fast sender costs memory in proportion to its audio, not to windows and their copies.
+FEED_AHEAD_S = 10.0
+
+
+class TooFast(Exception):
+    """The client sends audio faster than the decoder can serve it, for too long."""
+
+
 def parse_options(d: Any) -> StreamOptions:
     """Validate the client's first message (a JSON object of request.StreamOptions)."""
     if not isinstance(d, dict):
@@ -112,6 +123,10 @@ class StreamStats:
     parts: int = 0  # parts of long sentences decoded while still spoken
     early_finals: int = 0  # finals whose decode began at the pause, before the endpoint
     second_looks: int = 0  # finals' windows decoded again (fallback, continuation, recovery)
+    max_backlog_s: float = 0.0  # most audio that waited for the decoder at once
+    throttled_s: float = 0.0  # time received audio was held because the decoder was behind
+    throttled_since: float | None = None
+    dropped_windows: int = 0  # queued windows dropped when the client left
 
     def summary(self) -> dict[str, Any]:
         def agg(xs: list[float]) -> dict[str, float]:
@@ -136,6 +151,9 @@ class StreamStats:
             "parts": self.parts,
             "early_finals": self.early_finals,
             "second_looks": self.second_looks,
+            "max_backlog_s": round(self.max_backlog_s, 2),
+            "throttled_s": round(self.throttled_s, 2),
+            "dropped_windows": self.dropped_windows,
         }
 
 
@@ -222,10 +240,22 @@ class StreamSession:
         audio_path: Path | None = None,
         on_update: Callable[[str, float], None] | None = None,
         sentence_events: bool = False,
+        max_backlog_s: float = 0.0,
     ) -> None:
         self.scheduler = scheduler
         self.sentence_events = sentence_events
         self._events: list[dict[str, Any]] = []  # sentence events not yet sent
+        # Audio submitted to the decoder and not yet decoded; `feed` waits while it is
+        # over `max_backlog_s` (0 = no bound), so a client sending faster than the
+        # decoder keeps up is slowed to its pace (its frames wait in its own socket)
+        # instead of piling windows, memory and minutes of work onto the server.
+        self.max_backlog_s = max_backlog_s
+        self._backlog = 0.0  # seconds submitted to the decoder, not yet decoded
+        self._held: collections.deque[tuple[bytes, float]] = collections.deque()  # (PCM16, arrival) not yet fed
+        self._held_s = 0.0
+        self._feed_lock = asyncio.Lock()
+        self._drained = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self.options = options
         self.id = session_id or uuid.uuid4().hex
         self._send_fn = send
@@ -269,12 +299,97 @@ class StreamSession:
 
     # -- input ---------------------------------------------------------------------
     async def feed(self, pcm: bytes) -> None:
-        """One binary frame of PCM16 mono at the session's sample rate."""
+        """One binary frame of PCM16 mono at the session's sample rate. Never waits for
+        the decoder (the socket keeps being read, so keepalive pings are answered): audio
+        beyond FEED_AHEAD_S of decoder backlog is held as received and fed as the decoder
+        catches up. More than `max_backlog_s` received and not yet decoded: TooFast."""
         if self._closed:
             raise RuntimeError("feed after finish")
-        now = time.monotonic()
-        x = self._resampler.feed(pcm16_to_float(pcm))
-        await self._ingest(x, now)
+        self._held.append((pcm, time.monotonic()))
+        self._held_s += len(pcm) / 2 / self.options.sample_rate
+        self.stats.max_backlog_s = max(self.stats.max_backlog_s, self.backlog_s)
+        if self.max_backlog_s > 0 and self.backlog_s > self.max_backlog_s:
+            raise TooFast(
+                f"audio arrives faster than it can be decoded: {self.backlog_s:.1f} s received and not yet "
+                f"decoded (at most {self.max_backlog_s:g} s); send audio in real time, or files to "
+                "/v1/audio/transcriptions"
+            )
+        await self._pump(wait=False)
+
+    async def _pump(self, wait: bool) -> None:
+        """Feed held audio to the VAD and the decoder while its backlog has room; `wait`:
+        until all is fed (flush, stop), waiting for the decoder between frames."""
+        async with self._feed_lock:
+            while self._held and not self._closed:
+                if self.max_backlog_s > 0 and self._backlog > FEED_AHEAD_S:
+                    if not wait:
+                        if self.stats.throttled_since is None:
+                            self.stats.throttled_since = time.monotonic()
+                        return
+                    self._drained.clear()
+                    await self._drained.wait()
+                    continue
+                pcm, arrived = self._held.popleft()
+                self._held_s = max(0.0, self._held_s - len(pcm) / 2 / self.options.sample_rate)
+                x = self._resampler.feed(pcm16_to_float(pcm))
+                await self._ingest(x, arrived)
+            if self.stats.throttled_since is not None:
+                self.stats.throttled_s += time.monotonic() - self.stats.throttled_since
+                self.stats.throttled_since = None
+
+    def _track(self, fut: Future, seconds: float) -> Future:
+        """Count `seconds` of audio in the backlog until `fut` is decoded (or dropped)."""
+        self._backlog += seconds
+        self.stats.max_backlog_s = max(self.stats.max_backlog_s, self._backlog)
+
+        def settled(_: Future) -> None:
+            try:
+                self._loop.call_soon_threadsafe(self._settle, seconds)
+            except RuntimeError:  # the event loop is gone (server shutdown)
+                pass
+
+        fut.add_done_callback(settled)
+        return fut
+
+    def _settle(self, seconds: float) -> None:
+        self._backlog = max(0.0, self._backlog - seconds)
+        self._drained.set()
+        if self._held and not self._closed and not self._feed_lock.locked() and self._backlog <= FEED_AHEAD_S:
+            task = asyncio.ensure_future(self._pump(wait=False))  # the decoder has room: feed what is held
+            self._pending_partials.add(task)
+            task.add_done_callback(self._pending_partials.discard)
+
+    @property
+    def backlog_s(self) -> float:
+        """Seconds of this session's audio received and not yet decoded (held, or
+        submitted to the decoder)."""
+        return self._backlog + self._held_s
+
+    async def abandon(self) -> int:
+        """The client left: drop this session's windows still waiting for the model
+        (nobody will read them; the slot and the CPU go to others at once) and stop.
+        Finals already sent stay in `finals` for the history. Returns windows dropped."""
+        if self._closed:
+            return 0
+        self._closed = True
+        self.connected = False
+        self._stop_wall = time.monotonic()
+        dropped = self.scheduler.cancel(self.id)
+        self.stats.dropped_windows += dropped
+        self._held.clear()
+        self._held_s = 0.0
+        for f in list(self._pending_partials):
+            f.cancel()
+        self._sender.cancel()
+        try:
+            await self._sender
+        except BaseException:  # noqa: S110 - cancelled, as asked
+            pass
+        self._drained.set()
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None
+        return dropped
 
     async def _ingest(self, x: np.ndarray, now: float) -> None:
         if x.size:
@@ -327,6 +442,7 @@ class StreamSession:
 
     async def flush(self) -> None:
         """Finish the open sentence now (the client knows the speaker paused)."""
+        await self._pump(wait=True)
         now = time.monotonic()
         s = self._open
         if s is None:
@@ -364,7 +480,9 @@ class StreamSession:
         if self._closed:
             return
         self.connected = connected
-        self._stop_wall = time.monotonic()
+        stop_wall = time.monotonic()
+        await self._pump(wait=True)  # what was held arrived before the stop
+        self._stop_wall = stop_wall
         tail = self._resampler.flush()
         if tail.size:
             await self._ingest(tail, self._stop_wall)
@@ -401,7 +519,7 @@ class StreamSession:
     def _submit(self, start: int, end: int) -> _Part:
         """A final's (or a part's) first decode, in the interactive lane."""
         w = self._window(start, end)
-        return _Part(start, end, self.scheduler.submit(w, INTERACTIVE, self.id), w)
+        return _Part(start, end, self._track(self.scheduler.submit(w, INTERACTIVE, self.id), w.seconds), w)
 
     async def _finished(self, part: _Part) -> WindowResult:
         """A final's window after the finishing step files get (`finish_window`); its
@@ -481,7 +599,8 @@ class StreamSession:
         # Parts already decoded are final text; re-decode only from the first that is not.
         frm = next((p.start for p in s.parts if not p.future.done()), s.tail)
         try:
-            fut = self.scheduler.submit(self._window(frm, end, final=False), PARTIAL, self.id, check_capacity=True)
+            w = self._window(frm, end, final=False)
+            fut = self._track(self.scheduler.submit(w, PARTIAL, self.id, check_capacity=True), w.seconds)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
@@ -724,7 +843,7 @@ class OnlineSession(StreamSession):
         end = self.received
         audio = self._take(o, end)
         want = self.options.partials and not self._partial_busy
-        fut = self._pool.submit(_accept, o.stream, audio, want)
+        fut = self._track(self._pool.submit(_accept, o.stream, audio, want), audio.size / SAMPLE_RATE)
         if not want:
             return
         self._partial_busy = True
@@ -759,7 +878,10 @@ class OnlineSession(StreamSession):
                 self._finals_q.put_nowait(_Final(s, [], endpoint_wall))
             return
         o = self._stream_for(s)
-        fut = self._pool.submit(_finish, o.stream, self._take(o, end), s.start, end, self.language)
+        tail = self._take(o, end)
+        fut = self._track(
+            self._pool.submit(_finish, o.stream, tail, s.start, end, self.language), tail.size / SAMPLE_RATE
+        )
         self._cur = None
         wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall
         self._finals_q.put_nowait(_Final(s, [asyncio.wrap_future(fut)], wall))
@@ -767,6 +889,11 @@ class OnlineSession(StreamSession):
     async def finish(self, connected: bool = True) -> None:
         await super().finish(connected)
         self._pool.shutdown(wait=False)
+
+    async def abandon(self) -> int:
+        n = await super().abandon()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        return n
 
 
 async def open_session(
@@ -777,6 +904,7 @@ async def open_session(
     audio_path: Path | None = None,
     on_update: Callable[[str, float], None] | None = None,
     sentence_events: bool = False,
+    max_backlog_s: float = 0.0,
 ) -> StreamSession:
     """The session for the scheduler's model (loaded off the event loop): an
     OnlineSession on a streaming model, else a StreamSession. Options the model cannot
@@ -792,4 +920,5 @@ async def open_session(
         audio_path=audio_path,
         on_update=on_update,
         sentence_events=sentence_events,
+        max_backlog_s=max_backlog_s,
     )

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..manager import ModelManager
+from ..reaper import Node, storage_problem
 from ..settings import Settings
 from . import errors
 from .browser import BrowserGuardMiddleware, SecurityHeadersMiddleware
@@ -45,32 +47,54 @@ class ServerState:
     store: Store
     queue: JobQueue
     metrics: Metrics
+    node: Node  # this process as a job holder: owner tag, heartbeat (reaper.py)
     started: float = field(default_factory=time.time)
-    streams: int = 0
+    streams: int = 0  # live sessions holding a stream slot
+    handshakes: int = 0  # connections accepted, waiting for their first message
+
+
+def open_store(url: str) -> Store:
+    """The store, migrated; a database that cannot be written now (read-only, a full
+    disk) does not stop the server: it starts, readiness names the problem, requests
+    that need the database get 503, and the schema is brought up to date by the first
+    heartbeat that can write (reaper.Node)."""
+    from ..store import Store
+
+    store = Store(url, migrate=False)
+    try:
+        store.upgrade()
+    except Exception as e:
+        problem = storage_problem(e) or (
+            "the database cannot be written" if isinstance(e, OSError | sa_exc.DBAPIError) else None
+        )
+        if problem is None:
+            raise
+        log.error("database not usable at start: %s; serving 503 until it is", problem)
+        store.needs_upgrade = True
+    return store
 
 
 def create_app(settings: Settings | None = None, start_queue: bool = True) -> FastAPI:
-    from ..store import Store
-
     settings = settings or Settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     settings.audio_dir.mkdir(parents=True, exist_ok=True)
     metrics = Metrics()
     manager = ModelManager(settings, on_batch=metrics.observe_batch, warm_up=settings.warm_up)
-    store = Store(settings.db_url)
+    store = open_store(settings.db_url)
     base_url = f"http://{settings.host}:{settings.port}"
+    node = Node.for_server(store, settings.port, settings.worker_timeout_s)
     queue: JobQueue
     if settings.queue == "celery":
         from ..celery_queue import CeleryQueue
 
-        queue = CeleryQueue(store, settings)
+        queue = CeleryQueue(store, settings, node)
     else:
         from ..jobs import LocalQueue
         from ..scheduler import work_in_flight
 
         concurrency = work_in_flight(manager.choice.batch_size, manager.choice.instances)
-        queue = LocalQueue(store, manager, concurrency, base_url)
-    state = ServerState(settings, manager, store, queue, metrics)
+        queue = LocalQueue(store, manager, concurrency, base_url, node)
+    state = ServerState(settings, manager, store, queue, metrics, node)
     metrics.bind(state)
 
     @asynccontextmanager
@@ -80,12 +104,14 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
         removed = clean_partial_uploads(settings.audio_dir)
         if removed:
             log.warning("removed %d partial upload(s) left by an earlier crash", removed)
+        node.start()  # beats before taking work: its previous life's jobs are reaped at once
         if start_queue:
             queue.start()
         stop_retention = retention.start(store, settings.retention_audio_days, settings.retention_keep_text)
         yield
         stop_retention.set()
         queue.stop()
+        node.stop()
         manager.close()
 
     app = FastAPI(

@@ -3,16 +3,21 @@ and what the API may show of a job: never a server path or a storage name."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
+import sqlalchemy.exc as sa_exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..reaper import storage_problem
 from ..scheduler import Overloaded
 from ..types import AudioError, OptionsError
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -77,6 +82,7 @@ STATUS_CODES = {
     422: "invalid_value",
     429: "rate_limited",
     503: "overloaded",
+    507: "insufficient_storage",
 }
 
 
@@ -115,6 +121,27 @@ def install(app: FastAPI) -> None:
             error_body(f"server busy: {e}; retry shortly", "server_busy", None, "overloaded"),
             status_code=503,
             headers={"Retry-After": "2"},
+        )
+
+    @app.exception_handler(sa_exc.DBAPIError)
+    async def _database(_: Request, e: sa_exc.DBAPIError):
+        # a machine problem, named for the caller without the driver's text: a full disk
+        # (507: retry later), a read-only or unreachable database (503)
+        problem = storage_problem(e)
+        if problem is None and not isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError):
+            log.error("database error: %s (%s)", type(e).__name__, type(getattr(e, "orig", e)).__name__)
+            return JSONResponse(
+                error_body(
+                    "internal server error; the server log names the failure", "server_error", None, "internal_error"
+                ),
+                status_code=500,
+            )
+        problem = problem or "the database is unavailable"
+        status, code = (507, "insufficient_storage") if "disk is full" in problem else (503, "database_unavailable")
+        return JSONResponse(
+            error_body(f"{problem}: nothing was saved; try again later", "server_error", None, code),
+            status_code=status,
+            headers={"Retry-After": "30"},
         )
 
     @app.exception_handler(RequestValidationError)

@@ -19,13 +19,14 @@ from starlette.websockets import WebSocketDisconnect
 from ..audio import MIN_SAMPLE_RATE
 from ..options import parse_hotwords, parse_language
 from ..scheduler import INTERACTIVE
-from ..stream import StreamOptions, StreamSession, open_session
+from ..stream import StreamOptions, StreamSession, TooFast, open_session
 from ..transcribe import transcribe
 from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
 from .auth import Principal
 from .stream_api import (
     CLOSE_TIMEOUT,
     CLOSE_TOO_BIG,
+    CLOSE_TOO_FAST,
     admit,
     close,
     keep_abandoned,
@@ -36,6 +37,7 @@ from .stream_api import (
     save_session,
     scheduler_and_model,
     send_json,
+    take_slot,
     timeouts,
 )
 from .uploads import PART
@@ -211,7 +213,14 @@ async def funasr(ws: WebSocket) -> None:
             sample_rate=cfg.audio_fs,
             partials=cfg.mode != "offline",
         )
-        return await open_session(sched, opts, _FunasrSink(ws, cfg), uuid.uuid4().hex, on_update=observer(state))
+        return await open_session(
+            sched,
+            opts,
+            _FunasrSink(ws, cfg),
+            uuid.uuid4().hex,
+            on_update=observer(state),
+            max_backlog_s=state.settings.stream_max_backlog_s,
+        )
 
     async def end_utterance() -> None:
         nonlocal session, offline, header_checked
@@ -254,6 +263,8 @@ async def funasr(ws: WebSocket) -> None:
                 break
             received_any = True
             if msg["type"] == "websocket.disconnect":
+                break
+            if not await take_slot(ws):  # a message came: the connection becomes a session
                 break
             data = msg.get("bytes")
             if data is not None:
@@ -300,7 +311,14 @@ async def funasr(ws: WebSocket) -> None:
                     )
                     continue
                 if data:
-                    await session.feed(data)
+                    try:
+                        await session.feed(data)
+                    except TooFast as e:  # its slot is freed, its queued windows dropped, its finals kept (finally)
+                        release(ws)  # first: the close handshake waits behind the client's audio
+                        await session.abandon()
+                        await error(str(e))
+                        await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                        break
                 continue
             try:
                 m = json.loads(msg.get("text") or "")
@@ -322,7 +340,7 @@ async def funasr(ws: WebSocket) -> None:
         if offline is not None:
             offline.discard()
         if session is not None:
-            await keep_abandoned(state, who, session, model)
+            await keep_abandoned(state, who, session, model, ws)
         release(ws)
 
 

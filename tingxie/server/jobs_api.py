@@ -7,6 +7,7 @@ an acknowledged job survives a crash; the queue picks it up again at the next st
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import re
 import tempfile
@@ -35,6 +36,8 @@ from .auth import Principal, principal
 from .errors import ApiError, public_job
 from .openai_api import resolve_model
 from .uploads import check_filenames, display_name, remove_stored, store_upload
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api", tags=["jobs and history"])
 
@@ -165,10 +168,13 @@ async def create_jobs(
             )
             jobs.append({"id": job_id, "filename": display_name(f.filename), "state": "queued"})
     except BaseException:  # one bad file (or a failed insert) refuses the request whole: nothing stays
-        for j in jobs:
-            state.store.delete_job(j["id"])
-        for _, _, path, _ in stored:
+        for _, _, path, _ in stored:  # files first: a full disk may refuse even the deletes below
             remove_stored(path)
+        for j in jobs:
+            try:
+                state.store.delete_job(j["id"])
+            except Exception:  # its audio is gone: if it runs, it fails naming that
+                log.warning("refused upload: job row %s not deleted", j["id"])
         raise
     for j in jobs:
         state.queue.submit(j["id"])

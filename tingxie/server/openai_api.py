@@ -163,10 +163,11 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         raise _refusal(e, path, file.filename) from e
     options = opts.stored()
     try:
+        state.node.take(job_id)  # in this server's hands until it ends (reaper.py)
         open_sync_job(
             state.store,
             job_id,
-            "api",
+            state.node.owner,
             owner=who.key_id,
             kind="sync",
             filename=display_name(file.filename),
@@ -175,10 +176,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             model=model_id,
             options=options,
         )
-    except BaseException:
+    except BaseException as e:
         sched.release_audio(seconds)
         _forget(state, job_id, path)
-        raise
+        raise _refusal(e, path, file.filename) from e
     if stream:
         return await _stream(
             state, job_id, path, file.filename, sched, decode, vad, text, lambda: sched.release_audio(seconds)
@@ -212,7 +213,15 @@ def _refusal(e: BaseException, path, filename: str | None) -> BaseException:
 
 
 def _finish(state, job_id: str, t: Transcript) -> None:
-    finish_with(state.store, job_id, t)
+    """Keep the result in the history and let the request go. A result the database will
+    not take (a full disk) is still the caller's answer; the row stays held by this
+    server, out of its hands, so the reaper runs it again once writes succeed."""
+    try:
+        finish_with(state.store, job_id, t)
+    except Exception as e:
+        log.warning("job %s: result not saved (%s); it will run again", job_id, type(e).__name__)
+    finally:
+        state.node.drop(job_id)
     if t.duration:
         state.metrics.rtf.observe(t.processing_time / t.duration)
 
@@ -373,8 +382,15 @@ def _stream_error(e: BaseException) -> dict:
 
 
 def _forget(state, job_id: str, path) -> None:
-    state.store.delete_job(job_id)
+    """A refused request leaves nothing: its audio first (a file never depends on the
+    database), then its row (a full disk may refuse even the delete: the row is then
+    no one's, and the reaper runs or fails it)."""
+    state.node.drop(job_id)
     remove_stored(path)
+    try:
+        state.store.delete_job(job_id)
+    except Exception as e:
+        log.warning("refused request %s: row not deleted (%s)", job_id, type(e).__name__)
 
 
 def _form_fields():

@@ -33,12 +33,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from .. import text as text_mod
 from ..request import StreamOptions
-from ..stream import StreamSession, open_session
+from ..stream import StreamSession, TooFast, open_session
 from ..types import OptionsError
 from .auth import Principal, authenticate, ws_principal
 from .errors import ApiError
 from .stream_api import (
     CLOSE_TIMEOUT,
+    CLOSE_TOO_FAST,
     _audio_path,
     admit,
     close,
@@ -49,6 +50,8 @@ from .stream_api import (
     save_session,
     scheduler_and_model,
     send_json,
+    take_slot,
+    timeouts,
 )
 
 log = logging.getLogger(__name__)
@@ -497,6 +500,7 @@ class Realtime:
                 audio_path=_audio_path(self.state, sid, opts.save_audio),
                 on_update=observer(self.state),
                 sentence_events=True,
+                max_backlog_s=self.state.settings.stream_max_backlog_s,
             )
         except OptionsError as e:
             raise ProtocolError(str(e), "invalid_value", _PARAMS.get(e.param or "", e.param)) from None
@@ -515,7 +519,7 @@ class Realtime:
                 await self._commit(item)
             await save_session(self.state, self.who, s, self.model)
         else:
-            await keep_abandoned(self.state, self.who, s, self.model)
+            await keep_abandoned(self.state, self.who, s, self.model, self.ws)
         self.offset_s += s.duration
         self.pending = None
         self.items.clear()
@@ -633,11 +637,13 @@ async def realtime(ws: WebSocket) -> None:
     try:
         _configure_from_query(rt, ws)
         await rt.emit("session.created", session=rt.cfg.session(rt.sid))
-        idle_timeout = rt.state.settings.stream_idle_timeout_s
+        first_timeout, idle_timeout = timeouts(rt.state)
+        session = False  # a stream slot is taken by the first valid event, not by the connection
         while True:
-            msg = await receive(ws, idle_timeout)
+            wait = idle_timeout if session else first_timeout
+            msg = await receive(ws, wait)
             if msg is None:
-                reason = f"no event for {idle_timeout:g} s"
+                reason = f"no event for {wait:g} s"
                 await rt.error(ProtocolError(reason + "; ending the session", "idle_timeout"))
                 await rt.end_session()
                 await close(ws, CLOSE_TIMEOUT, reason)
@@ -659,7 +665,18 @@ async def realtime(ws: WebSocket) -> None:
                 if not isinstance(ev, dict):
                     raise ProtocolError("an event must be a JSON object", "invalid_json")
                 event_id = ev.get("event_id") if isinstance(ev.get("event_id"), str) else None
+                if not session:
+                    if not await take_slot(ws, refuse):
+                        return
+                    session = True
                 await rt.handle(ev)
+            except TooFast as e:  # its slot is freed, its queued windows dropped, its finals kept (finally)
+                release(ws)  # first: the close handshake waits behind the client's audio
+                if rt.session is not None:
+                    await rt.session.abandon()
+                await rt.error(ProtocolError(str(e), "rate_limit_exceeded"), event_id)
+                await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                return
             except json.JSONDecodeError as e:
                 await rt.error(ProtocolError(f"the event is not valid JSON: {e.msg} at {e.pos}", "invalid_json"))
             except ProtocolError as e:

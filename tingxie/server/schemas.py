@@ -287,6 +287,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     model: str
+    database: str | None = Field(
+        None, description="why the database takes no writes (read-only, full); absent when it does"
+    )
 
 
 class VadSegment(BaseModel):

@@ -21,7 +21,7 @@ from starlette.types import Message
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from ..jobs import record_sync_result
-from ..stream import StreamSession, open_session, parse_options
+from ..stream import StreamSession, TooFast, open_session, parse_options
 from ..types import OptionsError, Transcript
 from .auth import Principal, ws_principal
 from .errors import ApiError
@@ -33,6 +33,7 @@ router = APIRouter(tags=["real-time"])
 CLOSE_AUTH, CLOSE_BAD, CLOSE_BUSY = 4401, 4400, 1013
 CLOSE_TIMEOUT = 4408  # nothing received in time: the slot goes back to the pool
 CLOSE_TOO_BIG = 1009  # RFC 6455 "message too big": more audio than the upload limit
+CLOSE_TOO_FAST = 1008  # RFC 6455 "policy violation": audio faster than the decoder, for too long
 
 
 Refuse = Callable[[ApiError], Awaitable[None]]
@@ -44,9 +45,11 @@ async def admit(
     subprotocol: str | None = None,
     principal: Callable[[WebSocket], Principal] = ws_principal,
 ) -> Principal | None:
-    """Accept (with `subprotocol`, when the client offered one), authenticate and take
-    a stream slot; close with the reason otherwise (told first, in the protocol's own
-    words, by `refuse` where it has them)."""
+    """Accept (with `subprotocol`, when the client offered one) and authenticate; close
+    with the reason otherwise (told first, in the protocol's own words, by `refuse` where
+    it has them). No stream slot yet (see `take_slot`): a connection that has sent nothing
+    counts only against the bound on handshakes, so idle sockets cannot keep real clients
+    out. Pair with `release`."""
     await ws.accept(subprotocol)
     state = ws.app.state.tx
     try:
@@ -56,15 +59,44 @@ async def admit(
             await refuse(e)
         await ws.close(CLOSE_AUTH, reason=e.message)
         return None
+    limit = state.settings.max_stream_handshakes
+    if state.handshakes >= limit:
+        reason = f"server busy: {limit} connections wait for their first message"
+        if refuse:
+            await refuse(ApiError(503, reason, "server_error", None, "server_busy"))
+        await ws.close(CLOSE_BUSY, reason=reason)
+        return None
+    state.handshakes += 1
+    ws.scope["tingxie_slot"] = "handshake"
+    return who
+
+
+async def take_slot(ws: WebSocket, refuse: Refuse | None = None) -> bool:
+    """A valid first message came: the connection becomes a session and takes a stream
+    slot, or is closed with 1013 when all are taken."""
+    state = ws.app.state.tx
+    if ws.scope.get("tingxie_slot") == "stream":
+        return True
     limit = state.settings.max_streams
     if state.streams >= limit:
         reason = f"server at capacity: {limit} streams"
         if refuse:
             await refuse(ApiError(503, reason, "server_error", None, "server_at_capacity"))
-        await ws.close(CLOSE_BUSY, reason=reason)
-        return None
+        await close(ws, CLOSE_BUSY, reason)
+        return False
+    _leave(ws)
     state.streams += 1
-    return who
+    ws.scope["tingxie_slot"] = "stream"
+    return True
+
+
+def _leave(ws: WebSocket) -> None:
+    state = ws.app.state.tx
+    held = ws.scope.pop("tingxie_slot", None)
+    if held == "handshake":
+        state.handshakes -= 1
+    elif held == "stream":
+        state.streams -= 1
 
 
 async def receive(ws: WebSocket, seconds: float) -> Message | None:
@@ -84,7 +116,9 @@ def timeouts(state) -> tuple[float, float]:
 
 
 def release(ws: WebSocket) -> None:
-    ws.app.state.tx.streams -= 1
+    """Give back what the connection holds (its handshake place or its stream slot);
+    idempotent, so a departed client's slot can be freed before its session is saved."""
+    _leave(ws)
 
 
 def _audio_path(state, session_id: str, wanted: bool) -> Path | None:
@@ -120,7 +154,7 @@ async def record(
         record_sync_result(
             state.store,
             job_id,
-            "stream",
+            state.node.owner,
             t,
             owner=who.key_id,
             kind="stream",
@@ -138,11 +172,20 @@ async def record(
     return True
 
 
-async def keep_abandoned(state, who: Principal, session: StreamSession, model: str) -> None:
-    """A session its client left mid-way (disconnected, or an error): decode what is
-    pending and keep it in the history. Logged, never raised: the socket is gone."""
+async def keep_abandoned(state, who: Principal, session: StreamSession, model: str, ws: WebSocket) -> None:
+    """A session its client left mid-way (disconnected, closed, or an error). Its slot
+    goes back at once. What it left pending is decoded and kept in the history when it
+    is within the backlog bound (a real-time client: its last sentence or two); beyond it
+    (a client that sent faster than the decoder, with no bound), its windows still
+    waiting for the model are dropped — nobody will read them — and the history keeps
+    the finals it was sent. Logged, never raised: the socket is gone."""
+    release(ws)
     try:
-        await session.finish(connected=False)
+        if session.backlog_s > state.settings.stream_max_backlog_s:
+            dropped = await session.abandon()
+            log.info("real-time session %s left: %d queued window(s) dropped", session.id, dropped)
+        else:
+            await session.finish(connected=False)
         await save_session(state, who, session, model)
     except Exception:
         log.exception("could not finish real-time session %s", session.id)
@@ -200,6 +243,8 @@ async def stream(ws: WebSocket) -> None:
                 raise OptionsError(f"the first message is not valid JSON: {e.msg} at position {e.pos}") from None
             opts = parse_options(raw)
             sched, model = scheduler_and_model(state, opts.model)
+            if not await take_slot(ws):
+                return
             sid = uuid.uuid4().hex
             session = await open_session(
                 sched,
@@ -208,6 +253,7 @@ async def stream(ws: WebSocket) -> None:
                 sid,
                 audio_path=_audio_path(state, sid, opts.save_audio),
                 on_update=observer(state),
+                max_backlog_s=state.settings.stream_max_backlog_s,
             )
         except OptionsError as e:
             await send_json(ws, {"type": "error", "message": str(e)})
@@ -224,7 +270,7 @@ async def stream(ws: WebSocket) -> None:
                 stopped = True
                 break
             if msg["type"] == "websocket.disconnect":
-                break
+                return  # left without stop: its queued windows are dropped, its slot freed (finally)
             data = msg.get("bytes")
             if data is not None:
                 if len(data) % 2:
@@ -235,7 +281,14 @@ async def stream(ws: WebSocket) -> None:
                         }
                     )
                     continue
-                await session.feed(data)
+                try:
+                    await session.feed(data)
+                except TooFast as e:  # its slot is freed, its queued windows dropped, its finals kept (finally)
+                    release(ws)  # first: the close handshake waits behind the client's audio
+                    await session.abandon()
+                    await send_json(ws, {"type": "error", "message": str(e)})
+                    await close(ws, CLOSE_TOO_FAST, "audio arrives faster than it can be decoded")
+                    return
                 continue
             try:
                 cmd = json.loads(msg.get("text") or "")
@@ -267,5 +320,5 @@ async def stream(ws: WebSocket) -> None:
         pass
     finally:
         if session is not None:
-            await keep_abandoned(state, who, session, model)
+            await keep_abandoned(state, who, session, model, ws)
         release(ws)

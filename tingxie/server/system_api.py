@@ -28,7 +28,7 @@ def healthz():
 
 @router.get(
     "/readyz",
-    summary="Readiness: the default model is loaded",
+    summary="Readiness: the default model is loaded and the database takes writes",
     response_model=schemas.Readiness,
     response_model_exclude_unset=True,
     responses=schemas.READY_RESPONSES,
@@ -37,7 +37,12 @@ def readyz(request: Request):
     st = request.app.state.tx
     model_id, _ = st.manager.resolve(None)
     loaded = any(m["id"] == model_id and m["loaded"] for m in st.manager.loaded())
-    return JSONResponse({"ready": loaded, "model": model_id}, status_code=200 if loaded else 503)
+    # a write now (the heartbeat): a read-only or full database serves reads but loses work
+    problem = None if st.node.beat() else st.node.error
+    body = {"ready": loaded and problem is None, "model": model_id}
+    if problem:
+        body["database"] = problem
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response, responses=schemas.METRICS_RESPONSES)

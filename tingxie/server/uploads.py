@@ -4,6 +4,7 @@ acknowledged."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
@@ -105,11 +106,11 @@ def store_upload(upload: UploadFile, audio_dir: Path, job_id: str | None = None)
     job_id = job_id or uuid.uuid4().hex
     day = time.strftime("%Y/%m/%d", time.gmtime())
     target_dir = audio_dir / day
-    target_dir.mkdir(parents=True, exist_ok=True)
     path = target_dir / f"{job_id}.{safe_ext(upload.filename)}"
     tmp = path.with_suffix(path.suffix + PART)
     upload.file.seek(0)
     try:
+        target_dir.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as out:
             # Locked while written: start-up cleanup removes only .part files nobody holds
             # (the lock dies with the process), never another live server's upload.
@@ -120,8 +121,10 @@ def store_upload(upload: UploadFile, audio_dir: Path, job_id: str | None = None)
             size = out.tell()
             if size:
                 os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and (problem := storage_error(e)) is not None:
+            raise problem from None  # no path in the message: the caller learns what, not where
         raise
     if size == 0:
         tmp.unlink()
@@ -129,6 +132,28 @@ def store_upload(upload: UploadFile, audio_dir: Path, job_id: str | None = None)
             400, f"{display_name(upload.filename)}: file is empty (0 bytes)", param="file", code="empty_file"
         )
     return job_id, path, size
+
+
+def storage_error(e: OSError) -> ApiError | None:
+    """The answer to an upload the server's storage cannot take: 507 when the disk is
+    full (the caller may retry later), 503 when it is read-only or not writable."""
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ApiError(
+            507,
+            "the server's disk is full: the upload was not stored; try again later",
+            "server_error",
+            None,
+            "insufficient_storage",
+        )
+    if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ApiError(
+            503,
+            "the server's storage is not writable: the upload was not stored",
+            "server_error",
+            None,
+            "storage_unavailable",
+        )
+    return None
 
 
 def remove_stored(path: str | Path | None) -> None:
