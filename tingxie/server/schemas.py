@@ -54,7 +54,10 @@ _ANY = {
 _WITH_KEY = {401: "no API key, or one that is invalid or revoked"}
 _WITH_INPUT = {400: "invalid request: a parameter, field or file is wrong (the message and `param` name it)"}
 _WITH_PATH = {404: "no such job, batch or model (or not this key's)"}
-_WITH_BODY = {413: "the upload or its audio is over the server's limit (the message names it)"}
+_WITH_BODY = {
+    413: "the upload or its audio is over the server's limit (the message names it)",
+    507: "the server's disk is full: nothing of the request was kept",
+}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -86,7 +89,7 @@ def install_openapi(app: FastAPI) -> None:
     as 422 with its own body, but this server answers 400 with `Error` (errors.py); and
     it knows nothing of the statuses middleware and dependencies answer. So each
     operation gets, besides what its route declares: 400 when it takes input, 401 when
-    it needs a key, 404 when its path names something, 413 when it takes a body, and
+    it needs a key, 404 when its path names something, 413 and 507 when it takes a body, and
     403, 500, 503 — all with the `Error` body."""
     build = app.openapi
 
@@ -348,5 +351,8 @@ AUDIO_RESPONSES = content(
 )
 METRICS_RESPONSES = content("Prometheus text format", **{"text/plain": _TEXT})
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {"description": "not ready: the default model is not loaded", "model": Readiness}
+    503: {
+        "description": "not ready: the default model is not loaded, or the database takes no writes",
+        "model": Readiness,
+    }
 }
