@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 STREAM_FORMATS = ("json", "text")  # what OpenAI streams
 
 
@@ -78,12 +78,15 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "no_speech_prob": s.no_speech_prob,
                 **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
                 **({"channel": s.channel} if s.channel else {}),  # channels=split
+                **({"speaker": s.speaker} if s.speaker else {}),  # diarize
             }
             for s in t.segments
         ],
     }
     if t.channels:
         d["channels"] = [asdict(c) for c in t.channels]
+    if t.speakers:
+        d["speakers"] = [asdict(sp) for sp in t.speakers]
     d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
         d["words"] = [
@@ -95,7 +98,35 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
     return d
 
 
+def diarized_json(t: Transcript) -> dict:
+    """OpenAI's `diarized_json` (TranscriptionDiarized): the plain text, and segments
+    with string ids and the speaker's name (its id, SPEAKER_1…, until renamed)."""
+    said = [s for s in t.segments if s.text.strip()]
+    return {
+        "task": "transcribe",
+        "duration": t.duration,
+        "text": " ".join(s.text.strip() for s in said)
+        if t.language not in ("zh", "ja", "yue")
+        else "".join(s.text.strip() for s in said),
+        "segments": [
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{s.id}",
+                "start": s.start,
+                "end": s.end,
+                "text": s.text.strip(),
+                "speaker": t.speaker_name(s.speaker),
+            }
+            for s in said
+        ],
+        "speakers": [asdict(sp) for sp in t.speakers],
+        "usage": {"type": "duration", "seconds": t.duration},
+    }
+
+
 def render_response(t: Transcript, fmt: str, task: str, words: bool) -> Response:
+    if fmt == "diarized_json":
+        return JSONResponse(diarized_json(t))
     if fmt == "json":
         return JSONResponse({"text": t.text, **({"warnings": t.warnings} if t.warnings else {})})
     if fmt == "verbose_json":
@@ -134,6 +165,15 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     if stream and form["opts"].channels == "split":
         # the deltas are one text in window order; split channels are a dialogue in time order
         raise ApiError(400, "stream=true takes channels=mix, not 'split'", param="channels", code="invalid_value")
+    if fmt == "diarized_json":
+        if form["opts"].channels == "split":
+            raise ApiError(400, "diarized_json takes channels=mix, not 'split'", param="channels", code="invalid_value")
+        if task != "transcribe":
+            raise ApiError(400, "diarized_json is for transcriptions", param="response_format", code="invalid_value")
+        form["opts"] = form["opts"].model_copy(update={"diarize": True})
+    if stream and form["opts"].diarize:
+        # speakers are known only once the whole file has been heard
+        raise ApiError(400, "stream=true cannot diarize; send stream=false", param="stream", code="invalid_value")
     include = form.pop("include", None) or []
     if include:
         # Only Whisper's score of a whole window is known, not the log probability of each token.
@@ -149,6 +189,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     check_options(
         await run_in_threadpool(state.manager.spec, model_id), decode
     )  # what the model cannot do: 400, nothing stored
+    if opts.diarize:
+        from ..engines.diarization import available
+
+        available(state.settings.models_dir)  # no models: 400 naming how to add them, nothing stored
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
@@ -184,7 +228,20 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         )
     try:
         t = await run_in_threadpool(
-            transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True, None, opts.channels
+            transcribe,
+            str(path),
+            sched,
+            decode,
+            vad,
+            text,
+            INTERACTIVE,
+            job_id,
+            None,
+            None,
+            True,
+            None,
+            opts.channels,
+            opts.diarization(),
         )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,

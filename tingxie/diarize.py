@@ -1,0 +1,163 @@
+"""Who spoke when: the diarizer's turns laid over a transcript's segments and words.
+
+After a file is transcribed its 16 kHz audio goes through the diarizer
+(engines/diarization), and each word (or, without word times, each segment) goes to the
+speaker whose turns overlap it most; overlapping speech therefore goes to the speaker
+with the most overlap. A segment whose words change speaker is split there, at the word
+boundary. Speakers are numbered SPEAKER_1, SPEAKER_2… in order of first appearance in
+the transcript (a turn with no text gives no speaker, so there are never gaps).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from .types import DiarizeOptions, Segment, Speaker, Transcript, Word
+
+# A segment without word times is split at a turn change only when each side has at
+# least this much of the segment (shorter overlaps are edges of the neighbours' turns).
+MIN_SPLIT_S = 1.0
+
+
+def speaker_id(n: int) -> str:
+    return f"SPEAKER_{n}"
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _who(start: float, end: float, turns) -> int | None:
+    """The speaker with most overlap with [start, end]; a point or a gap takes the
+    nearest turn (words can fall in the pauses the diarizer leaves)."""
+    if not turns:
+        return None
+    best: dict[int, float] = {}
+    for t in turns:
+        o = _overlap(start, end, t.start, t.end)
+        if o > 0:
+            best[t.speaker] = best.get(t.speaker, 0.0) + o
+    if best:
+        return max(best, key=lambda k: best[k])
+    mid = (start + end) / 2
+    return min(
+        turns, key=lambda t: 0.0 if t.start <= mid <= t.end else min(abs(mid - t.start), abs(mid - t.end))
+    ).speaker
+
+
+def _join_words(words: list[Word]) -> str:
+    return "".join(w.word for w in words).strip()
+
+
+def _split_by_words(seg: Segment, turns) -> list[Segment]:
+    assert seg.words
+    owners = [_who(w.start, w.end, turns) for w in seg.words]
+    pieces: list[tuple[int | None, list[Word]]] = []
+    for who, w in zip(owners, seg.words, strict=True):
+        if not pieces or pieces[-1][0] != who:
+            pieces.append((who, []))
+        pieces[-1][1].append(w)
+    if len(pieces) == 1:
+        return [_tag(seg, pieces[0][0])]
+    out = []
+    for who, ws in pieces:
+        text = _join_words(ws)
+        out.append(_tag(replace(seg, start=ws[0].start, end=ws[-1].end, text=text, raw_text=text, words=ws), who))
+    return out
+
+
+def _cut_points(text: str) -> list[int]:
+    """Where a text without word times may be cut: after punctuation, else at spaces,
+    else between any two characters (CJK)."""
+    punct = [i + 1 for i, c in enumerate(text[:-1]) if unicodedata.category(c).startswith("P")]
+    if punct:
+        return punct
+    spaces = [i for i, c in enumerate(text) if c == " " and i > 0]
+    return spaces or list(range(1, len(text)))
+
+
+def _split_by_time(seg: Segment, turns) -> list[Segment]:
+    """Without word times: one cut at the biggest turn change inside the segment, the
+    text cut where the time falls (at a clause or word boundary near it)."""
+    inside = sorted((t for t in turns if _overlap(seg.start, seg.end, t.start, t.end) > 0), key=lambda t: t.start)
+    who = _who(seg.start, seg.end, turns)
+    dur = seg.end - seg.start
+    text = seg.text.strip()
+    for a, b in zip(inside, inside[1:], strict=False):
+        if a.speaker == b.speaker:
+            continue
+        at = max(seg.start, min(seg.end, (a.end + b.start) / 2 if b.start >= a.end else b.start))
+        if at - seg.start < MIN_SPLIT_S or seg.end - at < MIN_SPLIT_S or len(text) < 2:
+            continue
+        points = _cut_points(text)
+        want = len(text) * (at - seg.start) / dur
+        cut = min(points, key=lambda p: abs(p - want))
+        left, right = text[:cut].strip(), text[cut:].strip()
+        if not left or not right:
+            continue
+        first = _tag(replace(seg, end=at, text=left, raw_text=left), _who(seg.start, at, turns))
+        return [first, *_split_by_time(_tag(replace(seg, start=at, text=right, raw_text=right), None), turns)]
+    return [_tag(seg, who)]
+
+
+def _tag(seg: Segment, who: int | None) -> Segment:
+    seg = replace(seg, flags=list(seg.flags), tags=dict(seg.tags))
+    seg.speaker = None if who is None else str(who)  # the clusterer's index until numbered
+    return seg
+
+
+def assign(t: Transcript, turns, keep_words: bool = True) -> Transcript:
+    """`t` with every segment given a speaker (split where the speaker changes) and the
+    speakers numbered by first appearance; without turns (no speech found) it is
+    returned with no speakers."""
+    if not turns:
+        return t
+    segments: list[Segment] = []
+    for seg in t.segments:
+        if seg.words:
+            segments.extend(_split_by_words(seg, turns))
+        else:
+            segments.extend(_split_by_time(seg, turns))
+    order: dict[str, str] = {}
+    for seg in segments:
+        if seg.speaker is not None and seg.speaker not in order and seg.text.strip():
+            order[seg.speaker] = speaker_id(len(order) + 1)
+    for seg in segments:  # a no-text segment of a speaker heard nowhere else: nearest said
+        if seg.speaker is not None and seg.speaker not in order:
+            order[seg.speaker] = speaker_id(len(order) + 1)
+    for i, seg in enumerate(segments):
+        seg.id = i
+        seg.speaker = order.get(seg.speaker) if seg.speaker is not None else None
+        if not keep_words:
+            seg.words = None
+    t.segments = segments
+    t.speakers = [Speaker(sid, sid) for sid in order.values()]
+    return t
+
+
+def rename(t: Transcript, names: dict[str, str]) -> Transcript:
+    """Give speakers names (a job's stored renames); unknown ids are ignored."""
+    for sp in t.speakers:
+        if names.get(sp.id, "").strip():
+            sp.name = names[sp.id].strip()
+    return t
+
+
+def run(
+    t: Transcript,
+    audio: np.ndarray,
+    opts: DiarizeOptions,
+    progress: Callable[[float], None] | None = None,
+    keep_words: bool = True,
+) -> Transcript:
+    """Diarize a file's 16 kHz mono audio and assign its transcript's segments."""
+    from .engines.diarization import diarizer
+    from .settings import get_settings
+
+    d = diarizer(get_settings().models_dir, threads=1)
+    turns = d.process(audio, opts, progress)
+    return assign(t, turns, keep_words)
