@@ -49,11 +49,10 @@ def _who(start: float, end: float, turns) -> int | None:
     ).speaker
 
 
-def _join_words(words: list[Word]) -> str:
-    return "".join(w.word for w in words).strip()
-
-
 def _split_by_words(seg: Segment, turns) -> list[Segment]:
+    """Cut where consecutive words belong to different speakers. The text is cut at the
+    same place in the finished text (after ITN and punctuation, which the words, as the
+    model said them, do not carry): at the cut point nearest the same share of it."""
     assert seg.words
     owners = [_who(w.start, w.end, turns) for w in seg.words]
     pieces: list[tuple[int | None, list[Word]]] = []
@@ -61,19 +60,36 @@ def _split_by_words(seg: Segment, turns) -> list[Segment]:
         if not pieces or pieces[-1][0] != who:
             pieces.append((who, []))
         pieces[-1][1].append(w)
-    if len(pieces) == 1:
-        return [_tag(seg, pieces[0][0])]
+    text = seg.text.strip()
+    if len(pieces) == 1 or len(text) < 2:
+        return [_tag(seg, _who(seg.start, seg.end, turns) if len(pieces) > 1 else pieces[0][0])]
+    said = sum(len(w.word) for w in seg.words) or 1
+    points = sorted(set(_cut_points(text, all_kinds=True)))
+    cuts, before = [], 0
+    for _, ws in pieces[:-1]:
+        before += sum(len(w.word) for w in ws)
+        want = len(text) * before / said
+        after = [p for p in points if p > (cuts[-1] if cuts else 0)]
+        cuts.append(min(after, key=lambda p: abs(p - want)) if after else len(text))
+    bounds = [0, *cuts, len(text)]
     out = []
-    for who, ws in pieces:
-        text = _join_words(ws)
-        out.append(_tag(replace(seg, start=ws[0].start, end=ws[-1].end, text=text, raw_text=text, words=ws), who))
-    return out
+    for k, (who, ws) in enumerate(pieces):
+        part = text[bounds[k] : bounds[k + 1]].strip()
+        if not part:
+            continue
+        piece = replace(seg, start=ws[0].start, end=ws[-1].end, text=part, raw_text=part, words=ws)
+        out.append(_tag(piece, who))
+    return out or [_tag(seg, _who(seg.start, seg.end, turns))]
 
 
-def _cut_points(text: str) -> list[int]:
-    """Where a text without word times may be cut: after punctuation, else at spaces,
-    else between any two characters (CJK)."""
+def _cut_points(text: str, all_kinds: bool = False) -> list[int]:
+    """Where a text may be cut: after punctuation, else at spaces, else between any two
+    characters (CJK); `all_kinds`: every one of them (a word boundary is known)."""
     punct = [i + 1 for i, c in enumerate(text[:-1]) if unicodedata.category(c).startswith("P")]
+    if all_kinds:
+        spaces = [i for i, c in enumerate(text) if c == " " and i > 0]
+        cjk = [i for i in range(1, len(text)) if unicodedata.east_asian_width(text[i - 1]) in ("W", "F")]
+        return punct + spaces + cjk
     if punct:
         return punct
     spaces = [i for i, c in enumerate(text) if c == " " and i > 0]
