@@ -65,7 +65,8 @@ def _split_by_words(seg: Segment, turns) -> list[Segment]:
         return [_tag(seg, _who(seg.start, seg.end, turns) if len(pieces) > 1 else pieces[0][0])]
     said = sum(len(w.word) for w in seg.words) or 1
     points = sorted(set(_cut_points(text, all_kinds=True)))
-    cuts, before = [], 0
+    cuts: list[int] = []
+    before = 0
     for _, ws in pieces[:-1]:
         before += sum(len(w.word) for w in ws)
         want = len(text) * before / said
