@@ -283,3 +283,28 @@ def test_job_speakers_renamed_in_every_export(server, dialogue):
     assert "<v 张三>" in httpx.get(f"{server.url}/api/jobs/{job_id}/result?format=vtt", timeout=30).text
     got = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json()
     assert got["result"]["speakers"][0]["name"] == "张三" and got["text"].startswith("张三: ")
+
+
+# -- scoring --------------------------------------------------------------------------------
+def test_der_on_a_hand_made_case():
+    from tingxie.bench.der import score
+
+    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]
+    # hypothesis labels differ (paired by agreement): x is A; B's turn is found 1 s late
+    # and split in two, of which z (5 s) is paired with B and y (4 s) is confusion; 1 s of
+    # false alarm after the end
+    hyp = [(0.0, 11.0, "x"), (11.0, 15.0, "y"), (15.0, 20.0, "z"), (20.0, 21.0, "z")]
+    s = score(ref, hyp, collar=0.0)
+    assert s.reference == pytest.approx(20.0)
+    assert s.missed == pytest.approx(0.0)
+    assert s.false_alarm == pytest.approx(1.0)
+    assert s.confusion == pytest.approx(1.0 + 4.0)  # 10–11 s went to x, 11–15 s to y
+    assert s.der == pytest.approx(6.0 / 20.0)
+    assert (s.ref_speakers, s.hyp_speakers) == (2, 3)
+    # a 0.25 s collar forgives half a second around each reference boundary (0, 10, 20 s)
+    c = score(ref, hyp, collar=0.25)
+    assert c.reference == pytest.approx(20.0 - 0.25 - 0.5 - 0.25)
+    assert c.confusion == pytest.approx(0.75 + 4.0) and c.false_alarm == pytest.approx(0.75)
+    # overlapped speech counts per speaker: both talk 4–6 s, the hypothesis hears one
+    o = score([(0.0, 6.0, "A"), (4.0, 8.0, "B")], [(0.0, 6.0, "p"), (6.0, 8.0, "q")], collar=0.0)
+    assert o.reference == pytest.approx(10.0) and o.missed == pytest.approx(2.0) and o.der == pytest.approx(0.2)
