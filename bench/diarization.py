@@ -93,7 +93,9 @@ def build(half: str, count: int, seed: int) -> list[tuple[str, np.ndarray, list]
                 turns_audio.append((who, clip[: int(MAX_TURN_S * RATE)]))
         turns_audio.append(back)
         at = 0.5
-        total = np.zeros(int((sum(len(a) for _, a in turns_audio) / RATE + 2 * len(turns_audio) + 2) * RATE), np.float32)
+        total = np.zeros(
+            int((sum(len(a) for _, a in turns_audio) / RATE + 2 * len(turns_audio) + 2) * RATE), np.float32
+        )
         ref = []
         for i, (who, a) in enumerate(turns_audio):
             if i and rng.random() < 0.3:
@@ -121,7 +123,13 @@ def run(d: Diarizer, items, threshold: float) -> tuple[Score, list[dict], float,
         hyp = [(t.start, t.end, str(t.speaker)) for t in turns]
         s = score(ref, hyp, collar=0.25, duration=len(x) / RATE)
         rows.append(
-            {"id": name, "der": round(s.der, 4), "speakers": s.ref_speakers, "found": s.hyp_speakers, "s": round(len(x) / RATE, 1)}
+            {
+                "id": name,
+                "der": round(s.der, 4),
+                "speakers": s.ref_speakers,
+                "found": s.hyp_speakers,
+                "s": round(len(x) / RATE, 1),
+            }
         )
         total = s if total is None else total + s
     assert total is not None
@@ -149,13 +157,17 @@ def main() -> int:
     if man.is_file():
         for line in man.read_text().splitlines():
             row = json.loads(line)
-            meetings.append((row["id"], decode(SHARED / "diar" / row["audio"]), read_rttm(SHARED / "diar" / row["rttm"])))
+            meetings.append(
+                (row["id"], decode(SHARED / "diar" / row["audio"]), read_rttm(SHARED / "diar" / row["rttm"]))
+            )
 
     sweep = []
     for th in THRESHOLDS:
         s, rows, wall, audio = run(d, calibration, th)
         mae, exact = count_error(rows)
-        sweep.append({"threshold": th, "der": round(s.der, 4), "count_mae": round(mae, 3), "count_exact": round(exact, 3)})
+        sweep.append(
+            {"threshold": th, "der": round(s.der, 4), "count_mae": round(mae, 3), "count_exact": round(exact, 3)}
+        )
         print(f"calibration threshold {th}: DER {s.der:.3f}, count error {mae:.2f}", flush=True)
     best = min(sweep, key=lambda r: (r["der"], r["count_mae"]))["threshold"]
     results = {"models": found.name, "threshold": best, "sweep": sweep, "sets": {}}

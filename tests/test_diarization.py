@@ -224,6 +224,34 @@ def server(tmp_path_factory, tiny):
         yield srv
 
 
+def test_cli_diarize_gives_speaker_turns(tmp_path, tiny, dialogue):
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    (home / "models" / "whisper-base").symlink_to(MODELS / "whisper-base")
+    env = {"TINGXIE_HOME": str(home), "PATH": "/usr/bin:/bin"}
+
+    def cli(*args):
+        cmd = [sys.executable, "-m", "tingxie", "transcribe", str(dialogue), "-o", str(tmp_path / "out"), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+
+    r = cli("--diarize")
+    assert r.returncode == 2 and "tingxie models --prepare diarization" in r.stderr  # before any work
+    for f in tiny.rglob("*.onnx"):
+        (home / "models" / f.name).write_bytes(f.read_bytes())  # loose files: found all the same
+    r = cli("--diarize", "--language", "en", "--format", "json,txt")
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "out" / "dialogue.json").read_text())
+    assert d["speakers"][0] == {"id": "SPEAKER_1", "name": "SPEAKER_1"} and d["segments"][0]["speaker"] == "SPEAKER_1"
+    assert "words" not in d["segments"][0] or d["segments"][0]["words"] is None  # not asked for
+    assert d["options"]["diarize"]["threshold"] == 0.5 and "diarize" in d["options"]["stage_seconds"]
+    assert (tmp_path / "out" / "dialogue.txt").read_text().startswith("SPEAKER_1: ")
+
+
 def test_no_models_answers_400_naming_the_command(tmp_path, dialogue):
     with Server(tmp_path) as srv, open(dialogue, "rb") as f:
         c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=300)
