@@ -151,6 +151,23 @@ def test_tiny_models_load_in_sherpa_onnx_and_tell_voices_apart(tiny):
     assert turns[-1].speaker == first.speaker  # A comes back as A
 
 
+def test_known_speakers_matched_by_voice(tiny):
+    found = registry.find_diarization(tiny)
+    assert found is not None
+    d = Diarizer(found.segmentation, found.embedding)
+    x = _voices()
+    turns = d.process(x, DiarizeOptions(num_speakers=2))
+    v = tiny_models.voice
+    known = (("高", v(3, False)[5000:]), ("低", v(3, True)[7000:]), ("nobody", np.zeros(48000, np.float32) + 0.01))
+    names = diarize.match_known(d.embed, x, turns, known, threshold=0.3)  # the tiny prints are coarse
+    assert names == {turns[0].speaker: "低", next(t.speaker for t in turns if t.speaker != turns[0].speaker): "高"}
+    t = diarize.assign(
+        _t([_seg(0, 1, 5, "first"), _seg(1, 8, 12, "second"), _seg(2, 15, 18, "again")]), turns, names=names
+    )
+    assert [(sp.id, sp.name) for sp in t.speakers] == [("SPEAKER_1", "低"), ("SPEAKER_2", "高")]
+    assert t.text == "低: first\n高: second\n低: again"
+
+
 def test_missing_or_broken_models_are_named(tmp_path, tiny):
     with pytest.raises(OptionsError, match="tingxie models --prepare diarization"):
         available(tmp_path)
@@ -283,6 +300,27 @@ def test_diarized_json_through_the_official_client(server, dialogue):
         )
     d = v.model_dump()
     assert {s["speaker"] for s in d["segments"]} <= {sp["id"] for sp in d["speakers"]}
+    import base64
+
+    wav = base64.b64encode(dialogue.read_bytes()[: 44 + 16000 * 2 * 3]).decode()
+    with open(dialogue, "rb") as f:
+        k = c.audio.transcriptions.create(
+            model="whisper-base",
+            file=f,
+            response_format="diarized_json",
+            extra_body={
+                "language": "en",
+                "known_speaker_names": ["Alice"],
+                "known_speaker_references": [f"data:audio/wav;base64,{wav}"],
+            },
+        )
+    assert k.segments[0].speaker == "Alice"  # her own first three seconds
+    with open(dialogue, "rb") as f, pytest.raises(openai.BadRequestError, match="data: URL"):
+        c.audio.transcriptions.create(
+            model="whisper-base",
+            file=f,
+            extra_body={"known_speaker_names": ["Alice"], "known_speaker_references": ["alice.wav"]},
+        )
     with open(dialogue, "rb") as f, pytest.raises(openai.BadRequestError, match="stream"):
         c.audio.transcriptions.create(model="whisper-base", file=f, stream=True, extra_body={"diarize": "true"})
 

@@ -16,7 +16,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from .types import DiarizeOptions, Segment, Speaker, Transcript, Word
+from .types import SAMPLE_RATE, DiarizeOptions, Segment, Speaker, Transcript, Word
+
+# Known speakers: a diarized speaker takes an enrolled name when the cosine similarity of
+# their voice prints reaches this (CAM++ zh-en; chosen on the calibration half's speakers,
+# false accepts / rejects on the validation half: bench/results/diarization.md).
+MATCH_THRESHOLD = 0.5
+MAX_VOICE_S = 20.0  # of a speaker's own (not overlapped) turns, longest first, for a voice print
 
 # A segment without word times is split at a turn change only when each side has at
 # least this much of the segment (shorter overlaps are edges of the neighbours' turns).
@@ -127,7 +133,7 @@ def _tag(seg: Segment, who: int | None) -> Segment:
     return seg
 
 
-def assign(t: Transcript, turns, keep_words: bool = True) -> Transcript:
+def assign(t: Transcript, turns, keep_words: bool = True, names: dict[int, str] | None = None) -> Transcript:
     """`t` with every segment given a speaker (split where the speaker changes) and the
     speakers numbered by first appearance; without turns (no speech found) it is
     returned with no speakers."""
@@ -152,7 +158,8 @@ def assign(t: Transcript, turns, keep_words: bool = True) -> Transcript:
         if not keep_words:
             seg.words = None
     t.segments = segments
-    t.speakers = [Speaker(sid, sid) for sid in order.values()]
+    named = {order[str(k)]: v for k, v in (names or {}).items() if str(k) in order}
+    t.speakers = [Speaker(sid, named.get(sid, sid)) for sid in order.values()]
     return t
 
 
@@ -162,6 +169,53 @@ def rename(t: Transcript, names: dict[str, str]) -> Transcript:
         if names.get(sp.id, "").strip():
             sp.name = names[sp.id].strip()
     return t
+
+
+def voice_of(audio: np.ndarray, turns, speaker: int) -> np.ndarray:
+    """Up to MAX_VOICE_S of one speaker's turns where nobody else speaks."""
+    own = []
+    for t in turns:
+        if t.speaker != speaker:
+            continue
+        others = [o for o in turns if o.speaker != speaker and _overlap(t.start, t.end, o.start, o.end) > 0]
+        start, end = t.start, t.end
+        for o in others:  # keep the longer side of each overlap
+            if o.start <= start:
+                start = max(start, o.end)
+            elif o.end >= end:
+                end = min(end, o.start)
+        if end - start > 0.3:
+            own.append((start, end))
+    own.sort(key=lambda se: se[0] - se[1])
+    parts, total = [], 0.0
+    for start, end in own:
+        if total >= MAX_VOICE_S:
+            break
+        end = min(end, start + MAX_VOICE_S - total)
+        parts.append(audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
+        total += end - start
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def match_known(embed, audio: np.ndarray, turns, known, threshold: float = MATCH_THRESHOLD) -> dict[int, str]:
+    """Which diarized speakers are which known speakers: pairs by falling similarity,
+    each speaker and each name used once, none below `threshold`."""
+    refs = [(name, embed(voice)) for name, voice in known]
+    prints = {}
+    for k in sorted({t.speaker for t in turns}):
+        v = voice_of(audio, turns, k)
+        if len(v) >= SAMPLE_RATE // 2:
+            prints[k] = embed(v)
+    from .engines.diarization import cosine
+
+    pairs = sorted(((cosine(e, r), k, name) for k, e in prints.items() for name, r in refs), reverse=True)
+    out: dict[int, str] = {}
+    for c, k, name in pairs:
+        if c < threshold:
+            break
+        if k not in out and name not in out.values():
+            out[k] = name
+    return out
 
 
 def run(
@@ -177,4 +231,5 @@ def run(
 
     d = diarizer(get_settings().models_dir, threads=1)
     turns = d.process(audio, opts, progress)
-    return assign(t, turns, keep_words)
+    names = match_known(d.embed, audio, turns, opts.known) if opts.known else None
+    return assign(t, turns, keep_words, names)

@@ -485,7 +485,7 @@ def _transcribe_diarized(
     seconds = time.perf_counter() - t1
     stage = t.options.setdefault("stage_seconds", {})
     stage["diarize"] = round(seconds, 4)
-    t.options["diarize"] = asdict(opts)
+    t.options["diarize"] = opts.record()
     t.processing_time = round(t.processing_time + seconds, 3)
     return t
 

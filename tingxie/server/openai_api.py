@@ -14,8 +14,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Annotated
+from dataclasses import asdict, replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -165,7 +165,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     if stream and form["opts"].channels == "split":
         # the deltas are one text in window order; split channels are a dialogue in time order
         raise ApiError(400, "stream=true takes channels=mix, not 'split'", param="channels", code="invalid_value")
-    if fmt == "diarized_json":
+    known = known_speakers(form.pop("known_speaker_names", None), form.pop("known_speaker_references", None))
+    if known:
+        form["opts"] = form["opts"].model_copy(update={"diarize": True})
+    if fmt == "diarized_json" or known:
         if form["opts"].channels == "split":
             raise ApiError(400, "diarized_json takes channels=mix, not 'split'", param="channels", code="invalid_value")
         if task != "transcribe":
@@ -241,7 +244,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
             True,
             None,
             opts.channels,
-            opts.diarization(),
+            replace(d, known=known) if (d := opts.diarization()) else None,
         )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
@@ -448,6 +451,17 @@ def _form_fields():
             Form(description="server-sent events: transcript.text.delta as windows finish, then transcript.text.done"),
         ] = False,
         include: Annotated[list[str] | None, Form(alias="include[]")] = None,
+        known_speaker_names: Annotated[
+            list[str] | None,
+            Form(alias="known_speaker_names[]", description="diarize: names of speakers to look for (at most 4)"),
+        ] = None,
+        known_speaker_references: Annotated[
+            list[str] | None,
+            Form(
+                alias="known_speaker_references[]",
+                description="diarize: 2–10 s of each named speaker's voice, as data: URLs (audio/wav, mp3…)",
+            ),
+        ] = None,
     ) -> dict:
         return dict(
             opts=opts,
@@ -457,9 +471,53 @@ def _form_fields():
             timestamp_granularities=timestamp_granularities,
             stream=stream,
             include=include,
+            known_speaker_names=known_speaker_names,
+            known_speaker_references=known_speaker_references,
         )
 
     return fields
+
+
+MAX_KNOWN_SPEAKERS = 4
+MAX_REFERENCE_S = 30.0
+
+
+def known_speakers(names: list[str] | None, references: list[str] | None) -> tuple[tuple[str, Any], ...]:
+    """OpenAI's known_speaker_names[] with known_speaker_references[] (data: URLs of
+    audio), decoded to 16 kHz; a 400 naming what is wrong."""
+    import base64
+    import binascii
+
+    names, references = names or [], references or []
+    if not names and not references:
+        return ()
+    if len(names) != len(references):
+        raise ApiError(
+            400,
+            f"known_speaker_names[] has {len(names)} names but known_speaker_references[] {len(references)} references",
+            param="known_speaker_references[]",
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names) or not all(n.strip() for n in names):
+        raise ApiError(
+            400, f"known_speaker_names[]: at most {MAX_KNOWN_SPEAKERS} distinct names", param="known_speaker_names[]"
+        )
+    out = []
+    for name, ref in zip(names, references, strict=True):
+        head, _, data = ref.partition(",")
+        if not head.startswith("data:") or ";base64" not in head:
+            raise ApiError(
+                400,
+                f"the reference of {name[:40]!r} must be a data: URL (data:audio/wav;base64,…)",
+                param="known_speaker_references[]",
+            )
+        try:
+            audio = audio_mod.decode(base64.b64decode(data, validate=True), max_seconds=MAX_REFERENCE_S)
+        except (binascii.Error, ValueError, AudioError) as e:
+            raise ApiError(
+                400, f"the reference of {name[:40]!r} is not decodable audio: {e}", param="known_speaker_references[]"
+            ) from e
+        out.append((name.strip(), audio))
+    return tuple(out)
 
 
 @router.post("/v1/audio/transcriptions", summary="Transcribe audio (OpenAI-compatible)")

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,21 @@ class Diarizer:
         self._sherpa = sherpa_onnx
         self.segmentation, self.embedding, self.threads = segmentation, embedding, threads
         self._lock = threading.Lock()
+        self._extractor: Any = None
         self._sd = sherpa_onnx.OfflineSpeakerDiarization(self._config(-1, DEFAULT_THRESHOLD))
+
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """The voice print of 16 kHz mono audio of one speaker (the embedding model)."""
+        with self._lock:
+            if self._extractor is None:
+                s = self._sherpa
+                self._extractor = s.SpeakerEmbeddingExtractor(
+                    s.SpeakerEmbeddingExtractorConfig(model=str(self.embedding), num_threads=self.threads)
+                )
+            stream = self._extractor.create_stream()
+            stream.accept_waveform(SAMPLE_RATE, np.ascontiguousarray(audio, dtype=np.float32))
+            stream.input_finished()
+            return np.asarray(self._extractor.compute(stream), dtype=np.float32)
 
     def _config(self, num_clusters: int, threshold: float):
         s = self._sherpa
@@ -110,6 +125,10 @@ def available(models_dir: Path | None = None) -> None:
         models_dir = get_settings().models_dir
     if registry.find_diarization(models_dir) is None:
         raise OptionsError(f"this server has no speaker diarization models; {HOW_TO_ADD}", "diarize")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
 
 
 _LOADED: dict[tuple[str, str], Diarizer] = {}
