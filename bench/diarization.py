@@ -12,8 +12,9 @@ Sets:
               returning at the end with the other half of their clip. Built separately from
               the calibration and the validation half (tingxie/bench/split.py).
   meetings    ../shared/diar: AMI meeting excerpts and a phone call with RTTM references.
-The clustering threshold is chosen on the calibration recordings (lowest DER; ties to
-the lower count error) and reported on the validation recordings and the meetings.
+The clustering threshold is chosen on the calibration recordings (lowest DER, then count
+error; the middle of tied thresholds) and reported on the validation recordings and the
+meetings.
 Writes bench/results/diarization.md and diarization.json.
 """
 
@@ -145,6 +146,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--recordings", type=int, default=8, help="joined recordings per half")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)), help="the calibration sweep")
     args = p.parse_args()
     found = registry.find_diarization(get_settings().models_dir)
     if found is None:
@@ -162,14 +164,17 @@ def main() -> int:
             )
 
     sweep = []
-    for th in THRESHOLDS:
+    for th in [float(x) for x in args.thresholds.split(",")]:
         s, rows, wall, audio = run(d, calibration, th)
         mae, exact = count_error(rows)
         sweep.append(
             {"threshold": th, "der": round(s.der, 4), "count_mae": round(mae, 3), "count_exact": round(exact, 3)}
         )
         print(f"calibration threshold {th}: DER {s.der:.3f}, count error {mae:.2f}", flush=True)
-    best = min(sweep, key=lambda r: (r["der"], r["count_mae"]))["threshold"]
+    # the lowest DER (then count error); of thresholds that tie, the middle one (widest margin)
+    low = min((r["der"], r["count_mae"]) for r in sweep)
+    tied = [r["threshold"] for r in sweep if (r["der"], r["count_mae"]) == low]
+    best = min(tied, key=lambda th: abs(th - (tied[0] + tied[-1]) / 2))
     results = {"models": found.name, "threshold": best, "sweep": sweep, "sets": {}}
     for name, items in (("validation (joined)", validation), ("meetings (../shared/diar)", meetings)):
         if not items:
