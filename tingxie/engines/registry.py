@@ -457,14 +457,19 @@ def validate(path: str | Path, family: str | None = None, probe: bool = False) -
 def probe_load(path: Path, family: str) -> None:
     """Load and run the model once in a child process; a crash there is a ModelError
     here, with the loader's own complaint (paths removed)."""
-    cmd = [sys.executable, "-m", "tingxie.engines.probe", family, str(path)]
+    _probe_child(["tingxie.engines.probe", family, str(path)], f"model {path.name!r} ({family})", path)
+
+
+def _probe_child(args: list[str], what: str, path: Path) -> None:
+    """`python -m ARGS` in a child process; its crash or timeout is a ModelError naming `what`."""
+    cmd = [sys.executable, "-m", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired as e:
-        raise ModelError(f"model {path.name!r} ({family}) did not load within {PROBE_TIMEOUT_S:.0f} s") from e
+        raise ModelError(f"{what} did not load within {PROBE_TIMEOUT_S:.0f} s") from e
     if r.returncode != 0:
-        raise ModelError(f"model {path.name!r} ({family}) failed to load: {_complaint(r.stderr + r.stdout, path)}")
+        raise ModelError(f"{what} failed to load: {_complaint(r.stderr + r.stdout, path)}")
 
 
 def _complaint(text: str, path: Path) -> str:
@@ -584,13 +589,5 @@ def find_diarization(models_dir: Path) -> DiarizationModels | None:
 def probe_diarization(models: DiarizationModels) -> None:
     """Load both models in sherpa-onnx's diarizer and run it once, in a child process:
     sherpa-onnx ends the whole process on a model it cannot use."""
-    cmd = [sys.executable, "-m", "tingxie.engines.diarization.probe", str(models.segmentation), str(models.embedding)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, env=env)
-    except subprocess.TimeoutExpired as e:
-        raise ModelError(f"diarization models {models.name!r} did not load within {PROBE_TIMEOUT_S:.0f} s") from e
-    if r.returncode != 0:
-        raise ModelError(
-            f"diarization models {models.name!r} failed to load: {_complaint(r.stderr + r.stdout, models.segmentation.parent)}"
-        )
+    args = ["tingxie.engines.diarization.probe", str(models.segmentation), str(models.embedding)]
+    _probe_child(args, f"diarization models {models.name!r}", models.segmentation.parent)

