@@ -34,6 +34,7 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
 # workers' ends, instead of a long file starting last and running alone.
 LONGEST_FIRST = (
     "test_scaleout.py",
+    "test_diarization.py",
     "test_accuracy.py",
     "test_stream.py",
     "test_bench.py",
