@@ -486,6 +486,8 @@ def _transcribe_diarized(
     stage = t.options.setdefault("stage_seconds", {})
     stage["diarize"] = round(seconds, 4)
     t.options["diarize"] = opts.record()
+    if isinstance(t.options.get("decode"), dict):
+        t.options["decode"]["word_timestamps"] = asked_words  # the caller's choice, not the internal one
     t.processing_time = round(t.processing_time + seconds, 3)
     return t
 
