@@ -10,7 +10,9 @@ Sets:
               themselves dialogues left out): 2–5 speakers, pauses of 0.3–1.5 s, some
               turns starting 0.4–0.8 s before the last ended (overlap), the first speaker
               returning at the end with the other half of their clip. Built separately from
-              the calibration and the validation half (tingxie/bench/split.py).
+              the calibration and the validation half (tingxie/bench/split.py). The
+              reference turns are each clip's speech by Silero VAD (pauses inside a clip,
+              long in the spontaneous ones, are not speech).
   meetings    ../shared/diar: AMI meeting excerpts and a phone call with RTTM references.
 The clustering threshold is chosen on the calibration recordings (lowest DER, then count
 error; the middle of tied thresholds) and reported on the validation recordings and the
@@ -38,7 +40,8 @@ from tingxie.bench.split import half_of, source_repo  # noqa: E402
 from tingxie.engines import registry  # noqa: E402
 from tingxie.engines.diarization import Diarizer  # noqa: E402
 from tingxie.settings import get_settings  # noqa: E402
-from tingxie.types import DiarizeOptions  # noqa: E402
+from tingxie.types import DiarizeOptions, VadOptions  # noqa: E402
+from tingxie.vad import detect_speech  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 RATE = 16000
@@ -105,7 +108,9 @@ def build(half: str, count: int, seed: int) -> list[tuple[str, np.ndarray, list]
                 at += rng.uniform(0.3, 1.5)
             s = int(at * RATE)
             total[s : s + len(a)] += a
-            ref.append((at, at + len(a) / RATE, who))
+            # the reference is the clip's speech (Silero VAD, 100 ms pad), not its pauses
+            for span in detect_speech(a, VadOptions(min_silence_ms=300, speech_pad_ms=100)):
+                ref.append((at + span.start / RATE, at + span.end / RATE, who))
             at += len(a) / RATE
         total = total[: int((at + 0.5) * RATE)]
         out.append((f"{half}-{k + 1}-{n}spk", total, ref))
