@@ -441,7 +441,8 @@ def _transcribe_diarized(
     much work as the transcription, so a bar keeps moving through it.
 
     The diarizer takes the whole file decoded again at 16 kHz (1 h = 230 MB float32),
-    not the speech-only audio the transcription kept: the turns need true times."""
+    not the speech-only audio the transcription kept: the turns need true times; its
+    own memory grows ~15 MB per minute (engines/diarization)."""
     from . import diarize as diarize_mod
     from .engines.diarization import available
 

@@ -5,8 +5,9 @@ file's speakers. The models are found and checked by `registry.find_diarization`
 probed in a child process before they are loaded here.
 
 Memory: sherpa-onnx takes the whole file as one float32 array (1 h = 230 MB at 16 kHz)
-plus its per-window segmentation scores (~1 MB per minute); nothing else grows with
-duration. `tingxie models --prepare diarization` makes the models (prepare.py).
+and clusters every window's voice prints at once: measured ~100 MB fixed plus ~15 MB
+per minute of audio (about 1 GB for an hour; docs/diarization.md). Chunked diarization
+is not built yet. `tingxie models --prepare diarization` makes the models (prepare.py).
 """
 
 from __future__ import annotations
