@@ -35,6 +35,7 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
 LONGEST_FIRST = (
     "test_scaleout.py",
     "test_faults.py",  # ≈ 6.5 min alone on a contended 2-core machine
+    "test_diarization.py",
     "test_accuracy.py",
     "test_stream.py",
     "test_bench.py",

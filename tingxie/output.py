@@ -6,7 +6,9 @@ the segment's time, following word timestamps when the segment has them.
 
 A result split by channel (channels=split) labels each cue with its channel, "CH1: …",
 and VTT also names it as the cue's voice (`<v CH1>`), which players do not show but
-tools read; TXT is the transcript's dialogue text, one labelled line per turn.
+tools read; TXT is the transcript's dialogue text, one labelled line per turn. A
+diarized result does the same with its speakers ("SPEAKER_1: …", `<v SPEAKER_1>`, or the
+names they were given), and both together read "CH1 SPEAKER_1".
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tingxie.text import is_cjk
 from tingxie.types import OptionsError, Segment, Transcript, channel_label
@@ -34,10 +36,15 @@ class Cue:
     end: float
     text: str
     channel: int | None = None  # channels=split
+    label: str = ""  # who says it: "CH1", "SPEAKER_1", a speaker's name (Transcript.label)
+
+    @property
+    def who(self) -> str:
+        return self.label or (channel_label(self.channel) if self.channel else "")
 
     @property
     def labelled(self) -> str:
-        return f"{channel_label(self.channel)}: {self.text}" if self.channel else self.text
+        return f"{self.who}: {self.text}" if self.who else self.text
 
 
 def to_txt(t: Transcript) -> str:
@@ -100,7 +107,7 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 
 def _voice(c: Cue) -> str:
-    return f"<v {channel_label(c.channel)}>" if c.channel else ""
+    return f"<v {_vtt_escape(c.who)}>" if c.who else ""
 
 
 def _vtt_escape(text: str) -> str:
@@ -116,7 +123,11 @@ def cues(t: Transcript) -> list[Cue]:
     for seg in t.segments:
         text = " ".join(seg.text.split())
         if text:
-            out += _segment_cues(seg, text, is_cjk(t.language_of(seg.channel)))
+            found = _segment_cues(seg, text, is_cjk(t.language_of(seg.channel)))
+            if t.speakers:
+                label = t.label(seg.channel, seg.speaker)
+                found = [replace(c, label=label) for c in found]
+            out += found
     return out
 
 

@@ -13,11 +13,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Literal, Self, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .types import DecodeOptions, OptionsError, TextOptions, VadOptions, ZhScript
+from .types import DecodeOptions, DiarizeOptions, OptionsError, TextOptions, VadOptions, ZhScript
 
 _VAD = VadOptions()
+_DIARIZE = DiarizeOptions()
 
 
 def _in_validator(parse: Callable[[Any], Any], value: Any) -> Any:
@@ -118,6 +119,54 @@ class TranscriptionOptions(_Common):
     vad_max_segment_s: float = Field(
         _VAD.max_speech_s, ge=1.0, le=30.0, description="longest speech span; longer ones are cut"
     )
+
+    diarize: bool = Field(
+        False,
+        description="who spoke when: segments labelled SPEAKER_1, SPEAKER_2… in order of first appearance"
+        " (needs the diarization models: tingxie models --prepare diarization)",
+    )
+    num_speakers: int | None = Field(None, ge=1, le=32, description="diarize: exactly this many speakers, when known")
+    min_speakers: int | None = Field(None, ge=1, le=32, description="diarize: at least this many speakers")
+    max_speakers: int | None = Field(None, ge=1, le=32, description="diarize: at most this many speakers")
+    speaker_threshold: float = Field(
+        _DIARIZE.threshold,
+        gt=0.0,
+        lt=2.0,
+        description="diarize: clustering threshold (cosine distance); higher finds fewer speakers",
+    )
+
+    @field_validator("num_speakers", "min_speakers", "max_speakers", mode="before")
+    @classmethod
+    def _count(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @model_validator(mode="after")
+    def _speakers(self) -> Self:
+        counted = [n for n in ("num_speakers", "min_speakers", "max_speakers") if getattr(self, n) is not None]
+        if counted and not self.diarize:
+            raise ValueError(f"option {counted[0]} needs diarize=true")
+        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
+            raise ValueError("option num_speakers excludes min_speakers and max_speakers: give one or the bounds")
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise ValueError(
+                f"option min_speakers ({self.min_speakers}) must not exceed max_speakers ({self.max_speakers})"
+            )
+        if self.diarize and self.channels == "split":
+            # each channel of a call is one party already; diarizing every channel as well
+            # is not built (docs/diarization.md)
+            raise ValueError("option diarize takes channels=mix: a split channel is already one party")
+        return self
+
+    def diarization(self) -> DiarizeOptions | None:
+        """What diarize.py takes; None when not asked for."""
+        if not self.diarize:
+            return None
+        return DiarizeOptions(
+            num_speakers=self.num_speakers,
+            min_speakers=self.min_speakers,
+            max_speakers=self.max_speakers,
+            threshold=self.speaker_threshold,
+        )
 
     def pipeline(self) -> tuple[DecodeOptions, VadOptions | None, TextOptions]:
         """The stage options the pipeline takes."""

@@ -510,6 +510,11 @@ class Store:
             finished_at=now,
         )
 
+    def set_result(self, job_id: str, result: dict[str, Any], text: str) -> bool:
+        """Replace a finished job's result and text (renamed speakers); the search
+        index follows the text."""
+        return self._update(job_id, JOBS.c.state == "done", result=result, text=text)
+
     def fail_job(self, job_id: str, error: str) -> bool:
         return self._update(job_id, JOBS.c.state.in_(UNFINISHED), state="failed", error=error, finished_at=_now())
 

@@ -30,6 +30,7 @@ from .types import (
     AudioError,
     Channel,
     DecodeOptions,
+    DiarizeOptions,
     Segment,
     SpeechSpan,
     TextOptions,
@@ -326,6 +327,7 @@ def transcribe(
     check_capacity: bool = False,
     on_window: Callable[[int, WindowResult], None] | None = None,
     channels: str = "mix",
+    diarize: DiarizeOptions | None = None,
 ) -> Transcript:
     """Transcribe one source through the shared scheduler (blocking).
 
@@ -344,6 +346,10 @@ def transcribe(
     t0 = time.perf_counter()
     engine = scheduler.engine
     check_options(engine.spec, decode)  # what the model cannot do is refused before any work
+    if diarize is not None:
+        return _transcribe_diarized(
+            source, scheduler, decode, vad, text, lane, owner, on_progress, prepared, check_capacity, diarize
+        )
     if channels == "split" or isinstance(prepared, PreparedChannels):
         return _transcribe_split(
             source,
@@ -426,6 +432,77 @@ def transcribe(
         options=opts,
         warnings=list(p.warnings) + no_text_warnings(segments),
     )
+
+
+def _transcribe_diarized(
+    source: Source | np.ndarray,
+    scheduler: Scheduler,
+    decode: DecodeOptions,
+    vad: VadOptions | None,
+    text: TextOptions,
+    lane: str,
+    owner: str,
+    on_progress: Progress | None,
+    prepared: Prepared | PreparedChannels | None,
+    check_capacity: bool,
+    opts: DiarizeOptions,
+) -> Transcript:
+    """Transcribe, then diarize the file's audio and give every segment its speaker
+    (diarize.py). Words are timed when the model can (they place a turn change inside a
+    segment) and dropped again unless asked for. Progress counts the diarization as
+    much work as the transcription, so a bar keeps moving through it.
+
+    The diarizer takes the whole file decoded again at 16 kHz (1 h = 230 MB float32),
+    not the speech-only audio the transcription kept: the turns need true times; its
+    own memory grows ~15 MB per minute (engines/diarization)."""
+    from . import diarize as diarize_mod
+    from .engines.diarization import available
+
+    available()  # no models: the 400 naming how to add them, before any work
+    asked_words = decode.word_timestamps
+    if scheduler.engine.spec.capabilities.word_timestamps:
+        decode = replace(decode, word_timestamps=True)
+    total = [1]
+
+    def progress(done: int, windows: int, secs: float) -> None:
+        total[0] = max(1, windows)
+        if on_progress:
+            on_progress(done, 2 * total[0], secs)
+
+    t = transcribe(
+        source,
+        scheduler,
+        decode,
+        vad,
+        text,
+        lane,
+        owner,
+        on_progress=progress,
+        prepared=prepared,
+        check_capacity=check_capacity,
+    )
+    t1 = time.perf_counter()
+    if isinstance(source, np.ndarray):
+        audio = source if source.ndim == 1 else source.mean(axis=0)
+    else:
+        if hasattr(source, "seek"):
+            source.seek(0)  # type: ignore[union-attr]
+        audio = audio_mod.decode(source)  # type: ignore[arg-type]
+
+    def diarize_progress(fraction: float) -> None:
+        if on_progress:
+            on_progress(total[0] + int(fraction * total[0]), 2 * total[0], t.duration)
+
+    t = diarize_mod.run(t, audio, opts, diarize_progress, keep_words=asked_words)
+    del audio
+    seconds = time.perf_counter() - t1
+    stage = t.options.setdefault("stage_seconds", {})
+    stage["diarize"] = round(seconds, 4)
+    t.options["diarize"] = opts.record()
+    if isinstance(t.options.get("decode"), dict):
+        t.options["decode"]["word_timestamps"] = asked_words  # the caller's choice, not the internal one
+    t.processing_time = round(t.processing_time + seconds, 3)
+    return t
 
 
 def _transcribe_split(
@@ -602,6 +679,7 @@ def transcribe_many(
     max_audio_in_memory_s: float = 4 * 3600,
     max_files_in_flight: int | None = None,
     channels: str = "mix",
+    diarize: DiarizeOptions | None = None,
 ) -> Iterator[FileOutcome]:
     """Transcribe many files concurrently; yields outcomes as files finish.
 
@@ -641,7 +719,16 @@ def transcribe_many(
                     p = prepare(src, decode, vad, scheduler.max_audio_s)
                 duration[0] = p.duration if p else need - 1
                 t = transcribe(
-                    src, scheduler, decode, vad, text, BATCH, owner=f"file-{i}", on_progress=progress, prepared=p
+                    src,
+                    scheduler,
+                    decode,
+                    vad,
+                    text,
+                    BATCH,
+                    owner=f"file-{i}",
+                    on_progress=progress,
+                    prepared=p,
+                    diarize=diarize,
                 )
                 if on_progress and t.duration > last[0]:
                     on_progress(i, t.duration - last[0])  # silent files have no windows

@@ -115,6 +115,7 @@ class Segment:
     flags: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
     channel: int | None = None  # channels=split: the file's channel (1-based) this was said on
+    speaker: str | None = None  # diarize: the speaker's id, SPEAKER_1, SPEAKER_2… (Transcript.speakers)
 
 
 def channel_label(channel: int) -> str:
@@ -131,6 +132,36 @@ class Channel:
     channel: int  # 1-based
     language: str
     language_probability: float = 0.0
+
+
+@dataclass
+class Speaker:
+    """A speaker diarization found: `id` is SPEAKER_1, SPEAKER_2… in order of first
+    appearance; `name` is what text and subtitles call them (the id until renamed)."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    """Who spoke when (diarize.py): a known speaker count, or bounds, and the clustering
+    threshold (cosine distance under which two voices are one speaker)."""
+
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    threshold: float = 0.5
+    # known speakers to look for: (name, 16 kHz mono audio of their voice); a speaker
+    # whose voice matches one is given that name (OpenAI's known_speaker_names[])
+    known: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """What a transcript's options keep (names, not voices)."""
+        d = {k: getattr(self, k) for k in ("num_speakers", "min_speakers", "max_speakers", "threshold")}
+        if self.known:
+            d["known_speaker_names"] = [name for name, _ in self.known]
+        return d
 
 
 @dataclass
@@ -151,20 +182,32 @@ class Transcript:
     # channels=split: one entry per channel, and every segment names its channel;
     # empty when the channels were mixed down
     channels: list[Channel] = field(default_factory=list)
+    # diarize: every speaker found, in order of first appearance; segments name theirs
+    speakers: list[Speaker] = field(default_factory=list)
 
     @property
     def text(self) -> str:
-        """The whole text; for split channels a dialogue: one line per turn, each
-        starting with its channel's label ("CH1: …")."""
+        """The whole text; for split channels or diarized speakers a dialogue: one line
+        per turn, each starting with its label ("CH1: …", "SPEAKER_1: …", "张三: …")."""
         said = [s for s in self.segments if s.text.strip()]
-        if not self.channels:
+        if not self.channels and not self.speakers:
             return _sep(self.language).join(s.text.strip() for s in said)
-        turns: list[tuple[int | None, list[str]]] = []
+        turns: list[tuple[tuple[int | None, str | None], list[str]]] = []
         for s in said:
-            if not turns or turns[-1][0] != s.channel:
-                turns.append((s.channel, []))
+            key = (s.channel, s.speaker)
+            if not turns or turns[-1][0] != key:
+                turns.append((key, []))
             turns[-1][1].append(s.text.strip())
-        return "\n".join(f"{channel_label(c or 0)}: {_sep(self.language_of(c)).join(texts)}" for c, texts in turns)
+        return "\n".join(f"{self.label(*key)}: {_sep(self.language_of(key[0])).join(texts)}" for key, texts in turns)
+
+    def speaker_name(self, speaker: str | None) -> str:
+        """What a speaker id is called in text and subtitles (its name once renamed)."""
+        return next((sp.name for sp in self.speakers if sp.id == speaker), speaker or "")
+
+    def label(self, channel: int | None, speaker: str | None) -> str:
+        """A turn's label: "CH1", "SPEAKER_1", or "CH1 SPEAKER_1" when both apply."""
+        parts = [channel_label(channel) if self.channels and channel else "", self.speaker_name(speaker)]
+        return " ".join(p for p in parts if p)
 
     def language_of(self, channel: int | None) -> str:
         """The language of one channel's text (the file's when mixed)."""
@@ -180,6 +223,10 @@ class Transcript:
             del d["channels"]
             for s in d["segments"]:
                 s.pop("channel", None)
+        if not self.speakers:  # an undiarized result reads as it did before speakers existed
+            del d["speakers"]
+            for s in d["segments"]:
+                s.pop("speaker", None)
         d["text"] = self.text
         d["rtf"] = round(self.rtf, 4)
         d["warning_count"] = len(self.warnings)
@@ -202,6 +249,7 @@ class Transcript:
             options=d.get("options", {}),
             warnings=list(d.get("warnings", [])),
             channels=[Channel(**c) for c in d.get("channels", [])],
+            speakers=[Speaker(**sp) for sp in d.get("speakers", [])],
         )
 
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Header, Query, Request, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -128,6 +128,10 @@ async def create_jobs(
     options = opts.stored()
     decode, _, _ = opts.pipeline()
     check_options(await run_in_threadpool(state.manager.spec, model_id), decode)  # and what the model cannot do
+    if opts.diarize:
+        from ..engines.diarization import available
+
+        available(state.settings.models_dir)  # no models: 400 naming how to add them
     if callback_url:
         try:
             await run_in_threadpool(
@@ -379,6 +383,42 @@ def get_result(request: Request, job_id: str, who: Annotated[Principal, Depends(
     return PlainTextResponse(
         output.render(t, format), headers={"Content-Disposition": f"inline; filename*=UTF-8''{_quote(name)}"}
     )
+
+
+SPEAKER_NAME_MAX = 100
+
+
+@router.put("/jobs/{job_id}/speakers", summary="Rename a diarized job's speakers (used by every export)")
+def rename_speakers(
+    request: Request,
+    job_id: str,
+    who: Annotated[Principal, Depends(principal)],
+    names: Annotated[dict[str, str], Body(examples=[{"SPEAKER_1": "张三", "SPEAKER_2": "李四"}])],
+):
+    """`{"SPEAKER_1": "张三", …}`: the names are stored in the job's result, so its text,
+    exports and `GET` show them; an empty name gives the speaker back its id. Answers the
+    job's `speakers`."""
+
+    st = request.app.state.tx
+    job = _owned(st, who, job_id)
+    if job["state"] != "done" or not job.get("result"):
+        raise ApiError(409, f"job is {job['state']}, not done", code="job_not_done")
+    t = Transcript.from_dict(job["result"])
+    if not t.speakers:
+        raise ApiError(400, "this job was not diarized: it has no speakers to rename", param="speakers")
+    known = {sp.id for sp in t.speakers}
+    for sid, name in names.items():
+        if sid not in known:
+            raise ApiError(400, f"unknown speaker {sid[:40]!r}; this job has {', '.join(sorted(known))}", param=sid)
+        if not isinstance(name, str) or len(name.strip()) > SPEAKER_NAME_MAX or "\n" in name:
+            raise ApiError(
+                400, f"the name of {sid} must be one line of at most {SPEAKER_NAME_MAX} characters", param=sid
+            )
+    for sp in t.speakers:
+        if sp.id in names:
+            sp.name = names[sp.id].strip() or sp.id
+    st.store.set_result(job_id, t.to_dict(), t.text)
+    return {"speakers": [{"id": sp.id, "name": sp.name} for sp in t.speakers]}
 
 
 def _quote(s: str) -> str:

@@ -14,8 +14,8 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict
-from typing import Annotated
+from dataclasses import asdict, replace
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["OpenAI-compatible"])
 
-RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json", "diarized_json")
 STREAM_FORMATS = ("json", "text")  # what OpenAI streams
 
 
@@ -79,12 +79,15 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
                 "no_speech_prob": s.no_speech_prob,
                 **({"tags": s.tags} if getattr(s, "tags", None) else {}),  # SenseVoice: emotion, audio event
                 **({"channel": s.channel} if s.channel else {}),  # channels=split
+                **({"speaker": s.speaker} if s.speaker else {}),  # diarize
             }
             for s in t.segments
         ],
     }
     if t.channels:
         d["channels"] = [asdict(c) for c in t.channels]
+    if t.speakers:
+        d["speakers"] = [asdict(sp) for sp in t.speakers]
     d["warnings"], d["warning_count"] = t.warnings, len(t.warnings)  # e.g. detected speech that gave no text
     if words:
         d["words"] = [
@@ -96,7 +99,35 @@ def verbose_json(t: Transcript, task: str, words: bool) -> dict:
     return d
 
 
+def diarized_json(t: Transcript) -> dict:
+    """OpenAI's `diarized_json` (TranscriptionDiarized): the plain text, and segments
+    with string ids and the speaker's name (its id, SPEAKER_1…, until renamed)."""
+    said = [s for s in t.segments if s.text.strip()]
+    return {
+        "task": "transcribe",
+        "duration": t.duration,
+        "text": " ".join(s.text.strip() for s in said)
+        if t.language not in ("zh", "ja", "yue")
+        else "".join(s.text.strip() for s in said),
+        "segments": [
+            {
+                "type": "transcript.text.segment",
+                "id": f"seg_{s.id}",
+                "start": s.start,
+                "end": s.end,
+                "text": s.text.strip(),
+                "speaker": t.speaker_name(s.speaker),
+            }
+            for s in said
+        ],
+        "speakers": [asdict(sp) for sp in t.speakers],
+        "usage": {"type": "duration", "seconds": t.duration},
+    }
+
+
 def render_response(t: Transcript, fmt: str, task: str, words: bool) -> Response:
+    if fmt == "diarized_json":
+        return JSONResponse(diarized_json(t))
     if fmt == "json":
         return JSONResponse({"text": t.text, **({"warnings": t.warnings} if t.warnings else {})})
     if fmt == "verbose_json":
@@ -135,6 +166,18 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     if stream and form["opts"].channels == "split":
         # the deltas are one text in window order; split channels are a dialogue in time order
         raise ApiError(400, "stream=true takes channels=mix, not 'split'", param="channels", code="invalid_value")
+    known = known_speakers(form.pop("known_speaker_names", None), form.pop("known_speaker_references", None))
+    if known:
+        form["opts"] = form["opts"].model_copy(update={"diarize": True})
+    if fmt == "diarized_json" or known:
+        if form["opts"].channels == "split":
+            raise ApiError(400, "diarized_json takes channels=mix, not 'split'", param="channels", code="invalid_value")
+        if task != "transcribe":
+            raise ApiError(400, "diarized_json is for transcriptions", param="response_format", code="invalid_value")
+        form["opts"] = form["opts"].model_copy(update={"diarize": True})
+    if stream and form["opts"].diarize:
+        # speakers are known only once the whole file has been heard
+        raise ApiError(400, "stream=true cannot diarize; send stream=false", param="stream", code="invalid_value")
     include = form.pop("include", None) or []
     if include:
         # Only Whisper's score of a whole window is known, not the log probability of each token.
@@ -150,6 +193,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     check_options(
         await run_in_threadpool(state.manager.spec, model_id), decode
     )  # what the model cannot do: 400, nothing stored
+    if opts.diarize:
+        from ..engines.diarization import available
+
+        available(state.settings.models_dir)  # no models: 400 naming how to add them, nothing stored
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
@@ -186,7 +233,20 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         )
     try:
         t = await run_in_threadpool(
-            transcribe, str(path), sched, decode, vad, text, INTERACTIVE, job_id, None, None, True, None, opts.channels
+            transcribe,
+            str(path),
+            sched,
+            decode,
+            vad,
+            text,
+            INTERACTIVE,
+            job_id,
+            None,
+            None,
+            True,
+            None,
+            opts.channels,
+            replace(d, known=known) if (d := opts.diarization()) else None,
         )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
@@ -410,6 +470,17 @@ def _form_fields():
             Form(description="server-sent events: transcript.text.delta as windows finish, then transcript.text.done"),
         ] = False,
         include: Annotated[list[str] | None, Form(alias="include[]")] = None,
+        known_speaker_names: Annotated[
+            list[str] | None,
+            Form(alias="known_speaker_names[]", description="diarize: names of speakers to look for (at most 4)"),
+        ] = None,
+        known_speaker_references: Annotated[
+            list[str] | None,
+            Form(
+                alias="known_speaker_references[]",
+                description="diarize: 2–10 s of each named speaker's voice, as data: URLs (audio/wav, mp3…)",
+            ),
+        ] = None,
     ) -> dict:
         return dict(
             opts=opts,
@@ -419,9 +490,53 @@ def _form_fields():
             timestamp_granularities=timestamp_granularities,
             stream=stream,
             include=include,
+            known_speaker_names=known_speaker_names,
+            known_speaker_references=known_speaker_references,
         )
 
     return fields
+
+
+MAX_KNOWN_SPEAKERS = 4
+MAX_REFERENCE_S = 30.0
+
+
+def known_speakers(names: list[str] | None, references: list[str] | None) -> tuple[tuple[str, Any], ...]:
+    """OpenAI's known_speaker_names[] with known_speaker_references[] (data: URLs of
+    audio), decoded to 16 kHz; a 400 naming what is wrong."""
+    import base64
+    import binascii
+
+    names, references = names or [], references or []
+    if not names and not references:
+        return ()
+    if len(names) != len(references):
+        raise ApiError(
+            400,
+            f"known_speaker_names[] has {len(names)} names but known_speaker_references[] {len(references)} references",
+            param="known_speaker_references[]",
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names) or not all(n.strip() for n in names):
+        raise ApiError(
+            400, f"known_speaker_names[]: at most {MAX_KNOWN_SPEAKERS} distinct names", param="known_speaker_names[]"
+        )
+    out = []
+    for name, ref in zip(names, references, strict=True):
+        head, _, data = ref.partition(",")
+        if not head.startswith("data:") or ";base64" not in head:
+            raise ApiError(
+                400,
+                f"the reference of {name[:40]!r} must be a data: URL (data:audio/wav;base64,…)",
+                param="known_speaker_references[]",
+            )
+        try:
+            audio = audio_mod.decode(base64.b64decode(data, validate=True), max_seconds=MAX_REFERENCE_S)
+        except (binascii.Error, ValueError, AudioError) as e:
+            raise ApiError(
+                400, f"the reference of {name[:40]!r} is not decodable audio: {e}", param="known_speaker_references[]"
+            ) from e
+        out.append((name.strip(), audio))
+    return tuple(out)
 
 
 @router.post(
