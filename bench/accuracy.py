@@ -190,6 +190,8 @@ def main() -> int:
     ap.add_argument("--variants", default="", help="comma-separated names from VARIANTS, or 'all'")
     ap.add_argument("--no-serial", action="store_true", help="skip the serial baseline (variants only)")
     ap.add_argument("--lang", default="", help="only this language (en or zh)")
+    ap.add_argument("--no-tingxie", action="store_true", help="skip tingxie as it is (serial or variants only)")
+    ap.add_argument("--partial", default="", help="write each method's texts to this JSON file as it finishes")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
 
@@ -214,7 +216,8 @@ def main() -> int:
         runs: list[tuple[str, Callable[[], dict[str, str]]]] = []
         if not args.no_serial:
             runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
-        runs.append(("tingxie", lambda: tingxie(rows, sched)))
+        if not args.no_tingxie:
+            runs.append(("tingxie", lambda: tingxie(rows, sched)))
         for n in names:
             _, patch, vad = VARIANTS[n]
 
@@ -229,6 +232,8 @@ def main() -> int:
             wall[name] = round(time.perf_counter() - t0, 1)
             r = rates(rows, hyps[name])
             print(f"{name:18s} {json.dumps(r)} ({wall[name]} s)", flush=True)
+            if args.partial:  # each method's texts as soon as it is done
+                Path(args.partial).write_text(json.dumps(hyps, ensure_ascii=False))
     finally:
         manager.close()
 
