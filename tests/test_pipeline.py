@@ -38,7 +38,7 @@ def test_words_follow_the_requested_script(sched, corpus_dir):
         words = verbose_json(t, "transcribe", True)["words"]
         assert words, "no words"
         assert all(convert(w["word"]) == w["word"] for w in words), (script, words)
-        said = "".join(w["word"] for w in words)
+        said = "".join(c for w in words for c in w["word"] if c.isalnum())  # marks are the text stage's
         assert said == "".join(c for c in t.text if c.isalnum()), (said, t.text)
 
 
