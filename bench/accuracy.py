@@ -109,6 +109,15 @@ def _unlevelled_vad():
     return _patched(vad.Leveler, apply=lambda self, frames: frames)
 
 
+def _vad_open_end():
+    from tingxie import vad
+
+    def close(self, length):  # Silero's and faster-whisper's rule: open speech runs to the end
+        return None if self.start is None else self._end(length)
+
+    return _patched(vad._Hysteresis, close=close)
+
+
 def _whisper_logprob():
     from tingxie import engine
 
@@ -160,6 +169,7 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
     "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}),
     "no-window-gain": ("model hears the recording as recorded even when a window is quiet", _no_window_gain, {}),
     "vad-unlevelled": ("the VAD hears the recording unlevelled, as faster-whisper's", _unlevelled_vad, {}),
+    "vad-open-end": ("speech still open at the end of the audio runs to its end, as faster-whisper's VAD", _vad_open_end, {}),
     "vad-pad-400": ("VAD speech_pad 400 ms, faster-whisper's (tingxie 300)", contextlib.nullcontext, {"speech_pad_ms": 400}),
     "vad-min-speech-0": ("VAD min_speech 0 ms, faster-whisper's (tingxie 200)", contextlib.nullcontext, {"min_speech_ms": 0}),
     "whisper-logprob": ("fallback rule on Whisper's sum/(tokens+1) log-probability", _whisper_logprob, {}),
@@ -177,7 +187,7 @@ def rates(rows: list[dict], hyps: dict[str, str]) -> dict[str, dict[str, float |
     for half in ("calibration", "validation", "whole"):
         out[half] = {}
         for lang in ("en", "zh"):
-            rs = [r for r in rows if r["lang"] == lang and half in ("whole", r["half"])]
+            rs = [r for r in rows if r["lang"] == lang and half in ("whole", r["half"]) and r["id"] in hyps]
             out[half][lang] = (
                 round(100 * error_rate([r["text"] for r in rs], [hyps[r["id"]] for r in rs], lang), 2) if rs else None
             )
@@ -191,6 +201,12 @@ def main() -> int:
     ap.add_argument("--no-serial", action="store_true", help="skip the serial baseline (variants only)")
     ap.add_argument("--lang", default="", help="only this language (en or zh)")
     ap.add_argument("--no-tingxie", action="store_true", help="skip tingxie as it is (serial or variants only)")
+    ap.add_argument(
+        "--load",
+        default="",
+        help="comma-separated JSON files written by --partial: their methods are scored, not run again "
+        "(one language from one run and the other from another are joined)",
+    )
     ap.add_argument("--partial", default="", help="write each method's texts to this JSON file as it finishes")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args()
@@ -214,9 +230,9 @@ def main() -> int:
     try:
         sched = manager.scheduler()
         runs: list[tuple[str, Callable[[], dict[str, str]]]] = []
-        if not args.no_serial:
+        if not args.no_serial and not args.load:
             runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
-        if not args.no_tingxie:
+        if not args.no_tingxie and not args.load:
             runs.append(("tingxie", lambda: tingxie(rows, sched)))
         for n in names:
             _, patch, vad = VARIANTS[n]
@@ -226,6 +242,12 @@ def main() -> int:
                     return tingxie(rows, sched, VadOptions(**vad))
 
             runs.append((n, run))
+        for f in [f for f in args.load.split(",") if f]:
+            for name, texts in json.loads(Path(f).read_text()).items():
+                hyps.setdefault(name, {}).update(texts)
+        for n, h in hyps.items():  # a loaded method run on one language only is scored on that one
+            if len(h) < len(rows):
+                print(f"{n}: {len(rows) - len(h)} of {len(rows)} utterances not in the loaded results", file=sys.stderr)
         for name, fn in runs:
             t0 = time.perf_counter()
             hyps[name] = fn()
@@ -277,7 +299,7 @@ def main() -> int:
     report = {
         "rates": table,
         "wall_s": wall,
-        "items": [{**r, **{m: hyps[m][r["id"]] for m in hyps}} for r in rows],
+        "items": [{**r, **{m: hyps[m].get(r["id"]) for m in hyps}} for r in rows],
     }
     (out / f"accuracy{suffix}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     print(f"wrote {out / f'accuracy{suffix}.md'}")
