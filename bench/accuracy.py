@@ -239,11 +239,14 @@ def main() -> int:
     try:
         sched = manager.scheduler()
         runs: list[tuple[str, Callable[[], dict[str, str]]]] = []
+        for f in [f for f in args.load.split(",") if f]:
+            for name, texts in json.loads(Path(f).read_text()).items():
+                hyps.setdefault(name, {}).update(texts)
         if not args.no_serial and not args.load:
             runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
         if not args.no_tingxie and not args.load:
             runs.append(("tingxie", lambda: tingxie(rows, sched)))
-        for n in names:
+        for n in [n for n in names if n not in hyps]:  # a loaded variant is not run again
             _, patch, vad = VARIANTS[n]
 
             def run(patch=patch, vad=vad) -> dict[str, str]:
@@ -251,9 +254,6 @@ def main() -> int:
                     return tingxie(rows, sched, VadOptions(**vad))
 
             runs.append((n, run))
-        for f in [f for f in args.load.split(",") if f]:
-            for name, texts in json.loads(Path(f).read_text()).items():
-                hyps.setdefault(name, {}).update(texts)
         for n, h in hyps.items():  # a loaded method run on one language only is scored on that one
             if len(h) < len(rows):
                 print(f"{n}: {len(rows) - len(h)} of {len(rows)} utterances not in the loaded results", file=sys.stderr)
