@@ -72,7 +72,8 @@ def window_logprob(score: float, tokens: int) -> float:
     """The log-probability the fallback rule judges a decode by. CTranslate2's score is
     the log-probability per token; Whisper divides the sum by tokens + 1, which rates a
     short decode likelier (fewer fallbacks); measured on the eval set that cost 0.7
-    points of Mandarin CER (docs/throughput.md; both halves in docs/accuracy.md)."""
+    points of Mandarin CER (docs/throughput.md; `bench/accuracy.py --variants
+    whisper-logprob` measures it per half)."""
     return score
 
 

@@ -12,9 +12,9 @@ speech and the model returns nothing. Two gains answer that, for two listeners:
   speech is quiet, the window times one constant gain. A gain that steps from frame to
   frame reshapes the spectrum: fed to Whisper it turned "Ten sons sat" into "Ten Sun
   sat" on a recording peaking at −6 dBFS (issue 28), where the frame gain reached
-  10–32 dB. A quiet clip packed beside loud speech is not lifted in its window; the
-  lost-speech retry (transcribe.recover) decodes it again in a window of its own,
-  where it is lifted.
+  10–32 dB. A quiet clip packed beside loud speech is not lifted in its window; when
+  the model leaves it without text, the lost-speech retry (transcribe.recover) decodes
+  it again in a window of its own, where it is lifted.
 """
 
 from __future__ import annotations
