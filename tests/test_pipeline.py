@@ -10,6 +10,8 @@ import numpy as np
 from helpers import wait_until, write_wav
 
 from tingxie.scheduler import BATCH, INTERACTIVE, Scheduler
+from tingxie.server.openai_api import verbose_json
+from tingxie.text import s2t, t2s
 from tingxie.transcribe import transcribe, transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
@@ -24,6 +26,20 @@ def test_transcribes_english_with_timestamps_and_words(sched, english_wav):
     assert len(words) >= 10
     assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
     assert t.to_dict()["segments"][0]["raw_text"]
+
+
+def test_words_follow_the_requested_script(sched, corpus_dir):
+    """verbose_json's words are in the script the request asked for, as the segment text
+    is (Whisper writes 還有, 一個 in Mandarin it reads as Simplified; issue 28 §4)."""
+    clip = corpus_dir / "aishell_sample_BAC009S0150W0133.wav"
+    for script, convert in (("hans", t2s), ("hant", s2t)):
+        opts = TextOptions(itn=False, zh_script=script)
+        t = transcribe(clip, sched, DecodeOptions(language="zh", word_timestamps=True), VadOptions(), opts)
+        words = verbose_json(t, "transcribe", True)["words"]
+        assert words, "no words"
+        assert all(convert(w["word"]) == w["word"] for w in words), (script, words)
+        said = "".join(c for w in words for c in w["word"] if c.isalnum())  # marks are the text stage's
+        assert said == "".join(c for c in t.text if c.isalnum()), (said, t.text)
 
 
 def test_silent_and_noise_files_give_no_text(sched, tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from helpers import MODELS, write_wav
-from speech_loss_audio import join, per_clip_recall, zh_items
+from speech_loss_audio import join, join_with_cuts, per_clip_recall, validation_zh_items, zh_items
 
 from tingxie import models as models_mod
 from tingxie import output
@@ -112,6 +112,24 @@ def test_joined_recording_with_quiet_clips_loses_no_clip_as_wav_or_mp3(sched, cl
     cer_wav = error_rate([ref], [_without_numbers(wav.text)], "zh")
     cer_mp3 = error_rate([ref], [_without_numbers(t.text)], "zh")
     assert abs(cer_wav - cer_mp3) < 0.05, (cer_wav, cer_mp3)
+
+
+def test_quiet_validation_clips_are_never_lost(sched, corpus_dir, tmp_path):
+    """Clips no constant was chosen on (the validation half: tingxie.bench.split), joined
+    with short pauses, two attenuated by 20–40 dB (peak ≥ −40 dBFS) and one at a
+    whispered level (peak −38…−40 dBFS): every clip comes back. bench/quiet.py runs the
+    full version (72 clips)."""
+    pool = validation_zh_items(corpus_dir.parent)
+    if len(pool) < 6:
+        pytest.skip(f"the validation half has {len(pool)} Mandarin clips under {corpus_dir.parent}; 6 needed")
+    items = pool[:: max(1, len(pool) // 6)][:6]
+    audio, _, cuts = join_with_cuts(
+        corpus_dir, items, seed=3, quiet={1, 4}, attenuation_db=(20.0, 40.0), floor_peak_db=-40.0, whisper=2
+    )
+    assert sum(c > 0 for c in cuts) == 3
+    t = _zh(write_wav(tmp_path / "quiet.wav", audio), sched)
+    refs = [m["text"] for m in items]
+    assert _lost(refs, t.text) == [], (cuts, [round(r, 2) for r in per_clip_recall(refs, t.text)])
 
 
 def test_a_files_text_does_not_depend_on_what_else_is_transcribed(sched, clips, corpus_dir, tmp_path, monkeypatch):

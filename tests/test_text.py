@@ -12,9 +12,10 @@ import pytest
 from tingxie.text import (
     collapse_repetitions,
     finalize,
+    finalize_words,
     is_cjk,
 )
-from tingxie.types import TextOptions
+from tingxie.types import TextOptions, Word
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "manifest.jsonl"
 
@@ -249,3 +250,35 @@ def test_itn_gives_input_back_when_wetext_loses_words(monkeypatch: pytest.Monkey
     monkeypatch.setattr(text_mod, "_wetext", lossy)
     assert en("It costs twenty five dollars.") == "It costs twenty five dollars."
     assert zh("我有一百二十个苹果") == "我有一百二十个苹果"
+
+
+# ---------------------------------------------------------------- words
+
+
+def _words(*texts: str) -> list[Word]:
+    return [Word(float(i), i + 1.0, t) for i, t in enumerate(texts)]
+
+
+@pytest.mark.parametrize(
+    ("script", "expected"), [("hans", ["还有", "一个", "问题"]), ("hant", ["還有", "一個", "問題"])]
+)
+def test_words_follow_the_requested_script(script: str, expected: list[str]) -> None:
+    words = _words("還有", "一个", "问題")  # Whisper mixes scripts, even inside a word
+    got = finalize_words(words, "還有一个问題", "zh", TextOptions(zh_script=script))  # type: ignore[arg-type]
+    assert [w.word for w in got] == expected
+    assert [(w.start, w.end) for w in got] == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_words_follow_itn_where_it_rewrites_them() -> None:
+    """The words ITN rewrote become one word with the written form; other words keep
+    their text and times; ITN off leaves the spoken numbers."""
+    words = _words("二零", "二四", "年", "十分", "好")
+    got = finalize_words(words, "二零二四年十分好", "zh", TextOptions())
+    assert [w.word for w in got] == ["2024", "年", "十分", "好"]
+    assert (got[0].start, got[0].end) == (0, 2)
+    en_words = _words(" I", " have", " twenty", " five", " dogs")
+    got = finalize_words(en_words, "I have twenty five dogs", "en", TextOptions())
+    assert "".join(w.word for w in got).strip() == finalize("I have twenty five dogs", "en", TextOptions())
+    assert [w.word.strip() for w in got][-1] == "dogs" and got[-1].start == 4.0
+    off = finalize_words(words, "二零二四年十分好", "zh", TextOptions(itn=False))
+    assert [w.word for w in off] == ["二零", "二四", "年", "十分", "好"]

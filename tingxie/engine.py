@@ -68,6 +68,15 @@ def own_length(w: Window) -> bool:
     return w.seconds >= least and is_chinese(w.options.language)
 
 
+def window_logprob(score: float, tokens: int) -> float:
+    """The log-probability the fallback rule judges a decode by. CTranslate2's score is
+    the log-probability per token; Whisper divides the sum by tokens + 1, which rates a
+    short decode likelier (fewer fallbacks); measured on the eval set that cost 0.7
+    points of Mandarin CER (docs/throughput.md; `bench/accuracy.py --variants
+    whisper-logprob` measures it per half)."""
+    return score
+
+
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
@@ -384,10 +393,7 @@ class Engine:
             best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
             seq = r.sequences_ids[best]
             tok = self.tokenizer(lang, w.options.task)
-            # CTranslate2's score: log-probability per token. Whisper divides the sum by
-            # tokens + 1, which rates a short decode likelier (fewer fallbacks); measured
-            # on the eval set that cost 0.7 points of Mandarin CER (docs/throughput.md).
-            avg_logprob = r.scores[best] if r.scores else 0.0
+            avg_logprob = window_logprob(r.scores[best], len(seq)) if r.scores else 0.0
             cap = min(max_len // 2, max_len - len(prompt) + 1)  # what CTranslate2 generates at most
             segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= cap - 1)
             out.append(

@@ -1,12 +1,20 @@
-"""Level quiet speech before the VAD and the model see it.
+"""Level quiet speech: per frame for the VAD, one gain per window for the model.
 
 Silero and Whisper both miss speech that is recorded 20–30 dB below a normal level (a
 whisper, a far microphone, a quiet clip inside a loud recording): the VAD reports no
-speech and the model returns nothing. The gain here lifts quiet stretches towards a
-normal speech level, per 32 ms frame, so a quiet clip next to a loud one is lifted and
-the loud one is left alone. The gain only lifts (never lowers), is bounded, and only
-follows sound that stands clearly above the recent noise floor: silence and a steady
-hum keep the gain they had, so pure silence is never amplified on its own.
+speech and the model returns nothing. Two gains answer that, for two listeners:
+
+- The VAD hears `Leveler`'s gain, per 32 ms frame, so a quiet clip next to a loud one
+  is found and the loud one is left alone. The gain only lifts (never lowers), is
+  bounded, and only follows sound that stands clearly above the recent noise floor:
+  silence and a steady hum keep the gain they had, so pure silence is never amplified.
+- The model hears the recording as recorded (`for_model`), or, when a whole window's
+  speech is quiet, the window times one constant gain. A gain that steps from frame to
+  frame reshapes the spectrum: fed to Whisper it turned "Ten sons sat" into "Ten Sun
+  sat" on a recording peaking at −6 dBFS (issue 28), where the frame gain reached
+  10–32 dB. A quiet clip packed beside loud speech is not lifted in its window; when
+  the model leaves it without text, the lost-speech retry (transcribe.recover) decodes
+  it again in a window of its own, where it is lifted.
 """
 
 from __future__ import annotations
@@ -20,6 +28,17 @@ SILENCE_DB = -65.0  # sound below this never raises the gain: silence, dither, f
 SNR_GATE_DB = 10.0  # sound this far above the noise floor is taken for a signal
 HOLD_FRAMES = 10  # level = loudest frame of the last 0.32 s (syllable peaks)
 FLOOR_FRAMES = 94  # noise floor = quietest frame of the last 3 s
+
+# The model's window gain. A window's speech level is its SPEECH_PERCENTILE-th frame level
+# (its loud syllables; pauses and pads below). On the calibration half of the real speech
+# (bench/split.py) that level spans −36…−12 dBFS with a median of −31: every window at or
+# above QUIET_DB is left exactly as recorded (10 dB of room below the quietest
+# calibration recording), a quieter one is lifted to WINDOW_TARGET_DB, the calibration
+# median, never past PEAK_LIMIT_DB at its loudest sample.
+SPEECH_PERCENTILE = 95
+QUIET_DB = -46.0
+WINDOW_TARGET_DB = -31.0
+PEAK_LIMIT_DB = -1.0
 
 
 def frame_db(x: np.ndarray) -> np.ndarray:
@@ -64,6 +83,32 @@ class Leveler:
         if not np.any(g > 0):
             return frames
         return np.clip(frames * (10 ** (g / 20))[:, None], -1.0, 1.0).astype(np.float32)
+
+
+def speech_db(x: np.ndarray) -> float:
+    """The level of a stretch's loud syllables: its SPEECH_PERCENTILE-th frame level (dBFS)."""
+    if len(x) == 0:
+        return -200.0
+    return float(np.percentile(frame_db(x), SPEECH_PERCENTILE))
+
+
+def window_gain_db(x: np.ndarray) -> float:
+    """The one gain (dB) the model hears a window with: 0 unless its speech is quiet."""
+    level_db = speech_db(x)
+    if level_db >= QUIET_DB or level_db < SILENCE_DB:
+        return 0.0  # normal speech is left as recorded; silence is not amplified
+    peak = float(np.max(np.abs(x)))
+    headroom = PEAK_LIMIT_DB - 20 * np.log10(max(peak, 1e-10))
+    return float(max(0.0, min(WINDOW_TARGET_DB - level_db, MAX_GAIN_DB, headroom)))
+
+
+def for_model(x: np.ndarray) -> np.ndarray:
+    """What the model hears of a window: the samples as recorded, or, when the window's
+    speech is quiet, the samples times one constant gain (never a gain per frame)."""
+    g = window_gain_db(x)
+    if g <= 0.0:
+        return x
+    return (x * np.float32(10 ** (g / 20))).astype(np.float32)
 
 
 def gains(x: np.ndarray) -> np.ndarray:

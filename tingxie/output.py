@@ -192,8 +192,8 @@ def _hard_split(clause: str, size: int, cjk: bool) -> list[str]:
 def _clock(seg: Segment, start: float, end: float) -> Callable[[float], float]:
     """Time at a fraction of the segment's text. With word timestamps, the fraction is
     mapped onto the words' characters, so pauses fall between cues, not inside them;
-    the words are the raw model text, which ITN may have shortened, so fractions rather
-    than character positions are matched."""
+    the words read as the text does (script, ITN) but carry no punctuation, so
+    fractions rather than character positions are matched."""
     words = [w for w in seg.words or [] if w.word.strip()]
     if not words:
         return lambda f: start + f * (end - start)

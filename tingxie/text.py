@@ -12,6 +12,7 @@ ITN may fail to convert, but must never lose words.
 
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 import unicodedata
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tingxie.types import Segment, TextOptions
+from tingxie.types import Segment, TextOptions, Word
 
 _CHINESE = ("zh", "yue")
 
@@ -164,6 +165,51 @@ def finalize(raw: str, language: str, opts: TextOptions) -> str:
     if lang == "en" and opts.itn:
         return itn_en(text)
     return text
+
+
+def finalize_words(words: list[Word], raw: str, language: str, opts: TextOptions) -> list[Word]:
+    """A segment's words as its text reads (`finalize(raw)`): in the requested script,
+    and where ITN rewrote a stretch ("twenty five" → "25", "二零二四年" → "2024年"), the
+    words it rewrote become one word with the written form, from the first one's start to
+    the last one's end. Words are the model's tokens and `raw` is their text; ITN reads
+    context (十 alone is 10, in 十分 it is not), so the words are mapped onto the
+    segment's finalized text rather than each finalized alone."""
+    if not words:
+        return words
+    no_itn = replace(opts, itn=False)
+    conv = [replace(w, word=_keep_space(w.word, finalize(w.word, language, no_itn))) for w in words]
+    if not opts.itn:
+        return conv
+    src = "".join(w.word for w in conv)
+    lead = src[: len(src) - len(src.lstrip())]
+    dst = lead + finalize(raw, language, opts)
+    if dst == src:
+        return conv
+    owner = [i for i, w in enumerate(conv) for _ in w.word]
+    texts = [""] * len(conv)
+    group = list(range(len(conv)))  # the first word of the group each word is merged into
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, src, dst, autojunk=False).get_opcodes():
+        if tag == "equal":
+            for k in range(i2 - i1):
+                texts[owner[i1 + k]] += dst[j1 + k]
+            continue
+        ws = sorted({owner[k] for k in range(i1, i2)}) or [owner[i1 - 1] if i1 else 0]
+        for k in range(ws[0] + 1, ws[-1] + 1):
+            group[k] = group[ws[0]]
+        texts[group[ws[0]]] += dst[j1:j2]
+    out: list[Word] = []
+    for i, w in enumerate(conv):
+        if group[i] != i:  # merged into the word that starts its group
+            out[-1].end = max(out[-1].end, w.end)
+            out[-1].word += texts[i]
+            continue
+        out.append(replace(w, word=texts[i]))
+    return [w for w in out if w.word.strip()]
+
+
+def _keep_space(before: str, after: str) -> str:
+    """`after` with `before`'s leading whitespace (finalize strips it; words keep it)."""
+    return before[: len(before) - len(before.lstrip())] + after
 
 
 # ---------------------------------------------------------------- punctuation

@@ -289,7 +289,8 @@ def finish_window(
 
 
 def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOptions) -> list[Segment]:
-    """Text stage: cut repetition loops, then ITN and script; number the segments; punctuate."""
+    """Text stage: cut repetition loops, then ITN and script (of the text and its words);
+    number the segments; punctuate."""
     segments: list[Segment] = []
     for r in results:
         for seg in r.segments:
@@ -298,6 +299,8 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
                 seg.flags.append("repetition_cut")
             seg.raw_text = raw
             seg.text = text_mod.finalize(raw, language, opts)
+            if seg.words:  # the words read as the text does: script, ITN
+                seg.words = text_mod.finalize_words(seg.words, raw, language, opts)
             if hasattr(seg, "_tokens"):
                 del seg._tokens  # type: ignore[attr-defined]
             if seg.text.strip() or "no_text" in seg.flags:

@@ -71,12 +71,17 @@ class Window:
         return (last.start + last.length) / SAMPLE_RATE
 
     def samples(self) -> np.ndarray:
-        """The packed audio, built on demand so queued windows hold no copies; quiet
-        speech is lifted to a normal level (level.py), or Whisper returns nothing."""
+        """The packed audio as the model hears it, built on demand so queued windows hold
+        no copies: as recorded, or times one gain when the window's speech is quiet
+        (level.for_model), or Whisper returns nothing."""
+        return level_mod.for_model(self.recorded())
+
+    def recorded(self) -> np.ndarray:
+        """The packed audio exactly as decoded."""
         if len(self.pieces) == 1:
             p = self.pieces[0]
-            return level_mod.level(self.source[p.start : p.start + p.length])
-        return level_mod.level(np.concatenate([self.source[p.start : p.start + p.length] for p in self.pieces]))
+            return np.asarray(self.source[p.start : p.start + p.length])
+        return np.concatenate([self.source[p.start : p.start + p.length] for p in self.pieces])
 
     def speech_frames(self) -> list[tuple[float, float]]:
         """(start, end) in source seconds of each VAD frame inside this window that the

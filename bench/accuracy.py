@@ -1,0 +1,319 @@
+"""Accuracy on both halves of the real speech: tingxie vs the serial faster-whisper baseline.
+
+    python bench/accuracy.py                      # tingxie and serial on eval + eval-extra
+    python bench/accuracy.py --variants all       # also each decode difference switched, one at a time
+
+The halves come from tingxie.bench.split (by source and speaker; ../shared/eval-extra is
+wholly validation): constants are chosen on calibration, claims quote validation. Both
+methods run on the same loaded model (whisper-base int8, CPU), with the manifest's
+language given and ITN off (references spell numbers):
+  serial   WhisperModel.transcribe(audio, beam_size=5, vad_filter=True), one file at a time
+  tingxie  transcribe_many over all files at once (the CLI, jobs and workers)
+A variant is tingxie with one of its differences from serial switched (VARIANTS); the
+table it prints is docs/accuracy.md's. Writes bench/results/accuracy.md and accuracy.json
+with per-clip texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tingxie.bench.score import error_rate  # noqa: E402
+from tingxie.bench.split import half_of, shared_sets  # noqa: E402
+
+
+def load_rows(shared: Path) -> list[dict]:
+    """{id, path, lang, text, half, set} for every utterance of eval and eval-extra."""
+    rows = []
+    for name, folder in shared_sets(shared):
+        for line in (folder / "manifest.jsonl").read_text().splitlines():
+            if line.strip():
+                m = json.loads(line)
+                rows.append(
+                    {
+                        "id": f"{name}/{m['id']}",
+                        "path": str(folder / m["audio"]),
+                        "lang": m["lang"],
+                        "text": m["text"],
+                        "half": half_of(m, name),
+                        "set": name,
+                    }
+                )
+    return rows
+
+
+def serial(rows: list[dict], whisper) -> dict[str, str]:
+    from tingxie.audio import decode
+
+    out = {}
+    for r in rows:
+        segs, _ = whisper.transcribe(decode(r["path"]), language=r["lang"], beam_size=5, vad_filter=True)
+        out[r["id"]] = "".join(s.text for s in segs).strip()
+    return out
+
+
+def tingxie(rows: list[dict], sched, vad=None) -> dict[str, str]:
+    from tingxie.transcribe import transcribe_many
+    from tingxie.types import DecodeOptions, TextOptions, VadOptions
+
+    out: dict[str, str] = {}
+    for lang in sorted({r["lang"] for r in rows}):
+        rs = [r for r in rows if r["lang"] == lang]
+        for o in transcribe_many(
+            [r["path"] for r in rs], sched, DecodeOptions(language=lang), vad or VadOptions(), TextOptions(itn=False)
+        ):
+            if o.error:
+                raise SystemExit(f"tingxie failed on {rs[o.index]['id']}: {o.error}")
+            out[rs[o.index]["id"]] = o.transcript.text if o.transcript else ""
+    return out
+
+
+# -- the differences from faster-whisper's transcribe, each switched on its own -----------
+@contextlib.contextmanager
+def _patched(obj, **values) -> Iterator[None]:
+    old = {k: getattr(obj, k) for k in values}
+    for k, v in values.items():
+        setattr(obj, k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            setattr(obj, k, v)
+
+
+def _frame_levelled_input():
+    from tingxie import level, windows
+
+    return _patched(windows.Window, samples=lambda self: level.level(self.recorded()))
+
+
+def _no_window_gain():
+    from tingxie import level
+
+    return _patched(level, QUIET_DB=-math.inf)
+
+
+def _window_gain_25():
+    from tingxie import level
+
+    return _patched(level, QUIET_DB=-25.0, WINDOW_TARGET_DB=-18.0)
+
+
+def _unlevelled_vad():
+    from tingxie import vad
+
+    return _patched(vad.Leveler, apply=lambda self, frames: frames)
+
+
+def _vad_open_end():
+    from tingxie import vad
+
+    def close(self, length):  # Silero's and faster-whisper's rule: open speech runs to the end
+        return None if self.start is None else self._end(length)
+
+    return _patched(vad._Hysteresis, close=close)
+
+
+def _whisper_logprob():
+    from tingxie import engine
+
+    return _patched(engine, window_logprob=lambda score, n: score * n / (n + 1))
+
+
+def _full_token_budget():
+    from tingxie import engine
+
+    return _patched(engine, token_budget=lambda seconds: engine.MAX_TOKENS)
+
+
+def _thirty_second_input():
+    from tingxie import engine
+
+    return _patched(engine, OWN_LENGTH_MIN_S=math.inf, CONTINUATION_MIN_S=math.inf)
+
+
+def _no_continuation():
+    from tingxie.engines import whisper
+
+    return _patched(whisper, MAX_PASSES=0)
+
+
+def _no_retry():
+    from tingxie import transcribe
+
+    return _patched(transcribe, MIN_LOST_S=math.inf)
+
+
+def _no_junk_guard():
+    from tingxie import text, transcribe
+
+    return _patched(transcribe, text_mod=_TextWithout(text))
+
+
+class _TextWithout:
+    """tingxie.text with junk_reason answering None: nothing set aside as junk."""
+
+    def __init__(self, module) -> None:
+        self._m = module
+
+    def __getattr__(self, name):
+        return (lambda *a, **k: None) if name == "junk_reason" else getattr(self._m, name)
+
+
+# name → (what it switches, a context manager factory, VadOptions overrides)
+VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], dict]] = {
+    "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}),
+    "no-window-gain": ("model hears the recording as recorded even when a window is quiet", _no_window_gain, {}),
+    "window-gain-25": ("windows whose speech is below −25 dBFS lifted to −18 with one gain (AISHELL's level lifted)", _window_gain_25, {}),
+    "vad-unlevelled": ("the VAD hears the recording unlevelled, as faster-whisper's", _unlevelled_vad, {}),
+    "vad-open-end": ("speech still open at the end of the audio runs to its end, as faster-whisper's VAD", _vad_open_end, {}),
+    "vad-pad-400": ("VAD speech_pad 400 ms, faster-whisper's (tingxie 300)", contextlib.nullcontext, {"speech_pad_ms": 400}),
+    "vad-min-speech-0": ("VAD min_speech 0 ms, faster-whisper's (tingxie 200)", contextlib.nullcontext, {"min_speech_ms": 0}),
+    "whisper-logprob": ("fallback rule on Whisper's sum/(tokens+1) log-probability", _whisper_logprob, {}),
+    "token-budget-448": ("max_length 448 whatever the window's length, faster-whisper's", _full_token_budget, {}),
+    "30s-input": ("every window encoded at 30 s (no own-length Mandarin windows)", _thirty_second_input, {}),
+    "no-continuation": ("no second pass over what a window's decode left out", _no_continuation, {}),
+    "no-retry": ("no retry of VAD speech that no segment covers", _no_retry, {}),
+    "no-junk-guard": ("no junk guard (text.junk_reason)", _no_junk_guard, {}),
+}  # fmt: skip
+
+
+def rates(rows: list[dict], hyps: dict[str, str]) -> dict[str, dict[str, float | None]]:
+    """{half: {lang: error rate %}} for calibration, validation and the whole set."""
+    out: dict[str, dict[str, float | None]] = {}
+    for half in ("calibration", "validation", "whole"):
+        out[half] = {}
+        for lang in ("en", "zh"):
+            rs = [r for r in rows if r["lang"] == lang and half in ("whole", r["half"]) and r["id"] in hyps]
+            out[half][lang] = (
+                round(100 * error_rate([r["text"] for r in rs], [hyps[r["id"]] for r in rs], lang), 2) if rs else None
+            )
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
+    ap.add_argument("--variants", default="", help="comma-separated names from VARIANTS, or 'all'")
+    ap.add_argument("--no-serial", action="store_true", help="skip the serial baseline (variants only)")
+    ap.add_argument("--lang", default="", help="only this language (en or zh)")
+    ap.add_argument("--no-tingxie", action="store_true", help="skip tingxie as it is (serial or variants only)")
+    ap.add_argument(
+        "--load",
+        default="",
+        help="comma-separated JSON files written by --partial: their methods are scored, not run again "
+        "(one language from one run and the other from another are joined)",
+    )
+    ap.add_argument("--partial", default="", help="write each method's texts to this JSON file as it finishes")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = ap.parse_args()
+
+    importlib.import_module("tingxie.transcribe")  # the whole pipeline loaded before anything runs
+    from tingxie.manager import ModelManager
+    from tingxie.settings import Settings
+    from tingxie.types import VadOptions
+
+    rows = [r for r in load_rows(Path(args.shared)) if not args.lang or r["lang"] == args.lang]
+    if not rows:
+        print(f"no real speech under {args.shared} (eval/manifest.jsonl)", file=sys.stderr)
+        return 2
+    names = list(VARIANTS) if args.variants == "all" else [v for v in args.variants.split(",") if v]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"unknown variants: {', '.join(unknown)} (known: {', '.join(VARIANTS)})", file=sys.stderr)
+        return 2
+    manager = ModelManager(Settings())
+    hyps: dict[str, dict[str, str]] = {}
+    wall: dict[str, float] = {}
+    try:
+        sched = manager.scheduler()
+        runs: list[tuple[str, Callable[[], dict[str, str]]]] = []
+        for f in [f for f in args.load.split(",") if f]:
+            for name, texts in json.loads(Path(f).read_text()).items():
+                hyps.setdefault(name, {}).update(texts)
+        if not args.no_serial and not args.load:
+            runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
+        if not args.no_tingxie and not args.load:
+            runs.append(("tingxie", lambda: tingxie(rows, sched)))
+        for n in [n for n in names if n not in hyps]:  # a loaded variant is not run again
+            _, patch, vad = VARIANTS[n]
+
+            def run(patch=patch, vad=vad) -> dict[str, str]:
+                with patch():
+                    return tingxie(rows, sched, VadOptions(**vad))
+
+            runs.append((n, run))
+        for n, h in hyps.items():  # a loaded method run on one language only is scored on that one
+            if len(h) < len(rows):
+                print(f"{n}: {len(rows) - len(h)} of {len(rows)} utterances not in the loaded results", file=sys.stderr)
+        for name, fn in runs:
+            t0 = time.perf_counter()
+            hyps[name] = fn()
+            wall[name] = round(time.perf_counter() - t0, 1)
+            r = rates(rows, hyps[name])
+            print(f"{name:18s} {json.dumps(r)} ({wall[name]} s)", flush=True)
+            if args.partial:  # each method's texts as soon as it is done
+                Path(args.partial).write_text(json.dumps(hyps, ensure_ascii=False))
+    finally:
+        manager.close()
+
+    table = {name: rates(rows, h) for name, h in hyps.items()}
+    counts = {
+        half: {
+            lang: sum(1 for r in rows if r["lang"] == lang and half in ("whole", r["half"])) for lang in ("en", "zh")
+        }
+        for half in ("calibration", "validation", "whole")
+    }
+
+    def cell(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
+    lines = [
+        f"# Accuracy on both halves: tingxie vs serial faster-whisper ({time.strftime('%Y%m%d-%H%M%S')})",
+        "",
+        "`python bench/accuracy.py" + (f" --variants {args.variants}" if names else "") + "` — whisper-base int8, "
+        "CPU, language given, ITN off; corpus WER (en) / CER (zh) %. Halves from `tingxie/bench/split.py` "
+        "(eval-extra is wholly validation); constants are chosen on calibration, claims quote validation. "
+        "*serial*: faster-whisper `transcribe(beam_size=5, vad_filter=True)`; *tingxie*: `transcribe_many` "
+        "(the CLI, jobs, workers); other rows: tingxie with one difference switched (docs/accuracy.md).",
+        "",
+        "| method | " + " | ".join(f"{h} en WER ({counts[h]['en']})" for h in counts) + " | "
+        + " | ".join(f"{h} zh CER ({counts[h]['zh']})" for h in counts) + " |",
+        "|---|" + "---|" * 6,
+    ]  # fmt: skip
+    for name, r in table.items():
+        lines.append(
+            f"| {name} | "
+            + " | ".join(cell(r[h]["en"]) for h in counts)
+            + " | "
+            + " | ".join(cell(r[h]["zh"]) for h in counts)
+            + " |"
+        )
+    lines += ["", "Variants:", ""] + [f"- *{n}*: {VARIANTS[n][0]}" for n in names]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if not names else "_variants"
+    (out / f"accuracy{suffix}.md").write_text("\n".join(lines) + "\n")
+    report = {
+        "rates": table,
+        "wall_s": wall,
+        "items": [{**r, **{m: hyps[m].get(r["id"]) for m in hyps}} for r in rows],
+    }
+    (out / f"accuracy{suffix}.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    print(f"wrote {out / f'accuracy{suffix}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
