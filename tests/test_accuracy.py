@@ -15,8 +15,10 @@ from tingxie.bench.split import half_of, shared_sets
 from tingxie.transcribe import transcribe_many
 from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
-# measured 17.29 / 5.56; the margin absorbs run-to-run differences of a word or two
-THRESHOLDS = {"zh": 0.180, "en": 0.070}
+# measured 17.81 / 5.56 since the model hears the recording as recorded (docs/accuracy.md:
+# per-frame levelling read this set's Mandarin 1.2 points better and the validation half
+# worse); the margin absorbs run-to-run differences of a word or two
+THRESHOLDS = {"zh": 0.190, "en": 0.070}
 
 
 @pytest.mark.eval
