@@ -98,7 +98,7 @@ def audio(tmp_path_factory, speech) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("day")
     out: dict[str, Path] = {}
     # a long recording: a real 100 s English talk from the corpus, else clips one after another
-    talk = CORPUS / "gentle_lucier_long.wav"
+    talk = CORPUS / "gentle_lucier_long.mp3"
     if talk.is_file():
         out["long"] = _write16k(d / "long-meeting.wav", _read16k(talk))
     else:
