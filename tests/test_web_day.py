@@ -370,7 +370,11 @@ ALLOWED = {
     "tingxie",
 }
 # user data and identifiers, not UI strings: file names, transcripts, model ids, code
-SKIP = "code, .fname, .filename, .para-text, .seg-text, .plain, .snippet, .preview, #batch-idline, .brand-name, audio"
+SKIP = (
+    "code, .fname, .filename, .para-text, .seg-text, .plain, .snippet, .preview, #batch-idline, .brand-name, audio,"
+    " #lang-switch, #key-lang"  # the switch to English speaks English
+)
+FILE_NAME = re.compile(r"\S+\.(wav|mp3|m4a|md|png)\b")
 
 VISIBLE_TEXT = """(skip) => {
   const out = [];
@@ -393,7 +397,7 @@ VISIBLE_TEXT = """(skip) => {
 def _english(page, model_ids: set[str]) -> list[str]:
     bad = []
     for s in page.evaluate(VISIBLE_TEXT, SKIP):
-        for word in re.findall(r"[A-Za-z]{2,}", s):
+        for word in re.findall(r"[A-Za-z]{2,}", FILE_NAME.sub("", s)):
             if word not in ALLOWED and not any(word in m for m in model_ids):
                 bad.append(s)
                 break

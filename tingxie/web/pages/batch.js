@@ -181,7 +181,7 @@ export default {
     // one way to open a job everywhere: its file name, as in History
     const name = r.jobId && r.state === "done" ? el("a", { class: "fname", href: `#history/${r.jobId}`, text: r.name }) : r.name;
     const running = r.state === "running" && r.duration;
-    const details = r.error ? el("span", { class: "err", text: errorText(r.errorCode, r.error), title: r.error })
+    const details = r.error ? el("span", { class: "err", text: errorText(r.errorCode, r.error), title: lang() === "en" ? r.error : null })
       : running ? el("span", { class: "muted audio-done", text: t("prog.audio", { done: fmtTime((r.progress || 0) * r.duration), total: fmtTime(r.duration) }) })
       : el("span", { class: "muted", text: r.preview || (r.duration ? fmtDuration(r.duration) : r.size ? fmtBytes(r.size) : "") });
     tr.replaceChildren(

@@ -1,5 +1,5 @@
 // History: search, open, export and delete past jobs.
-import { t, langName, errorText } from "../i18n.js";
+import { t, lang, langName, errorText } from "../i18n.js";
 import { $, $$, el, show, toast } from "../lib/dom.js";
 import { api, withKey } from "../lib/api.js";
 import { fmtTime, fmtDate } from "../lib/format.js";
@@ -75,7 +75,7 @@ export default {
       el("td", {}, open),
       el("td", { class: "nowrap", text: j.duration != null ? fmtTime(j.duration) : "–" }),
       el("td", { class: "nowrap", text: languages(j) }),
-      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: errorText(null, j.error), title: j.error })
+      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: errorText(null, j.error), title: lang() === "en" ? j.error : null })
         : j.snippet ? el("span", { class: "snippet", title: t("hist.match") }, j.snippet.before, el("mark", { text: j.snippet.match }), j.snippet.after)
         : el("span", { text: j.preview || "" })),
       el("td", {}, el("span", { class: `badge ${j.state}`, text: t(`state.${j.state}`) })),
@@ -109,7 +109,7 @@ export default {
     try {
       const job = await api(`/api/jobs/${id}`);
       if (job.state === "done") renderResult(box, job, { rename: true });
-      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: errorText(null, job.error), title: job.error }) : "")));
+      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: errorText(null, job.error), title: lang() === "en" ? job.error : null }) : "")));
       box.firstChild.append(el("div", { class: "row end" }, el("button", { type: "button", class: "ghost small danger", text: t("hist.delete"), onclick: () => this.remove(job, null) })));
     } catch (e) { box.replaceChildren(el("p", { class: "alert error", text: e.message })); }
   },
