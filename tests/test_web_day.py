@@ -31,9 +31,9 @@ ARTIFACTS = ROOT / "test-artifacts"
 SHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 CORPUS = (ROOT / ".." / "shared" / "eval").resolve()
-# The long file of a batch: four windows or so (the server decodes one window at a time,
+# The long file of a batch: three windows or so (the server decodes one window at a time,
 # so its progress has steps to see); longer only costs CPU time.
-LONG_S = 100.0
+LONG_S = 75.0
 
 pytest.importorskip("playwright.sync_api", reason="playwright not installed (bash scripts/test.sh installs it)")
 if not Path(CHROMIUM).exists():
@@ -94,20 +94,27 @@ def speech(tmp_path_factory, request) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def audio(tmp_path_factory, speech) -> dict[str, Path]:
+def audio(tmp_path_factory, speech, request) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("day")
     out: dict[str, Path] = {}
-    # a long recording: a real 100 s English talk from the corpus, else clips one after another
-    talk = CORPUS / "gentle_lucier_long.mp3"
-    if talk.is_file():
-        out["long"] = _write16k(d / "long-meeting.wav", _read16k(talk))
-    else:
-        parts, total = [], 0.0
-        while total < LONG_S:
-            for clip in speech:
-                parts += [clip, _silence(0.4)]
-                total += len(clip) / 16000 + 0.4
-        out["long"] = _write16k(d / "long-meeting.wav", np.concatenate(parts))
+    # the progress test's batch: clean espeak-ng speech (one decode per window, no
+    # fallbacks), a long recording of several windows and two short files
+    synth = request.getfixturevalue("synth_speech")
+    lines = [
+        "Good morning, this is the branch office calling about your account.",
+        "The meeting moved to half past seven on Thursday evening.",
+        "Please send the signed contract to the legal department before Friday.",
+        "We received one hundred and fifty thousand in the last quarter.",
+        "The new customer service desk opens on the second floor next week.",
+    ]
+    said = [_read16k(synth(text, d / f"say{i}.wav")) for i, text in enumerate(lines)]
+    parts, total = [], 0.0
+    while total < LONG_S:
+        for clip in said:
+            parts += [clip, _silence(0.5)]
+            total += len(clip) / 16000 + 0.5
+    out["long"] = _write16k(d / "long-meeting.wav", np.concatenate(parts))
+    out["say0"], out["say1"] = d / "say0.wav", d / "say1.wav"
     for i in range(3):
         out[f"short{i}"] = _write16k(
             d / f"short-{i + 1}.wav", np.concatenate([_silence(0.3), speech[i], _silence(0.3)])
@@ -222,14 +229,14 @@ OBSERVE = """() => {
 
 
 def test_batch_progress_moves_for_a_long_file_and_time_left_falls(page, server, audio):
-    """A batch of short files and one long recording (≈ 1¾ minutes): the long file's bar moves
+    """A batch of two short files and one long recording (≈ 1¼ minutes): the long file's bar moves
     before it is done (progress is audio decoded, window by window), the time left says
     "estimating" before it has data, then falls and never counts up."""
     page.goto(page.base + "/ui/#batch")
     page.wait_for_selector("#batch-options[data-models=loaded]")
     page.select_option("#batch-options select[name=language]", "en")
     page.evaluate(OBSERVE)
-    page.set_input_files("#batch-files", [str(audio["long"]), str(audio["short0"]), str(audio["short1"])])
+    page.set_input_files("#batch-files", [str(audio["long"]), str(audio["say0"]), str(audio["say1"])])
     page.wait_for_function(
         "() => document.querySelectorAll('#batch-table tbody tr[data-state=done]').length === 3", timeout=600_000
     )
