@@ -145,7 +145,7 @@ export default {
       [t("batch.audio.of"), b?.audio_seconds_total ? `${fmtDuration(b.audio_seconds_decoded || 0)} / ${fmtDuration(b.audio_seconds_total)}` : fmtDuration(b?.audio_seconds_done || 0), "", "decoded"],
       [t("batch.eta"), eta === null ? "–" : eta === undefined ? t("batch.eta.unknown") : fmtDuration(Math.round(eta)), "eta", "eta"],
     ];
-    stats.replaceChildren(...items.map(([k, v, cls, id]) => el("div", { class: `stat ${cls || ""}`, dataset: { stat: id || "", seconds: id === "eta" && eta != null ? String(Math.round(eta)) : null } }, el("strong", { text: v }), el("span", { class: "muted small", text: k }))));
+    stats.replaceChildren(...items.map(([k, v, cls, id]) => el("div", { class: `stat ${cls || ""}`, dataset: id === "eta" && eta != null ? { stat: id, seconds: String(Math.round(eta)) } : { stat: id || "" } }, el("strong", { text: v }), el("span", { class: "muted small", text: k }))));
     const uploadFrac = [...this.rows.values()].reduce((a, r) => a + (r.state === "uploading" ? 0 : 1), 0) / (this.rows.size || 1);
     const prog = b ? b.progress * (b.total / (total || 1)) : 0;
     $("#batch-bar").style.width = `${Math.round((total ? prog : 0) * 100)}%`;
@@ -189,7 +189,7 @@ export default {
       el("td", {}, el("span", { class: `badge ${r.state}`, text: t(`state.${r.state}`) })),
       el("td", {}, el("div", { class: "bar-cell" },
         el("div", { class: `bar thin ${r.state}` }, el("div", { class: r.state === "running" && !frac ? "indeterminate" : null, style: `width:${Math.round(frac * 100)}%` })),
-        el("span", { class: "pct small muted", dataset: { frac: r.state === "running" ? String(frac) : null }, text: r.state === "running" || r.state === "uploading" ? `${Math.round(frac * 100)}%` : "" }))),
+        el("span", { class: "pct small muted", dataset: r.state === "running" ? { frac: String(frac) } : {}, text: r.state === "running" || r.state === "uploading" ? `${Math.round(frac * 100)}%` : "" }))),
       el("td", { class: "details" }, details),
       el("td", {}, actions));
   },

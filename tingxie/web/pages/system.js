@@ -27,6 +27,7 @@ export default {
     window.addEventListener("resize", () => this.chart());
   },
   enter() { this.poll(); },
+  relabel() { if (currentPage() === "system") this.poll(); },
   leave() { clearTimeout(this.timer); },
   async poll() {
     clearTimeout(this.timer);
