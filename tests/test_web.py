@@ -315,7 +315,7 @@ def test_batch_with_a_corrupt_file_then_export_zip(page, files):
     assert len(reason) > 10, reason  # the server's reason, e.g. "could not decode audio…"
     stats = page.locator("#batch-stats").inner_text()
     assert "4\ndone" in stats and "1\nfailed" in stats, stats
-    audio = re.search(r"([\d.]+) s\nAudio transcribed", stats)
+    audio = re.search(r"([\d.]+) s / [\d.]+ s\nAudio decoded", stats)
     assert audio and float(audio.group(1)) > 3, stats  # four ~1.5 s files
     page.wait_for_function("() => document.querySelector('#batch-bar').style.width === '100%'")
     page.wait_for_timeout(400)  # the bar's width transition

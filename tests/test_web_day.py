@@ -257,7 +257,7 @@ def test_batch_progress_moves_for_a_long_file_and_time_left_falls(page, server, 
     done, total = stat.split(" / ")
     assert done == total, stat
     page.wait_for_timeout(500)  # the bar's width transition
-    shot(page, "batch")
+    shot(page, "batch-progress")
 
 
 # ---------------------------------------------------------------------------- 3. paragraphs
