@@ -341,7 +341,7 @@ def test_history_search_shows_the_phrase_in_context(page, server, audio):
     assert row.locator(".snippet mark").first.inner_text().lower() == phrase.lower()
     snippet = row.locator(".snippet").inner_text()
     assert snippet.startswith("…") and phrase in snippet, snippet
-    shot(page, "history")
+    shot(page, "history-search")
 
 
 # ---------------------------------------------------------------------------- 2. all Chinese
