@@ -40,6 +40,7 @@ LONGEST_FIRST = (
     "test_stream.py",
     "test_bench.py",
     "test_web.py",
+    "test_web_day.py",
     "test_server.py",
     "test_openai_stream.py",
     "test_realtime_api.py",

@@ -14,7 +14,9 @@ from tingxie.engines import ModelError, check_options, describe, detect_family, 
 from tingxie.types import DecodeOptions, OptionsError
 from tingxie.windows import Piece, Window
 
-sherpa_onnx = pytest.importorskip("sherpa_onnx", reason="sherpa-onnx not installed (pip install 'tingxie[sherpa]')")
+sherpa_onnx = pytest.importorskip(
+    "sherpa_onnx", reason="sherpa-onnx not installed (EXTRAS='[sherpa]' bash scripts/install.sh)"
+)
 pytest.importorskip("onnx", reason="onnx not installed")
 
 import tiny_models as tm  # noqa: E402

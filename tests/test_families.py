@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from server_fixture import ROOT, Server
 
-pytest.importorskip("sherpa_onnx", reason="sherpa-onnx not installed (pip install 'tingxie[sherpa]')")
+pytest.importorskip("sherpa_onnx", reason="sherpa-onnx not installed (EXTRAS='[sherpa]' bash scripts/install.sh)")
 pytest.importorskip("onnx", reason="onnx not installed")
 openai = pytest.importorskip("openai")
 websockets = pytest.importorskip("websockets")

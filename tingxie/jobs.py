@@ -95,16 +95,14 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
         if not job.get("audio_path") or not Path(job["audio_path"]).exists():
             raise PermanentError("audio file is missing from storage")
         sched = manager.scheduler(job.get("model") or None)
-        last = [0.0]
 
         def progress(done: int, total: int, secs: float) -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.5 or done == total:
-                last[0] = now
-                try:
-                    store.set_progress(job_id, done / total if total else 1.0)
-                except Exception as e:  # a figure for the UI: a full disk must not end the job
-                    log.warning("job %s: progress not saved (%s)", job_id, type(e).__name__)
+            # every window is stored: windows of one batch finish together, and a write
+            # skipped then (the old 0.5 s throttle) left the bar behind until the next batch
+            try:
+                store.set_progress(job_id, done / total if total else 1.0)
+            except Exception as e:  # a figure for the UI: a full disk must not end the job
+                log.warning("job %s: progress not saved (%s)", job_id, type(e).__name__)
 
         owner = job.get("batch_id") or job_id
         t = transcribe(

@@ -641,6 +641,14 @@ class Store:
         nxt = _encode_cursor(rows[-1].created_at, rows[-1].id) if more and rows else None
         return out, nxt
 
+    def job_texts(self, ids: list[str]) -> dict[str, str]:
+        """Transcript texts of some jobs (a history page's search snippets), without results."""
+        if not ids:
+            return {}
+        stmt = sa.select(JOBS.c.id, JOBS.c.text).where(JOBS.c.id.in_(ids))
+        with self._tx() as conn:
+            return {i: t or "" for i, t in conn.execute(stmt).all()}
+
     def count_jobs(self, where: JobFilter | None = None) -> int:
         conds = self._filters(where or JobFilter())
         with self._tx() as conn:

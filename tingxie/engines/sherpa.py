@@ -32,7 +32,7 @@ def _sherpa():
     try:
         import sherpa_onnx
     except ImportError as e:  # the optional extra is not installed
-        raise ModelError("this model family needs sherpa-onnx: pip install 'tingxie[sherpa]'") from e
+        raise ModelError("this model family needs sherpa-onnx: EXTRAS='[sherpa]' bash scripts/install.sh") from e
     return sherpa_onnx
 
 

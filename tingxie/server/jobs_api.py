@@ -15,9 +15,10 @@ import unicodedata
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Body, Depends, File, Form, Header, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -150,9 +151,11 @@ async def create_jobs(
         for f in files:
             job_id, path, size = store_upload(f, state.settings.audio_dir)
             stored.append((job_id, f, path, size))
-        for _, f, path, _ in stored:  # a file over the duration limit refuses the request whole
+        seconds: dict[str, float] = {}
+        for job_id, f, path, _ in stored:  # a file over the duration limit refuses the request whole
             try:
-                audio_mod.check_duration(path, state.settings.max_audio_duration_s)
+                # known from the start, so a batch's progress and time left count audio seconds
+                seconds[job_id] = audio_mod.check_duration(path, state.settings.max_audio_duration_s)
             except AudioTooLong as e:
                 raise ApiError(413, f"{display_name(f.filename)}: {e}", param="files", code="audio_too_long") from e
             except AudioError:
@@ -166,6 +169,7 @@ async def create_jobs(
                 filename=display_name(f.filename),
                 audio_path=str(path),
                 size_bytes=size,
+                duration=round(seconds[job_id], 3) if seconds.get(job_id) else None,
                 model=model_id,
                 options=options,
                 callback_url=callback_url,
@@ -212,8 +216,33 @@ def list_jobs(
     cursor: str | None = None,
 ):
     # a bad state, kind or cursor raises OptionsError in the store: the app answers 400 naming it
-    rows, nxt = request.app.state.tx.store.list_jobs(where, limit=limit, cursor=cursor)
-    return {"jobs": [public_job(r) for r in rows], "next_cursor": nxt}
+    store = request.app.state.tx.store
+    rows, nxt = store.list_jobs(where, limit=limit, cursor=cursor)
+    jobs = [public_job(r) for r in rows]
+    if where.q:  # each hit shows where the searched words are, not the transcript's start
+        texts = store.job_texts([j["id"] for j in jobs])
+        for j in jobs:
+            j["snippet"] = snippet(texts.get(j["id"]) or "", where.q)
+    return {"jobs": jobs, "next_cursor": nxt}
+
+
+SNIPPET_BEFORE, SNIPPET_AFTER = 24, 56
+
+
+def snippet(text: str, q: str) -> dict | None:
+    """The first searched term in its context: {before, match, after} (the UI marks
+    `match`), or None when only the file name matched. Search is case-insensitive."""
+    low = text.lower()
+    hits = [(i, len(t)) for t in q.split() if (i := low.find(t.lower())) >= 0]
+    if not hits:
+        return None
+    i, n = min(hits)
+    a, b = max(0, i - SNIPPET_BEFORE), min(len(text), i + n + SNIPPET_AFTER)
+    return {
+        "before": ("…" if a else "") + text[a:i],
+        "match": text[i : i + n],
+        "after": text[i + n : b] + ("…" if b < len(text) else ""),
+    }
 
 
 # An export's zip and its CSV summary stay in memory up to this size, then go to an
@@ -221,13 +250,15 @@ def list_jobs(
 EXPORT_SPOOL_BYTES = 16 << 20
 
 
-def _export_zip(load: Callable[[str], dict | None], job_ids: list[str]) -> IO[bytes]:
+def _export_zip(
+    load: Callable[[str], dict | None], job_ids: list[str], lang: str = "en", tz: tzinfo | None = None
+) -> IO[bytes]:
     """The export as a zip, read back from the start. Jobs are loaded one at a time by
     `load` (None: deleted meanwhile, left out; it may raise to refuse the export), so
     memory holds one job's result however many are exported."""
     out = tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES)
     try:
-        _write_export(out, load, job_ids)
+        _write_export(out, load, job_ids, lang, tz)
     except BaseException:
         out.close()
         raise
@@ -277,10 +308,69 @@ def _unique(stem: str, used: set[str]) -> str:
     return name
 
 
-def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: list[str]) -> None:
+# summary.csv in the reader's language: the web UI asks with `lang` (its own choice); other
+# callers get English unless Accept-Language prefers Chinese. The reasons are the stable
+# phrases of tingxie/audio.py and tingxie/jobs.py (the UI's i18n.js matches the same ones).
+_CSV_HEADER = {
+    "en": ["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"],
+    "zh": ["编号", "文件名", "状态", "语言", "时长（秒）", "处理用时（秒）", "错误", "创建时间", "文本"],
+}
+_ZH_STATES = {"queued": "排队", "running": "识别中", "done": "完成", "failed": "失败", "cancelled": "已取消"}
+_ZH_REASONS = [
+    (audio_mod.NOT_AUDIO, "不是音频文件，或格式无法读取。"),
+    (audio_mod.CORRUPT, "音频已损坏或不完整。"),
+    (audio_mod.EMPTY, "文件为空（0 字节）。"),
+    ("no audio stream", "没有音轨（是否为无声视频？）。"),
+    (audio_mod.NO_SAMPLES, "文件中没有音频采样。"),
+    (audio_mod.NOT_FOUND, "找不到文件。"),
+    ("audio file is missing from storage", "上传的音频在存储中丢失。"),
+    ("audio is", "音频超过了服务器允许的最长时长。"),
+    ("internal error", "服务器内部错误，重试可能有效。"),
+    ("infrastructure unavailable", "服务器内部错误，重试可能有效。"),
+]
+
+
+def _export_lang(lang: str | None, accept: str | None) -> str:
+    if lang:
+        if lang not in _CSV_HEADER:
+            raise ApiError(400, f"lang must be one of {', '.join(_CSV_HEADER)}, not {lang!r}", param="lang")
+        return lang
+    first = (accept or "").split(",")[0].strip().lower()
+    return "zh" if first.startswith("zh") else "en"
+
+
+def _export_tz(tz: str | None) -> tzinfo | None:
+    """The reader's time zone (an IANA name, as the browser's Intl gives it); None: the server's local time."""
+    if not tz:
+        return None
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ApiError(400, f"unknown time zone {tz!r}; use an IANA name such as Asia/Shanghai", param="tz") from e
+
+
+def _export_error(error: str, lang: str) -> str:
+    if lang != "zh" or not error:
+        return error
+    low = error.lower()
+    return next((zh for phrase, zh in _ZH_REASONS if phrase in low), f"错误：{error}")
+
+
+def _export_time(at: datetime | str, tz: tzinfo | None) -> str:
+    """Local time, as a spreadsheet reads it: 2026-03-12 15:30:05."""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _write_export(
+    out: IO[bytes], load: Callable[[str], dict | None], job_ids: list[str], lang: str = "en", tz: tzinfo | None = None
+) -> None:
     with tempfile.SpooledTemporaryFile(max_size=EXPORT_SPOOL_BYTES, mode="w+", encoding="utf-8", newline="") as summary:
         w = csv.writer(summary)
-        w.writerow(["id", "filename", "state", "language", "duration_s", "processing_s", "error", "created_at", "text"])
+        w.writerow(_CSV_HEADER[lang])
         used: set[str] = set()
         with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
             for job_id in job_ids:
@@ -291,12 +381,12 @@ def _write_export(out: IO[bytes], load: Callable[[str], dict | None], job_ids: l
                     [
                         j["id"],
                         _cell(j["filename"]),
-                        j["state"],
+                        _ZH_STATES.get(j["state"], j["state"]) if lang == "zh" else j["state"],
                         j.get("language") or "",
                         j.get("duration") or "",
                         j.get("processing_time") or "",
-                        _cell(j.get("error") or ""),
-                        j["created_at"],
+                        _cell(_export_error(j.get("error") or "", lang)),
+                        _export_time(j["created_at"], tz),
                         _cell((j.get("text") or "")[:32000]),
                     ]
                 )
@@ -333,14 +423,18 @@ def export_jobs(
     where: Annotated[JobFilter, Depends(job_filter)],
     ids: str | None = Query(None, description="comma-separated job ids; otherwise the filters"),
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    lang: str | None = Query(None, description="summary.csv's language: en or zh (default: Accept-Language)"),
+    tz: str | None = Query(None, description="summary.csv's times in this IANA time zone (default: the server's)"),
 ):
     st = request.app.state.tx
+    language, zone = _export_lang(lang, request.headers.get("accept-language")), _export_tz(tz)
     if ids:
         job_ids = [i.strip() for i in ids.split(",") if i.strip()]
-        data = _export_zip(lambda job_id: _owned(st, who, job_id), job_ids)  # another's id: 404, no export
+        # another's id: 404, no export
+        data = _export_zip(lambda job_id: _owned(st, who, job_id), job_ids, language, zone)
     else:
         rows, _ = st.store.list_jobs(where, limit=limit)
-        data = _export_zip(st.store.get_job, [r["id"] for r in rows])
+        data = _export_zip(st.store.get_job, [r["id"] for r in rows], language, zone)
     size = data.seek(0, os.SEEK_END)
     data.seek(0)
     return StreamingResponse(
@@ -500,15 +594,26 @@ def batch_status(request: Request, batch_id: str, who: Annotated[Principal, Depe
     done_audio = sum(r.get("duration") or 0 for r in rows if r["state"] == "done")
     proc = sum(r.get("processing_time") or 0 for r in rows if r["state"] == "done")
     finished = counts["done"] + counts["failed"] + counts["cancelled"]
-    progress = sum(
-        1.0 if r["state"] in ("done", "failed", "cancelled") else (r.get("progress") or 0) for r in rows
-    ) / len(rows)
+    # Progress in audio seconds (each file's duration is known from its upload; a running
+    # file counts the windows decoded so far), so one long file weighs what it lasts.
+    # Files whose duration is unknown (unreadable) count as the mean of the others.
+    known = [float(r["duration"]) for r in rows if r.get("duration")]
+    mean = sum(known) / len(known) if known else 1.0
+    total_s = decoded_s = 0.0
+    for r in rows:
+        secs = r.get("duration") or mean
+        total_s += secs
+        ended = r["state"] in ("done", "failed", "cancelled")
+        decoded_s += secs if ended else secs * (r.get("progress") or 0)
+    progress = decoded_s / total_s if total_s else 1.0
     return {
         "batch_id": batch_id,
         "total": len(rows),
         "counts": counts,
         "finished": finished,
         "progress": round(progress, 4),
+        "audio_seconds_total": round(total_s, 1),
+        "audio_seconds_decoded": round(decoded_s, 1),
         "audio_seconds_done": round(done_audio, 1),
         "processing_seconds": round(proc, 1),
         "jobs": [public_job(r) for r in rows],

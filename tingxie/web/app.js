@@ -20,6 +20,7 @@ function boot() {
   $$(".script-select").forEach(scriptOptions);
   $$(".channels-select").forEach(channelOptions);
   $("#lang-switch").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
+  $("#key-lang").addEventListener("click", () => setLang(lang() === "zh" ? "en" : "zh"));
   $("#forget-key").addEventListener("click", forgetKey);
   onLangChange(() => {
     $$(".lang-select").forEach((s) => langOptions(s));

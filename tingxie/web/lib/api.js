@@ -1,5 +1,5 @@
 // Talking to the server: fetch/XHR with the API key, the key prompt, errors users can read.
-import { errorText } from "../i18n.js";
+import { errorText, onLangChange } from "../i18n.js";
 import { $, show } from "./dom.js";
 
 const KEY_STORE = "tingxie.apiKey";
@@ -15,10 +15,21 @@ export function withKey(url) {
 }
 
 let keyPrompt = null;
-export function askKey(reason) {
+let keyError = null;
+// What the server said (missing or invalid key), in the language shown now: the dialog
+// has its own language switch.
+const showKeyReason = () => {
+  if (keyError) $("#key-reason").textContent = errorText(keyError.code, keyError.raw, keyError.status);
+};
+onLangChange(showKeyReason);
+
+// `err`: the 401 ApiError that asks for a key.
+export function askKey(err) {
   if (keyPrompt) return keyPrompt;
   const dlg = $("#key-dialog");
-  $("#key-reason").textContent = reason || "";
+  keyError = err || null;
+  $("#key-reason").textContent = "";
+  showKeyReason();
   $("#key-input").value = "";
   keyPrompt = new Promise((resolve) => {
     const done = (ok) => {
@@ -78,7 +89,7 @@ export async function api(path, opts = {}) {
     }
     if (res.status === 401) {
       const err = await responseError(res);
-      if (await askKey(err.message)) continue;
+      if (await askKey(err)) continue;
       throw err;
     }
     if (!res.ok) throw await responseError(res);
@@ -102,7 +113,7 @@ export function upload(path, form, onProgress) {
         try { body = JSON.parse(xhr.responseText); } catch { /* not json */ }
         if (xhr.status === 401) {
           const err = errorFromBody(401, body, "unauthorised");
-          if (await askKey(err.message)) return send();
+          if (await askKey(err)) return send();
           return reject(err);
         }
         if (xhr.status >= 400) return reject(errorFromBody(xhr.status, body, `${xhr.status} ${xhr.statusText}`));

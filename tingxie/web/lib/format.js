@@ -9,11 +9,21 @@ export function fmtTime(s, ms = false) {
   return h ? `${h}:${mmss}` : mmss;
 }
 
+// Units in the page's language: "9.5 s" / "9.5 秒", "1 min 8 s" / "1 分 8 秒".
+const UNITS = { en: { s: " s", min: " min ", h: " h" }, zh: { s: " 秒", min: " 分 ", h: " 小时" } };
+
 export function fmtDuration(s) {
   if (s === null || s === undefined) return "–";
-  if (s < 60) return `${s.toFixed(1)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${(s / 3600).toFixed(2)} h`;
+  const u = UNITS[lang()] || UNITS.en;
+  if (s < 60) return `${s.toFixed(1)}${u.s}`;
+  if (s < 3600) return `${Math.floor(s / 60)}${u.min}${Math.round(s % 60)}${u.s}`;
+  return `${(s / 3600).toFixed(2)}${u.h}`;
+}
+
+// Seconds as a whole number with the unit (the batch's time left: "12 s" / "12 秒").
+export function fmtSeconds(s, digits = 1) {
+  const u = UNITS[lang()] || UNITS.en;
+  return `${Number(s).toFixed(digits)}${u.s}`;
 }
 
 export function fmtDate(iso) {

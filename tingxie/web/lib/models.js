@@ -7,6 +7,30 @@ import { api } from "./api.js";
 import { langOptions, languagesOf } from "./options.js";
 
 const STORE = "tingxie.model."; // + page name: each page remembers its own choice
+
+// How to add a stronger model (docs/models.md, "Adding a better model"): names, folders
+// and commands stay as they are, in <code>, inside the translated sentences.
+const GUIDE_CODE = {
+  base: "whisper-base",
+  sv: "sherpa-onnx-sense-voice-zh-en-ja-ko-yue-2024-07-17",
+  extras: "EXTRAS='[sherpa]' bash scripts/install.sh",
+  fw: "faster-whisper-large-v3",
+  dir: "$TINGXIE_HOME/models/",
+  default: "~/.cache/tingxie/models/",
+  doc: "docs/models.md",
+};
+
+function withCode(key) {
+  return t(key).split(/\{(\w+)\}/).map((part, i) => (i % 2 ? el("code", { text: GUIDE_CODE[part] ?? part }) : part));
+}
+
+// The guide's body; `installed`: the model ids the server lists now.
+export function modelGuide(installed) {
+  return el("div", { class: "guide" },
+    el("p", {}, ...withCode("guide.intro"), " ", ...installed.flatMap((id, i) => [i ? ", " : "", el("code", { class: "installed", text: id })])),
+    el("ol", {}, ...["guide.step1", "guide.step2", "guide.step3"].map((k) => el("li", {}, ...withCode(k)))),
+    el("p", { class: "muted small" }, ...withCode("guide.more")));
+}
 const INFO_CAPS = ["translation", "word_timestamps", "hotwords", "streaming", "tags"];
 
 function label(m) {
@@ -25,6 +49,9 @@ export function modelSelector(root, page) {
   const langSelect = $(".lang-select", root);
   const info = $(".model-info", root);
   let models = [];
+  // the selector's help: which models are installed and how to add one
+  const help = el("details", { class: "model-help" });
+  select.closest("label")?.after(help);
 
   const chosen = () => models.find((m) => m.id === select.value);
 
@@ -49,6 +76,7 @@ export function modelSelector(root, page) {
       show(node, ok);
       $$("input, select, textarea", node).forEach((c) => (c.disabled = !ok));
     }
+    if (help) help.replaceChildren(el("summary", { text: t("guide.help") }), modelGuide(models.map((x) => x.id)));
     if (info) {
       const caps = INFO_CAPS.filter((c) => m?.capabilities?.[c]).map((c) => t(`cap.${c}`));
       info.textContent = m ? [m.family, ...caps].filter(Boolean).join(" · ") : "";

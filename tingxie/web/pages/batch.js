@@ -1,13 +1,21 @@
 // Batch: many files uploaded four at a time into one batch, followed until all are done.
-import { t, errorText, isPermanentFailure } from "../i18n.js";
+import { t, lang, errorText, isPermanentFailure } from "../i18n.js";
 import { $, $$, el, show, toast, bindDrop } from "../lib/dom.js";
 import { api, upload, withKey } from "../lib/api.js";
-import { fmtDuration, fmtBytes } from "../lib/format.js";
+import { fmtDuration, fmtBytes, fmtTime } from "../lib/format.js";
+import { Eta } from "../lib/progress.js";
 import { formOptions } from "../lib/options.js";
 import { modelSelector } from "../lib/models.js";
 import { currentPage } from "../lib/router.js";
 
 const BATCH_STORE = "tingxie.batchId";
+
+// summary.csv in the UI's language and the browser's time zone
+export function exportLocale() {
+  let tz = "";
+  try { tz = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch { /* the server's zone */ }
+  return `lang=${lang()}` + (tz ? `&tz=${encodeURIComponent(tz)}` : "");
+}
 
 export default {
   rows: new Map(), // key -> {key, name, size, state, upload, jobId, error}
@@ -16,7 +24,7 @@ export default {
   pending: [],
   active: 0,
   timer: null,
-  rate: [],
+  clock: new Eta(),
   init() {
     this.batchId = localStorage.getItem(BATCH_STORE) || null;
     bindDrop($("#batch-drop"), $("#batch-files"), (files) => this.add(files));
@@ -45,7 +53,7 @@ export default {
     this.rows.clear();
     this.byJob.clear();
     this.seen.clear();
-    this.rate = [];
+    this.clock.reset();
     this.server = null;
     this.render();
   },
@@ -106,9 +114,7 @@ export default {
         }
         Object.assign(row, { state: j.state, progress: j.progress, error: j.error, errorCode: null, duration: j.duration, preview: j.preview });
       }
-      const now = Date.now() / 1000;
-      this.rate.push([now, b.progress]);
-      while (this.rate.length > 2 && now - this.rate[0][0] > 60) this.rate.shift();
+      this.etaS = this.clock.update(b.audio_seconds_decoded ?? b.progress, b.audio_seconds_total ?? 1);
     } catch (e) {
       if (e.status === 404 && !this.active && !this.pending.length && !this.byJob.size) {
         /* empty new batch */
@@ -118,13 +124,11 @@ export default {
     const busy = this.active || this.pending.length || (this.server && this.server.finished < this.server.total);
     if (currentPage() === "batch") this.timer = setTimeout(() => this.poll(), busy ? 1500 : 5000);
   },
+  // seconds left from the measured throughput (lib/progress.js); null when nothing runs
   eta() {
     const b = this.server;
     if (!b || b.finished >= b.total) return null;
-    if (this.rate.length < 2) return undefined;
-    const [t0, p0] = this.rate[0], [t1, p1] = this.rate[this.rate.length - 1];
-    if (p1 <= p0 || t1 - t0 < 2) return undefined;
-    return ((1 - p1) * (t1 - t0)) / (p1 - p0);
+    return this.etaS;
   },
   render() {
     const b = this.server;
@@ -138,17 +142,17 @@ export default {
       [t("batch.done"), String(counts.done || 0), "ok"],
       [t("batch.failed"), String(counts.failed || 0), counts.failed ? "bad" : ""],
       [t("batch.running"), String((counts.running || 0) + (counts.queued || 0) + uploading)],
-      [t("batch.audio"), fmtDuration(b?.audio_seconds_done || 0)],
-      [t("batch.eta"), eta === null ? "–" : eta === undefined ? t("batch.eta.unknown") : fmtDuration(eta)],
+      [t("batch.audio.of"), b?.audio_seconds_total ? `${fmtDuration(b.audio_seconds_decoded || 0)} / ${fmtDuration(b.audio_seconds_total)}` : fmtDuration(b?.audio_seconds_done || 0), "", "decoded"],
+      [t("batch.eta"), eta === null ? "–" : eta === undefined ? t("batch.eta.unknown") : fmtDuration(Math.round(eta)), "eta", "eta"],
     ];
-    stats.replaceChildren(...items.map(([k, v, cls]) => el("div", { class: `stat ${cls || ""}` }, el("strong", { text: v }), el("span", { class: "muted small", text: k }))));
+    stats.replaceChildren(...items.map(([k, v, cls, id]) => el("div", { class: `stat ${cls || ""}`, dataset: id === "eta" && eta != null ? { stat: id, seconds: String(Math.round(eta)) } : { stat: id || "" } }, el("strong", { text: v }), el("span", { class: "muted small", text: k }))));
     const uploadFrac = [...this.rows.values()].reduce((a, r) => a + (r.state === "uploading" ? 0 : 1), 0) / (this.rows.size || 1);
     const prog = b ? b.progress * (b.total / (total || 1)) : 0;
     $("#batch-bar").style.width = `${Math.round((total ? prog : 0) * 100)}%`;
-    $("#batch-bar").title = `upload ${Math.round(uploadFrac * 100)}%`;
+    $("#batch-bar").title = `${t("state.uploading")} ${Math.round(uploadFrac * 100)}%`;
     $("#batch-idline").textContent = this.batchId ? `${t("batch.id")} ${this.batchId}` : "";
     const exp = $("#batch-export");
-    exp.href = this.batchId ? withKey(`/api/jobs/export?batch_id=${this.batchId}`) : "#";
+    exp.href = this.batchId ? withKey(`/api/jobs/export?batch_id=${this.batchId}&${exportLocale()}`) : "#";
     exp.classList.toggle("disabled", !counts.done);
     exp.setAttribute("aria-disabled", String(!counts.done));
     $("#batch-retry").disabled = ![...this.rows.values()].some((r) => this.retryable(r));
@@ -174,15 +178,18 @@ export default {
       actions.append(el("button", { type: "button", class: "ghost small", text: t("key.cancel"), onclick: () => this.cancel(r) }));
     if (this.retryable(r))
       actions.append(el("button", { type: "button", class: "ghost small", text: t("batch.retry.one"), onclick: () => this.retry(r) }));
-    if (r.jobId && r.state === "done")
-      actions.append(el("a", { class: "button ghost small", href: `#recognise/${r.jobId}`, text: t("hist.open") }));
-    const details = r.error ? el("span", { class: "err", text: errorText(r.errorCode, r.error), title: r.error }) : el("span", { class: "muted", text: r.preview || (r.duration ? fmtDuration(r.duration) : r.size ? fmtBytes(r.size) : "") });
+    // one way to open a job everywhere: its file name, as in History
+    const name = r.jobId && r.state === "done" ? el("a", { class: "fname", href: `#history/${r.jobId}`, text: r.name }) : r.name;
+    const running = r.state === "running" && r.duration;
+    const details = r.error ? el("span", { class: "err", text: errorText(r.errorCode, r.error), title: lang() === "en" ? r.error : null })
+      : running ? el("span", { class: "muted audio-done", text: t("prog.audio", { done: fmtTime((r.progress || 0) * r.duration), total: fmtTime(r.duration) }) })
+      : el("span", { class: "muted", text: r.preview || (r.duration ? fmtDuration(r.duration) : r.size ? fmtBytes(r.size) : "") });
     tr.replaceChildren(
-      el("td", { class: "fname", text: r.name }),
+      el("td", { class: "fname" }, name),
       el("td", {}, el("span", { class: `badge ${r.state}`, text: t(`state.${r.state}`) })),
       el("td", {}, el("div", { class: "bar-cell" },
         el("div", { class: `bar thin ${r.state}` }, el("div", { class: r.state === "running" && !frac ? "indeterminate" : null, style: `width:${Math.round(frac * 100)}%` })),
-        el("span", { class: "pct small muted", text: r.state === "running" || r.state === "uploading" ? `${Math.round(frac * 100)}%` : "" }))),
+        el("span", { class: "pct small muted", dataset: r.state === "running" ? { frac: String(frac) } : {}, text: r.state === "running" || r.state === "uploading" ? `${Math.round(frac * 100)}%` : "" }))),
       el("td", { class: "details" }, details),
       el("td", {}, actions));
   },
@@ -196,7 +203,7 @@ export default {
   },
   async retry(r) {
     try { await api(`/api/jobs/${r.jobId}/retry`, { method: "POST" }); r.state = "queued"; r.error = null; } catch (e) { toast(e.message, "error"); }
-    this.rate = [];
+    this.clock.reset();
     this.poll();
   },
   async cancelAll() {
@@ -204,7 +211,7 @@ export default {
   },
   async retryFailed() {
     for (const r of [...this.rows.values()]) if (this.retryable(r)) await api(`/api/jobs/${r.jobId}/retry`, { method: "POST" }).catch((e) => toast(e.message, "error"));
-    this.rate = [];
+    this.clock.reset();
     this.poll();
   },
 };

@@ -1,10 +1,17 @@
 // History: search, open, export and delete past jobs.
-import { t, langName, errorText } from "../i18n.js";
+import { t, lang, langName, errorText } from "../i18n.js";
 import { $, $$, el, show, toast } from "../lib/dom.js";
 import { api, withKey } from "../lib/api.js";
 import { fmtTime, fmtDate } from "../lib/format.js";
 import { renderResult } from "../lib/result.js";
 import { currentPage } from "../lib/router.js";
+import { exportLocale } from "./batch.js";
+
+// The language heard, and for a translated job the language written: "中文 → 英语".
+function languages(j) {
+  if (j.options?.task === "translate") return t("res.translated", { from: langName(j.language), to: langName("en") });
+  return langName(j.language);
+}
 
 export default {
   cursor: null,
@@ -67,8 +74,10 @@ export default {
       el("td", { class: "nowrap", text: fmtDate(j.created_at) }),
       el("td", {}, open),
       el("td", { class: "nowrap", text: j.duration != null ? fmtTime(j.duration) : "–" }),
-      el("td", { class: "nowrap", text: langName(j.language) }),
-      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: errorText(null, j.error), title: j.error }) : el("span", { text: j.preview || "" })),
+      el("td", { class: "nowrap", text: languages(j) }),
+      el("td", { class: "preview" }, j.error ? el("span", { class: "err", text: errorText(null, j.error), title: lang() === "en" ? j.error : null })
+        : j.snippet ? el("span", { class: "snippet", title: t("hist.match") }, j.snippet.before, el("mark", { text: j.snippet.match }), j.snippet.after)
+        : el("span", { text: j.preview || "" })),
       el("td", {}, el("span", { class: `badge ${j.state}`, text: t(`state.${j.state}`) })),
       el("td", {}, del));
     return tr;
@@ -76,7 +85,7 @@ export default {
   updateExport() {
     const a = $("#hist-export");
     const ids = [...this.selected];
-    a.href = ids.length ? withKey(`/api/jobs/export?ids=${ids.join(",")}`) : "#";
+    a.href = ids.length ? withKey(`/api/jobs/export?ids=${ids.join(",")}&${exportLocale()}`) : "#";
     a.classList.toggle("disabled", !ids.length);
     a.setAttribute("aria-disabled", String(!ids.length));
     a.textContent = t("hist.export") + (ids.length ? ` (${ids.length})` : "");
@@ -99,8 +108,8 @@ export default {
     box.replaceChildren(el("p", { class: "muted", text: "…" }));
     try {
       const job = await api(`/api/jobs/${id}`);
-      if (job.state === "done") renderResult(box, job);
-      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: errorText(null, job.error), title: job.error }) : "")));
+      if (job.state === "done") renderResult(box, job, { rename: true });
+      else box.replaceChildren(el("div", { class: "card" }, el("h2", { text: job.filename }), el("p", {}, el("span", { class: `badge ${job.state}`, text: t(`state.${job.state}`) }), " ", job.error ? el("span", { class: "err", text: errorText(null, job.error), title: lang() === "en" ? job.error : null }) : "")));
       box.firstChild.append(el("div", { class: "row end" }, el("button", { type: "button", class: "ghost small danger", text: t("hist.delete"), onclick: () => this.remove(job, null) })));
     } catch (e) { box.replaceChildren(el("p", { class: "alert error", text: e.message })); }
   },

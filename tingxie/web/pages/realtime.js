@@ -107,7 +107,7 @@ export default {
       if (!gotAny && !retried && (e.code === 1008 || e.code === 4401 || e.code === 1006 || e.code === 1003)) {
         // rejected before anything arrived: maybe a missing/invalid key
         const hasKeys = await api("/api/system").then((s) => s.keys_required).catch((err) => err.status === 401);
-        if (hasKeys && this.state !== "idle" && (await askKey(e.reason || t("key.body")))) return this.openSocket(true);
+        if (hasKeys && this.state !== "idle" && (await askKey({ code: "missing_api_key", raw: e.reason, status: 401 }))) return this.openSocket(true);
       }
       if (this.state === "recording" || this.state === "starting") this.error(`${t("rt.closed")}${e.reason ? ": " + e.reason : ""}`);
       this.renderText("");

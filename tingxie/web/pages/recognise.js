@@ -2,7 +2,8 @@
 import { t, lang, errorText } from "../i18n.js";
 import { $, el, show, bindDrop } from "../lib/dom.js";
 import { upload } from "../lib/api.js";
-import { fmtBytes } from "../lib/format.js";
+import { fmtBytes, fmtTime, fmtDuration } from "../lib/format.js";
+import { Eta } from "../lib/progress.js";
 import { formOptions } from "../lib/options.js";
 import { modelSelector } from "../lib/models.js";
 import { renderResult, pollJob } from "../lib/result.js";
@@ -35,8 +36,19 @@ export default {
     $("#rec-result").replaceChildren();
     $("#rec-submit").disabled = true;
   },
-  progress(label, frac, name) {
+  // a running job: audio decoded of the file's length, and the time left once measurable
+  running(j) {
+    const frac = j.progress || null;
+    let extra = "";
+    if (j.duration) {
+      const eta = this.clock.update((j.progress || 0) * j.duration, j.duration);
+      extra = `${t("prog.audio", { done: fmtTime((j.progress || 0) * j.duration), total: fmtTime(j.duration) })} · ${eta == null ? "" : eta === undefined ? t("prog.estimating") : t("prog.eta", { eta: fmtDuration(Math.round(eta)) })}`;
+    }
+    this.progress(t("rec.running"), frac, j.filename, extra);
+  },
+  progress(label, frac, name, extra = "") {
     show($("#rec-progress"));
+    $("#rec-progress-eta").textContent = extra;
     $("#rec-progress-label").textContent = label;
     $("#rec-progress-pct").textContent = frac == null ? "" : `${Math.round(frac * 100)}%`;
     $("#rec-progress-bar").style.width = `${Math.round((frac ?? 0) * 100)}%`;
@@ -46,6 +58,7 @@ export default {
   async submit() {
     if (!this.file) return;
     const token = ++recToken;
+    this.clock = new Eta();
     const form = new FormData();
     for (const [k, v] of Object.entries(formOptions($("#rec-options")))) form.append(k, v);
     form.append("files", this.file, this.file.name);
@@ -61,7 +74,7 @@ export default {
         if (token !== recToken) return;
         if (j.state === "queued") this.progress(t("rec.queued"), null);
         // before the first window finishes there is no figure to show: a moving bar, not a stuck 0 %
-        else if (j.state === "running") this.progress(t("rec.running"), j.progress || null);
+        else if (j.state === "running") this.running(j);
       }, () => token !== recToken);
       if (!job || token !== recToken) return;
       this.finish(job);
@@ -88,8 +101,9 @@ export default {
       show($("#rec-form-wrap"), false);
       show($("#rec-again-wrap"));
       const token = ++recToken;
+      this.clock = new Eta();
       try {
-        const job = await pollJob(m[1], (j) => j.state !== "done" && this.progress(t(j.state === "running" ? "rec.running" : "rec.queued"), j.progress || null, j.filename), () => token !== recToken);
+        const job = await pollJob(m[1], (j) => j.state === "running" ? this.running(j) : j.state !== "done" && this.progress(t("rec.queued"), null, j.filename), () => token !== recToken);
         if (job && token === recToken) this.finish(job);
       } catch (e) { this.fail(e.message); }
     }

@@ -1,9 +1,17 @@
 // System: device, memory, queue, throughput chart and the models table.
-import { t, lang } from "../i18n.js";
+import { t } from "../i18n.js";
 import { $, el, show, toast, sharpCanvas } from "../lib/dom.js";
 import { api } from "../lib/api.js";
 import { fmtBytes, fmtDuration } from "../lib/format.js";
 import { currentPage } from "../lib/router.js";
+import { modelGuide } from "../lib/models.js";
+
+// The server's device notes (tingxie/device.py), in the page's language.
+function deviceNote(note) {
+  if (!note) return "";
+  if (note.startsWith("mps requested")) return t("sys.note.mps");
+  return note;
+}
 
 export default {
   history: [],
@@ -12,13 +20,14 @@ export default {
       try {
         const r = await api("/api/system/empty-cache", { method: "POST" });
         const m = $("#sys-message");
-        m.textContent = r.message || JSON.stringify(r);
+        m.textContent = t(r.freed ? "sys.cache.freed" : "sys.cache.cpu");
         show(m);
       } catch (e) { toast(e.message, "error"); }
     });
     window.addEventListener("resize", () => this.chart());
   },
   enter() { this.poll(); },
+  relabel() { if (currentPage() === "system") this.poll(); },
   leave() { clearTimeout(this.timer); },
   async poll() {
     clearTimeout(this.timer);
@@ -55,8 +64,10 @@ export default {
       tile(t("sys.audio"), fmtDuration(s.throughput?.audio_seconds_total || 0), "audio"),
       tile(t("sys.uptime"), fmtDuration(s.throughput?.uptime_s || 0), "uptime"),
       tile(t("sys.keys"), s.keys_required ? t("sys.keys.on") : t("sys.keys.off"), "keys"));
-    $("#sys-note").textContent = s.device_note || "";
-    $("#sys-rate").textContent = `${rate.toFixed(2)} s/s`;
+    // a GPU cache exists only on a GPU
+    show($("#sys-empty-cache"), !String(s.device || "").toLowerCase().startsWith("cpu"));
+    $("#sys-note").textContent = deviceNote(s.device_note);
+    $("#sys-rate").textContent = `${rate.toFixed(2)} ${t("sys.rate.unit")}`;
     $("#sys-jobs").replaceChildren(...Object.entries(s.jobs || {}).map(([k, v]) => el("div", { class: "stat" }, el("strong", { text: String(v) }), el("span", { class: "muted small", text: t(`state.${k}`) }))));
     this.renderModels(s.models || []);
     this.chart();
@@ -67,6 +78,7 @@ export default {
       const { models } = await api("/api/models");
       for (const m of models) if (!all.find((x) => x.id === m.id)) all.push({ id: m.id, loaded: m.loaded });
     } catch { /* the loaded list is enough */ }
+    $("#sys-guide-body").replaceChildren(modelGuide(all.map((m) => m.id)));
     const tbody = $("#sys-models tbody");
     tbody.replaceChildren(...all.map((m) => {
       const q = m.queue || {};
@@ -100,8 +112,10 @@ export default {
       g.beginPath(); g.moveTo(36, y); g.lineTo(w, y); g.stroke();
       g.fillText((max * i / 4).toFixed(1), 2, y + 4);
     }
-    g.fillText("-5 min", 36, h - 4);
-    g.fillText(lang() === "zh" ? "现在" : "now", w - 26, h - 4);
+    g.fillText(t("sys.chart.ago"), 36, h - 4);
+    g.textAlign = "right";
+    g.fillText(t("sys.chart.now"), w - 2, h - 4);
+    g.textAlign = "left";
     if (pts.length < 2) return;
     const now = pts[pts.length - 1].t;
     const px = (tt) => 36 + ((tt - (now - 300)) / 300) * (w - 36);
