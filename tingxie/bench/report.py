@@ -200,11 +200,12 @@ def headline(report: dict) -> list[str]:
         out.append(
             f"recommended `serve` settings: batch {r['batch_size']} × {r['instances']} instance(s) ({r['why']}) — `{r['command']}`"
             + ("; stored: `tingxie serve` here uses them" if r.get("saved") else "")
+            + (f"; not stored: {r['not_saved']}" if r.get("not_saved") else "")
         )
     ml = report.get("machine_load")
     if ml and "others_cpu_cores" in ml:
         out.append(
-            f"machine load during the run: other processes {ml['others_cpu_cores']} of {ml['cpus']} CPUs, steal {ml['steal_percent']} %"
+            f"machine load during the run ({ml['wall_seconds'] / 60:.1f} min): other processes {ml['others_cpu_cores']} of {ml['cpus']} CPUs, steal {ml['steal_percent']} %"
             + (" — figures trustworthy" if ml["trustworthy"] else " — FIGURES NOT TRUSTWORTHY (contended machine)")
         )
     return out

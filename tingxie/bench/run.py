@@ -448,6 +448,9 @@ def save_recommendation(report: dict, args: argparse.Namespace) -> Path | None:
     rec = report.get("recommendation")
     if not rec or args.url or args.no_save:
         return None
+    if (report.get("machine_load") or {}).get("trustworthy") is False:
+        rec["not_saved"] = "figures not trustworthy (contended machine): `tingxie serve` keeps its settings"
+        return None
     settings = from_overrides(args)
     m = report["machine"]
     path = settings.bench_file
