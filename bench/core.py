@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tingxie import audio as audio_mod  # noqa: E402
+from tingxie.bench.monitor import MachineLoad  # noqa: E402
 from tingxie.bench.score import error_rate  # noqa: E402
 from tingxie.bench.split import half_of, shared_sets  # noqa: E402
 
@@ -136,6 +137,9 @@ def child(args: argparse.Namespace) -> None:
     Path(args.result).write_text(json.dumps(res, ensure_ascii=False))
 
 
+LOAD = MachineLoad()
+
+
 def measure(method: str, rows: list[dict], model_dir: str, work: Path) -> dict:
     """Run one method in a child process; return wall time, hyps and the child's peak RSS."""
     tag = f"{method}-{int(time.time() * 1000)}"
@@ -166,6 +170,7 @@ def measure(method: str, rows: list[dict], model_dir: str, work: Path) -> dict:
     if status != 0:
         raise SystemExit(f"{method} failed with status {status}")
     res = json.loads(res_f.read_text())
+    LOAD.add_ended(usage.ru_utime + usage.ru_stime)
     res["peak_rss_mb"] = usage.ru_maxrss / 1024  # includes the tingxie CLI grandchild via ru_maxrss of children
     return res
 
@@ -276,6 +281,7 @@ def main() -> None:
         "sets": {},
     }
     methods = args.methods.split(",")
+    LOAD.__enter__()
     for name, rows in sets.items():
         if not rows:
             continue
@@ -307,6 +313,14 @@ def main() -> None:
         if res_set["target"]:
             print(f"  target: {res_set['target']}")
         report["sets"][name] = res_set
+    LOAD.__exit__(None, None, None)
+    report["machine_load"] = ml = LOAD.to_dict()
+    load_line = (
+        f"Machine load during the run: other processes used {ml.get('others_cpu_cores')} of {ml['cpus']} CPUs, "
+        f"steal {ml.get('steal_percent')} % — "
+        + ("figures trustworthy." if ml["trustworthy"] else f"FIGURES NOT TRUSTWORTHY ({ml['why_not']}).")
+    )
+    print(load_line)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -316,6 +330,8 @@ def main() -> None:
         "",
         f"Machine: {report['machine']['cores']} cores, whisper-base int8, CPU. Median of {args.repeats} run(s) per method "
         "(interleaved); every run's wall time in brackets.",
+        "",
+        load_line,
         "",
         "Halves (tingxie/bench/split.py; constants are tuned on calibration, the target is judged on validation):",
         "",

@@ -27,6 +27,7 @@ def plain_venv(tmp_path_factory) -> Path:
     return venv
 
 
+@pytest.mark.timeout(2400)  # install + the quick bench; CI runs other test files beside it
 def test_quick_bench_on_a_plain_install_without_espeak(plain_venv, tmp_path):
     py = plain_venv / "bin" / "python"
     # what the install holds: none of the test extra

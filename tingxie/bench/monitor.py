@@ -124,6 +124,11 @@ class MachineLoad:
         self._cpu: dict[int, tuple[float, float]] = {}  # pid → (first, last) CPU seconds seen
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._ended_cpu = 0.0
+
+    def add_ended(self, cpu_seconds: float) -> None:
+        """CPU of a child the bench waited for (its rusage), counted as the bench's own."""
+        self._ended_cpu += cpu_seconds
 
     def watch(self, pid: int) -> None:
         with self._lock:
@@ -167,7 +172,7 @@ class MachineLoad:
             busy = (self._ticks1[0] - self._ticks0[0]) / hz
             steal = self._ticks1[1] - self._ticks0[1]
             total = self._ticks1[2] - self._ticks0[2]
-            own = sum(last - first for first, last in self._cpu.values())
+            own = sum(last - first for first, last in self._cpu.values()) + self._ended_cpu
             others = max(0.0, busy - own) / self.wall if self.wall else 0.0
             d.update(
                 {
