@@ -173,6 +173,7 @@ def headline(report: dict) -> list[str]:
         rng = top.get("audio_hours_per_day_range")
         out.append(
             f"batch load: {top['audio_hours_per_day']} audio hours/day"
+            + (f" at batch {top['batch_size']} × {top['instances']} instance(s)" if top.get("batch_size") else "")
             + (f" (range {rng[0]}–{rng[1]} over {top['repeats']} runs)" if rng and top.get("repeats", 1) > 1 else "")
             + f", RTF {top['rtf']}"
             + (f", {top['speedup_vs_serial']}× the serial reference" if top.get("speedup_vs_serial") else "")
