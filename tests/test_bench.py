@@ -23,7 +23,7 @@ EVAL = ROOT.parent / "shared" / "eval"
 
 def run_bench(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`tingxie bench` on the eval set when it is there (as the committed reports are),
-    else on espeak-ng speech."""
+    else on the bundled English speech."""
     env = {k: v for k, v in os.environ.items() if k != "TINGXIE_BENCH_EVAL"}
     if (EVAL / "manifest.jsonl").is_file():
         env["TINGXIE_BENCH_EVAL"] = str(EVAL)
