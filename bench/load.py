@@ -96,7 +96,9 @@ def main() -> int:
     ap.add_argument("--url")
     ap.add_argument("--api-key")
     ap.add_argument(
-        "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else the bundled English speech when absent)"
+        "--eval-dir",
+        default=str(ROOT.parent / "shared" / "eval"),
+        help="eval set (else the bundled English speech when absent)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()
