@@ -82,7 +82,7 @@ def run_load(
 
 
 def eval_set(d: str) -> Path | None:
-    """The eval set when present; else the bench falls back to espeak-ng speech (as before)."""
+    """The eval set when present; else the bench uses the bundled English speech."""
     return Path(d) if (Path(d) / "manifest.jsonl").is_file() else None
 
 
@@ -96,7 +96,9 @@ def main() -> int:
     ap.add_argument("--url")
     ap.add_argument("--api-key")
     ap.add_argument(
-        "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)"
+        "--eval-dir",
+        default=str(ROOT.parent / "shared" / "eval"),
+        help="eval set (else the bundled English speech when absent)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()

@@ -58,7 +58,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="audio per stream")
     ap.add_argument("--no-reference", action="store_true", help="skip the serial mode (the reference pipeline)")
     ap.add_argument(
-        "--eval-dir", default=str(ROOT.parent / "shared" / "eval"), help="eval set (else espeak-ng speech when absent)"
+        "--eval-dir",
+        default=str(ROOT.parent / "shared" / "eval"),
+        help="eval set (else the bundled English speech when absent)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     a = ap.parse_args()

@@ -15,7 +15,7 @@ import pytest
 from helpers import ROOT
 from server_fixture import Server
 
-from tingxie.bench.corpus import load_corpus, recordings
+from tingxie.bench.corpus import BUNDLED, load_corpus, recordings
 from tingxie.bench.figures import capacity_figures, cost_figures, slo_capacity
 
 EVAL = ROOT.parent / "shared" / "eval"
@@ -23,7 +23,7 @@ EVAL = ROOT.parent / "shared" / "eval"
 
 def run_bench(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`tingxie bench` on the eval set when it is there (as the committed reports are),
-    else on espeak-ng speech."""
+    else on the bundled English speech."""
     env = {k: v for k, v in os.environ.items() if k != "TINGXIE_BENCH_EVAL"}
     if (EVAL / "manifest.jsonl").is_file():
         env["TINGXIE_BENCH_EVAL"] = str(EVAL)
@@ -126,6 +126,8 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
         "1,2",
         "--instances",
         "1",
+        "--repeats",
+        "1",
         "--server-cost",
         "30000",
         "--amortize-years",
@@ -166,7 +168,7 @@ def test_batch_and_sweep_on_the_engine(tmp_path):
     page = report.read_text(encoding="utf-8")
     assert '<table class="batch">' in page and '<table class="sweep">' in page and "<svg" in page
     assert "Batch capacity" in report.with_suffix(".md").read_text(encoding="utf-8")
-    assert "audio h / day" in r.stdout and "recommended on this machine" in r.stdout
+    assert "audio h / day" in r.stdout and "recommended `serve` settings" in r.stdout
 
 
 def test_realtime_and_requests_against_a_local_server(tmp_path):
@@ -180,6 +182,8 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
         "5",
         "--concurrency",
         "1,2",
+        "--request-slo-ms",
+        "60000",
         "--report",
         str(report),
     )
@@ -192,6 +196,7 @@ def test_realtime_and_requests_against_a_local_server(tmp_path):
         assert x["first_update_p95"] > 0 and x["final_p95"] > 0
         assert 0 <= x["error_pct"] < 60  # accuracy beside speed: the finals say what was spoken
     assert rt["max_streams_within_slo"] in (0, 1, 2)
+    assert d["max_requests_within_slo"] == 2  # both levels finished within a minute
     assert rt["server_resources"]["peak_rss_mb"] > 0
     for x, c in zip(d["requests"], (1, 2), strict=False):
         assert x["concurrency"] == c and x["ok"] == x["requests"] == 4 and not x["errors"]
@@ -215,6 +220,8 @@ def test_a_running_server_by_url(tmp_path):
             "2",
             "--duration",
             "6",
+            "--repeats",
+            "1",
             "--concurrency",
             "2",
             "--streams",
@@ -240,7 +247,7 @@ def test_a_running_server_by_url(tmp_path):
 def test_espeak_audio_without_an_eval_set(tmp_path):
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng not installed")
-    corpus = load_corpus(None, None, tmp_path)
+    corpus = load_corpus(None, None, tmp_path, espeak=True)
     assert "espeak" in corpus.source and all(u.lang == "en" and u.text for u in corpus.utterances)
     rows = recordings(corpus, 2, 20, tmp_path / "rec")
     assert [r["duration"] for r in rows] == [20.0, 20.0]
@@ -268,3 +275,109 @@ def test_eval_set_utterances_are_joined_into_recordings(tmp_path, corpus_dir):
     assert corpus.utterances and all(u.lang == "zh" and u.text for u in corpus.utterances)  # Mandarin when there is any
     (rec,) = recordings(corpus, 1, 30, tmp_path / "rec")
     assert rec["duration"] == 30.0 and rec["lang"] == "zh" and rec["text"]
+
+
+def test_bundled_speech_is_the_default_audio(tmp_path):
+    """No eval set, no --audio-dir, no espeak-ng needed: the real speech in the package."""
+    corpus = load_corpus(None, None, tmp_path)
+    assert "bundled English speech" in corpus.source and "--eval-set" in corpus.source  # says how to get Mandarin
+    assert len(corpus.utterances) >= 10 and all(u.lang == "en" and u.text for u in corpus.utterances)
+    assert sum(len(u.audio) for u in corpus.utterances) / 16000 > 30
+    notice = (BUNDLED / "NOTICE").read_text(encoding="utf-8")
+    assert "BSD-2" in notice and "Carnegie Mellon University" in notice
+
+
+def test_one_configuration_gives_one_figure(tmp_path):
+    """The batch table's tingxie row and the sweep's default row are one measurement;
+    cost appears only with prices, and the run's machine load is reported."""
+    report = tmp_path / "one.html"
+    r = run_bench(
+        "--modes", "batch,sweep", "--files", "1", "--duration", "6", "--repeats", "2", "--no-reference",
+        "--no-save", "--report", str(report),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    d = load(report)
+    (t,) = d["batch"]
+    (dflt,) = [x for x in d["sweep"] if x["is_default"]]
+    assert (dflt["batch_size"], dflt["instances"]) == (t["batch_size"], t["instances"])
+    assert dflt["wall_seconds_all"] == t["wall_seconds_all"] and len(t["wall_seconds_all"]) == 2
+    assert dflt["audio_hours_per_day"] == t["audio_hours_per_day"]
+    assert "cost" not in d and "Cost" not in report.with_suffix(".md").read_text(encoding="utf-8")
+    ml = d["machine_load"]
+    assert ml["others_cpu_cores"] >= 0 and 0 <= ml["steal_percent"] <= 100 and isinstance(ml["trustworthy"], bool)
+    assert "machine load during the run" in r.stdout
+
+
+def test_recommendation_keeps_the_default_within_the_spread():
+    from tingxie.bench.run import choose_recommendation
+
+    def row(b, i, walls):
+        return {"batch_size": b, "instances": i, "threads_per_instance": 1, "wall_seconds_all": walls,
+                "audio_hours_per_wall_hour": 100 / sorted(walls)[len(walls) // 2], "audio_hours_per_day": 1}  # fmt: skip
+
+    overlapping = [row(4, 2, [10.0, 12.0]), row(1, 2, [9.5, 10.5])]
+    assert choose_recommendation(overlapping, (4, 2))["batch_size"] == 4  # noise does not move serve
+    clear = [row(4, 2, [10.0, 10.4]), row(1, 2, [8.0, 8.3])]
+    assert choose_recommendation(clear, (4, 2))["batch_size"] == 1
+
+
+def test_serve_starts_with_the_plan_the_last_bench_stored(tmp_path):
+    """`tingxie serve` takes the stored plan for this machine and says so; a flag wins."""
+    from tingxie.device import choose, cpu_cores
+    from tingxie.localserver import LocalServer
+
+    home = tmp_path / "home"
+    (home / "bench").mkdir(parents=True)
+    plan = {"model": "whisper-base", "device": choose().label, "cores": cpu_cores(), "batch_size": 3,
+            "instances": 1, "threads_per_instance": 1, "measured_at": "2026-12-06 10:00:00", "audio_hours_per_day": 500}  # fmt: skip
+    (home / "bench" / "recommended.json").write_text(json.dumps(plan))
+    srv = LocalServer(home=home, env={"TINGXIE_WARM_UP": "0"}).start()
+    try:
+        log = srv.log.read_text()
+    finally:
+        srv.stop()
+    assert "1 instance(s), batch ≤ 3" in log and "engine plan from the last benchmark here" in log
+    srv = LocalServer(["--batch-size", "2"], home=home, env={"TINGXIE_WARM_UP": "0"}).start()
+    try:
+        log = srv.log.read_text().split("tingxie serving")[-1]
+    finally:
+        srv.stop()
+    assert "batch ≤ 2" in log and "engine plan from the last benchmark" not in log
+
+
+def test_cost_only_from_inputs():
+    import argparse
+
+    from tingxie.bench.report import cost_lines
+    from tingxie.bench.run import cost_section
+
+    report = {"batch": [{"mode": "tingxie", "audio_hours_per_wall_hour": 20.0}], "notes": []}
+    args = argparse.Namespace(server_cost=None, amortize_years=3.0, power_watts=None, kwh_price=None,
+                              cloud_price=None, hours_per_day=24.0)  # fmt: skip
+    assert cost_section(report, args) is None  # nothing given: no section at all
+    args.server_cost = 26280.0  # 1.00 an hour over 3 years, 24 h a day
+    c = cost_section(report, args)
+    assert c["per_audio_hour"] == 0.05
+    lines = cost_lines({"cost": c})
+    assert not any("0.0000" in x or "power" in x for x in lines)  # no line for an input not given
+
+
+def test_own_edit_distance_matches_jiwer():
+    """The package scores without jiwer; the figures are the ones jiwer gives."""
+    import random
+
+    jiwer = pytest.importorskip("jiwer")
+    from tingxie.bench.score import error_rate
+
+    rng = random.Random(7)
+    for _ in range(200):
+        refs = ["".join(rng.choice("我们的会议改到下午三点") for _ in range(rng.randint(1, 25))) for _ in range(3)]
+        hyps = ["".join(rng.choice("我们会议改到上午三点半") for _ in range(rng.randint(0, 25))) for _ in range(3)]
+        assert error_rate(refs, hyps, "zh") == pytest.approx(jiwer.cer(refs, hyps))
+        wrefs = [
+            " ".join(rng.choice(["ten", "of", "clubs", "four"]) for _ in range(rng.randint(1, 9))) for _ in range(3)
+        ]
+        whyps = [
+            " ".join(rng.choice(["ten", "of", "hearts", "for"]) for _ in range(rng.randint(0, 9))) for _ in range(3)
+        ]
+        assert error_rate(wrefs, whyps, "en") == pytest.approx(jiwer.wer(wrefs, whyps))

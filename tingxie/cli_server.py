@@ -94,8 +94,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.max_batch_wait_ms = args.max_batch_wait_ms
     if args.pipeline is not None:
         settings.pipeline = args.pipeline
+    measured = ""
     if settings.pipeline == "reference":
         settings.instances, settings.batch_size = 1, 1
+    else:  # the plan the last bench here measured best, unless flags or the environment set one
+        from .device import choose, cpu_cores
+        from .settings import apply_bench
+
+        measured = apply_bench(settings, cpu_cores(), choose(settings.device, settings.compute_type).label)
     addrs = bind_addresses(settings.host, settings.port)
     try:
         store = Store(settings.db_url)
@@ -123,6 +129,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         f"{c.instances} instance(s), batch ≤ {c.batch_size}{', reference pipeline' if settings.pipeline == 'reference' else ''}; data in {settings.home}",
         flush=True,
     )
+    if measured:
+        print(f"engine plan from the last benchmark here: {measured}", flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024
     )

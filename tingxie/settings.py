@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     # decoded, VAD-scanned or transcribed); more gets 503 + Retry-After. Counted in
     # audio, not windows, because silence makes no windows but still costs work.
     max_queued_audio_s: float = 4 * 3600.0
+    # `tingxie serve` takes the batch size and instances that the last `tingxie bench` on
+    # this machine measured best (stored in $home/bench/recommended.json) unless a flag or
+    # TINGXIE_BATCH_SIZE / TINGXIE_INSTANCES sets them; off: the device's defaults.
+    use_bench: bool = True
 
     @field_validator("webhook_secret")
     @classmethod
@@ -127,6 +131,10 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.home / "models"
+
+    @property
+    def bench_file(self) -> Path:
+        return self.home / "bench" / "recommended.json"
 
     @property
     def audio_dir(self) -> Path:
@@ -170,3 +178,33 @@ def from_overrides(args: object, names: tuple[str, ...] = ENGINE_OVERRIDES) -> S
     that is set (not None) on top: how the CLI commands build theirs."""
     overrides = {n: v for n in names if (v := getattr(args, n, None)) is not None}
     return Settings(**overrides)
+
+
+ENGINE_PLAN = ("batch_size", "instances", "threads_per_instance")
+
+
+def apply_bench(settings: Settings, cores: int, device_label: str) -> str:
+    """Take the engine plan the last `tingxie bench` on this machine stored, when it was
+    measured for this model, device and core count and nothing (flag or environment)
+    set the plan; returns the line `serve` logs at start-up ("" when nothing applied).
+    `device_label` is what device.choose resolves for these settings."""
+    import json
+
+    if not settings.use_bench or settings.model_fields_set & set(ENGINE_PLAN):
+        return ""
+    try:
+        rec = json.loads(settings.bench_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(rec, dict):
+        return ""
+    same = (rec.get("model"), rec.get("device"), rec.get("cores")) == (settings.model, device_label, cores)
+    plan = [rec.get(k) for k in ENGINE_PLAN]
+    if not same or not all(isinstance(v, int) and v >= 1 for v in plan):
+        return ""
+    settings.batch_size, settings.instances, settings.threads_per_instance = (int(v or 1) for v in plan)
+    return (
+        f"batch {plan[0]} × {plan[1]} instance(s), {plan[2]} thread(s) each: measured best by `tingxie bench` "
+        f"on {rec.get('measured_at', '?')} ({rec.get('audio_hours_per_day', '?')} audio h/day); "
+        "--batch-size/--instances or TINGXIE_USE_BENCH=0 override"
+    )

@@ -58,6 +58,19 @@ def _positive(option: str, zero_ok: bool = True):
     return parse
 
 
+def _count(option: str):
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, not {s!r}") from None
+        if v < 1:
+            raise argparse.ArgumentTypeError(f"{option} must be ≥ 1, got {v}")
+        return v
+
+    return parse
+
+
 def _url(s: str) -> str:
     if not s.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"--url must start with http:// or https://, got {s!r}")
@@ -78,7 +91,13 @@ def _modes(s: str) -> list[str]:
 def add_arguments(b: argparse.ArgumentParser) -> None:
     a = b.add_argument_group("audio")
     a.add_argument(
-        "--audio-dir", help="your own recordings, used as they are (default: --eval-set, else espeak-ng speech)"
+        "--audio-dir",
+        help="your own recordings, used as they are (default: --eval-set, else the bundled English speech)",
+    )
+    a.add_argument(
+        "--espeak",
+        action="store_true",
+        help="synthesize English with espeak-ng instead of the bundled speech (needs espeak-ng)",
     )
     a.add_argument(
         "--eval-set",
@@ -89,14 +108,14 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     a.add_argument(
         "--files",
         type=_int_list("--files"),
-        default=[4, 12],
-        help="batch sizes in files, e.g. 50,100,200 (default 4,12)",
+        default=[4],
+        help="batch sizes in files, e.g. 50,100,200 (default 4: the quick run)",
     )
     a.add_argument(
         "--duration",
         type=_positive("--duration", zero_ok=False),
-        default=60.0,
-        help="seconds per built-in recording (default 60)",
+        default=30.0,
+        help="seconds per built-in recording (default 30)",
     )
     a.add_argument("--language", default="auto", help="language hint for every request (default auto)")
     m = b.add_argument_group("what to measure")
@@ -114,13 +133,19 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     )
     m.add_argument("--no-reference", action="store_true", help="skip the serial reference run (the reference pipeline)")
     m.add_argument(
-        "--streams", type=_int_list("--streams"), default=[1, 2, 4], help="concurrent real-time streams (default 1,2,4)"
+        "--repeats",
+        type=_count("--repeats"),
+        default=2,
+        help="runs of each batch configuration, interleaved; figures are medians with their range (default 2)",
+    )
+    m.add_argument(
+        "--streams", type=_int_list("--streams"), default=[1, 4, 8], help="concurrent real-time streams (default 1,4,8)"
     )
     m.add_argument(
         "--stream-seconds",
         type=_positive("--stream-seconds", zero_ok=False),
-        default=20.0,
-        help="audio per stream (default 20)",
+        default=10.0,
+        help="audio per stream (default 10)",
     )
     m.add_argument(
         "--slo-ms",
@@ -135,16 +160,28 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         help="concurrent synchronous requests (default 1,4)",
     )
     m.add_argument(
+        "--request-slo-ms",
+        type=_positive("--request-slo-ms"),
+        default=2000.0,
+        help="latency p95 target for short requests (default 2000)",
+    )
+    m.add_argument(
         "--requests", type=int, default=0, help="requests per concurrency level (default 2 × concurrency, at least 4)"
     )
     s = b.add_argument_group("server")
     s.add_argument("--url", type=_url, help="measure a running deployment over its API instead of starting one")
     s.add_argument("--api-key", help="API key for --url")
-    c = b.add_argument_group("cost")
-    c.add_argument("--server-cost", type=_positive("--server-cost"), default=0.0, help="purchase price of the server")
+    c = b.add_argument_group("cost (shown only when a server price or power is given)")
+    c.add_argument("--server-cost", type=_positive("--server-cost", zero_ok=False), help="purchase price of the server")
     c.add_argument("--amortize-years", type=_positive("--amortize-years", zero_ok=False), default=3.0)
-    c.add_argument("--power-watts", type=_positive("--power-watts"), default=0.0)
-    c.add_argument("--kwh-price", type=_positive("--kwh-price"), default=0.0)
+    c.add_argument(
+        "--hours-per-day",
+        type=_positive("--hours-per-day", zero_ok=False),
+        default=24.0,
+        help="hours a day the server runs (default 24)",
+    )
+    c.add_argument("--power-watts", type=_positive("--power-watts", zero_ok=False), help="the server's power draw")
+    c.add_argument("--kwh-price", type=_positive("--kwh-price", zero_ok=False), help="price of a kWh")
     c.add_argument(
         "--cloud-price", type=_positive("--cloud-price"), help="cloud ASR price per audio hour, for comparison"
     )
@@ -156,6 +193,11 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     )
     o.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     o.add_argument("--seed", type=int, default=0)
+    o.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not store the recommended settings for `tingxie serve` (default: stored under TINGXIE_HOME)",
+    )
 
 
 def add_command(sub, add_engine_args) -> None:
@@ -172,11 +214,16 @@ def add_command(sub, add_engine_args) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .report import summary, write_reports
-    from .run import run
+    from .run import run, save_recommendation
 
     args.argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
     report = run(args)
+    saved = save_recommendation(report, args)
+    if saved:
+        report["recommendation"]["saved"] = True
     paths = write_reports(report, Path(args.report))
     print(summary(report))
     print("wrote " + ", ".join(str(p) for p in paths))
+    if saved:
+        print(f"`tingxie serve` on this machine now starts with the recommended settings (stored in {saved})")
     return 0

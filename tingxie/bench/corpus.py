@@ -1,6 +1,7 @@
 """The bench's audio: the user's recordings, an eval set's utterances joined into
-recordings of a given length, or English speech from espeak-ng; and scoring against
-references."""
+recordings of a given length, the real English speech shipped in the package
+(tingxie/bench/speech/, see its NOTICE), or — only when asked — English from espeak-ng;
+and scoring against references."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def synth_english(out: Path) -> list[Utterance]:
     from .. import audio as audio_mod
 
     if shutil.which("espeak-ng") is None:
-        raise OptionsError("no built-in audio: espeak-ng is not installed; pass --audio-dir or --eval-set")
+        raise OptionsError("--espeak: espeak-ng is not installed (leave --espeak out to use the bundled speech)")
     utts = []
     for i, text in enumerate(ENGLISH):
         raw = out / f"espeak_{i}.wav"
@@ -82,9 +83,30 @@ def synth_english(out: Path) -> list[Utterance]:
     return utts
 
 
-def load_corpus(audio_dir: str | None, refs: str | None, work: Path, eval_set: str | Path | None = None) -> Corpus:
+BUNDLED = Path(__file__).with_name("speech")
+BUNDLED_SOURCE = "bundled English speech (CMU pocketsphinx test recordings, BSD-2-Clause; no Mandarin bundled: pass --eval-set or --audio-dir for a Mandarin figure)"
+
+
+def bundled_speech(d: Path = BUNDLED) -> list[Utterance]:
+    """The real speech inside the package (installed with the wheel: no system package,
+    no download): English only, because no Debian or PyPI package we found ships real
+    Mandarin speech under a permissive licence (speech/NOTICE)."""
+    from .. import audio as audio_mod
+
+    rows = read_manifest(d / "manifest.jsonl")
+    return [Utterance(r["id"], audio_mod.decode(d / r["audio"]), r["lang"], r["text"]) for r in rows]
+
+
+def load_corpus(
+    audio_dir: str | None,
+    refs: str | None,
+    work: Path,
+    eval_set: str | Path | None = None,
+    espeak: bool = False,
+) -> Corpus:
     """The user's recordings (`audio_dir`), else an eval set's utterances (Mandarin when
-    it has any), else espeak-ng English speech written under `work`."""
+    it has any), else espeak-ng English speech when asked (`espeak`), else the speech
+    bundled in the package."""
     from .. import audio as audio_mod
 
     ref_rows = read_manifest(Path(refs)) if refs else []
@@ -134,7 +156,9 @@ def load_corpus(audio_dir: str | None, refs: str | None, work: Path, eval_set: s
         ]
         zh = [u for u in utts if u.lang == "zh"]
         return Corpus(zh or utts, f"eval set {d.resolve()} ({'Mandarin' if zh else 'all'} utterances)")
-    return Corpus(synth_english(work), "espeak-ng English speech (no --audio-dir or --eval-set)")
+    if espeak:
+        return Corpus(synth_english(work), "espeak-ng English speech (synthetic; --espeak)")
+    return Corpus(bundled_speech(), BUNDLED_SOURCE)
 
 
 def concat_speech(

@@ -30,8 +30,12 @@ def cost_figures(
     watts: float,
     kwh_price: float,
     cloud_price: float | None = None,
+    hours_per_day: float = 24.0,
 ) -> dict:
-    hardware = server_cost / (years * 365 * 24)
+    """Cost per audio hour from the operator's inputs: the server's price spread over
+    the hours it runs in `years` (`hours_per_day` a day) plus its power, over the
+    audio hours it transcribes in an hour at the measured throughput."""
+    hardware = server_cost / (years * 365 * hours_per_day)
     power = watts / 1000 * kwh_price
     per_audio_hour = round((hardware + power) / audio_hours_per_wall_hour, 4) if audio_hours_per_wall_hour else None
     d: dict[str, float | str | None] = {
@@ -39,7 +43,7 @@ def cost_figures(
         "power_per_hour": round(power, 4),
         "server_per_hour": round(hardware + power, 4),
         "per_audio_hour": per_audio_hour,
-        "assumes": "24 h/day at the measured throughput",
+        "assumes": f"{hours_per_day:g} h/day at the measured batch throughput",
     }
     if cloud_price is not None:
         d["cloud_per_audio_hour"] = cloud_price

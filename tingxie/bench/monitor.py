@@ -92,3 +92,102 @@ class Monitor:
             d["gpu_util_mean_percent"] = round(float(np.mean(self.gpu_util)), 1) if self.gpu_util else None
             d["gpu_util_peak_percent"] = max(self.gpu_util) if self.gpu_util else None
         return d
+
+
+# -- the machine's load while the bench runs --------------------------------------------
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """(busy, steal, total) jiffies of all CPUs from /proc/stat; None off Linux."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (f + [0] * 8)[:8]
+    busy = user + nice + system + irq + softirq  # guest time is already inside user
+    return busy, steal, busy + idle + iowait + steal
+
+
+class MachineLoad:
+    """How much of the machine others took while the bench ran: CPU that processes other
+    than the bench (and the servers it started) used, and hypervisor steal.
+
+    Figures measured while something else competes for the cores are not the machine's
+    capacity; the report says so when these are above TRUST_OTHERS_CORES / TRUST_STEAL.
+    The bench's own processes are sampled every second, so a server that has stopped
+    keeps the CPU it used."""
+
+    TRUST_OTHERS_SHARE = 0.10  # others' CPU, as a share of all cores
+    TRUST_STEAL_PCT = 5.0
+
+    def __init__(self, interval: float = 1.0):
+        self.interval = interval
+        self.pids: set[int] = {os.getpid()}
+        self._cpu: dict[int, tuple[float, float]] = {}  # pid → (first, last) CPU seconds seen
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._ended_cpu = 0.0
+
+    def add_ended(self, cpu_seconds: float) -> None:
+        """CPU of a child the bench waited for (its rusage), counted as the bench's own."""
+        self._ended_cpu += cpu_seconds
+
+    def watch(self, pid: int) -> None:
+        with self._lock:
+            self.pids.add(pid)
+        self._sample()
+
+    def _sample(self) -> None:
+        with self._lock:
+            for pid in self.pids:
+                cpu, _ = _proc_cpu_rss(pid)
+                if cpu > 0:
+                    first, _ = self._cpu.get(pid, (cpu, cpu))
+                    self._cpu[pid] = (first, cpu)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> MachineLoad:
+        self.loadavg_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self._sample()
+        self._t0, self._ticks0 = time.perf_counter(), _cpu_ticks()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.wall = time.perf_counter() - self._t0
+        self._ticks1 = _cpu_ticks()
+
+    def to_dict(self) -> dict:
+        from ..device import cpu_cores
+
+        cores = os.cpu_count() or cpu_cores()  # /proc/stat counts every CPU of the machine
+        d: dict = {"wall_seconds": round(self.wall, 1), "cpus": cores, "loadavg_1m_before": self.loadavg_before}
+        if self._ticks0 and self._ticks1:
+            hz = os.sysconf("SC_CLK_TCK")
+            busy = (self._ticks1[0] - self._ticks0[0]) / hz
+            steal = self._ticks1[1] - self._ticks0[1]
+            total = self._ticks1[2] - self._ticks0[2]
+            own = sum(last - first for first, last in self._cpu.values()) + self._ended_cpu
+            others = max(0.0, busy - own) / self.wall if self.wall else 0.0
+            d.update(
+                {
+                    "own_cpu_cores": round(own / self.wall, 2) if self.wall else None,
+                    "others_cpu_cores": round(others, 2),
+                    "steal_percent": round(100 * steal / total, 1) if total else 0.0,
+                }
+            )
+            reasons = []
+            if others > self.TRUST_OTHERS_SHARE * cores:
+                reasons.append(f"other processes used {others:.2f} of {cores} CPUs on average")
+            if d["steal_percent"] > self.TRUST_STEAL_PCT:
+                reasons.append(f"the hypervisor took {d['steal_percent']} % of CPU time (steal)")
+            d["trustworthy"] = not reasons
+            d["why_not"] = "; ".join(reasons)
+        else:
+            d.update({"trustworthy": None, "why_not": "no /proc/stat: the machine's load was not measured"})
+        return d

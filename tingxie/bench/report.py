@@ -15,6 +15,7 @@ BATCH_COLS = [
     ("rtf", "RTF"),
     ("audio_hours_per_wall_hour", "audio h / wall h"),
     ("audio_hours_per_day", "audio h / day"),
+    ("range", "range (h/day)"),
     ("speedup_vs_serial", "× serial"),
     ("batch_size", "batch"),
     ("instances", "instances"),
@@ -28,7 +29,9 @@ SWEEP_COLS = [
     ("rtf", "RTF"),
     ("audio_hours_per_wall_hour", "audio h / wall h"),
     ("audio_hours_per_day", "audio h / day"),
+    ("range", "range (h/day)"),
     ("accuracy", "CER/WER %"),
+    ("default", "device default"),
 ]
 STREAM_COLS = [
     ("streams", "streams"),
@@ -54,6 +57,11 @@ STAGES = ["decode", "vad", "features", "encoder", "decoder", "post"]
 
 
 def _cell(row: dict, key: str) -> str:
+    if key == "range":
+        r = row.get("audio_hours_per_day_range")
+        return f"{r[0]}–{r[1]} ({row['repeats']} runs)" if r and row.get("repeats", 1) > 1 else "-"
+    if key == "default":
+        return "yes" if row.get("is_default") else ""
     if key == "accuracy":
         acc = row.get("accuracy_percent") or {}
         return ", ".join(f"{k} {v}" for k, v in acc.items()) or "-"
@@ -125,59 +133,87 @@ def _res_cols(rows: list[dict]):
 
 
 def cost_lines(report: dict) -> list[str]:
+    """Only what the operator's inputs allow: no line for an input not given."""
     c = report.get("cost")
     if not c:
         return []
-    lines = [
-        f"server {c['server_cost']:g} over {c['amortize_years']:g} years = {c['hardware_per_hour']:.4f}/h; "
-        f"power {c['power_watts']:g} W × {c['kwh_price']:g}/kWh = {c['power_per_hour']:.4f}/h"
-    ]
+    parts = []
+    if c["server_cost"]:
+        parts.append(
+            f"server {c['server_cost']:g} over {c['amortize_years']:g} years at {c['hours_per_day']:g} h/day = {c['hardware_per_hour']:.4g}/h"
+        )
+    if c["power_watts"] and c["kwh_price"]:
+        parts.append(f"power {c['power_watts']:g} W × {c['kwh_price']:g}/kWh = {c['power_per_hour']:.4g}/h")
+    lines = ["; ".join(parts)]
     if c.get("per_audio_hour") is not None:
-        lines.append(f"cost per audio hour (tingxie, {c['assumes']}): {c['per_audio_hour']:.4f}")
+        lines.append(f"cost per audio hour (tingxie, {c['assumes']}): {c['per_audio_hour']:.4g}")
     if c.get("serial_per_audio_hour") is not None:
-        lines.append(f"cost per audio hour (serial reference): {c['serial_per_audio_hour']:.4f}")
+        lines.append(f"cost per audio hour (serial reference): {c['serial_per_audio_hour']:.4g}")
     if "cloud_per_audio_hour" in c:
         lines.append(
             f"cloud: {c['cloud_per_audio_hour']:g} per audio hour"
             + (f" — {c['cloud_over_self_hosted']}× the self-hosted cost" if c.get("cloud_over_self_hosted") else "")
         )
-    if not (c["server_cost"] or c["power_watts"]):
-        lines.append("(pass --server-cost, --amortize-years, --power-watts, --kwh-price for real figures)")
     return lines
 
 
 def headline(report: dict) -> list[str]:
+    """The answer, first: what this server handles on the model and device it ran on."""
+    m = report["machine"]
     out = []
+    where = (
+        f"on {m.get('device', '?')} ({m.get('compute_type', '?')}, {m.get('cores')} cores), model {m.get('model', '?')}"
+        if report["target"] == "local"
+        else f"server {report['target']}"
+    )
+    out.append(f"capacity {where}; audio: {report['audio']['source']}")
     b = [r for r in report.get("batch", []) if r["mode"] in ("tingxie", "server")]
     if b:
         top = max(b, key=lambda r: r["audio_hours_per_wall_hour"])
+        rng = top.get("audio_hours_per_day_range")
         out.append(
-            f"batch: {top['audio_hours_per_day']} audio hours/day ({top['audio_hours_per_wall_hour']} audio h per wall h, RTF {top['rtf']})"
+            f"batch load: {top['audio_hours_per_day']} audio hours/day"
+            + (f" at batch {top['batch_size']} × {top['instances']} instance(s)" if top.get("batch_size") else "")
+            + (f" (range {rng[0]}–{rng[1]} over {top['repeats']} runs)" if rng and top.get("repeats", 1) > 1 else "")
+            + f", RTF {top['rtf']}"
             + (f", {top['speedup_vs_serial']}× the serial reference" if top.get("speedup_vs_serial") else "")
         )
     rt = report.get("realtime")
     if rt:
+        tried = max(r["streams"] for r in rt["levels"])
+        n = rt["max_streams_within_slo"]
         out.append(
-            f"real time: {rt['max_streams_within_slo']} concurrent stream(s) within final p95 ≤ {rt['slo_ms']:g} ms"
+            f"live streams: {n} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
+            + (f" (the most tried; more may fit: --streams {tried},{2 * tried})" if n == tried else "")
         )
     rq = report.get("requests")
     if rq:
+        tried = max(r["concurrency"] for r in rq)
+        n = report.get("max_requests_within_slo", 0)
         top = max(rq, key=lambda r: r["requests_per_s"])
         out.append(
-            f"requests: {top['requests_per_s']} short requests/s at concurrency {top['concurrency']} (p95 {top['latency_p95']} s)"
+            f"short requests: {n} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
+            + (" (the most tried)" if n == tried else "")
+            + f"; {top['requests_per_s']} requests/s at {top['concurrency']}"
         )
     if report.get("recommendation"):
         r = report["recommendation"]
         out.append(
-            f"recommended on this machine: batch {r['batch_size']} × {r['instances']} instance(s) — `{r['command']}`"
+            f"recommended `serve` settings: batch {r['batch_size']} × {r['instances']} instance(s) ({r['why']}) — `{r['command']}`"
+            + ("; stored: `tingxie serve` here uses them" if r.get("saved") else "")
+            + (f"; not stored: {r['not_saved']}" if r.get("not_saved") else "")
+        )
+    ml = report.get("machine_load")
+    if ml and "others_cpu_cores" in ml:
+        out.append(
+            f"machine load during the run ({ml['wall_seconds'] / 60:.1f} min): other processes {ml['others_cpu_cores']} of {ml['cpus']} CPUs, steal {ml['steal_percent']} %"
+            + (" — figures trustworthy" if ml["trustworthy"] else " — FIGURES NOT TRUSTWORTHY (contended machine)")
         )
     return out
 
 
 def summary(report: dict) -> str:
-    parts = [
-        f"tingxie bench — {report['target']}; {report['machine'].get('device', '')} {report['machine'].get('cores')} cores; audio: {report['audio']['source']}"
-    ]
+    parts = ["tingxie bench", *headline(report)]
     if report.get("batch"):
         parts += ["", "Batch capacity", text_table(report["batch"], BATCH_COLS)]
     if report.get("sweep"):
@@ -198,7 +234,8 @@ def summary(report: dict) -> str:
         parts += ["", "Resources", text_table(res, _res_cols(res))]
     if report.get("cost"):
         parts += ["", "Cost", *cost_lines(report)]
-    parts += ["", *headline(report), *report.get("notes", [])]
+    if report.get("notes"):
+        parts += ["", *report["notes"]]
     return "\n".join(parts)
 
 

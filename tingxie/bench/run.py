@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import shutil
 import sys
 import tempfile
@@ -12,12 +13,14 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from ..localserver import LocalServer
 from ..types import OptionsError
 from .clients import post_files, request_level, stream_audio, stream_level
 from .corpus import SR, accuracy, load_corpus, recordings, short_files
 from .figures import capacity_figures, cost_figures, pct, slo_capacity
-from .monitor import Monitor
+from .monitor import MachineLoad, Monitor
 
 
 def run_batch_local(
@@ -105,8 +108,14 @@ def machine(args: argparse.Namespace) -> dict:
     import platform
 
     from ..device import choose, cpu_cores
+    from ..settings import from_overrides
 
-    d = {"cores": cpu_cores(), "python": sys.version.split()[0], "platform": platform.platform()}
+    d = {
+        "cores": cpu_cores(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "model": from_overrides(args).model,
+    }
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal"):
@@ -156,9 +165,63 @@ def _validate(args: argparse.Namespace) -> None:
         raise OptionsError("--batch-sizes/--instances need a local engine; they cannot change a server at --url")
 
 
+def aggregate(runs: list[dict]) -> dict:
+    """One figure from the repeats of one configuration: the run with the median wall
+    time (its accuracy, stages and resources), and the spread of all of them."""
+    walls = sorted(r["wall_seconds"] for r in runs)
+    mid = sorted(runs, key=lambda r: r["wall_seconds"])[(len(runs) - 1) // 2]
+    med = float(np.median(walls))
+    d = dict(mid)
+    d.update(capacity_figures(mid["files"], mid["audio_seconds"], med))
+    d["repeats"] = len(runs)
+    d["wall_seconds_all"] = [round(w, 3) for w in walls]
+    d["spread_percent"] = round(100 * (walls[-1] - walls[0]) / med, 1) if med else None
+    d["audio_hours_per_day_range"] = [
+        capacity_figures(mid["files"], mid["audio_seconds"], w)["audio_hours_per_day"] for w in (walls[-1], walls[0])
+    ]
+    return d
+
+
+def choose_recommendation(sweep: list[dict], default: tuple[int, int]) -> dict:
+    """The sweep's best setting; the device default stays unless the best beats it by
+    more than the run-to-run spread (the best of the default's repeats is below the
+    worst of the other's), so noise does not move `serve`'s settings."""
+    best = max(sweep, key=lambda r: r["audio_hours_per_wall_hour"])
+    dflt = next((r for r in sweep if (r["batch_size"], r["instances"]) == default), None)
+    why = "measured best"
+    if dflt is not None and best is not dflt:
+        if max(best["wall_seconds_all"]) >= min(dflt["wall_seconds_all"]):  # the ranges overlap
+            why = (
+                f"the default: batch {best['batch_size']} × {best['instances']} measured "
+                f"{best['audio_hours_per_day']} vs {dflt['audio_hours_per_day']} audio h/day, within the spread of the repeats"
+            )
+            best = dflt
+    return {
+        "batch_size": best["batch_size"],
+        "instances": best["instances"],
+        "threads_per_instance": best["threads_per_instance"],
+        "audio_hours_per_day": best["audio_hours_per_day"],
+        "why": why,
+        "command": f"tingxie serve --batch-size {best['batch_size']} --instances {best['instances']}",
+    }
+
+
+def request_capacity(levels: list[dict], slo_ms: float) -> int:
+    """Most concurrent short requests whose p95 latency meets the target (0: none does)."""
+    ok = [r["concurrency"] for r in levels if r["ok"] == r["requests"] and (r["latency_p95"] or 1e9) * 1000 <= slo_ms]
+    return max(ok, default=0)
+
+
 def run(args: argparse.Namespace) -> dict:
-    """Everything `tingxie bench` measures; returns the report dict (see write_reports)."""
+    """Everything `tingxie bench` measures; returns the report dict (see write_reports).
+
+    Every configuration is measured `--repeats` times, the repeats interleaved (A B C A B
+    C) so that a change in the machine's load falls on all of them alike; each figure is
+    the median with its range. A configuration is measured once per run and shown
+    wherever it appears (the batch table's tingxie row is the sweep's default row)."""
     from tqdm import tqdm
+
+    from ..device import cpu_cores
 
     _validate(args)
     language = None if args.language in ("auto", "", None) else args.language
@@ -170,186 +233,242 @@ def run(args: argparse.Namespace) -> dict:
         "machine": machine(args),
         "notes": [],
     }
+    load = MachineLoad()
     try:
-        corpus = load_corpus(args.audio_dir, args.refs, work, args.eval_set)
-        report["audio"] = {
-            "source": corpus.source,
-            "utterances": len(corpus.utterances),
-            "duration_s": args.duration,
-            "references": any(u.text for u in corpus.utterances) or any(f.get("text") for f in corpus.files),
-        }
-        m = report["machine"]
-        sweep_points: list[tuple[int, int]] = []
-        if "sweep" in args.modes and not args.url:
-            bss = args.batch_sizes or sorted({1, m["default_batch_size"]})
-            ins = args.sweep_instances or sorted({1, m["default_instances"]})
-            sweep_points = [(b, i) for i in ins for b in bss]
-        steps = (
-            (len(args.files) * (1 if args.url or args.no_reference else 2) if "batch" in args.modes else 0)
-            + len(sweep_points)
-            + (len(args.streams) if "realtime" in args.modes else 0)
-            + (len(args.concurrency) if "requests" in args.modes else 0)
-        )
-        bar = tqdm(total=steps, desc="bench", unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-
-        def step(label: str) -> None:
-            bar.set_postfix_str(label)
-
-        server: LocalServer | None = None
-        url = args.url
-
-        def need_server() -> str:
-            nonlocal server, url
-            if url is None:
-                step("starting server")
-                server = LocalServer(engine_server_args(args)).start()
-                url = server.url
-            return url
-
-        try:
-            if "batch" in args.modes:
-                report["batch"] = []
-                for n in args.files:
-                    rows = recordings(corpus, n, args.duration, work / "rec", args.seed)
-                    if args.url:
-                        step(f"{n} files over the API")
-                        r = asyncio.run(post_files(args.url, rows, min(n, 16), args.api_key, language))
-                        d = capacity_figures(n, sum(x["duration"] for x in rows), r["wall"])
-                        d.update(
-                            {
-                                "mode": "server",
-                                "errors": r["errors"][:3],
-                                "accuracy_percent": accuracy(rows, r["hyps"]),
-                                "latency_p50": pct(r["latencies"], 50),
-                                "latency_p95": pct(r["latencies"], 95),
-                            }
-                        )
-                        report["batch"].append(d)
-                        bar.update()
-                        continue
-                    step(f"{n} files, tingxie")
-                    d = run_batch_local(rows, args, language=language)
-                    d["mode"] = "tingxie"
-                    report["batch"].append(d)
-                    bar.update()
-                    if not args.no_reference:
-                        step(f"{n} files, serial")
-                        from ..device import cpu_cores
-
-                        s = run_batch_local(
-                            rows,
-                            args,
-                            batch_size=1,
-                            instances=1,
-                            threads=cpu_cores(),
-                            pipeline="reference",
-                            language=language,
-                        )
-                        s["mode"] = "serial"
-                        report["batch"].append(s)
-                        d["speedup_vs_serial"] = (
-                            round(s["wall_seconds"] / d["wall_seconds"], 2) if d["wall_seconds"] else None
-                        )
-                        bar.update()
-            if sweep_points:
-                report["sweep"] = []
-                rows = recordings(corpus, args.files[0], args.duration, work / "rec", args.seed)
-                for b, i in sweep_points:
-                    step(f"sweep batch {b} × {i} instances")
-                    d = run_batch_local(rows, args, batch_size=b, instances=i, language=language)
-                    report["sweep"].append(
-                        {
-                            k: d[k]
-                            for k in (
-                                "batch_size",
-                                "instances",
-                                "threads_per_instance",
-                                "files",
-                                "audio_seconds",
-                                "wall_seconds",
-                                "rtf",
-                                "audio_hours_per_wall_hour",
-                                "audio_hours_per_day",
-                                "accuracy_percent",
-                            )
-                        }
-                    )
-                    bar.update()
-                best = max(report["sweep"], key=lambda r: r["audio_hours_per_wall_hour"])
-                report["recommendation"] = {
-                    "batch_size": best["batch_size"],
-                    "instances": best["instances"],
-                    "threads_per_instance": best["threads_per_instance"],
-                    "audio_hours_per_day": best["audio_hours_per_day"],
-                    "command": f"tingxie serve --batch-size {best['batch_size']} --instances {best['instances']}",
-                }
-            if "requests" in args.modes:
-                u = need_server()
-                shorts = short_files(corpus, work / "short")
-                report["requests"] = []
-                for c in args.concurrency:
-                    step(f"{c} concurrent requests")
-                    report["requests"].append(
-                        request_level(u, shorts, c, args.requests or max(4, 2 * c), args.api_key, language)
-                    )
-                    bar.update()
-            if "realtime" in args.modes:
-                u = need_server()
-                speech = stream_audio(corpus, args.stream_seconds, args.seed)
-                opts = {"language": language} if language else {}
-                report["realtime"] = {
-                    "slo_ms": args.slo_ms,
-                    "audio_s_per_stream": round(len(speech.pcm) / SR, 1),
-                    "levels": [],
-                }
-                with Monitor(server.proc.pid if server and server.proc else None) as mon:
-                    for n in args.streams:
-                        step(f"{n} streams")
-                        report["realtime"]["levels"].append(
-                            asyncio.run(stream_level(u.replace("http", "ws", 1), speech, n, opts, args.api_key))
-                        )
-                        bar.update()
-                if server:
-                    report["realtime"]["server_resources"] = mon.to_dict()
-                report["realtime"]["max_streams_within_slo"] = slo_capacity(report["realtime"]["levels"], args.slo_ms)
-        finally:
-            bar.close()
-            if server:
-                server.stop()
-        best = [r for r in report.get("batch", []) if r["mode"] in ("tingxie", "server")]
-        if not best and report.get("requests"):  # no batch run: cost at the short-request throughput
-            best = [{"audio_hours_per_wall_hour": max(r["audio_s_per_wall_s"] for r in report["requests"])}]
-            report["notes"].append("cost from short-request throughput (no batch run)")
-        if best:
-            top = max(best, key=lambda r: r["audio_hours_per_wall_hour"])
-            report["cost"] = cost_figures(
-                top["audio_hours_per_wall_hour"],
-                args.server_cost,
-                args.amortize_years,
-                args.power_watts,
-                args.kwh_price,
-                args.cloud_price,
+        with load:
+            _measure(args, report, language, work, load, tqdm, cpu_cores())
+        report["machine_load"] = load.to_dict()
+        if report["machine_load"].get("trustworthy") is False:
+            report["notes"].insert(
+                0,
+                "FIGURES NOT TRUSTWORTHY: " + report["machine_load"]["why_not"] + " during the run; "
+                "rerun on a quiet machine for the machine's capacity",
             )
-            report["cost"].update(
-                {
-                    "server_cost": args.server_cost,
-                    "amortize_years": args.amortize_years,
-                    "power_watts": args.power_watts,
-                    "kwh_price": args.kwh_price,
-                }
-            )
-            baseline = [r for r in report.get("batch", []) if r["mode"] == "serial"]
-            if baseline:
-                s = max(baseline, key=lambda r: r["audio_hours_per_wall_hour"])
-                report["cost"]["serial_per_audio_hour"] = cost_figures(
-                    s["audio_hours_per_wall_hour"],
-                    args.server_cost,
-                    args.amortize_years,
-                    args.power_watts,
-                    args.kwh_price,
-                )["per_audio_hour"]
+        cost = cost_section(report, args)
+        if cost:
+            report["cost"] = cost
         if not report["audio"]["references"]:
             report["notes"].append("no references: accuracy guard skipped (pass --refs)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def cost_section(report: dict, args: argparse.Namespace) -> dict | None:
+    """Cost per audio hour, only from what the operator gave (server price and/or power
+    and its price) and the measured batch throughput; None when nothing was given."""
+    if not (args.server_cost or (args.power_watts and args.kwh_price)):
+        return None
+    best = [r for r in report.get("batch", []) if r["mode"] in ("tingxie", "server")]
+    if not best:
+        report["notes"].append("cost inputs given but no batch run measured throughput: no cost section")
+        return None
+    top = max(best, key=lambda r: r["audio_hours_per_wall_hour"])
+    c = cost_figures(
+        top["audio_hours_per_wall_hour"],
+        args.server_cost or 0.0,
+        args.amortize_years,
+        args.power_watts or 0.0,
+        args.kwh_price or 0.0,
+        args.cloud_price,
+        args.hours_per_day,
+    )
+    c.update(
+        {
+            "server_cost": args.server_cost or 0.0,
+            "amortize_years": args.amortize_years,
+            "power_watts": args.power_watts or 0.0,
+            "kwh_price": args.kwh_price or 0.0,
+            "hours_per_day": args.hours_per_day,
+        }
+    )
+    serial = [r for r in report.get("batch", []) if r["mode"] == "serial"]
+    if serial:
+        s = max(serial, key=lambda r: r["audio_hours_per_wall_hour"])
+        c["serial_per_audio_hour"] = cost_figures(
+            s["audio_hours_per_wall_hour"],
+            args.server_cost or 0.0,
+            args.amortize_years,
+            args.power_watts or 0.0,
+            args.kwh_price or 0.0,
+            None,
+            args.hours_per_day,
+        )["per_audio_hour"]
+    return c
+
+
+def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, cores: int) -> None:
+    corpus = load_corpus(args.audio_dir, args.refs, work, args.eval_set, args.espeak)
+    report["audio"] = {
+        "source": corpus.source,
+        "utterances": len(corpus.utterances),
+        "duration_s": args.duration,
+        "references": any(u.text for u in corpus.utterances) or any(f.get("text") for f in corpus.files),
+    }
+    m = report["machine"]
+    local = not args.url
+    default = (m.get("default_batch_size"), m.get("default_instances"))
+    # what to measure, each once: (files, batch, instances, pipeline)
+    Key = tuple[int, int, int, str]
+    keys: list[Key] = []
+    if "batch" in args.modes and local:
+        for n in args.files:
+            keys.append((n, default[0], default[1], "tingxie"))
+            if not args.no_reference:
+                keys.append((n, 1, 1, "reference"))
+    sweep_keys: list[Key] = []
+    if "sweep" in args.modes and local:
+        bss = args.batch_sizes or sorted({1, m["default_batch_size"]})
+        ins = args.sweep_instances or sorted({1, m["default_instances"]})
+        sweep_keys = [(args.files[0], b, i, "tingxie") for i in ins for b in bss]
+    keys += [k for k in sweep_keys if k not in keys]
+    remote_files = args.files if ("batch" in args.modes and not local) else []
+    steps = (
+        args.repeats * (len(keys) + len(remote_files))
+        + (len(args.streams) if "realtime" in args.modes else 0)
+        + (len(args.concurrency) if "requests" in args.modes else 0)
+    )
+    bar = tqdm(total=steps, desc="bench", unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
+
+    def step(label: str) -> None:
+        bar.set_postfix_str(label)
+
+    server: LocalServer | None = None
+    url = args.url
+
+    def need_server() -> str:
+        nonlocal server, url
+        if url is None:
+            step("starting server")
+            server = LocalServer(engine_server_args(args)).start()
+            if server.proc:
+                load.watch(server.proc.pid)
+            url = server.url
+        return url
+
+    rows_for = {n: recordings(corpus, n, args.duration, work / "rec", args.seed) for n in {k[0] for k in keys}}
+    runs: dict[Key, list[dict]] = {k: [] for k in keys}
+    remote_runs: dict[int, list[dict]] = {n: [] for n in remote_files}
+    try:
+        for _ in range(args.repeats):
+            for k in keys:
+                n, b, i, pipeline = k
+                step(f"{n} files, {'serial' if pipeline == 'reference' else f'batch {b} × {i}'}")
+                if pipeline == "reference":
+                    d = run_batch_local(
+                        rows_for[n],
+                        args,
+                        batch_size=1,
+                        instances=1,
+                        threads=cores,
+                        pipeline="reference",
+                        language=language,
+                    )
+                else:
+                    d = run_batch_local(rows_for[n], args, batch_size=b, instances=i, language=language)
+                runs[k].append(d)
+                bar.update()
+            for n in remote_files:
+                step(f"{n} files over the API")
+                rows = recordings(corpus, n, args.duration, work / "rec", args.seed)
+                r = asyncio.run(post_files(url, rows, min(n, 16), args.api_key, language))
+                d = capacity_figures(n, sum(x["duration"] for x in rows), r["wall"])
+                d.update(
+                    {
+                        "mode": "server",
+                        "errors": r["errors"][:3],
+                        "accuracy_percent": accuracy(rows, r["hyps"]),
+                        "latency_p50": pct(r["latencies"], 50),
+                        "latency_p95": pct(r["latencies"], 95),
+                    }
+                )
+                remote_runs[n].append(d)
+                bar.update()
+        fig = {k: aggregate(v) for k, v in runs.items()}
+        if "batch" in args.modes:
+            report["batch"] = []
+            for n in args.files:
+                if not local:
+                    report["batch"].append(aggregate(remote_runs[n]))
+                    continue
+                t = dict(fig[(n, default[0], default[1], "tingxie")], mode="tingxie")
+                report["batch"].append(t)
+                if not args.no_reference:
+                    s = dict(fig[(n, 1, 1, "reference")], mode="serial")
+                    report["batch"].append(s)
+                    t["speedup_vs_serial"] = (
+                        round(s["wall_seconds"] / t["wall_seconds"], 2) if t["wall_seconds"] else None
+                    )
+        if sweep_keys:
+            report["sweep"] = [dict(fig[k], is_default=(k[1], k[2]) == default) for k in sweep_keys]
+            report["recommendation"] = choose_recommendation(report["sweep"], default)
+        if "requests" in args.modes:
+            u = need_server()
+            shorts = short_files(corpus, work / "short")
+            report["requests"] = []
+            for c in args.concurrency:
+                step(f"{c} concurrent requests")
+                report["requests"].append(
+                    request_level(u, shorts, c, args.requests or max(4, 2 * c), args.api_key, language)
+                )
+                bar.update()
+            report["requests_slo_ms"] = args.request_slo_ms
+            report["max_requests_within_slo"] = request_capacity(report["requests"], args.request_slo_ms)
+        if "realtime" in args.modes:
+            u = need_server()
+            speech = stream_audio(corpus, args.stream_seconds, args.seed)
+            opts = {"language": language} if language else {}
+            report["realtime"] = {
+                "slo_ms": args.slo_ms,
+                "audio_s_per_stream": round(len(speech.pcm) / SR, 1),
+                "levels": [],
+            }
+            with Monitor(server.proc.pid if server and server.proc else None) as mon:
+                for n in args.streams:
+                    step(f"{n} streams")
+                    report["realtime"]["levels"].append(
+                        asyncio.run(stream_level(u.replace("http", "ws", 1), speech, n, opts, args.api_key))
+                    )
+                    bar.update()
+            if server:
+                report["realtime"]["server_resources"] = mon.to_dict()
+            report["realtime"]["max_streams_within_slo"] = slo_capacity(report["realtime"]["levels"], args.slo_ms)
+    finally:
+        bar.close()
+        if server:
+            load._sample()  # its CPU, before it ends
+            server.stop()
+
+
+def save_recommendation(report: dict, args: argparse.Namespace) -> Path | None:
+    """Store the recommended engine plan where `tingxie serve` looks for it
+    (settings.apply_bench), for this model, device and core count."""
+    from ..settings import from_overrides
+
+    rec = report.get("recommendation")
+    if not rec or args.url or args.no_save:
+        return None
+    if (report.get("machine_load") or {}).get("trustworthy") is False:
+        rec["not_saved"] = "figures not trustworthy (contended machine): `tingxie serve` keeps its settings"
+        return None
+    settings = from_overrides(args)
+    m = report["machine"]
+    path = settings.bench_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "model": settings.model,
+        "device": m["device"],
+        "compute_type": m["compute_type"],
+        "cores": m["cores"],
+        "batch_size": rec["batch_size"],
+        "instances": rec["instances"],
+        "threads_per_instance": rec["threads_per_instance"],
+        "audio_hours_per_day": rec["audio_hours_per_day"],
+        "measured_at": report["time"],
+        "trustworthy": (report.get("machine_load") or {}).get("trustworthy"),
+        "command": report["command"],
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+    return path
