@@ -413,3 +413,23 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     (rest,) = submitted
     assert rest.start == 10.0 and rest.seconds == 18.0 and rest.options.language == detected
     assert own_length(rest) == (detected == "zh")
+
+
+@pytest.mark.parametrize(
+    "text, loops",
+    [
+        ("A farmer keeps his horses at Kla'Kla'Kla'Kla'Kla'Kla'Kla' play by the river.", True),  # a live final, seen
+        ("谢谢观看谢谢观看谢谢观看谢谢观看谢谢观看谢谢观看", True),
+        ("The farmer keeps his tools in Mississippi, hahaha.", False),
+        ("账号是000000000000000。", False),  # digits are an account number, not a loop
+    ],
+)
+def test_a_loop_inside_one_word_sends_the_window_to_the_fallback(text, loops):
+    """Whisper's rule looks at the whole window's compression ratio, which a loop of a
+    few characters inside one word does not move enough: such a window is decoded again
+    at a higher temperature as well."""
+    from tingxie.engines.base import WindowResult
+    from tingxie.types import Segment
+
+    result = WindowResult([Segment(0, 0.0, 9.0, text, text)], "en", 1.0, compression_ratio=1.6, avg_logprob=-0.3)
+    assert result.needs_fallback is loops

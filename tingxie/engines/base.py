@@ -9,6 +9,7 @@ Streaming families also offer `open_stream()` for the real-time lane.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol, runtime_checkable
@@ -41,15 +42,23 @@ class WindowResult:
     @property
     def needs_fallback(self) -> bool:
         """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
-        at a higher temperature, unless the window is silence."""
+        at a higher temperature, unless the window is silence. A loop inside one word
+        ("Kla'Kla'Kla'…", seen where a live part was cut mid-word) can hide in a window
+        whose text as a whole still compresses like speech, so it counts as well."""
         if not self.segments:
             return False
-        return self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB
+        if self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB:
+            return True
+        return any(_PIECE_LOOP.search(s.text) for s in self.segments)
 
 
 # Whisper's thresholds for `needs_fallback` (tingxie.engine uses the same names).
 COMPRESSION_LIMIT = 2.4
 LOW_LOGPROB = -1.0
+# A piece of 2-8 characters, at least one of them a letter, written six times running
+# with nothing between: no word or name does that; Whisper's loops do. (Repeated words
+# with spaces between are the text stage's `collapse_repetitions`.)
+_PIECE_LOOP = re.compile(r"((?=\S{0,7}[^\W\d_])\S{2,8}?)\1{5,}")
 
 
 def falls_back(window: Window, result: WindowResult) -> bool:

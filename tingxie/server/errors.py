@@ -128,7 +128,7 @@ def install(app: FastAPI) -> None:
         # a machine problem, named for the caller without the driver's text: a full disk
         # (507: retry later), a read-only or unreachable database (503)
         problem = storage_problem(e)
-        if problem is None and not isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError):
+        if problem is None and not _unavailable(e):
             log.error("database error: %s (%s)", type(e).__name__, type(getattr(e, "orig", e)).__name__)
             return JSONResponse(
                 error_body(
@@ -170,3 +170,16 @@ def install(app: FastAPI) -> None:
             status_code=e.status_code,
             headers=getattr(e, "headers", None),
         )
+
+
+# SQLite reports a broken schema or statement as an OperationalError too, like a lock or a
+# lost connection; those are the server's own faults (500), not a database to wait for.
+_SCHEMA_FAULTS = ("no such table", "no such column", "has no column", "syntax error")
+
+
+def _unavailable(e: Exception) -> bool:
+    """A database that cannot be reached or used right now (503: try again later)."""
+    if not isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return False
+    text = str(getattr(e, "orig", None) or e).lower()
+    return not any(fault in text for fault in _SCHEMA_FAULTS)
