@@ -47,7 +47,7 @@ class Diarizer:
         try:
             import sherpa_onnx
         except ImportError as e:
-            raise ModelError("diarization needs sherpa-onnx: pip install 'tingxie[sherpa]'") from e
+            raise ModelError("diarization needs sherpa-onnx: EXTRAS='[sherpa]' bash scripts/install.sh") from e
         self._sherpa = sherpa_onnx
         self.segmentation, self.embedding, self.threads = segmentation, embedding, threads
         self._lock = threading.Lock()
