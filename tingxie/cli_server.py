@@ -130,7 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     if measured:
-        print(f"engine plan from the last benchmark here: {measured}", flush=True)
+        print(f"settings from the last benchmark here: {measured}", flush=True)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024
     )

@@ -1,8 +1,9 @@
 """The dynamic batcher: every request's windows meet here and leave in shared batches.
 
-Three lanes, served in order: `interactive` (synchronous requests, real-time finals),
-`partial` (real-time partial results: useful, but never worth delaying a final), then
-`batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
+Four lanes, served in order: `interactive` (synchronous requests, real-time finals),
+`first_partial` (a live sentence's first partial: what tells a speaker they are heard),
+`partial` (later partials of a sentence: useful, but never worth delaying a final or
+another sentence's first words), then `batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
 cannot starve another user's job and a 3-minute request cannot hold back a short one. `instances` worker threads each take a
 batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
 whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
@@ -24,8 +25,9 @@ from .windows import Window
 
 log = logging.getLogger(__name__)
 
-INTERACTIVE, PARTIAL, BATCH = "interactive", "partial", "batch"
-LANES = (INTERACTIVE, PARTIAL, BATCH)  # served in this order
+INTERACTIVE, FIRST_PARTIAL, PARTIAL, BATCH = "interactive", "first_partial", "partial", "batch"
+LANES = (INTERACTIVE, FIRST_PARTIAL, PARTIAL, BATCH)  # served in this order
+LIVE_LANES = (INTERACTIVE, FIRST_PARTIAL, PARTIAL)  # someone waits on each window
 # An interactive batch holds at most this much audio: a batch of four 30 s windows
 # would keep a 5 s request waiting several seconds for a free instance.
 INTERACTIVE_BATCH_AUDIO_S = 30.0
@@ -137,7 +139,7 @@ class Scheduler:
                 raise RuntimeError("scheduler is closed")
             queues = self._lanes[lane]
             if check_capacity and lane != BATCH:
-                waiting = self._count(INTERACTIVE) + self._count(PARTIAL)
+                waiting = sum(self._count(x) for x in LIVE_LANES)
                 if waiting >= self.interactive_limit:
                     raise Overloaded(f"{waiting} windows already wait in the interactive lane")
             queues.setdefault(owner, collections.deque()).append(item)
@@ -174,7 +176,7 @@ class Scheduler:
     def depth(self) -> dict[str, float]:
         with self._cond:
             return {
-                INTERACTIVE: self._count(INTERACTIVE) + self._count(PARTIAL),
+                INTERACTIVE: sum(self._count(x) for x in LIVE_LANES),
                 BATCH: self._count(BATCH),
                 "busy_instances": self._busy,
                 "queued_audio_s": round(self._admitted_audio, 1),

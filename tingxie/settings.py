@@ -184,13 +184,15 @@ ENGINE_PLAN = ("batch_size", "instances", "threads_per_instance")
 
 
 def apply_bench(settings: Settings, cores: int, device_label: str) -> str:
-    """Take the engine plan the last `tingxie bench` on this machine stored, when it was
-    measured for this model, device and core count and nothing (flag or environment)
-    set the plan; returns the line `serve` logs at start-up ("" when nothing applied).
-    `device_label` is what device.choose resolves for these settings."""
+    """Take what the last `tingxie bench` on this machine stored, when it was measured for
+    this model, device and core count: the engine plan it measured best (unless a flag or
+    the environment set one) and the live streams it measured within its latency target
+    (unless TINGXIE_MAX_STREAMS sets them), so that the stream past capacity gets a clear
+    refusal instead of every stream slowing down. Returns the line `serve` logs at
+    start-up ("" when nothing applied). `device_label` is what device.choose resolves."""
     import json
 
-    if not settings.use_bench or settings.model_fields_set & set(ENGINE_PLAN):
+    if not settings.use_bench:
         return ""
     try:
         rec = json.loads(settings.bench_file.read_text(encoding="utf-8"))
@@ -198,13 +200,22 @@ def apply_bench(settings: Settings, cores: int, device_label: str) -> str:
         return ""
     if not isinstance(rec, dict):
         return ""
-    same = (rec.get("model"), rec.get("device"), rec.get("cores")) == (settings.model, device_label, cores)
-    plan = [rec.get(k) for k in ENGINE_PLAN]
-    if not same or not all(isinstance(v, int) and v >= 1 for v in plan):
+    if (rec.get("model"), rec.get("device"), rec.get("cores")) != (settings.model, device_label, cores):
         return ""
-    settings.batch_size, settings.instances, settings.threads_per_instance = (int(v or 1) for v in plan)
-    return (
-        f"batch {plan[0]} × {plan[1]} instance(s), {plan[2]} thread(s) each: measured best by `tingxie bench` "
-        f"on {rec.get('measured_at', '?')} ({rec.get('audio_hours_per_day', '?')} audio h/day); "
-        "--batch-size/--instances or TINGXIE_USE_BENCH=0 override"
-    )
+    said = []
+    plan = [rec.get(k) for k in ENGINE_PLAN]
+    if not settings.model_fields_set & set(ENGINE_PLAN) and all(isinstance(v, int) and v >= 1 for v in plan):
+        settings.batch_size, settings.instances, settings.threads_per_instance = (int(v or 1) for v in plan)
+        said.append(
+            f"batch {plan[0]} × {plan[1]} instance(s), {plan[2]} thread(s) each: measured best by `tingxie bench` "
+            f"on {rec.get('measured_at', '?')} ({rec.get('audio_hours_per_day', '?')} audio h/day); "
+            "--batch-size/--instances or TINGXIE_USE_BENCH=0 override"
+        )
+    streams = rec.get("max_streams")
+    if "max_streams" not in settings.model_fields_set and isinstance(streams, int) and streams >= 1:
+        settings.max_streams = streams
+        said.append(
+            f"at most {streams} live streams: the most `tingxie bench` measured within its final-latency target "
+            f"on {rec.get('streams_measured_at', rec.get('measured_at', '?'))}; TINGXIE_MAX_STREAMS overrides"
+        )
+    return "; ".join(said)

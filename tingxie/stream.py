@@ -46,7 +46,7 @@ from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
 from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine
 from .request import StreamOptions
-from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
+from .scheduler import FIRST_PARTIAL, INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .transcribe import finish_window, no_text_warnings
 from .types import (
     SAMPLE_RATE,
@@ -174,6 +174,7 @@ class _Sentence:
     end: int | None = None
     first_partial_sent: bool = False
     partial_audio_end: int = 0  # audio end of the last partial requested
+    partial_future: Future | None = None  # its partial in flight (one per sentence)
     after_flush: bool = False  # begun by a flush mid-speech: a sliver of it is not decoded
     parts: list[_Part] = field(default_factory=list)  # decoded while still spoken
     speculative: _Part | None = None  # the final's decode, started early
@@ -280,7 +281,7 @@ class StreamSession:
         self._arrivals: list[tuple[int, float]] = []  # (sample end, wall time) per frame
         self._open: _Sentence | None = None
         self._count = 0
-        self._partial_busy = False
+        self._partial_busy = False  # an online model's partial in flight (OnlineSession)
         self._finals_q: asyncio.Queue[_Final | None] = asyncio.Queue()
         self._sender = asyncio.ensure_future(self._send_finals())
         self._send_lock = asyncio.Lock()
@@ -592,20 +593,23 @@ class StreamSession:
         step = self.options.partial_interval_ms * SAMPLE_RATE // 1000
         if self.received - s.partial_audio_end < step:
             return
-        if self._partial_busy:
+        if s.partial_future is not None:
             self.stats.partials_skipped += 1
             return
         end = self.received
         # Parts already decoded are final text; re-decode only from the first that is not.
         frm = next((p.start for p in s.parts if not p.future.done()), s.tail)
+        # Until a sentence has shown text, its partial goes before other sentences'
+        # refreshes: under load, refreshes wait, first words do not.
+        lane = PARTIAL if s.first_partial_sent else FIRST_PARTIAL
         try:
             w = self._window(frm, end, final=False)
-            fut = self._track(self.scheduler.submit(w, PARTIAL, self.id, check_capacity=True), w.seconds)
+            fut = self._track(self.scheduler.submit(w, lane, self.id, check_capacity=True), w.seconds)
         except Overloaded:
             self.stats.partials_skipped += 1
             return
         s.partial_audio_end = end
-        self._partial_busy = True
+        s.partial_future = fut
         task = asyncio.ensure_future(self._partial_done(s, frm, end, asyncio.wrap_future(fut)))
         self._pending_partials.add(task)
         task.add_done_callback(self._pending_partials.discard)
@@ -617,7 +621,7 @@ class StreamSession:
             log.exception("partial decode failed")
             return
         finally:
-            self._partial_busy = False
+            s.partial_future = None
         if s is not self._open or self._closed:
             return  # the sentence ended meanwhile; its final supersedes this
         done = [p.future.result() for p in s.parts if p.end <= frm]
@@ -643,6 +647,8 @@ class StreamSession:
             self.stats.from_speech_start.append(now - s.speech_wall)
 
     def _close_sentence(self, s: _Sentence, end: int, endpoint_wall: float) -> None:
+        if s.partial_future is not None:
+            s.partial_future.cancel()  # still queued: its final supersedes it (running: unused)
         s.end = end
         self._stopped(s, end)
         wall = min(endpoint_wall, self._stop_wall) if self._stop_wall else endpoint_wall

@@ -145,13 +145,21 @@ async def one_stream(
 
 
 async def stream_level(
-    ws_url: str, speech: StreamAudio, streams: int, options: dict, api_key: str | None = None
+    ws_url: str,
+    speech: StreamAudio | list[StreamAudio],
+    streams: int,
+    options: dict,
+    api_key: str | None = None,
 ) -> dict:
-    """N concurrent paced streams of the same speech: latencies, and the error rate of
-    the finals against the reference (accuracy beside every speed figure)."""
-    pcm = speech.pcm
+    """N concurrent paced streams: latencies, and the error rate of the finals against
+    the reference (accuracy beside every speed figure). Given a list, stream i sends
+    speech[i % len]: different recordings, so sentences do not end together."""
+    speeches = speech if isinstance(speech, list) else [speech]
+    mine = [speeches[i % len(speeches)] for i in range(streams)]
     t0 = time.monotonic()
-    res = await asyncio.gather(*[one_stream(ws_url, pcm, options, 0.37 * i, api_key=api_key) for i in range(streams)])
+    res = await asyncio.gather(
+        *[one_stream(ws_url, mine[i].pcm, options, 0.37 * i, api_key=api_key) for i in range(streams)]
+    )
     wall = time.monotonic() - t0
     first = [x for r in res for x in r["first"]]
     final = [x for r in res for x in r["final"]]
@@ -165,19 +173,20 @@ async def stream_level(
         "lag_p95": pct(lag, 95),
         "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
         "finals": len(final),
-        "error_pct": _finals_error(speech, res),
+        "error_pct": _finals_error(mine, res),
     }
 
 
-def _finals_error(speech: StreamAudio, res: list[dict]) -> float | None:
+def _finals_error(speeches: list[StreamAudio], res: list[dict]) -> float | None:
     """Corpus CER/WER (%) of every stream's finals joined, None without references."""
-    if not speech.reference:
+    if not all(s.reference for s in speeches):
         return None
     from .score import error_rate
 
-    sep = "" if is_cjk(speech.language) else " "
+    lang = speeches[0].language
+    sep = "" if is_cjk(lang) else " "
     hyps = [sep.join(r["texts"]) for r in res]
-    return round(100 * error_rate([speech.reference] * len(hyps), hyps, speech.language), 2)
+    return round(100 * error_rate([s.reference for s in speeches], hyps, lang), 2)
 
 
 def stream_audio(corpus: Corpus, seconds: float, seed: int = 0) -> StreamAudio:

@@ -185,6 +185,11 @@ def headline(report: dict) -> list[str]:
         out.append(
             f"live streams: {n} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
             + (f" (the most tried; more may fit: --streams {tried},{2 * tried})" if n == tried else "")
+            + (
+                f"; `tingxie serve` here admits {rt['admitted_streams']} and refuses more"
+                if rt.get("admitted_streams")
+                else ""
+            )
         )
     rq = report.get("requests")
     if rq:

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from ..localserver import LocalServer
+from ..text import is_cjk
 from ..types import OptionsError
 from .clients import post_files, request_level, stream_audio, stream_level
 from .corpus import SR, accuracy, load_corpus, recordings, short_files
@@ -68,7 +69,9 @@ def run_batch_local(
                 if o.transcript is None:
                     errors.append(o.error)
                     continue
-                hyps[rows[o.index]["id"]] = "".join(s.raw_text for s in o.transcript.segments)
+                # words of English segments keep their space (scored as the user reads them)
+                sep = "" if is_cjk(o.transcript.language) else " "
+                hyps[rows[o.index]["id"]] = sep.join(s.raw_text.strip() for s in o.transcript.segments)
                 for k, v in o.transcript.options.get("stage_seconds", {}).items():
                     stages[k] = stages.get(k, 0.0) + v
             wall = time.perf_counter() - t0
@@ -203,6 +206,20 @@ def choose_recommendation(sweep: list[dict], default: tuple[int, int]) -> dict:
         "audio_hours_per_day": best["audio_hours_per_day"],
         "why": why,
         "command": f"tingxie serve --batch-size {best['batch_size']} --instances {best['instances']}",
+    }
+
+
+def unswept_recommendation(default: tuple[int, int], threads: int | None) -> dict:
+    """What `serve` runs with when no sweep compared settings: the device's defaults
+    (measured best on long batches, docs/throughput.md), said as such and never stored."""
+    b, i = default
+    return {
+        "batch_size": b,
+        "instances": i,
+        "threads_per_instance": threads,
+        "why": "the device's defaults; not compared in this run: add --modes batch,sweep to measure others",
+        "command": f"tingxie serve --batch-size {b} --instances {i}",
+        "swept": False,
     }
 
 
@@ -402,6 +419,8 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
         if sweep_keys:
             report["sweep"] = [dict(fig[k], is_default=(k[1], k[2]) == default) for k in sweep_keys]
             report["recommendation"] = choose_recommendation(report["sweep"], default)
+        elif local and default[0]:
+            report["recommendation"] = unswept_recommendation(default, m.get("default_threads_per_instance"))
         if "requests" in args.modes:
             u = need_server()
             shorts = short_files(corpus, work / "short")
@@ -440,34 +459,68 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             server.stop()
 
 
+def stream_admission(report: dict) -> int | None:
+    """The live streams `serve` should admit, from the real-time levels measured here:
+    the most within the latency target (at least 1), or None when every level tried met
+    it (capacity lies above what was tried: the setting stays)."""
+    rt = report.get("realtime")
+    if not rt or not rt.get("levels"):
+        return None
+    tried = max(r["streams"] for r in rt["levels"])
+    n = rt.get("max_streams_within_slo", 0)
+    return None if n >= tried else max(1, n)
+
+
 def save_recommendation(report: dict, args: argparse.Namespace) -> Path | None:
-    """Store the recommended engine plan where `tingxie serve` looks for it
-    (settings.apply_bench), for this model, device and core count."""
+    """Store what `tingxie serve` takes from this run (settings.apply_bench), for this
+    model, device and core count: the engine plan when a sweep compared settings, and the
+    live streams within the latency target when the real-time levels found the limit."""
     from ..settings import from_overrides
 
-    rec = report.get("recommendation")
-    if not rec or args.url or args.no_save:
+    if args.url or args.no_save:
+        return None
+    rec = report.get("recommendation") or {}
+    swept = bool(rec) and rec.get("swept") is not False
+    streams = stream_admission(report)
+    if not swept and streams is None:
         return None
     if (report.get("machine_load") or {}).get("trustworthy") is False:
-        rec["not_saved"] = "figures not trustworthy (contended machine): `tingxie serve` keeps its settings"
+        if rec:
+            rec["not_saved"] = "figures not trustworthy (contended machine): `tingxie serve` keeps its settings"
         return None
     settings = from_overrides(args)
     m = report["machine"]
     path = settings.bench_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "model": settings.model,
-        "device": m["device"],
-        "compute_type": m["compute_type"],
-        "cores": m["cores"],
-        "batch_size": rec["batch_size"],
-        "instances": rec["instances"],
-        "threads_per_instance": rec["threads_per_instance"],
-        "audio_hours_per_day": rec["audio_hours_per_day"],
-        "measured_at": report["time"],
-        "trustworthy": (report.get("machine_load") or {}).get("trustworthy"),
-        "command": report["command"],
-    }
+    try:  # what an earlier run stored and this one did not measure stays
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if (data.get("model"), data.get("device"), data.get("cores")) != (settings.model, m["device"], m["cores"]):
+            data = {}
+    except (OSError, ValueError, AttributeError):
+        data = {}
+    data.update(
+        {
+            "model": settings.model,
+            "device": m["device"],
+            "compute_type": m["compute_type"],
+            "cores": m["cores"],
+            "trustworthy": (report.get("machine_load") or {}).get("trustworthy"),
+            "command": report["command"],
+        }
+    )
+    if swept:
+        data.update(
+            {
+                "batch_size": rec["batch_size"],
+                "instances": rec["instances"],
+                "threads_per_instance": rec["threads_per_instance"],
+                "audio_hours_per_day": rec["audio_hours_per_day"],
+                "measured_at": report["time"],
+            }
+        )
+    if streams is not None:
+        data.update({"max_streams": streams, "streams_measured_at": report["time"]})
+        report["realtime"]["admitted_streams"] = streams
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     tmp.replace(path)
