@@ -376,7 +376,7 @@ def test_long_windows_are_encoded_at_their_own_length_only_in_chinese():
     """Own-length encoding of long batch windows was calibrated on Mandarin; English lost
     words at window ends with it (bench/results/english.md), so it keeps the 30 s input,
     as does a file's first window, whose language is not known yet."""
-    from tingxie.engine import own_length
+    from tingxie.engines.whisper.engine import own_length
 
     audio = np.zeros(25 * 16000, np.float32)
 
@@ -394,9 +394,9 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     decoded again in the language detected for the window, as Whisper's seek loop does,
     and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
     length (cheaper, accuracy held), an English one at Whisper's 30 s."""
-    from tingxie.engine import own_length
     from tingxie.engines.base import WindowResult
-    from tingxie.engines.whisper import complete
+    from tingxie.engines.whisper.engine import own_length
+    from tingxie.engines.whisper.recognizer import complete
     from tingxie.types import Segment
 
     audio = np.zeros(28 * 16000, np.float32)

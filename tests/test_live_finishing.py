@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from tingxie.engines.base import WindowResult
-from tingxie.engines.whisper import complete, whisper_spec
+from tingxie.engines.whisper.recognizer import complete, whisper_spec
 from tingxie.request import StreamOptions
 from tingxie.scheduler import Scheduler
 from tingxie.stream import StreamSession

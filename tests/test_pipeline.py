@@ -117,7 +117,7 @@ def test_reference_pipeline_serves_whole_requests_in_arrival_order(manager, engl
     """`tingxie serve --pipeline reference`, the comparison baseline: one request at a time, first
     come first served (a later interactive request waits), decoded by faster-whisper's
     sequential transcribe, with the same Transcript and text stage as tingxie."""
-    from tingxie.engines.reference import ReferenceWhisper
+    from tingxie.engines.whisper.reference import ReferenceWhisper
 
     reference = ReferenceWhisper(manager.load().engine)
     sched = Scheduler(reference, max_batch_size=1, instances=1)

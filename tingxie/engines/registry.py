@@ -351,14 +351,22 @@ def _lazy(module: str, name: str) -> Callable:
 
 
 # Order matters: the most specific detection first.
-register(Family("whisper", detect_whisper, check_whisper, _lazy("reference", "load"), _lazy("whisper", "describe")))
+register(
+    Family(
+        "whisper",
+        detect_whisper,
+        check_whisper,
+        _lazy("whisper.reference", "load"),
+        _lazy("whisper.recognizer", "describe"),
+    )
+)
 register(
     Family(
         "funasr-nano-llm",
         detect_nano_llm,
         check_nano_llm,
-        _lazy("sherpa", "FunAsrNanoLlm"),
-        _lazy("sherpa", "FunAsrNanoLlm.describe"),
+        _lazy("sherpa.models", "FunAsrNanoLlm"),
+        _lazy("sherpa.models", "FunAsrNanoLlm.describe"),
         sherpa=True,
     )
 )
@@ -367,8 +375,8 @@ register(
         "streaming-paraformer",
         detect_streaming_paraformer,
         check_streaming_paraformer,
-        _lazy("sherpa", "StreamingParaformer"),
-        _lazy("sherpa", "StreamingParaformer.describe"),
+        _lazy("sherpa.models", "StreamingParaformer"),
+        _lazy("sherpa.models", "StreamingParaformer.describe"),
         sherpa=True,
     )
 )
@@ -377,8 +385,8 @@ register(
         "punctuation",
         detect_punctuation,
         check_punctuation,
-        _lazy("sherpa", "Punctuator"),
-        _lazy("sherpa", "Punctuator.describe"),
+        _lazy("sherpa.models", "Punctuator"),
+        _lazy("sherpa.models", "Punctuator.describe"),
         sherpa=True,
     )
 )
@@ -387,8 +395,8 @@ register(
         "funasr-nano",
         detect_nano_ctc,
         check_sense_voice,
-        _lazy("sherpa", "FunAsrNanoCtc"),
-        _lazy("sherpa", "FunAsrNanoCtc.describe"),
+        _lazy("sherpa.models", "FunAsrNanoCtc"),
+        _lazy("sherpa.models", "FunAsrNanoCtc.describe"),
         sherpa=True,
     )
 )
@@ -397,8 +405,8 @@ register(
         "sensevoice",
         detect_sense_voice,
         check_sense_voice,
-        _lazy("sherpa", "SenseVoice"),
-        _lazy("sherpa", "SenseVoice.describe"),
+        _lazy("sherpa.models", "SenseVoice"),
+        _lazy("sherpa.models", "SenseVoice.describe"),
         sherpa=True,
     )
 )
@@ -407,8 +415,8 @@ register(
         "paraformer",
         detect_paraformer,
         check_paraformer,
-        _lazy("sherpa", "Paraformer"),
-        _lazy("sherpa", "Paraformer.describe"),
+        _lazy("sherpa.models", "Paraformer"),
+        _lazy("sherpa.models", "Paraformer.describe"),
         sherpa=True,
     )
 )

@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..engine import Engine, WindowResult
-from ..types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
-from .whisper import WhisperRecognizer, load_whisper
+from ...types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
+from .engine import Engine, WindowResult
+from .recognizer import WhisperRecognizer, load_whisper
 
 
 class FifoLock:

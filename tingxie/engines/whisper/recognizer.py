@@ -8,15 +8,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .. import windows as windows_mod
-from ..windows import Window
-from .base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
+from ... import windows as windows_mod
+from ...windows import Window
+from ..base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     if not multilingual:
         return ("en",)
-    from ..engine import WHISPER_LANGUAGES
+    from .engine import WHISPER_LANGUAGES
 
     return WHISPER_LANGUAGES
 
@@ -43,7 +43,7 @@ def vocabulary_size(path: Path) -> int:
 def describe(model_id: str, path: Path) -> ModelSpec:
     """The spec without loading: CTranslate2 calls a Whisper multilingual when its
     vocabulary has 51865 tokens or more."""
-    from ..engine import tokenizer_languages
+    from .engine import tokenizer_languages
 
     multilingual = vocabulary_size(Path(path)) >= 51865
     return whisper_spec(model_id, multilingual, tokenizer_languages(Path(path)) if multilingual else None)
@@ -87,7 +87,7 @@ class WhisperRecognizer:
 def load_whisper(
     model_id: str, path: Path, choice, dynamic_frames: bool = True, detect_languages: tuple[str, ...] = (), **_options
 ) -> WhisperRecognizer:
-    from ..engine import Engine
+    from .engine import Engine
 
     return WhisperRecognizer(
         Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames, detect_languages=detect_languages)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import SAMPLE_RATE, DecodeOptions, Segment, Word
-from ..windows import Piece, Window
-from . import registry
-from .base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
+from ...types import SAMPLE_RATE, DecodeOptions, Segment, Word
+from ...windows import Piece, Window
+from .. import registry
+from ..base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
 
 SENSE_VOICE_LANGUAGES = ("zh", "en", "ja", "ko", "yue")
 SENTENCE_END = set("。！？!?；;") | {"."}

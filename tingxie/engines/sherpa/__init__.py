@@ -1,0 +1,1 @@
+"""Families served through sherpa-onnx (models.py)."""
