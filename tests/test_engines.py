@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tingxie.device import choose
 from tingxie.engines import ModelError, check_options, describe, detect_family, registry, validate
 from tingxie.types import DecodeOptions, OptionsError
 from tingxie.windows import Piece, Window
@@ -47,8 +48,11 @@ def window(seconds: float, at: float = 0.0, **opts) -> Window:
     return Window(src, [Piece(0, start, int(seconds * SR))], DecodeOptions(**opts))
 
 
+CPU = choose("cpu")
+
+
 def load(path: Path, **kw):
-    return registry.load(path.name, path, probe=False, **kw)
+    return registry.load(path.name, path, CPU, probe=False, **kw)
 
 
 # -- detection and validation -------------------------------------------------------------
@@ -140,7 +144,7 @@ def test_missing_metadata_is_refused_and_the_process_survives(tmp_path):
     assert "lfr_window_size" in str(e.value) and "neg_mean" in str(e.value)
     assert str(tmp_path) not in str(e.value)  # no server paths in errors
     with pytest.raises(ModelError, match="lfr_window_size"):
-        registry.load("sv-bad", bad)
+        registry.load("sv-bad", bad, CPU)
     # still here: the same process goes on decoding with a good model
     good = tmp_path / "sv-good"
     tm.sense_voice(good)
@@ -186,7 +190,7 @@ def test_probe_catches_what_static_checks_cannot(tmp_path):
         validate(d, probe=True)
     assert str(tmp_path) not in str(e.value)
     with pytest.raises(ModelError):
-        registry.load("sv-zero-shift", d)  # load probes by default
+        registry.load("sv-zero-shift", d, CPU)  # load probes by default
 
 
 def test_probe_passes_a_good_model(tiny):
@@ -363,7 +367,7 @@ def test_two_whisper_models_decode_side_by_side(tmp_path, synth_speech):
     wav = synth_speech("the quick brown fox jumps over the lazy dog", tmp_path / "clip.wav")
     audio = audio_mod.decode(str(wav))
     base = models_mod.assemble_bundled(tmp_path / "models")
-    engines = [registry.load("whisper-base", base), registry.load("tiny.en", tiny_en_dir())]
+    engines = [registry.load("whisper-base", base, CPU), registry.load("tiny.en", tiny_en_dir(), CPU)]
     assert engines[0].spec.capabilities.translation and not engines[1].spec.capabilities.translation
     assert engines[1].spec.languages == ("en",)
     for eng in engines:

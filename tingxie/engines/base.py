@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -100,6 +101,25 @@ class ModelSpec:
         d = asdict(self)
         d["languages"] = list(self.languages)
         return d
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a family folder (engines/<family>/) tells the registry about itself: how to
+    recognise a model folder of its kind from file names and metadata (`detect`), what
+    its loader would miss there (`check`: problems, each naming what is missing), its
+    spec without loading (`describe`) and its loader (`factory`: model_id, path, choice,
+    **options). `probe_in_child`: load it once in a child process first (sherpa-onnx
+    ends the process on a model it cannot use). `cuda_devices`: how many CUDA devices
+    the family's runtime can use, where it has a say in device discovery."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    check: Callable[[Path], list[str]]
+    factory: Callable[..., Any]
+    describe: Callable[[str, Path], ModelSpec]
+    probe_in_child: bool = False
+    cuda_devices: Callable[[], int] | None = None
 
 
 @dataclass

@@ -19,9 +19,8 @@ import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from ...device import DeviceChoice
 from ...text import is_chinese
-from ...types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
+from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult, falls_back  # noqa: F401  (WindowResult moved there; re-exported)
 
