@@ -243,7 +243,7 @@ def main() -> int:
             for name, texts in json.loads(Path(f).read_text()).items():
                 hyps.setdefault(name, {}).update(texts)
         if not args.no_serial and not args.load:
-            runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
+            runs.append(("serial", lambda: serial(rows, sched.engine.engine.whisper)))
         if not args.no_tingxie and not args.load:
             runs.append(("tingxie", lambda: tingxie(rows, sched)))
         for n in [n for n in names if n not in hyps]:  # a loaded variant is not run again

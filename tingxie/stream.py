@@ -44,7 +44,7 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine
+from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine, takes_whole_requests
 from .request import StreamOptions
 from .scheduler import INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .transcribe import finish_window, no_text_warnings
@@ -569,7 +569,7 @@ class StreamSession:
 
     def _whole_sentences(self) -> bool:
         """The model decodes each sentence whole after its endpoint (the reference)."""
-        return bool(getattr(self.scheduler.engine, "whole_sentences", False))
+        return takes_whole_requests(self.scheduler.engine)
 
     @staticmethod
     def _cancel_speculative(s: _Sentence) -> None:

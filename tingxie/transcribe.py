@@ -23,7 +23,7 @@ from . import audio as audio_mod
 from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
-from .engines.base import WindowResult, check_options, refine, takes_whole_requests
+from .engines.base import TakesWholeRequests, WindowResult, check_options, refine, takes_whole_requests
 from .scheduler import BATCH, Scheduler, work_in_flight
 from .types import (
     SAMPLE_RATE,
@@ -614,14 +614,14 @@ def no_text_warnings(segments: list[Segment]) -> list[str]:
 
 def _transcribe_whole(
     source: Source | np.ndarray,
-    engine,
+    engine: TakesWholeRequests,
     decode: DecodeOptions,
     vad: VadOptions | None,
     text: TextOptions,
     on_progress: Progress | None,
     prepared: Prepared | None,
 ) -> Transcript:
-    """A recognizer that takes whole requests itself (the reference, engines/reference.py)."""
+    """A recognizer that takes whole requests itself (the reference, engines/whisper/reference.py)."""
     t0 = time.perf_counter()
     audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
     if len(audio) == 0:
@@ -632,6 +632,7 @@ def _transcribe_whole(
         if on_progress:
             on_progress(int(at * 1000), int(duration * 1000), at)
 
+    assert isinstance(audio, np.ndarray)  # prepared without VAD (the model runs its own): dense
     r, record = engine.transcribe_whole(audio, decode, vad, progress)
     language = decode.language or r.language
     return Transcript(

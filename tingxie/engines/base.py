@@ -13,11 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
-from ..types import DecodeOptions, OptionsError, Segment, TingxieError
+from ..types import DecodeOptions, OptionsError, Segment, TingxieError, VadOptions
 from ..windows import Window
 
 
@@ -85,6 +85,9 @@ class Capabilities:
     translation: bool = False  # task="translate" (to English)
     streaming: bool = False  # open_stream(): partials while audio arrives
     tags: bool = False  # emotion / audio-event tags (SenseVoice)
+    # languages in which a model that punctuates writes none (Whisper's zh, yue): a site's
+    # punctuation model fills them in (punctuated.py)
+    unpunctuated_languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -197,22 +200,49 @@ def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
         raise OptionsError(f"{name} does not recognise language {options.language!r}; it supports auto, {known}")
 
 
-# -- optional hooks ------------------------------------------------------------------------
-# A recognizer may also offer, beyond the protocol:
-#   refine(window, result, submit) -> WindowResult: a second look at a window's result,
-#       its extra decodes submitted through `submit` so they batch with everyone's
-#       windows (Whisper: temperature fallback, and decoding again what it left out);
-#   transcribe_whole(audio, decode, vad, progress) -> (WindowResult, record): takes
-#       whole requests itself instead of windows (the reference pipeline, engines/reference.py);
-#   whole_sentences = True: the real-time lane decodes each sentence whole after its
-#       endpoint (no parts while spoken, no early final), as the reference does.
+# -- optional abilities ------------------------------------------------------------------
+# Beyond the protocol a recognizer may declare, by having the method, one of these; the
+# pipeline asks with isinstance, so mypy sees every call, and a wrapper (punctuated.py)
+# says which of them it forwards.
 Submit = Callable[[Window], WindowResult]
 
 
-def refine(engine, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
-    hook = getattr(engine, "refine", None)
-    return hook(window, result, submit) if hook is not None else result
+@runtime_checkable
+class Refines(Protocol):
+    """A second look at a window's result, its extra decodes submitted through `submit`
+    so they batch with everyone's windows (Whisper: temperature fallback, and decoding
+    again what it left out at the end of a window)."""
+
+    def refine(self, window: Window, result: WindowResult, submit: Submit) -> WindowResult: ...
 
 
-def takes_whole_requests(engine) -> bool:
-    return getattr(engine, "transcribe_whole", None) is not None
+@runtime_checkable
+class TakesWholeRequests(Protocol):
+    """Takes whole requests itself instead of windows (the reference pipeline,
+    engines/whisper/reference.py), and decodes each real-time sentence whole after its
+    endpoint (no parts while spoken, no early final), as the reference does."""
+
+    model_id: str
+
+    def transcribe_whole(
+        self,
+        audio: np.ndarray,
+        decode: DecodeOptions,
+        vad: VadOptions | None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> tuple[WindowResult, dict]: ...
+
+
+@runtime_checkable
+class EmptiesCache(Protocol):
+    """Returns an accelerator's cached memory (CTranslate2 keeps freed CUDA blocks)."""
+
+    def empty_cache(self) -> None: ...
+
+
+def refine(engine: object, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    return engine.refine(window, result, submit) if isinstance(engine, Refines) else result
+
+
+def takes_whole_requests(engine: object) -> TypeGuard[TakesWholeRequests]:
+    return isinstance(engine, TakesWholeRequests)

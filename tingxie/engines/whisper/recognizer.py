@@ -21,10 +21,19 @@ def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     return WHISPER_LANGUAGES
 
 
+# Whisper punctuates English itself; its Mandarin (and Cantonese) output often has none.
+UNPUNCTUATED = ("zh", "yue")
+
+
 def whisper_spec(model_id: str, multilingual: bool, languages: tuple[str, ...] | None = None) -> ModelSpec:
     """`languages`: those the model's tokenizer has a token for (engine.tokenizer_languages)."""
     caps = Capabilities(
-        word_timestamps=True, language_detection=multilingual, punctuation=True, hotwords=True, translation=multilingual
+        word_timestamps=True,
+        language_detection=multilingual,
+        punctuation=True,
+        hotwords=True,
+        translation=multilingual,
+        unpunctuated_languages=UNPUNCTUATED,
     )
     return ModelSpec("whisper", model_id, languages or whisper_languages(multilingual), 30.0, caps)
 
@@ -50,7 +59,9 @@ def describe(model_id: str, path: Path) -> ModelSpec:
 
 
 class WhisperRecognizer:
-    """Wraps a loaded `tingxie.engine.Engine`; anything else is the engine's own."""
+    """Wraps a loaded `engine.Engine` behind the recognizer protocol, with Whisper's
+    optional abilities (base.Refines, base.EmptiesCache); the engine itself is
+    `self.engine`."""
 
     family = "whisper"
 
@@ -65,7 +76,7 @@ class WhisperRecognizer:
     def batch_key(self, window: Window) -> tuple:
         return self.engine.batch_key(window, len(self.engine.prompt_prefix(window)))
 
-    def decode(self, windows):
+    def decode(self, windows: list[Window]) -> list[WindowResult]:
         return self.engine.decode(windows)
 
     def warm_up(self) -> None:
@@ -79,9 +90,6 @@ class WhisperRecognizer:
         model to host memory and back returns them."""
         self.engine.model.unload_model(to_cpu=True)
         self.engine.model.load_model()
-
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
 
 
 def load_whisper(

@@ -89,8 +89,6 @@ class ReferenceWhisper(WhisperRecognizer):
     first served, through faster-whisper's sequential transcribe. Windows (real-time
     sentences) decode as Whisper's do, without parts or early finals."""
 
-    whole_sentences = True
-
     def __init__(self, engine: Engine):
         super().__init__(engine)
         self.turn = FifoLock()
