@@ -398,19 +398,19 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     decoded again in the language detected for the window, as Whisper's seek loop does,
     and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
     length (cheaper, accuracy held), an English one at Whisper's 30 s."""
-    from tingxie.engines.base import WindowResult
     from tingxie.engines.whisper.engine import own_length
     from tingxie.engines.whisper.recognizer import complete
+    from tingxie.engines.whisper.result import WhisperResult
     from tingxie.types import Segment
 
     audio = np.zeros(28 * 16000, np.float32)
     w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language=None))
-    first = WindowResult([Segment(0, 0.0, 10.0, "第一句", "第一句")], detected, 0.9, avg_logprob=-0.2)
+    first = WhisperResult([Segment(0, 0.0, 10.0, "第一句", "第一句")], detected, 0.9, avg_logprob=-0.2)
     submitted: list[Window] = []
 
-    def submit(win: Window) -> WindowResult:
+    def submit(win: Window) -> WhisperResult:
         submitted.append(win)
-        return WindowResult([Segment(0, win.start, win.end, "第二句", "第二句")], detected, 0.9, avg_logprob=-0.2)
+        return WhisperResult([Segment(0, win.start, win.end, "第二句", "第二句")], detected, 0.9, avg_logprob=-0.2)
 
     r = complete(w, first, submit)
     assert [s.raw_text for s in r.segments] == ["第一句", "第二句"] and r.decodes == 2
@@ -432,8 +432,8 @@ def test_a_loop_inside_one_word_sends_the_window_to_the_fallback(text, loops):
     """Whisper's rule looks at the whole window's compression ratio, which a loop of a
     few characters inside one word does not move enough: such a window is decoded again
     at a higher temperature as well."""
-    from tingxie.engines.base import WindowResult
+    from tingxie.engines.whisper.result import WhisperResult
     from tingxie.types import Segment
 
-    result = WindowResult([Segment(0, 0.0, 9.0, text, text)], "en", 1.0, compression_ratio=1.6, avg_logprob=-0.3)
+    result = WhisperResult([Segment(0, 0.0, 9.0, text, text)], "en", 1.0, compression_ratio=1.6, avg_logprob=-0.3)
     assert result.needs_fallback is loops

@@ -301,8 +301,6 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
             seg.text = text_mod.finalize(raw, language, opts)
             if seg.words:  # the words read as the text does: script, ITN
                 seg.words = text_mod.finalize_words(seg.words, raw, language, opts)
-            if hasattr(seg, "_tokens"):
-                del seg._tokens  # type: ignore[attr-defined]
             if seg.text.strip() or "no_text" in seg.flags:
                 seg.id = len(segments)
                 segments.append(seg)

@@ -9,7 +9,6 @@ Streaming families also offer `open_stream()` for the real-time lane.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,50 +22,21 @@ from ..windows import Window
 
 @dataclass
 class WindowResult:
-    """One decoded window (tingxie.engine re-exports it). The last three fields are
-    Whisper's quality figures; other families leave them at zero."""
+    """One decoded window. A family with more to say about a window subclasses it
+    (Whisper's quality figures: engines/whisper/result.py; SenseVoice's tags:
+    TaggedResult) and the shared code passes it through as it is."""
 
     segments: list[Segment]
     language: str
     language_probability: float
     tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    avg_logprob: float = 0.0
+    # how likely the window holds no speech, where the model says (0 otherwise); speech
+    # left without text is reported with it (transcribe.recover)
     no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
     # windows decoded to give this result: the first pass plus any second looks
     # (fallbacks, continuations, retries of lost speech); the bench reports the share
     decodes: int = 1
-    # the window's encoder output, kept only while a fallback may decode it again
-    encoded: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def needs_fallback(self) -> bool:
-        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
-        at a higher temperature, unless the window is silence. A loop inside one word
-        ("Kla'Kla'Kla'…", seen where a live part was cut mid-word) can hide in a window
-        whose text as a whole still compresses like speech, so it counts as well."""
-        if not self.segments:
-            return False
-        if self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB:
-            return True
-        return any(_PIECE_LOOP.search(s.text) for s in self.segments)
-
-
-# Whisper's thresholds for `needs_fallback` (tingxie.engine uses the same names).
-COMPRESSION_LIMIT = 2.4
-LOW_LOGPROB = -1.0
-# A piece of 2-8 characters, at least one of them a letter, written six times running
-# with nothing between: no word or name does that; Whisper's loops do. (Repeated words
-# with spaces between are the text stage's `collapse_repetitions`.)
-_PIECE_LOOP = re.compile(r"((?=\S{0,7}[^\W\d_])\S{2,8}?)\1{5,}")
-
-
-def falls_back(window: Window, result: WindowResult) -> bool:
-    """Whether a window's result goes through the temperature fallback: a first decode
-    (temperature 0) that fails Whisper's quality rule. The engine keeps its encoder output
-    for exactly these; `engines/whisper.with_fallback` runs them."""
-    return window.options.temperature == 0 and result.needs_fallback
 
 
 class ModelError(TingxieError):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ... import windows as windows_mod
 from ...windows import Window
-from ..base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
+from ..base import Capabilities, ModelSpec, Submit, WindowResult
+from .result import WhisperResult, falls_back
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
@@ -114,13 +115,13 @@ FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 def with_fallback(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
     """Whisper's temperature fallback, per window: redo a failed decode by sampling at
     rising temperatures; keep the first that passes, else the most likely seen."""
-    if not falls_back(window, result):
+    if not isinstance(result, WhisperResult) or not falls_back(window, result):
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
         options = replace(window.options, temperature=temp, language=result.language)
         hot = replace(window, options=options, encoded=result.encoded)
-        r = submit(hot)
+        r = _whisper(submit(hot))
         r.language_probability = result.language_probability
         tried.append(r)
         if not r.needs_fallback:
@@ -131,6 +132,13 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
     # every try cost its stages, not only the one kept
     best.timings = {k: sum(r.timings.get(k, 0.0) for r in tried) for k in {k for r in tried for k in r.timings}}
     return best
+
+
+def _whisper(r: WindowResult) -> WhisperResult:
+    """A fallback's decode, as this family's engine returns it."""
+    if not isinstance(r, WhisperResult):
+        raise TypeError("a Whisper fallback decode returned another family's result")
+    return r
 
 
 def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
@@ -158,7 +166,7 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         for k, v in more.timings.items():
             result.timings[k] = result.timings.get(k, 0.0) + v
         w = rest
-        result = WindowResult(
+        result = WhisperResult(
             result.segments,
             result.language,
             result.language_probability,
