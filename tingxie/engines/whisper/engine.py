@@ -23,7 +23,7 @@ from ...text import is_chinese
 from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import WindowResult
-from .result import COMPRESSION_LIMIT, LOW_LOGPROB, WhisperResult, falls_back
+from .result import COMPRESSION_LIMIT, LOW_LOGPROB, WhisperResult, falls_back, hints
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def own_length(w: Window) -> bool:
     (bench/results/english.md)."""
     if w.compact:
         return True
-    least = CONTINUATION_MIN_S if w.continuation else OWN_LENGTH_MIN_S
+    least = CONTINUATION_MIN_S if hints(w).continuation else OWN_LENGTH_MIN_S
     return w.seconds >= least and is_chinese(w.options.language)
 
 
@@ -319,7 +319,8 @@ class Engine:
         size and start-of-transcript position for every item of a batch, and one input
         length (input_frames) keeps each window's encoding its own."""
         frames = self.input_frames(window)
-        encoded = None if window.encoded is None else window.encoded.shape
+        kept = hints(window).encoded
+        encoded = None if kept is None else kept.shape
         return (window.options.beam_size, window.options.temperature, prefix_len, frames, encoded)
 
     # -- inference -----------------------------------------------------------------
@@ -328,7 +329,7 @@ class Engine:
         if not windows:
             return []
         t0 = time.perf_counter()
-        reused = [w.encoded for w in windows if w.encoded is not None]
+        reused = [e for w in windows if (e := hints(w).encoded) is not None]
         if len(reused) == len(windows):  # a fallback: same audio, encoded before (batch_key)
             enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(reused)))
             t1 = t2 = time.perf_counter()

@@ -11,7 +11,7 @@ from pathlib import Path
 from ... import windows as windows_mod
 from ...windows import Window
 from ..base import Capabilities, ModelSpec, Submit, WindowResult
-from .result import WhisperResult, falls_back
+from .result import WhisperHints, WhisperResult, falls_back, hints
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
@@ -120,7 +120,7 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
         options = replace(window.options, temperature=temp, language=result.language)
-        hot = replace(window, options=options, encoded=result.encoded)
+        hot = replace(window, options=options, hints=replace(hints(window), encoded=result.encoded))
         r = _whisper(submit(hot))
         r.language_probability = result.language_probability
         tried.append(r)
@@ -157,6 +157,7 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         rest = windows_mod.remainder(w, result.segments[-1].end)
         if rest is None or rest.seconds < MIN_REMAINDER_S:
             break
+        rest = replace(rest, hints=WhisperHints(continuation=True))
         more = with_fallback(rest, submit(rest), submit)
         if not more.segments:
             break

@@ -1,6 +1,7 @@
-"""Whisper's own view of a decoded window: its quality figures and the rule that
-sends a window to the temperature fallback. Other families never see them; the shared
-code passes a `WhisperResult` through as the `WindowResult` it is."""
+"""Whisper's own view of a window: its notes on a window to decode (`WhisperHints`),
+the quality figures of a decoded one and the rule that sends it to the temperature
+fallback. Other families never see them; the shared code passes a `WhisperResult`
+through as the `WindowResult` it is, and `Window.hints` untouched."""
 
 from __future__ import annotations
 
@@ -41,6 +42,24 @@ class WhisperResult(WindowResult):
         if self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB:
             return True
         return any(_PIECE_LOOP.search(s.text) for s in self.segments)
+
+
+@dataclass(frozen=True)
+class WhisperHints:
+    """Whisper's notes on a window (Window.hints): `continuation`, what Whisper left out
+    at the end of another window, decoded again (recognizer.complete); `encoded`, the
+    encoder's output for exactly these samples when a temperature fallback decodes the
+    window again: the audio has not changed, so only the decoder needs to run."""
+
+    continuation: bool = False
+    encoded: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+
+NO_HINTS = WhisperHints()
+
+
+def hints(window: Window) -> WhisperHints:
+    return window.hints if isinstance(window.hints, WhisperHints) else NO_HINTS
 
 
 def falls_back(window: Window, result: WindowResult) -> bool:
