@@ -16,7 +16,7 @@ while it is spoken (cut at its quietest point), so the endpoint leaves only its 
 decode and partials re-decode only the undecoded part. And the final's decode starts
 as soon as the pause reaches the VAD pad, when its window is already fixed; the rest
 of the endpoint silence overlaps the decode instead of preceding it. (The reference
-pipeline, engines/reference.py, does neither: it decodes each whole sentence after its
+pipeline, engines/whisper/reference.py, does neither: it decodes each whole sentence after its
 endpoint.)
 
 All decoding goes through the shared Scheduler's interactive lane with the session id

@@ -52,7 +52,7 @@ def resolve_model(state, model: str | None) -> str:
 
 
 def compression_ratio(text: str) -> float:
-    """Whisper's measure of a looping text (tingxie.engine.compression_ratio, without
+    """Whisper's measure of a looping text (engines/whisper/engine.compression_ratio, without
     importing the CTranslate2 engine here)."""
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
