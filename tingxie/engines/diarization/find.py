@@ -54,25 +54,28 @@ def is_embedding(f: Path) -> bool:
     return m.get("framework", "") in EMBEDDING_FRAMEWORKS and "output_dim" in m
 
 
-def check_segmentation(f: Path) -> list[str]:
-    problems: list[str] = []
+def _check(f: Path, keys: list[str], problems: list[str]) -> dict[str, str] | None:
+    """A one-input float ONNX model with these metadata keys; its metadata, or None
+    when it cannot be read."""
     info = read_info(f, problems)
     if info is None:
-        return problems
-    need_keys(info, f.name, SEGMENTATION_KEYS, problems)
+        return None
+    need_keys(info, f.name, keys, problems)
     input_types(info, f.name, ["float"], problems)
-    if info.metadata.get("sample_rate", "16000") != "16000":
-        problems.append(f"{f.name} is for {info.metadata['sample_rate']} Hz; sherpa-onnx diarizes 16000 Hz audio")
+    return info.metadata
+
+
+def check_segmentation(f: Path) -> list[str]:
+    problems: list[str] = []
+    m = _check(f, SEGMENTATION_KEYS, problems)
+    if m is not None and m.get("sample_rate", "16000") != "16000":
+        problems.append(f"{f.name} is for {m['sample_rate']} Hz; sherpa-onnx diarizes 16000 Hz audio")
     return problems
 
 
 def check_embedding(f: Path) -> list[str]:
     problems: list[str] = []
-    info = read_info(f, problems)
-    if info is None:
-        return problems
-    need_keys(info, f.name, EMBEDDING_KEYS, problems)
-    input_types(info, f.name, ["float"], problems)
+    _check(f, EMBEDDING_KEYS, problems)
     return problems
 
 
