@@ -93,7 +93,7 @@ export default {
       if (token !== this.token) return;
       this.result = res;
       this.duration = this.duration || res.duration;
-      $("#vad-canvas").dataset.threshold = Number(form.get("threshold")).toFixed(2);
+      $("#vad-canvas").dataset.threshold = Number(form.get("vad_threshold")).toFixed(2);
       this.error("");
     } catch (e) {
       if (token !== this.token) return;
