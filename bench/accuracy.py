@@ -126,25 +126,25 @@ def _vad_open_end():
 
 
 def _whisper_logprob():
-    from tingxie import engine
+    from tingxie.engines.whisper import engine
 
     return _patched(engine, window_logprob=lambda score, n: score * n / (n + 1))
 
 
 def _full_token_budget():
-    from tingxie import engine
+    from tingxie.engines.whisper import engine
 
     return _patched(engine, token_budget=lambda seconds: engine.MAX_TOKENS)
 
 
 def _thirty_second_input():
-    from tingxie import engine
+    from tingxie.engines.whisper import engine
 
     return _patched(engine, OWN_LENGTH_MIN_S=math.inf, CONTINUATION_MIN_S=math.inf)
 
 
 def _no_continuation():
-    from tingxie.engines import whisper
+    from tingxie.engines.whisper import recognizer as whisper
 
     return _patched(whisper, MAX_PASSES=0)
 
@@ -243,7 +243,7 @@ def main() -> int:
             for name, texts in json.loads(Path(f).read_text()).items():
                 hyps.setdefault(name, {}).update(texts)
         if not args.no_serial and not args.load:
-            runs.append(("serial", lambda: serial(rows, sched.engine.whisper)))
+            runs.append(("serial", lambda: serial(rows, sched.engine.engine.whisper)))
         if not args.no_tingxie and not args.load:
             runs.append(("tingxie", lambda: tingxie(rows, sched)))
         for n in [n for n in names if n not in hyps]:  # a loaded variant is not run again

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from tingxie.audio import decode  # noqa: E402
 from tingxie.bench.der import Score, read_rttm, score  # noqa: E402
 from tingxie.bench.split import half_of, source_repo  # noqa: E402
-from tingxie.engines import registry  # noqa: E402
 from tingxie.engines.diarization import Diarizer  # noqa: E402
+from tingxie.engines.diarization import find as diarization_models  # noqa: E402
 from tingxie.settings import get_settings  # noqa: E402
 from tingxie.types import DiarizeOptions, VadOptions  # noqa: E402
 from tingxie.vad import detect_speech  # noqa: E402
@@ -153,7 +153,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--thresholds", default=",".join(map(str, THRESHOLDS)), help="the calibration sweep")
     args = p.parse_args()
-    found = registry.find_diarization(get_settings().models_dir)
+    found = diarization_models.find_diarization(get_settings().models_dir)
     if found is None:
         sys.exit("no diarization models: run `tingxie models --prepare diarization` first")
     d = Diarizer(found.segmentation, found.embedding, threads=args.threads)

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tingxie.audio import decode  # noqa: E402
-from tingxie.engines import registry  # noqa: E402
 from tingxie.engines.diarization import Diarizer  # noqa: E402
+from tingxie.engines.diarization import find as diarization_models  # noqa: E402
 from tingxie.settings import get_settings  # noqa: E402
 
 E = ROOT.parent / "shared" / "eval"
@@ -36,7 +36,7 @@ def main() -> int:
     x = np.concatenate(parts)[: int(minutes * 60 * 16000)]
     del parts, clips
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    found = registry.find_diarization(get_settings().models_dir)
+    found = diarization_models.find_diarization(get_settings().models_dir)
     if found is None:
         sys.exit("no diarization models: run `tingxie models --prepare diarization` first")
     d = Diarizer(found.segmentation, found.embedding)

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 from tingxie.audio import decode  # noqa: E402
 from tingxie.bench.split import half_of, source_repo  # noqa: E402
 from tingxie.diarize import MATCH_THRESHOLD  # noqa: E402
-from tingxie.engines import registry  # noqa: E402
 from tingxie.engines.diarization import Diarizer, cosine  # noqa: E402
+from tingxie.engines.diarization import find as diarization_models  # noqa: E402
 from tingxie.settings import get_settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -61,7 +61,7 @@ def rates(same: list[float], other: list[float], th: float) -> tuple[float, floa
 
 
 def main() -> int:
-    found = registry.find_diarization(get_settings().models_dir)
+    found = diarization_models.find_diarization(get_settings().models_dir)
     if found is None:
         sys.exit("no diarization models: run `tingxie models --prepare diarization` first")
     d = Diarizer(found.segmentation, found.embedding)

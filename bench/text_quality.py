@@ -70,7 +70,7 @@ def measure(items: list[dict], texts: list[str]) -> dict:
 
 def restage(transcript, language: str, opts: TextOptions):
     """The text stage again on a transcript's raw model text (decoding is the slow part)."""
-    from tingxie.engine import WindowResult
+    from tingxie.engines.whisper.engine import WindowResult
     from tingxie.transcribe import finish_segments
 
     t = copy.deepcopy(transcript)

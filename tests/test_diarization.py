@@ -19,8 +19,9 @@ from server_fixture import Server
 
 from tingxie import diarize
 from tingxie.cli import build_parser
-from tingxie.engines import ModelError, registry
+from tingxie.engines import ModelError
 from tingxie.engines.diarization import Diarizer, Turn, available
+from tingxie.engines.diarization import find as diarization_models
 from tingxie.request import TranscriptionOptions, from_cli
 from tingxie.types import DiarizeOptions, OptionsError, Segment, Transcript, Word
 
@@ -141,9 +142,9 @@ def _voices() -> np.ndarray:
 
 
 def test_tiny_models_load_in_sherpa_onnx_and_tell_voices_apart(tiny):
-    found = registry.find_diarization(tiny)
+    found = diarization_models.find_diarization(tiny)
     assert found is not None
-    registry.probe_diarization(found)  # in a child process
+    diarization_models.probe_diarization(found)  # in a child process
     turns = Diarizer(found.segmentation, found.embedding).process(_voices(), DiarizeOptions(num_speakers=2))
     assert len({t.speaker for t in turns}) == 2
     first, second = turns[0], next(t for t in turns if t.speaker != turns[0].speaker)
@@ -152,7 +153,7 @@ def test_tiny_models_load_in_sherpa_onnx_and_tell_voices_apart(tiny):
 
 
 def test_known_speakers_matched_by_voice(tiny):
-    found = registry.find_diarization(tiny)
+    found = diarization_models.find_diarization(tiny)
     assert found is not None
     d = Diarizer(found.segmentation, found.embedding)
     x = _voices()
@@ -180,15 +181,17 @@ def test_missing_or_broken_models_are_named(tmp_path, tiny):
     del m.metadata_props[:]
     m.metadata_props.extend(keep)
     onnx.save(m, str(broken))
-    assert registry.check_segmentation(broken) == ["model.onnx lacks ONNX metadata receptive_field_shift"]
-    assert registry.find_diarization(tmp_path) is None  # and it is not picked up
+    assert diarization_models.check_segmentation(broken) == ["model.onnx lacks ONNX metadata receptive_field_shift"]
+    assert diarization_models.find_diarization(tmp_path) is None  # and it is not picked up
     # loaded all the same, sherpa-onnx ends the process: the child's, not this one
-    bad = registry.DiarizationModels(broken, tiny / "3dspeaker_speech_campplus_sv_zh_en_16k-common_advanced.onnx")
+    bad = diarization_models.DiarizationModels(
+        broken, tiny / "3dspeaker_speech_campplus_sv_zh_en_16k-common_advanced.onnx"
+    )
     with pytest.raises(ModelError, match="failed to load"):
-        registry.probe_diarization(bad)
+        diarization_models.probe_diarization(bad)
 
 
-REAL = registry.find_diarization(MODELS)
+REAL = diarization_models.find_diarization(MODELS)
 
 
 @pytest.mark.skipif(

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tingxie.device import choose
 from tingxie.engines import ModelError, check_options, describe, detect_family, registry, validate
 from tingxie.types import DecodeOptions, OptionsError
 from tingxie.windows import Piece, Window
@@ -47,8 +48,11 @@ def window(seconds: float, at: float = 0.0, **opts) -> Window:
     return Window(src, [Piece(0, start, int(seconds * SR))], DecodeOptions(**opts))
 
 
+CPU = choose("cpu")
+
+
 def load(path: Path, **kw):
-    return registry.load(path.name, path, probe=False, **kw)
+    return registry.load(path.name, path, CPU, probe=False, **kw)
 
 
 # -- detection and validation -------------------------------------------------------------
@@ -140,7 +144,7 @@ def test_missing_metadata_is_refused_and_the_process_survives(tmp_path):
     assert "lfr_window_size" in str(e.value) and "neg_mean" in str(e.value)
     assert str(tmp_path) not in str(e.value)  # no server paths in errors
     with pytest.raises(ModelError, match="lfr_window_size"):
-        registry.load("sv-bad", bad)
+        registry.load("sv-bad", bad, CPU)
     # still here: the same process goes on decoding with a good model
     good = tmp_path / "sv-good"
     tm.sense_voice(good)
@@ -186,7 +190,7 @@ def test_probe_catches_what_static_checks_cannot(tmp_path):
         validate(d, probe=True)
     assert str(tmp_path) not in str(e.value)
     with pytest.raises(ModelError):
-        registry.load("sv-zero-shift", d)  # load probes by default
+        registry.load("sv-zero-shift", d, CPU)  # load probes by default
 
 
 def test_probe_passes_a_good_model(tiny):
@@ -363,7 +367,7 @@ def test_two_whisper_models_decode_side_by_side(tmp_path, synth_speech):
     wav = synth_speech("the quick brown fox jumps over the lazy dog", tmp_path / "clip.wav")
     audio = audio_mod.decode(str(wav))
     base = models_mod.assemble_bundled(tmp_path / "models")
-    engines = [registry.load("whisper-base", base), registry.load("tiny.en", tiny_en_dir())]
+    engines = [registry.load("whisper-base", base, CPU), registry.load("tiny.en", tiny_en_dir(), CPU)]
     assert engines[0].spec.capabilities.translation and not engines[1].spec.capabilities.translation
     assert engines[1].spec.languages == ("en",)
     for eng in engines:
@@ -376,7 +380,7 @@ def test_long_windows_are_encoded_at_their_own_length_only_in_chinese():
     """Own-length encoding of long batch windows was calibrated on Mandarin; English lost
     words at window ends with it (bench/results/english.md), so it keeps the 30 s input,
     as does a file's first window, whose language is not known yet."""
-    from tingxie.engine import own_length
+    from tingxie.engines.whisper.engine import own_length
 
     audio = np.zeros(25 * 16000, np.float32)
 
@@ -394,19 +398,19 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     decoded again in the language detected for the window, as Whisper's seek loop does,
     and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
     length (cheaper, accuracy held), an English one at Whisper's 30 s."""
-    from tingxie.engine import own_length
-    from tingxie.engines.base import WindowResult
-    from tingxie.engines.whisper import complete
+    from tingxie.engines.whisper.engine import own_length
+    from tingxie.engines.whisper.recognizer import complete
+    from tingxie.engines.whisper.result import WhisperResult
     from tingxie.types import Segment
 
     audio = np.zeros(28 * 16000, np.float32)
     w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language=None))
-    first = WindowResult([Segment(0, 0.0, 10.0, "第一句", "第一句")], detected, 0.9, avg_logprob=-0.2)
+    first = WhisperResult([Segment(0, 0.0, 10.0, "第一句", "第一句")], detected, 0.9, avg_logprob=-0.2)
     submitted: list[Window] = []
 
-    def submit(win: Window) -> WindowResult:
+    def submit(win: Window) -> WhisperResult:
         submitted.append(win)
-        return WindowResult([Segment(0, win.start, win.end, "第二句", "第二句")], detected, 0.9, avg_logprob=-0.2)
+        return WhisperResult([Segment(0, win.start, win.end, "第二句", "第二句")], detected, 0.9, avg_logprob=-0.2)
 
     r = complete(w, first, submit)
     assert [s.raw_text for s in r.segments] == ["第一句", "第二句"] and r.decodes == 2
@@ -428,8 +432,8 @@ def test_a_loop_inside_one_word_sends_the_window_to_the_fallback(text, loops):
     """Whisper's rule looks at the whole window's compression ratio, which a loop of a
     few characters inside one word does not move enough: such a window is decoded again
     at a higher temperature as well."""
-    from tingxie.engines.base import WindowResult
+    from tingxie.engines.whisper.result import WhisperResult
     from tingxie.types import Segment
 
-    result = WindowResult([Segment(0, 0.0, 9.0, text, text)], "en", 1.0, compression_ratio=1.6, avg_logprob=-0.3)
+    result = WhisperResult([Segment(0, 0.0, 9.0, text, text)], "en", 1.0, compression_ratio=1.6, avg_logprob=-0.3)
     assert result.needs_fallback is loops

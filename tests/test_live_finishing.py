@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tingxie.engines.base import WindowResult
-from tingxie.engines.whisper import complete, whisper_spec
+from tingxie.engines.whisper.recognizer import complete, whisper_spec
+from tingxie.engines.whisper.result import WhisperResult
 from tingxie.request import StreamOptions
 from tingxie.scheduler import Scheduler
 from tingxie.stream import StreamSession
@@ -68,11 +69,11 @@ class Scripted:
         if self.mode == "loop" and o.temperature == 0:
             text, ratio = LOOP, 8.0
         elif self.mode == "empty" and o.hotwords or self.mode == "silent":
-            return WindowResult([], "zh", 0.99)
+            return WhisperResult([], "zh", 0.99)
         elif self.mode == "brackets" and o.hotwords:
             text = "《iPOP》《iPOP》《iPOP》"
         seg = Segment(0, round(w.start, 3), round(w.end, 3), text, text, avg_logprob=-0.3)
-        return WindowResult([seg], "zh", 0.99, tokens=len(text), avg_logprob=-0.3, compression_ratio=ratio)
+        return WhisperResult([seg], "zh", 0.99, tokens=len(text), avg_logprob=-0.3, compression_ratio=ratio)
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_reference_pipeline_serves_whole_requests_in_arrival_order(manager, engl
     """`tingxie serve --pipeline reference`, the comparison baseline: one request at a time, first
     come first served (a later interactive request waits), decoded by faster-whisper's
     sequential transcribe, with the same Transcript and text stage as tingxie."""
-    from tingxie.engines.reference import ReferenceWhisper
+    from tingxie.engines.whisper.reference import ReferenceWhisper
 
     reference = ReferenceWhisper(manager.load().engine)
     sched = Scheduler(reference, max_batch_size=1, instances=1)
@@ -160,12 +160,12 @@ class _CountingEncoder:
 def test_a_fallback_samples_again_without_encoding_again(sched, english_wav, monkeypatch):
     """Whisper's temperature fallback decodes the same audio up to five more times; the
     first pass's encoder output serves them all (re-encoding made a 1.5 s clip take 5 s)."""
-    from tingxie.engines import base
+    from tingxie.engines.whisper import result
 
     engine = sched.engine.engine  # the Whisper engine behind the recognizer
     counting = _CountingEncoder(engine.model)
     monkeypatch.setattr(engine, "model", counting)
-    monkeypatch.setattr(base, "LOW_LOGPROB", 0.0)  # every decode "fails": all five temperatures
+    monkeypatch.setattr(result, "LOW_LOGPROB", 0.0)  # every decode "fails": all five temperatures
     t = transcribe(english_wav, sched, DecodeOptions(language="en"), VadOptions(), TextOptions())
     assert t.options["windows"] == {"count": 1, "decoded": 6}
     assert counting.encodes == 1

@@ -12,8 +12,8 @@ import pytest
 from helpers import wait_until
 
 from tingxie import windows as windows_mod
-from tingxie.engine import WindowResult
-from tingxie.engines.reference import FifoLock
+from tingxie.engines.whisper.engine import WindowResult
+from tingxie.engines.whisper.reference import FifoLock
 from tingxie.scheduler import BATCH, FIRST_PARTIAL, INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from tingxie.types import DecodeOptions, Segment, SpeechSpan
 

@@ -21,7 +21,7 @@ from speech_loss_audio import join, join_with_cuts, per_clip_recall, validation_
 from tingxie import models as models_mod
 from tingxie import output
 from tingxie.bench.score import error_rate
-from tingxie.engines import whisper as whisper_engine
+from tingxie.engines.whisper import recognizer as whisper_engine
 from tingxie.manager import ModelManager
 from tingxie.scheduler import BATCH
 from tingxie.server.openai_api import verbose_json

@@ -164,9 +164,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                 f" (+{len(m.spec['languages']) - 12})" if len(m.spec["languages"]) > 12 else ""
             )
             print(f"  {'':<16} {m.spec['family']}; languages: {langs or 'any'}; {caps}")
-    from .engines import registry
+    from .engines.diarization import find
 
-    found = registry.find_diarization(settings.models_dir)
+    found = find.find_diarization(settings.models_dir)
     print(
         f"speaker diarization: {found.name}"
         if found

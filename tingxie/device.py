@@ -1,6 +1,7 @@
 """The one place that decides device, compute type, instances and threads.
 
-CTranslate2 runs on CUDA or CPU only; `mps` (Apple) is accepted but falls back to CPU
+How many CUDA devices exist is the families' to say (engines/registry.cuda_devices);
+the choice is made here. CTranslate2 runs on CUDA or CPU only; `mps` (Apple) is accepted but falls back to CPU
 with one warning, because CTranslate2 has no Metal backend. The process-wide memory and
 BLAS-thread settings are made on import in `tingxie/__init__.py`: they must precede numpy.
 """
@@ -10,37 +11,22 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 
-from .types import OptionsError
+from .types import DeviceChoice, OptionsError
+
+__all__ = ["COMPUTE_TYPES", "DeviceChoice", "choose", "cpu_cores", "cuda_device_count"]
 
 log = logging.getLogger(__name__)
 
 COMPUTE_TYPES = ("auto", "int8", "int8_float16", "int8_float32", "int8_bfloat16", "float16", "bfloat16", "float32")
 
 
-@dataclass(frozen=True)
-class DeviceChoice:
-    device: str  # "cpu" | "cuda"
-    index: int
-    compute_type: str
-    instances: int
-    threads: int  # intra-op threads per instance (CPU only; 0 lets CTranslate2 decide)
-    batch_size: int
-    note: str = ""
-
-    @property
-    def label(self) -> str:
-        return f"{self.device}:{self.index}" if self.device == "cuda" else "cpu"
-
-
 def cuda_device_count() -> int:
-    try:
-        import ctranslate2
+    """CUDA devices the model families can use: each family's folder knows its runtime
+    (Whisper's CTranslate2), so the registry asks them; nothing here imports one."""
+    from .engines.registry import cuda_devices
 
-        return ctranslate2.get_cuda_device_count()
-    except Exception:  # a broken CUDA install must not stop CPU use
-        return 0
+    return cuda_devices()
 
 
 def cpu_cores() -> int:

@@ -15,6 +15,7 @@ from . import device as device_mod
 from . import models as models_mod
 from .device import DeviceChoice
 from .engines import ModelError, ModelSpec, Recognizer, registry
+from .engines.base import EmptiesCache
 from .scheduler import Scheduler
 from .settings import Settings
 from .types import OptionsError
@@ -138,7 +139,7 @@ class ModelManager:
     def _punctuated(self, engine: Recognizer) -> Recognizer:
         """Put the site's punctuation model, when there is one, in front of a family that
         writes no punctuation (engines/punctuated.py)."""
-        from .engines.punctuated import Punctuated, wants_punctuation
+        from .engines.punctuated import punctuated, wants_punctuation
 
         if not self.settings.punctuation_model or not wants_punctuation(engine.spec):
             return engine
@@ -146,7 +147,7 @@ class ModelManager:
             name = self.settings.punctuation_model
             path = Path(name) if Path(name).is_dir() else self.settings.models_dir / name  # from config, not requests
             self._punctuator = registry.load(path.name, path, self.choice, family="punctuation")
-        return Punctuated(engine, self._punctuator)
+        return punctuated(engine, self._punctuator)
 
     def load(self, model: str | None = None) -> Recognizer:
         model_id, _ = self.resolve(model)
@@ -188,12 +189,11 @@ class ModelManager:
         caching allocator; moving idle models to host memory and back returns them."""
         if self.choice.device != "cuda":
             return {"device": "cpu", "freed": False, "message": "running on CPU: there is no GPU cache to free"}
-        moved = []
+        moved: list[str] = []
         with self._lock:
             for s in self._slots.values():
-                release = getattr(s.engine, "empty_cache", None)  # Whisper's CTranslate2 cache
-                if release is not None and not sum(s.scheduler.depth().values()):
-                    release()
+                if isinstance(s.engine, EmptiesCache) and not sum(s.scheduler.depth().values()):
+                    s.engine.empty_cache()  # Whisper's CTranslate2 cache
                     moved.append(s.model_id)
         gc.collect()
         return {"device": self.choice.label, "freed": True, "models_reloaded": moved, "message": "GPU cache released"}

@@ -102,7 +102,7 @@ def _info(model_id: str, path: Path, bundled: bool = False) -> ModelInfo:
         return ModelInfo(model_id, path, True, bundled, size, registry.describe(model_id, path).to_dict())
     except ModelError as e:
         if bundled and not path.exists():  # joined on first use
-            from .engines.whisper import whisper_spec
+            from .engines.whisper.recognizer import whisper_spec
 
             return ModelInfo(model_id, path, False, True, size, whisper_spec(model_id, True).to_dict())
         return ModelInfo(model_id, path, False, bundled, size, {}, str(e))

@@ -264,17 +264,23 @@ def _bounds(field: Any) -> tuple[Any, Any]:
 
 
 # -- HTTP forms ----------------------------------------------------------------------------
+# The VAD's settings, the fields /api/vad (the VAD page's preview) takes.
+VAD_FIELDS = ("vad_threshold", "vad_min_silence_ms", "vad_speech_pad_ms", "vad_max_segment_s")
+
+
 def as_form(
-    model: type[TranscriptionOptions] = TranscriptionOptions, exclude: tuple[str, ...] = ()
+    model: type[TranscriptionOptions] = TranscriptionOptions,
+    exclude: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
 ) -> Callable[..., TranscriptionOptions]:
-    """A FastAPI dependency taking each option as a form field (typed and described in
-    /docs) and returning the validated options; a bad value is the same OptionsError (400)
-    as everywhere else."""
+    """A FastAPI dependency taking each option (or `only` these) as a form field (typed
+    and described in /docs) and returning the validated options; a bad value is the same
+    OptionsError (400) as everywhere else."""
     from fastapi import Form
 
     params = []
     for name, f in model.model_fields.items():
-        if name in exclude:
+        if name in exclude or (only is not None and name not in only):
             continue
         default = f.get_default(call_default_factory=True)
         kind = f.annotation if f.annotation in (int, float, bool) else str | None

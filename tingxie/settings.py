@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # The recognition pipeline: "tingxie" (windows of every request batched by the
     # scheduler), or "reference" to reproduce the reference system for comparison: one
     # request at a time, decoded by faster-whisper's sequential transcribe
-    # (engines/reference.py); `tingxie serve` then runs 1 instance, batch 1.
+    # (engines/whisper/reference.py); `tingxie serve` then runs 1 instance, batch 1.
     pipeline: Literal["tingxie", "reference"] = "tingxie"
     # Encode interactive windows (real-time, synchronous requests) at their own length
     # instead of Whisper's fixed 30 s: several times faster for short audio.
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
 
     def engine_options(self) -> dict:
         """What the manager hands every model's loader (`pipeline` "reference" selects
-        the reference pipeline for Whisper, engines/reference.py)."""
+        the reference pipeline for Whisper, engines/whisper/reference.py)."""
         from .options import parse_detect_languages
 
         return {

@@ -16,7 +16,7 @@ while it is spoken (cut at its quietest point), so the endpoint leaves only its 
 decode and partials re-decode only the undecoded part. And the final's decode starts
 as soon as the pause reaches the VAD pad, when its window is already fixed; the rest
 of the endpoint silence overlaps the decode instead of preceding it. (The reference
-pipeline, engines/reference.py, does neither: it decodes each whole sentence after its
+pipeline, engines/whisper/reference.py, does neither: it decodes each whole sentence after its
 endpoint.)
 
 All decoding goes through the shared Scheduler's interactive lane with the session id
@@ -44,7 +44,7 @@ import numpy as np
 
 from . import text as text_mod
 from .audio import StreamResampler, pcm16_to_float
-from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine
+from .engines.base import ModelSpec, StreamingRecognizer, WindowResult, check_options, refine, takes_whole_requests
 from .request import StreamOptions
 from .scheduler import FIRST_PARTIAL, INTERACTIVE, PARTIAL, Overloaded, Scheduler
 from .transcribe import finish_window, no_text_warnings
@@ -570,7 +570,7 @@ class StreamSession:
 
     def _whole_sentences(self) -> bool:
         """The model decodes each sentence whole after its endpoint (the reference)."""
-        return bool(getattr(self.scheduler.engine, "whole_sentences", False))
+        return takes_whole_requests(self.scheduler.engine)
 
     @staticmethod
     def _cancel_speculative(s: _Sentence) -> None:

@@ -23,7 +23,7 @@ from . import audio as audio_mod
 from . import text as text_mod
 from . import vad as vad_mod
 from . import windows as windows_mod
-from .engines.base import WindowResult, check_options, refine, takes_whole_requests
+from .engines.base import TakesWholeRequests, WindowResult, check_options, refine, takes_whole_requests
 from .scheduler import BATCH, Scheduler, work_in_flight
 from .types import (
     SAMPLE_RATE,
@@ -301,8 +301,6 @@ def finish_segments(results: Iterable[WindowResult], language: str, opts: TextOp
             seg.text = text_mod.finalize(raw, language, opts)
             if seg.words:  # the words read as the text does: script, ITN
                 seg.words = text_mod.finalize_words(seg.words, raw, language, opts)
-            if hasattr(seg, "_tokens"):
-                del seg._tokens  # type: ignore[attr-defined]
             if seg.text.strip() or "no_text" in seg.flags:
                 seg.id = len(segments)
                 segments.append(seg)
@@ -349,23 +347,12 @@ def transcribe(
     t0 = time.perf_counter()
     engine = scheduler.engine
     check_options(engine.spec, decode)  # what the model cannot do is refused before any work
-    if diarize is not None:
-        return _transcribe_diarized(
-            source, scheduler, decode, vad, text, lane, owner, on_progress, prepared, check_capacity, diarize
-        )
-    if channels == "split" or isinstance(prepared, PreparedChannels):
+    if diarize is not None or channels == "split" or isinstance(prepared, PreparedChannels):
+        again = _Run(scheduler, decode, vad, text, lane, owner, check_capacity)
+        if diarize is not None:
+            return _transcribe_diarized(source, again, on_progress, prepared, diarize)
         return _transcribe_split(
-            source,
-            scheduler,
-            decode,
-            vad,
-            text,
-            lane,
-            owner,
-            on_progress=on_progress,
-            prepared=prepared if isinstance(prepared, PreparedChannels) else None,
-            check_capacity=check_capacity,
-            on_window=on_window,
+            source, again, on_progress, prepared if isinstance(prepared, PreparedChannels) else None, on_window
         )
     if takes_whole_requests(engine):
         return _transcribe_whole(source, engine, decode, vad, text, on_progress, prepared)
@@ -437,17 +424,29 @@ def transcribe(
     )
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What the ways of transcribing one source that call `transcribe` again (per
+    channel, before diarizing) pass on unchanged: where, with which options, in whose
+    name."""
+
+    scheduler: Scheduler
+    decode: DecodeOptions
+    vad: VadOptions | None
+    text: TextOptions
+    lane: str
+    owner: str
+    check_capacity: bool
+
+    def transcribe(self, source: Source | np.ndarray, **more) -> Transcript:
+        return transcribe(source, self.scheduler, self.decode, self.vad, self.text, self.lane, self.owner, **more)
+
+
 def _transcribe_diarized(
     source: Source | np.ndarray,
-    scheduler: Scheduler,
-    decode: DecodeOptions,
-    vad: VadOptions | None,
-    text: TextOptions,
-    lane: str,
-    owner: str,
+    run: _Run,
     on_progress: Progress | None,
     prepared: Prepared | PreparedChannels | None,
-    check_capacity: bool,
     opts: DiarizeOptions,
 ) -> Transcript:
     """Transcribe, then diarize the file's audio and give every segment its speaker
@@ -462,9 +461,9 @@ def _transcribe_diarized(
     from .engines.diarization import available
 
     available()  # no models: the 400 naming how to add them, before any work
-    asked_words = decode.word_timestamps
-    if scheduler.engine.spec.capabilities.word_timestamps:
-        decode = replace(decode, word_timestamps=True)
+    asked_words = run.decode.word_timestamps
+    if run.scheduler.engine.spec.capabilities.word_timestamps:
+        run = replace(run, decode=replace(run.decode, word_timestamps=True))
     total = [1]
 
     def progress(done: int, windows: int, secs: float) -> None:
@@ -472,18 +471,7 @@ def _transcribe_diarized(
         if on_progress:
             on_progress(done, 2 * total[0], secs)
 
-    t = transcribe(
-        source,
-        scheduler,
-        decode,
-        vad,
-        text,
-        lane,
-        owner,
-        on_progress=progress,
-        prepared=prepared,
-        check_capacity=check_capacity,
-    )
+    t = run.transcribe(source, on_progress=progress, prepared=prepared, check_capacity=run.check_capacity)
     t1 = time.perf_counter()
     if isinstance(source, np.ndarray):
         audio = source if source.ndim == 1 else source.mean(axis=0)
@@ -510,15 +498,9 @@ def _transcribe_diarized(
 
 def _transcribe_split(
     source: Source | np.ndarray,
-    scheduler: Scheduler,
-    decode: DecodeOptions,
-    vad: VadOptions | None,
-    text: TextOptions,
-    lane: str,
-    owner: str,
+    run: _Run,
     on_progress: Progress | None,
     prepared: PreparedChannels | None,
-    check_capacity: bool,
     on_window: Callable[[int, WindowResult], None] | None,
 ) -> Transcript:
     """Each channel transcribed as a file of its own (its own language detection,
@@ -526,8 +508,8 @@ def _transcribe_split(
     scheduler's batches; then the segments are merged in time order, each labelled
     with its channel. `on_window` indexes run on across the channels."""
     t0 = time.perf_counter()
-    whole = takes_whole_requests(scheduler.engine)  # it runs its own VAD, on the whole signal
-    pc = prepared or prepare_channels(source, decode, None if whole else vad, scheduler.max_audio_s)
+    whole = takes_whole_requests(run.scheduler.engine)  # it runs its own VAD, on the whole signal
+    pc = prepared or prepare_channels(source, run.decode, None if whole else run.vad, run.scheduler.max_audio_s)
     lock = threading.Lock()
     state = [(0, int(p.duration * 1000) if whole else len(p.windows), 0.0) for p in pc.channels]
     offsets = [sum(len(p.windows) for p in pc.channels[:k]) for k in range(len(pc.channels))]
@@ -544,17 +526,11 @@ def _transcribe_split(
             if on_window:
                 on_window(offsets[k] + i, r)
 
-        return transcribe(
+        return run.transcribe(
             source,
-            scheduler,
-            decode,
-            vad,
-            text,
-            lane,
-            owner,
             on_progress=progress,
             prepared=pc.channels[k],
-            check_capacity=check_capacity and k == 0,  # the file is admitted once
+            check_capacity=run.check_capacity and k == 0,  # the file is admitted once
             on_window=window if on_window else None,
         )
 
@@ -614,14 +590,14 @@ def no_text_warnings(segments: list[Segment]) -> list[str]:
 
 def _transcribe_whole(
     source: Source | np.ndarray,
-    engine,
+    engine: TakesWholeRequests,
     decode: DecodeOptions,
     vad: VadOptions | None,
     text: TextOptions,
     on_progress: Progress | None,
     prepared: Prepared | None,
 ) -> Transcript:
-    """A recognizer that takes whole requests itself (the reference, engines/reference.py)."""
+    """A recognizer that takes whole requests itself (the reference, engines/whisper/reference.py)."""
     t0 = time.perf_counter()
     audio = prepared.audio if prepared else source if isinstance(source, np.ndarray) else audio_mod.decode(source)
     if len(audio) == 0:
@@ -632,6 +608,7 @@ def _transcribe_whole(
         if on_progress:
             on_progress(int(at * 1000), int(duration * 1000), at)
 
+    assert isinstance(audio, np.ndarray)  # prepared without VAD (the model runs its own): dense
     r, record = engine.transcribe_whole(audio, decode, vad, progress)
     language = decode.language or r.language
     return Transcript(

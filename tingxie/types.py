@@ -255,3 +255,20 @@ class Transcript:
 
 def _sep(language: str) -> str:
     return "" if language in ("zh", "ja", "yue") else " "
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where and how a model runs; device.choose makes one (the one place that decides)."""
+
+    device: str  # "cpu" | "cuda"
+    index: int
+    compute_type: str
+    instances: int
+    threads: int  # intra-op threads per instance (CPU only; 0 lets CTranslate2 decide)
+    batch_size: int
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.device}:{self.index}" if self.device == "cuda" else "cpu"

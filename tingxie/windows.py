@@ -42,16 +42,15 @@ class Window:
     # Whisper's 30 s: several times faster, but less accurate on short clips, English
     # most (eval WER 5.2 % → 7.9 %, zh CER 16.6 % → 17.3 %; bench/results/english.md), so
     # files, synchronous requests included, are not compact; long batch windows are
-    # encoded at their own length only from engine.OWN_LENGTH_MIN_S.
+    # encoded at their own length only from engines/whisper/engine.OWN_LENGTH_MIN_S.
     compact: bool = False
     # The VAD's per-frame speech probabilities of the whole source (a reference), when
     # known: they tell which parts of a window are speech that must come back as text.
     probs: np.ndarray | None = None
-    # What Whisper left out at the end of another window, decoded again (`remainder`).
-    continuation: bool = False
-    # The encoder's output for exactly these samples, when a temperature fallback decodes
-    # the window again: the audio has not changed, so only the decoder needs to run.
-    encoded: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # The model family's own notes on this window, passed through untouched by the shared
+    # code (Whisper's: engines/whisper/result.WhisperHints, a continuation and the kept
+    # encoder output); a window cut from another (`part`, `remainder`) has none.
+    hints: object | None = field(default=None, repr=False, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -228,4 +227,4 @@ def remainder(window: Window, after_s: float) -> Window | None:
         start = max(p.start, cut)
         pieces.append(Piece(used, start, end - start))
         used += end - start
-    return replace(window, pieces=pieces, continuation=True, encoded=None) if pieces else None
+    return replace(window, pieces=pieces, hints=None) if pieces else None

@@ -34,7 +34,7 @@ def run_batch_local(
     language: str | None = None,
 ) -> dict:
     """Transcribe `rows` with a fresh ModelManager (model load not timed); the
-    "reference" pipeline (engines/reference.py) runs one file at a time."""
+    "reference" pipeline (engines/whisper/reference.py) runs one file at a time."""
     from ..manager import ModelManager
     from ..request import TranscriptionOptions
     from ..settings import from_overrides

@@ -9,63 +9,34 @@ Streaming families also offer `open_stream()` for the real-time lane.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import numpy as np
 
-from ..types import DecodeOptions, OptionsError, Segment, TingxieError
+from ..types import DecodeOptions, OptionsError, Segment, TingxieError, VadOptions
 from ..windows import Window
 
 
 @dataclass
 class WindowResult:
-    """One decoded window (tingxie.engine re-exports it). The last three fields are
-    Whisper's quality figures; other families leave them at zero."""
+    """One decoded window. A family with more to say about a window subclasses it
+    (Whisper's quality figures: engines/whisper/result.py; SenseVoice's tags:
+    TaggedResult) and the shared code passes it through as it is."""
 
     segments: list[Segment]
     language: str
     language_probability: float
     tokens: int = 0
     timings: dict[str, float] = field(default_factory=dict)
-    avg_logprob: float = 0.0
+    # how likely the window holds no speech, where the model says (0 otherwise); speech
+    # left without text is reported with it (transcribe.recover)
     no_speech_prob: float = 0.0
-    compression_ratio: float = 0.0
     # windows decoded to give this result: the first pass plus any second looks
     # (fallbacks, continuations, retries of lost speech); the bench reports the share
     decodes: int = 1
-    # the window's encoder output, kept only while a fallback may decode it again
-    encoded: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def needs_fallback(self) -> bool:
-        """Whisper's quality rule: a looping (compressible) or unlikely decode is redone
-        at a higher temperature, unless the window is silence. A loop inside one word
-        ("Kla'Kla'Kla'…", seen where a live part was cut mid-word) can hide in a window
-        whose text as a whole still compresses like speech, so it counts as well."""
-        if not self.segments:
-            return False
-        if self.compression_ratio > COMPRESSION_LIMIT or self.avg_logprob < LOW_LOGPROB:
-            return True
-        return any(_PIECE_LOOP.search(s.text) for s in self.segments)
-
-
-# Whisper's thresholds for `needs_fallback` (tingxie.engine uses the same names).
-COMPRESSION_LIMIT = 2.4
-LOW_LOGPROB = -1.0
-# A piece of 2-8 characters, at least one of them a letter, written six times running
-# with nothing between: no word or name does that; Whisper's loops do. (Repeated words
-# with spaces between are the text stage's `collapse_repetitions`.)
-_PIECE_LOOP = re.compile(r"((?=\S{0,7}[^\W\d_])\S{2,8}?)\1{5,}")
-
-
-def falls_back(window: Window, result: WindowResult) -> bool:
-    """Whether a window's result goes through the temperature fallback: a first decode
-    (temperature 0) that fails Whisper's quality rule. The engine keeps its encoder output
-    for exactly these; `engines/whisper.with_fallback` runs them."""
-    return window.options.temperature == 0 and result.needs_fallback
 
 
 class ModelError(TingxieError):
@@ -84,6 +55,9 @@ class Capabilities:
     translation: bool = False  # task="translate" (to English)
     streaming: bool = False  # open_stream(): partials while audio arrives
     tags: bool = False  # emotion / audio-event tags (SenseVoice)
+    # languages in which a model that punctuates writes none (Whisper's zh, yue): a site's
+    # punctuation model fills them in (punctuated.py)
+    unpunctuated_languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -100,6 +74,25 @@ class ModelSpec:
         d = asdict(self)
         d["languages"] = list(self.languages)
         return d
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a family folder (engines/<family>/) tells the registry about itself: how to
+    recognise a model folder of its kind from file names and metadata (`detect`), what
+    its loader would miss there (`check`: problems, each naming what is missing), its
+    spec without loading (`describe`) and its loader (`factory`: model_id, path, choice,
+    **options). `probe_in_child`: load it once in a child process first (sherpa-onnx
+    ends the process on a model it cannot use). `cuda_devices`: how many CUDA devices
+    the family's runtime can use, where it has a say in device discovery."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    check: Callable[[Path], list[str]]
+    factory: Callable[..., Any]
+    describe: Callable[[str, Path], ModelSpec]
+    probe_in_child: bool = False
+    cuda_devices: Callable[[], int] | None = None
 
 
 @dataclass
@@ -177,22 +170,49 @@ def check_options(spec: ModelSpec, options: DecodeOptions) -> None:
         raise OptionsError(f"{name} does not recognise language {options.language!r}; it supports auto, {known}")
 
 
-# -- optional hooks ------------------------------------------------------------------------
-# A recognizer may also offer, beyond the protocol:
-#   refine(window, result, submit) -> WindowResult: a second look at a window's result,
-#       its extra decodes submitted through `submit` so they batch with everyone's
-#       windows (Whisper: temperature fallback, and decoding again what it left out);
-#   transcribe_whole(audio, decode, vad, progress) -> (WindowResult, record): takes
-#       whole requests itself instead of windows (the reference pipeline, engines/reference.py);
-#   whole_sentences = True: the real-time lane decodes each sentence whole after its
-#       endpoint (no parts while spoken, no early final), as the reference does.
+# -- optional abilities ------------------------------------------------------------------
+# Beyond the protocol a recognizer may declare, by having the method, one of these; the
+# pipeline asks with isinstance, so mypy sees every call, and a wrapper (punctuated.py)
+# says which of them it forwards.
 Submit = Callable[[Window], WindowResult]
 
 
-def refine(engine, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
-    hook = getattr(engine, "refine", None)
-    return hook(window, result, submit) if hook is not None else result
+@runtime_checkable
+class Refines(Protocol):
+    """A second look at a window's result, its extra decodes submitted through `submit`
+    so they batch with everyone's windows (Whisper: temperature fallback, and decoding
+    again what it left out at the end of a window)."""
+
+    def refine(self, window: Window, result: WindowResult, submit: Submit) -> WindowResult: ...
 
 
-def takes_whole_requests(engine) -> bool:
-    return getattr(engine, "transcribe_whole", None) is not None
+@runtime_checkable
+class TakesWholeRequests(Protocol):
+    """Takes whole requests itself instead of windows (the reference pipeline,
+    engines/whisper/reference.py), and decodes each real-time sentence whole after its
+    endpoint (no parts while spoken, no early final), as the reference does."""
+
+    model_id: str
+
+    def transcribe_whole(
+        self,
+        audio: np.ndarray,
+        decode: DecodeOptions,
+        vad: VadOptions | None,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> tuple[WindowResult, dict]: ...
+
+
+@runtime_checkable
+class EmptiesCache(Protocol):
+    """Returns an accelerator's cached memory (CTranslate2 keeps freed CUDA blocks)."""
+
+    def empty_cache(self) -> None: ...
+
+
+def refine(engine: object, window: Window, result: WindowResult, submit: Submit) -> WindowResult:
+    return engine.refine(window, result, submit) if isinstance(engine, Refines) else result
+
+
+def takes_whole_requests(engine: object) -> TypeGuard[TakesWholeRequests]:
+    return isinstance(engine, TakesWholeRequests)

@@ -11,17 +11,18 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from ..audio import MIN_SAMPLE_RATE
 from ..options import parse_hotwords, parse_language
+from ..request import TranscriptionOptions
 from ..scheduler import INTERACTIVE
 from ..stream import StreamOptions, StreamSession, TooFast, open_session
 from ..transcribe import transcribe
-from ..types import AudioError, DecodeOptions, OptionsError, TextOptions
+from ..types import AudioError, OptionsError
 from .auth import Principal
 from .stream_api import (
     CLOSE_TIMEOUT,
@@ -65,6 +66,9 @@ def _funasr_hotwords(v: Any) -> list[str]:
     raise OptionsError(f"hotwords must be a JSON string of {{word: weight}}, not {v!r}")
 
 
+Opts = TypeVar("Opts", StreamOptions, TranscriptionOptions)
+
+
 class _FunasrConfig:
     def __init__(self) -> None:
         self.mode = "2pass"
@@ -93,6 +97,23 @@ class _FunasrConfig:
             self.itn = bool(m["itn"])
         if "svs_lang" in m and isinstance(m["svs_lang"], str) and m["svs_lang"] not in ("", "auto"):
             self.language = parse_language(m["svs_lang"], self.languages)
+        self.file_options()  # refused now, as any API refuses it, not when audio comes
+
+    def _options(self, model: type[Opts], **more: Any) -> Opts:
+        """The recognition options as request.py declares and validates them (the same
+        OptionsError as every API); FunASR's wire names map onto them here."""
+        return model.parse({"language": self.language, "hotwords": self.hotwords, "itn": self.itn, **more})
+
+    def stream_options(self) -> StreamOptions:
+        """A live session's options. FunASR allows any input rate (StreamResampler
+        handles it), so the rate is the one field outside the schema's list: it was
+        checked against MIN_FS–MAX_FS when the config arrived."""
+        opts = self._options(StreamOptions, partials=self.mode != "offline")
+        return opts.model_copy(update={"sample_rate": self.audio_fs})
+
+    def file_options(self) -> TranscriptionOptions:
+        """Offline mode's options: the received audio transcribed as a file."""
+        return self._options(TranscriptionOptions)
 
 
 # Input rates taken (FunASR's clients send 8–48 kHz): resampling from far outside this
@@ -204,15 +225,7 @@ async def funasr(ws: WebSocket) -> None:
         )
 
     async def start_session() -> StreamSession:
-        # FunASR allows any input rate (StreamResampler handles it), so the schema's rate
-        # list does not apply; the other values were validated when the config arrived.
-        opts = StreamOptions.model_construct(
-            language=cfg.language,
-            hotwords=cfg.hotwords,
-            itn=cfg.itn,
-            sample_rate=cfg.audio_fs,
-            partials=cfg.mode != "offline",
-        )
+        opts = cfg.stream_options()
         return await open_session(
             sched,
             opts,
@@ -400,14 +413,15 @@ async def _offline(
         if spool is None or spool.size < 2:
             raise AudioError("no audio was sent before is_speaking false")
         path = await asyncio.to_thread(spool.finish)
-        decode = DecodeOptions(language=cfg.language, hotwords=cfg.hotwords)
+        decode, vad, text = cfg.file_options().pipeline()
         try:
             t = await asyncio.to_thread(
                 transcribe,
                 str(path),
                 sched,
                 decode,
-                text=TextOptions(itn=cfg.itn),
+                vad,
+                text,
                 lane=INTERACTIVE,
                 owner=f"funasr-{cfg.wav_name}",
             )

@@ -52,7 +52,7 @@ def resolve_model(state, model: str | None) -> str:
 
 
 def compression_ratio(text: str) -> float:
-    """Whisper's measure of a looping text (tingxie.engine.compression_ratio, without
+    """Whisper's measure of a looping text (engines/whisper/engine.compression_ratio, without
     importing the CTranslate2 engine here)."""
     data = text.encode("utf-8")
     return len(data) / max(1, len(zlib.compress(data)))
@@ -134,6 +134,12 @@ def render_response(t: Transcript, fmt: str, task: str, words: bool) -> Response
         return JSONResponse(verbose_json(t, task, words))
     media = {"text": "text/plain", "srt": "application/x-subrip", "vtt": "text/vtt"}[fmt]
     return PlainTextResponse(output.render(t, "txt" if fmt == "text" else fmt), media_type=f"{media}; charset=utf-8")
+
+
+def _run(path, sched, decode, vad, text, job_id: str, **more) -> Transcript:
+    """A request's transcription, the one way this API runs it: in the interactive
+    lane, owned by its job, admitted by the scheduler's capacity (blocking)."""
+    return transcribe(str(path), sched, decode, vad, text, INTERACTIVE, job_id, check_capacity=True, **more)
 
 
 async def _transcribe_upload(request: Request, who: Principal, file: UploadFile, task: str, **form) -> Response:
@@ -233,20 +239,15 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         )
     try:
         t = await run_in_threadpool(
-            transcribe,
-            str(path),
+            _run,
+            path,
             sched,
             decode,
             vad,
             text,
-            INTERACTIVE,
             job_id,
-            None,
-            None,
-            True,
-            None,
-            opts.channels,
-            replace(d, known=known) if (d := opts.diarization()) else None,
+            channels=opts.channels,
+            diarize=replace(d, known=known) if (d := opts.diarization()) else None,
         )
     except BaseException as e:
         # A request answered with an error (over capacity, bad audio, a crash) was refused,
@@ -375,20 +376,7 @@ async def _stream(
 
     async def work() -> None:
         try:
-            t = await run_in_threadpool(
-                transcribe,
-                str(path),
-                sched,
-                decode,
-                vad,
-                text,
-                INTERACTIVE,
-                job_id,
-                None,
-                None,
-                True,
-                on_window=deltas.add,
-            )
+            t = await run_in_threadpool(_run, path, sched, decode, vad, text, job_id, on_window=deltas.add)
         except BaseException as e:
             _forget(state, job_id, path)
             queue.put_nowait(("error", e))

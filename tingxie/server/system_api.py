@@ -7,12 +7,13 @@ import resource
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
 from .. import __version__
-from ..types import OptionsError, VadOptions
+from ..request import VAD_FIELDS, TranscriptionOptions, as_form
+from ..types import OptionsError
 from . import schemas
 from .auth import Principal, admin, keys_required, principal
 from .errors import ApiError
@@ -178,23 +179,14 @@ async def vad_preview(
     request: Request,
     who: Annotated[Principal, Depends(principal)],
     file: Annotated[UploadFile, File()],
-    threshold: Annotated[float, Form()] = VadOptions.threshold,
-    min_silence_ms: Annotated[int, Form()] = VadOptions.min_silence_ms,
-    speech_pad_ms: Annotated[int, Form()] = VadOptions.speech_pad_ms,
-    max_segment_s: Annotated[float, Form()] = VadOptions.max_speech_s,
+    options: Annotated[TranscriptionOptions, Depends(as_form(only=VAD_FIELDS))],
 ):
+    """The VAD's fields as /v1/audio/transcriptions declares them (request.py)."""
     from .. import audio as audio_mod
     from .. import vad as vad_mod
-    from ..request import TranscriptionOptions
 
-    _, opts, _ = TranscriptionOptions.parse(
-        {
-            "vad_threshold": threshold,
-            "vad_min_silence_ms": min_silence_ms,
-            "vad_speech_pad_ms": speech_pad_ms,
-            "vad_max_segment_s": max_segment_s,
-        }
-    ).pipeline()
+    _, opts, _ = options.pipeline()
+    assert opts is not None  # `vad` (on/off) is not among the fields taken: on
     data = await file.read()
     if not data:
         raise ApiError(400, f"{file.filename or 'file'}: file is empty (0 bytes)", param="file", code="empty_file")

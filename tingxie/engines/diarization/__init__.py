@@ -1,7 +1,7 @@
 """Speaker diarization through sherpa-onnx: a pyannote segmentation model finds who
 speaks when within 10 s windows, a speaker-embedding model (3D-Speaker CAM++) turns each
 local speaker into a voice print, and agglomerative clustering joins the prints into the
-file's speakers. The models are found and checked by `registry.find_diarization` and
+file's speakers. The models are found and checked by `find.find_diarization` and
 probed in a child process before they are loaded here.
 
 Memory: sherpa-onnx takes the whole file as one float32 array (1 h = 230 MB at 16 kHz)
@@ -118,13 +118,13 @@ class Diarizer:
 
 def available(models_dir: Path | None = None) -> None:
     """OptionsError (400) naming how to add the models when this server has none."""
-    from .. import registry
+    from . import find
 
     if models_dir is None:
         from ...settings import get_settings
 
         models_dir = get_settings().models_dir
-    if registry.find_diarization(models_dir) is None:
+    if find.find_diarization(models_dir) is None:
         raise OptionsError(f"this server has no speaker diarization models; {HOW_TO_ADD}", "diarize")
 
 
@@ -139,14 +139,14 @@ _LOAD_LOCK = threading.Lock()
 def diarizer(models_dir: Path, threads: int = 1) -> Diarizer:
     """The diarizer of the models under `models_dir`, loaded once per process after a
     probe in a child process; OptionsError (400) naming how to add them when absent."""
-    from .. import registry
+    from . import find
 
-    found = registry.find_diarization(models_dir)
+    found = find.find_diarization(models_dir)
     if found is None:
         raise OptionsError(f"this server has no speaker diarization models; {HOW_TO_ADD}", "diarize")
     key = (str(found.segmentation), str(found.embedding))
     with _LOAD_LOCK:
         if key not in _LOADED:
-            registry.probe_diarization(found)
+            find.probe_diarization(found)
             _LOADED[key] = Diarizer(found.segmentation, found.embedding, threads)
         return _LOADED[key]

@@ -115,7 +115,7 @@ def prepare(
 ) -> list[Path]:
     """Make both models under `models_dir`; return their folders. Existing folders of
     the same names are replaced only once the new ones passed every check."""
-    from .. import registry
+    from . import find
 
     t0 = time.perf_counter()
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -147,16 +147,16 @@ def prepare(
                 raise PrepareError(f"the {name} export differs from PyTorch by {diff:.2e} (> {MAX_DIFF})")
         for npz in [*seg_dir.glob("*.npz"), *emb_dir.glob("*.npz")]:
             npz.unlink()
-        found = registry.DiarizationModels(seg_dir / "model.onnx", emb_dir / f"{EMB_NAME}.onnx")
+        found = find.DiarizationModels(seg_dir / "model.onnx", emb_dir / f"{EMB_NAME}.onnx")
         for f, check in (
-            (found.segmentation, registry.check_segmentation),
-            (found.embedding, registry.check_embedding),
+            (found.segmentation, find.check_segmentation),
+            (found.embedding, find.check_embedding),
         ):
             problems = check(f)
             if problems:
                 raise PrepareError("; ".join(problems))
         log("loading both in sherpa-onnx (child process) …")
-        registry.probe_diarization(found)
+        find.probe_diarization(found)
         for d, licence in ((seg_dir, SEG_LICENCE), (emb_dir, EMB_LICENCE)):
             (d / "LICENSE").write_text(licence, encoding="utf-8")
             sums = [f"{_sha256(f)}  {f.name}" for f in sorted(d.glob("*.onnx"))]

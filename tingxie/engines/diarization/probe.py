@@ -1,6 +1,6 @@
 """`python -m tingxie.engines.diarization.probe SEGMENTATION EMBEDDING`: load both
 models in sherpa-onnx's diarizer and run it on a few seconds of noise, in a process of
-its own (registry.probe_diarization). Exit 0 when it works."""
+its own (find.probe_diarization). Exit 0 when it works."""
 
 from __future__ import annotations
 

@@ -82,10 +82,10 @@ export default {
     if (!this.file) return;
     const form = new FormData();
     form.append("file", this.file, this.file.name);
-    form.append("threshold", $("#vad-threshold").value);
-    form.append("min_silence_ms", $("#vad-silence").value);
-    form.append("speech_pad_ms", $("#vad-pad").value);
-    form.append("max_segment_s", $("#vad-max").value);
+    form.append("vad_threshold", $("#vad-threshold").value);
+    form.append("vad_min_silence_ms", $("#vad-silence").value);
+    form.append("vad_speech_pad_ms", $("#vad-pad").value);
+    form.append("vad_max_segment_s", $("#vad-max").value);
     const token = (this.token = (this.token || 0) + 1);
     if (!this.result) $("#vad-stats").replaceChildren(el("span", { class: "muted", text: t("vad.computing") }));
     try {
@@ -93,7 +93,7 @@ export default {
       if (token !== this.token) return;
       this.result = res;
       this.duration = this.duration || res.duration;
-      $("#vad-canvas").dataset.threshold = Number(form.get("threshold")).toFixed(2);
+      $("#vad-canvas").dataset.threshold = Number(form.get("vad_threshold")).toFixed(2);
       this.error("");
     } catch (e) {
       if (token !== this.token) return;

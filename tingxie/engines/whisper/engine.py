@@ -19,11 +19,11 @@ import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from .device import DeviceChoice
-from .engines.base import COMPRESSION_LIMIT, LOW_LOGPROB, WindowResult, falls_back  # noqa: F401  (WindowResult moved there; re-exported)
-from .text import is_chinese
-from .types import SAMPLE_RATE, DecodeOptions, OptionsError, Segment, Word
-from .windows import Piece, Window
+from ...text import is_chinese
+from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
+from ...windows import Piece, Window
+from ..base import WindowResult
+from .result import COMPRESSION_LIMIT, LOW_LOGPROB, WhisperResult, falls_back, hints
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def own_length(w: Window) -> bool:
     (bench/results/english.md)."""
     if w.compact:
         return True
-    least = CONTINUATION_MIN_S if w.continuation else OWN_LENGTH_MIN_S
+    least = CONTINUATION_MIN_S if hints(w).continuation else OWN_LENGTH_MIN_S
     return w.seconds >= least and is_chinese(w.options.language)
 
 
@@ -257,7 +257,7 @@ class Engine:
 
     @property
     def whisper(self):
-        """The faster-whisper model around the same weights (engines/reference.py's baseline)."""
+        """The faster-whisper model around the same weights (reference.py's baseline)."""
         return self._fw
 
     # -- helpers -------------------------------------------------------------------
@@ -319,7 +319,8 @@ class Engine:
         size and start-of-transcript position for every item of a batch, and one input
         length (input_frames) keeps each window's encoding its own."""
         frames = self.input_frames(window)
-        encoded = None if window.encoded is None else window.encoded.shape
+        kept = hints(window).encoded
+        encoded = None if kept is None else kept.shape
         return (window.options.beam_size, window.options.temperature, prefix_len, frames, encoded)
 
     # -- inference -----------------------------------------------------------------
@@ -328,7 +329,7 @@ class Engine:
         if not windows:
             return []
         t0 = time.perf_counter()
-        reused = [w.encoded for w in windows if w.encoded is not None]
+        reused = [e for w in windows if (e := hints(w).encoded) is not None]
         if len(reused) == len(windows):  # a fallback: same audio, encoded before (batch_key)
             enc = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(reused)))
             t1 = t2 = time.perf_counter()
@@ -388,16 +389,19 @@ class Engine:
         )
         t3 = time.perf_counter()
 
-        out = []
+        out: list[WhisperResult] = []
+        tokens_of: dict[int, list[int]] = {}  # id(segment) → its text tokens, for word alignment
         for w, r, (lang, lang_p), prompt in zip(windows, results, languages, prompts, strict=False):
             best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
             seq = r.sequences_ids[best]
             tok = self.tokenizer(lang, w.options.task)
             avg_logprob = window_logprob(r.scores[best], len(seq)) if r.scores else 0.0
             cap = min(max_len // 2, max_len - len(prompt) + 1)  # what CTranslate2 generates at most
-            segs = self._segments(w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= cap - 1)
+            segs = self._segments(
+                w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= cap - 1, tokens_of=tokens_of
+            )
             out.append(
-                WindowResult(
+                WhisperResult(
                     segs,
                     lang,
                     lang_p,
@@ -413,7 +417,7 @@ class Engine:
             for w, r, g in zip(windows, out, gaps, strict=False)
         ]
         if any(wanted):
-            self._add_words(windows, out, enc, wanted)
+            self._add_words(windows, out, enc, wanted, tokens_of)
             for w, r, g in zip(windows, out, gaps, strict=False):
                 if g:
                     r.segments = [
@@ -431,10 +435,10 @@ class Engine:
                 "post": (t4 - t3) * share,
             }
         self._keep_for_fallback(windows, out, enc)
-        return out
+        return [*out]  # as the protocol's WindowResults
 
-    def _keep_for_fallback(self, windows: list[Window], out: list[WindowResult], enc) -> None:
-        """A result that will fall back (engines/whisper.with_fallback) keeps its encoder
+    def _keep_for_fallback(self, windows: list[Window], out: list[WhisperResult], enc) -> None:
+        """A result that will fall back (recognizer.with_fallback) keeps its encoder
         output: each of up to five temperatures would otherwise encode the same audio
         again (on CPU as costly as the decode: a 1.5 s clip took 5.2 s). On a GPU the
         output stays on the device and encoding costs little: not kept."""
@@ -447,7 +451,14 @@ class Engine:
                 res.encoded = np.array(host[i])
 
     def _segments(
-        self, w: Window, seq: list[int], tok, avg_logprob: float, no_speech: float, hit_budget: bool
+        self,
+        w: Window,
+        seq: list[int],
+        tok,
+        avg_logprob: float,
+        no_speech: float,
+        hit_budget: bool,
+        tokens_of: dict[int, list[int]],
     ) -> list[Segment]:
         """Split generated tokens at timestamp pairs into segments with absolute times."""
         if no_speech > NO_SPEECH_PROB and avg_logprob < LOW_LOGPROB:
@@ -497,18 +508,23 @@ class Engine:
                     flags=flags,
                 )
             )
-            segments[-1]._tokens = tokens  # type: ignore[attr-defined]  # for word alignment
+            tokens_of[id(segments[-1])] = tokens  # for word alignment, within this decode
         return segments
 
-    def _add_words(self, windows: list[Window], results: list[WindowResult], enc, wanted: list[bool]) -> None:
+    def _add_words(
+        self,
+        windows: list[Window],
+        results: list[WhisperResult],
+        enc,
+        wanted: list[bool],
+        tokens_of: dict[int, list[int]],
+    ) -> None:
         """Word times from cross-attention alignment, one align call for the batch.
 
         Words come back in token order, so each segment takes as many words as it has
         tokens."""
         text_tokens = [
-            [t for s in r.segments for t in s._tokens]  # type: ignore[attr-defined]  # set in _segments
-            if want
-            else []
+            [t for s in r.segments for t in tokens_of[id(s)]] if want else []
             for r, want in zip(results, wanted, strict=False)
         ]
         if not any(text_tokens):
@@ -522,7 +538,7 @@ class Engine:
                 continue
             it = iter(words)
             for seg in r.segments:
-                seg.words, need = [], len(seg._tokens)  # type: ignore[attr-defined]
+                seg.words, need = [], len(tokens_of[id(seg)])
                 while need > 0 and (x := next(it, None)) is not None:
                     need -= len(x["tokens"])
                     seg.words.append(
@@ -584,6 +600,5 @@ def split_at_gaps(seg: Segment, gaps: list[tuple[float, float]], keep_words: boo
             seg.no_speech_prob,
             list(seg.flags),
         )
-        part._tokens = []  # type: ignore[attr-defined]
         out.append(part)
     return out

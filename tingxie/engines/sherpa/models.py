@@ -4,7 +4,7 @@ Fun-ASR-Nano (CTC export and LLM form) and the CT-Transformer punctuation model.
 Each offline engine decodes a batch of windows as one `decode_streams` call (SenseVoice
 and Paraformer pad them into one forward pass; sherpa-onnx releases the GIL while it
 runs), and turns the tokens' own times into segments and words with absolute times.
-Directories must pass `registry.validate` first: sherpa-onnx ends the process on a
+Directories must pass their check (detect.py, asked by `registry.validate`) first: sherpa-onnx ends the process on a
 missing metadata key instead of raising.
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import SAMPLE_RATE, DecodeOptions, Segment, Word
-from ..windows import Piece, Window
-from . import registry
-from .base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
+from ...types import SAMPLE_RATE, DecodeOptions, Segment, Word
+from ...windows import Piece, Window
+from ..base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
+from ..checks import pick
+from .detect import nano_llm_tokenizer, paraformer_has_timestamps
 
 SENSE_VOICE_LANGUAGES = ("zh", "en", "ja", "ko", "yue")
 SENTENCE_END = set("。！？!?；;") | {"."}
@@ -196,7 +197,7 @@ class _Offline:
         raise NotImplementedError
 
     def _file(self, stem: str = "model") -> str:
-        return str(registry.pick(self.path, stem, prefer_int8=_provider(self.choice) == "cpu"))
+        return str(pick(self.path, stem, prefer_int8=_provider(self.choice) == "cpu"))
 
     def _run_options(self) -> dict:
         return {"num_threads": _threads(self.choice), "provider": _provider(self.choice)}
@@ -307,7 +308,7 @@ class Paraformer(_Offline):
     @classmethod
     def describe(cls, model_id: str, path: Path) -> ModelSpec:
         # word times only from exports with the CIF-peak output
-        caps = Capabilities(word_timestamps=registry.paraformer_has_timestamps(Path(path)))
+        caps = Capabilities(word_timestamps=paraformer_has_timestamps(Path(path)))
         return ModelSpec(cls.family, model_id, cls.languages, 30.0, caps)
 
     def _build(self, language: str):
@@ -331,7 +332,7 @@ class FunAsrNanoLlm(_Offline):
             encoder_adaptor=self._file("encoder_adaptor"),
             llm=self._file("llm"),
             embedding=self._file("embedding"),
-            tokenizer=str(registry.nano_llm_tokenizer(self.path)),
+            tokenizer=str(nano_llm_tokenizer(self.path)),
             **self._run_options(),
         )
 
@@ -382,8 +383,8 @@ class StreamingParaformer:
         t0 = time.perf_counter()
         self._rec = so.OnlineRecognizer.from_paraformer(
             tokens=str(self.path / "tokens.txt"),
-            encoder=str(registry.pick(self.path, "encoder", cpu)),
-            decoder=str(registry.pick(self.path, "decoder", cpu)),
+            encoder=str(pick(self.path, "encoder", cpu)),
+            decoder=str(pick(self.path, "decoder", cpu)),
             num_threads=_threads(choice),
             provider=_provider(choice),
         )
@@ -432,7 +433,7 @@ class Punctuator:
         self.model_id = model_id
         cfg = so.OfflinePunctuationConfig(
             model=so.OfflinePunctuationModelConfig(
-                ct_transformer=str(registry.pick(Path(path), "model", _provider(choice) == "cpu")),
+                ct_transformer=str(pick(Path(path), "model", _provider(choice) == "cpu")),
                 num_threads=_threads(choice),
                 provider=_provider(choice),
             )

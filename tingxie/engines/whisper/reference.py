@@ -21,9 +21,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..engine import Engine, WindowResult
-from ..types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
-from .whisper import WhisperRecognizer, load_whisper
+from ...types import SAMPLE_RATE, DecodeOptions, Segment, VadOptions, Word
+from .engine import Engine, WindowResult
+from .recognizer import WhisperRecognizer, load_whisper
 
 
 class FifoLock:
@@ -88,8 +88,6 @@ class ReferenceWhisper(WhisperRecognizer):
     """The serial reference as a recognizer: whole requests, one at a time, first come
     first served, through faster-whisper's sequential transcribe. Windows (real-time
     sentences) decode as Whisper's do, without parts or early finals."""
-
-    whole_sentences = True
 
     def __init__(self, engine: Engine):
         super().__init__(engine)

@@ -8,23 +8,33 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from .. import windows as windows_mod
-from ..windows import Window
-from .base import Capabilities, ModelSpec, Submit, WindowResult, falls_back
+from ... import windows as windows_mod
+from ...windows import Window
+from ..base import Capabilities, ModelSpec, Submit, WindowResult
+from .result import WhisperHints, WhisperResult, falls_back, hints
 
 
 def whisper_languages(multilingual: bool) -> tuple[str, ...]:
     if not multilingual:
         return ("en",)
-    from ..engine import WHISPER_LANGUAGES
+    from .engine import WHISPER_LANGUAGES
 
     return WHISPER_LANGUAGES
+
+
+# Whisper punctuates English itself; its Mandarin (and Cantonese) output often has none.
+UNPUNCTUATED = ("zh", "yue")
 
 
 def whisper_spec(model_id: str, multilingual: bool, languages: tuple[str, ...] | None = None) -> ModelSpec:
     """`languages`: those the model's tokenizer has a token for (engine.tokenizer_languages)."""
     caps = Capabilities(
-        word_timestamps=True, language_detection=multilingual, punctuation=True, hotwords=True, translation=multilingual
+        word_timestamps=True,
+        language_detection=multilingual,
+        punctuation=True,
+        hotwords=True,
+        translation=multilingual,
+        unpunctuated_languages=UNPUNCTUATED,
     )
     return ModelSpec("whisper", model_id, languages or whisper_languages(multilingual), 30.0, caps)
 
@@ -43,14 +53,16 @@ def vocabulary_size(path: Path) -> int:
 def describe(model_id: str, path: Path) -> ModelSpec:
     """The spec without loading: CTranslate2 calls a Whisper multilingual when its
     vocabulary has 51865 tokens or more."""
-    from ..engine import tokenizer_languages
+    from .engine import tokenizer_languages
 
     multilingual = vocabulary_size(Path(path)) >= 51865
     return whisper_spec(model_id, multilingual, tokenizer_languages(Path(path)) if multilingual else None)
 
 
 class WhisperRecognizer:
-    """Wraps a loaded `tingxie.engine.Engine`; anything else is the engine's own."""
+    """Wraps a loaded `engine.Engine` behind the recognizer protocol, with Whisper's
+    optional abilities (base.Refines, base.EmptiesCache); the engine itself is
+    `self.engine`."""
 
     family = "whisper"
 
@@ -65,7 +77,7 @@ class WhisperRecognizer:
     def batch_key(self, window: Window) -> tuple:
         return self.engine.batch_key(window, len(self.engine.prompt_prefix(window)))
 
-    def decode(self, windows):
+    def decode(self, windows: list[Window]) -> list[WindowResult]:
         return self.engine.decode(windows)
 
     def warm_up(self) -> None:
@@ -80,14 +92,11 @@ class WhisperRecognizer:
         self.engine.model.unload_model(to_cpu=True)
         self.engine.model.load_model()
 
-    def __getattr__(self, name):
-        return getattr(self.engine, name)
-
 
 def load_whisper(
     model_id: str, path: Path, choice, dynamic_frames: bool = True, detect_languages: tuple[str, ...] = (), **_options
 ) -> WhisperRecognizer:
-    from ..engine import Engine
+    from .engine import Engine
 
     return WhisperRecognizer(
         Engine(model_id, str(path), choice, dynamic_frames=dynamic_frames, detect_languages=detect_languages)
@@ -106,13 +115,13 @@ FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
 def with_fallback(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
     """Whisper's temperature fallback, per window: redo a failed decode by sampling at
     rising temperatures; keep the first that passes, else the most likely seen."""
-    if not falls_back(window, result):
+    if not isinstance(result, WhisperResult) or not falls_back(window, result):
         return result
     tried = [result]
     for temp in FALLBACK_TEMPERATURES:
         options = replace(window.options, temperature=temp, language=result.language)
-        hot = replace(window, options=options, encoded=result.encoded)
-        r = submit(hot)
+        hot = replace(window, options=options, hints=replace(hints(window), encoded=result.encoded))
+        r = _whisper(submit(hot))
         r.language_probability = result.language_probability
         tried.append(r)
         if not r.needs_fallback:
@@ -123,6 +132,13 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
     # every try cost its stages, not only the one kept
     best.timings = {k: sum(r.timings.get(k, 0.0) for r in tried) for k in {k for r in tried for k in r.timings}}
     return best
+
+
+def _whisper(r: WindowResult) -> WhisperResult:
+    """A fallback's decode, as this family's engine returns it."""
+    if not isinstance(r, WhisperResult):
+        raise TypeError("a Whisper fallback decode returned another family's result")
+    return r
 
 
 def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
@@ -141,6 +157,7 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         rest = windows_mod.remainder(w, result.segments[-1].end)
         if rest is None or rest.seconds < MIN_REMAINDER_S:
             break
+        rest = replace(rest, hints=WhisperHints(continuation=True))
         more = with_fallback(rest, submit(rest), submit)
         if not more.segments:
             break
@@ -150,7 +167,7 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         for k, v in more.timings.items():
             result.timings[k] = result.timings.get(k, 0.0) + v
         w = rest
-        result = WindowResult(
+        result = WhisperResult(
             result.segments,
             result.language,
             result.language_probability,
