@@ -64,9 +64,9 @@ def _include_name(name, type_, parent_names) -> bool:
 def test_migrations_apply_match_models_and_downgrade(db_url: str) -> None:
     s = Store(db_url)
     try:
-        assert {"jobs", "api_keys", "workers", "alembic_version"} <= _tables(s)
+        assert {"jobs", "api_keys", "workers", "speakers", "alembic_version"} <= _tables(s)
         with s.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
             ctx = MigrationContext.configure(conn, opts={"include_name": _include_name, "compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []  # migrations and models agree
             if s.dialect == "sqlite":
@@ -78,7 +78,7 @@ def test_migrations_apply_match_models_and_downgrade(db_url: str) -> None:
         with s.engine.connect() as conn:
             command.downgrade(alembic_config(conn), "base")
             conn.commit()
-        assert not {"jobs", "api_keys", "workers"} & _tables(s)
+        assert not {"jobs", "api_keys", "workers", "speakers"} & _tables(s)
         s.upgrade()
         assert s.create_job(filename="a.wav")["state"] == "queued"
     finally:
@@ -95,7 +95,7 @@ def test_concurrent_upgrade_from_several_processes(db_url: str) -> None:
     s = Store(db_url, migrate=False)
     try:
         with s.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
         assert s.create_job(filename="x.wav")["state"] == "queued"
     finally:
         s.close()

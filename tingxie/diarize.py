@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .types import SAMPLE_RATE, DiarizeOptions, Segment, Speaker, Transcript, Word
+from .types import SAMPLE_RATE, DiarizeOptions, OptionsError, Segment, Speaker, Transcript, VoicePrint, Word
 
 # Known speakers: a diarized speaker takes a known speaker's name when the cosine
 # similarity of their voice prints reaches this (CAM++ zh-en): the middle of the
@@ -24,6 +24,12 @@ from .types import SAMPLE_RATE, DiarizeOptions, Segment, Speaker, Transcript, Wo
 # accepts, 15 % false rejects (bench/results/speaker_match.md).
 MATCH_THRESHOLD = 0.65
 MAX_VOICE_S = 20.0  # of a speaker's own (not overlapped) turns, longest first, for a voice print
+
+# Enrolling a voice (POST /api/speakers): the speech Silero finds in the clip makes the
+# print; under MIN_ENROL_SPEECH_S the print is too unsteady to compare (the match
+# threshold was measured with 5 s references, bench/speaker_match.py).
+MIN_ENROL_SPEECH_S = 2.0
+MAX_ENROL_S = 30.0
 
 # A segment without word times is split at a turn change only when each side has at
 # least this much of the segment (shorter overlaps are edges of the neighbours' turns).
@@ -201,7 +207,7 @@ def voice_of(audio: np.ndarray, turns, speaker: int) -> np.ndarray:
 def match_known(embed, audio: np.ndarray, turns, known, threshold: float = MATCH_THRESHOLD) -> dict[int, str]:
     """Which diarized speakers are which known speakers: pairs by falling similarity,
     each speaker and each name used once, none below `threshold`."""
-    refs = [(name, embed(voice)) for name, voice in known]
+    refs = [(name, v.vector if isinstance(v, VoicePrint) else embed(v)) for name, v in known]
     prints = {}
     for k in sorted({t.speaker for t in turns}):
         v = voice_of(audio, turns, k)
@@ -233,4 +239,60 @@ def run(
     d = diarizer(get_settings().models_dir, threads=1)
     turns = d.process(audio, opts, progress)
     names = match_known(d.embed, audio, turns, opts.known) if opts.known else None
-    return assign(t, turns, keep_words, names)
+    t = assign(t, turns, keep_words, names)
+    for name in opts.missing:
+        t.warnings.append(f"the enrolled voice {name!r} was deleted before this ran: not looked for")
+    return t
+
+
+def enrol_print(audio: np.ndarray, models_dir) -> tuple[np.ndarray, float, str]:
+    """(voice print, seconds of speech, embedding model name) of a clip of one person:
+    the speech Silero finds in it, embedded; OptionsError (400) when there is too little."""
+    from .engines.diarization import diarizer
+    from .vad import detect_speech
+
+    spans = detect_speech(np.ascontiguousarray(audio, dtype=np.float32))
+    if not spans:
+        raise OptionsError("no speech found in the audio: enrol a few seconds of the person speaking", "audio")
+    speech = np.concatenate([audio[s.start : s.end] for s in spans])
+    seconds = len(speech) / SAMPLE_RATE
+    if seconds < MIN_ENROL_SPEECH_S:
+        raise OptionsError(
+            f"only {seconds:.1f} s of speech in the audio: enrol at least {MIN_ENROL_SPEECH_S:g} s", "audio"
+        )
+    d = diarizer(models_dir)
+    return d.embed(speech), seconds, d.embedding.name
+
+
+def enrolled(
+    store, owner: str, names, models_dir, at_run: bool = False
+) -> tuple[tuple[tuple[str, VoicePrint], ...], tuple[str, ...]]:
+    """(known, missing): the voice prints `owner` enrolled under `names`. A name not
+    enrolled is a 400 naming it when a request asks; when a queued job runs (`at_run`) a
+    voice deleted meanwhile is only missing. A print of another embedding model cannot be
+    compared: enrol again."""
+    from .engines import registry
+
+    if not names:
+        return (), ()
+    found = registry.find_diarization(models_dir)
+    model = found.embedding.name if found is not None else None
+    rows = store.speaker_prints(owner, list(names))
+    known, missing = [], []
+    for name in names:
+        if name not in rows:
+            if not at_run:
+                raise OptionsError(
+                    f"no enrolled voice named {name!r} (GET /api/speakers lists them; POST /api/speakers enrols one)",
+                    "known_speaker_names[]",
+                )
+            missing.append(name)
+            continue
+        vector, enrolled_with = rows[name]
+        if model is not None and enrolled_with != model:
+            raise OptionsError(
+                f"the voice {name!r} was enrolled with another speaker-embedding model; enrol it again",
+                "known_speaker_names[]",
+            )
+        known.append((name, VoicePrint(np.frombuffer(vector, dtype=np.float32).copy())))
+    return tuple(known), tuple(missing)
