@@ -294,9 +294,9 @@ def test_cli_diarize_gives_speaker_turns(tmp_path, tiny, dialogue):
         (home / "models" / f.name).write_bytes(f.read_bytes())  # loose files: found all the same
     r = cli("--speaker", "Alice")
     assert r.returncode == 2 and "--speaker takes NAME=clip.wav" in r.stderr
-    clip = write_wav(
-        tmp_path / "alice.wav", np.fromfile(dialogue, np.int16)[22:][: 16000 * 3].astype(np.float32) / 32768
-    )
+    from tingxie.audio import decode
+
+    clip = write_wav(tmp_path / "alice.wav", decode(dialogue)[: 16000 * 3])
     r = cli("--diarize", "--language", "en", "--format", "json,txt", "--speaker", f"Alice={clip}")
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "out" / "dialogue.json").read_text())
