@@ -180,6 +180,32 @@ def test_known_speakers_matched_by_voice(tiny):
     assert diarize.match_known(d.embed, x, turns, prints, threshold=0.3) == names
 
 
+def test_long_recording_diarized_in_pieces_keeps_one_label_per_voice(tiny):
+    found = registry.find_diarization(tiny)
+    assert found is not None
+    d = Diarizer(found.segmentation, found.embedding)
+    x = np.concatenate([_voices()] * 3)  # A|B|A three times, 57 s: pieces of ~11 s cut through turns
+    seen: list[float] = []
+    turns = diarize.turns_of(d, x, DiarizeOptions(num_speakers=2), seen.append, chunk_s=11.0)
+
+    def who(at: float) -> int:
+        return next(t.speaker for t in turns if t.start <= at <= t.end)
+
+    a = {who(r * 19 + at) for r in range(3) for at in (3.0, 16.5)}
+    b = {who(r * 19 + 10.0) for r in range(3)}
+    assert len(a) == 1 and len(b) == 1 and a != b  # one label per voice across all pieces
+    assert seen == sorted(seen) and seen[-1] == 1.0  # progress moves through the pieces
+
+
+def test_pieces_speakers_joined_by_voice_print_within_the_asked_count():
+    rng = np.random.default_rng(0)
+    e1, e2 = rng.normal(size=192), rng.normal(size=192)
+    prints = [e1, e2, e1 + 0.1 * rng.normal(size=192), None, e2 + 0.1 * rng.normal(size=192)]
+    assert diarize.join_speakers(prints, DiarizeOptions()) == [0, 1, 0, 2, 1]  # None: on its own
+    assert diarize.join_speakers(prints, DiarizeOptions(num_speakers=1))[:3] == [0, 0, 0]
+    assert len(set(diarize.join_speakers(prints, DiarizeOptions(min_speakers=4)))) == 4
+
+
 def test_missing_or_broken_models_are_named(tmp_path, tiny):
     with pytest.raises(OptionsError, match="tingxie models --prepare diarization"):
         available(tmp_path)

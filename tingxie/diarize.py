@@ -31,6 +31,11 @@ MAX_VOICE_S = 20.0  # of a speaker's own (not overlapped) turns, longest first, 
 MIN_ENROL_SPEECH_S = 2.0
 MAX_ENROL_S = 30.0
 
+# Long recordings are diarized in pieces of about this length, and the pieces' speakers
+# joined by voice print (turns_of), so the diarizer's memory stays that of one piece
+# instead of growing with the file (sherpa-onnx clusters every window of a file at once).
+CHUNK_S = 600.0
+
 # A segment without word times is split at a turn change only when each side has at
 # least this much of the segment (shorter overlaps are edges of the neighbours' turns).
 MIN_SPLIT_S = 1.0
@@ -237,7 +242,7 @@ def run(
     from .settings import get_settings
 
     d = diarizer(get_settings().models_dir, threads=1)
-    turns = d.process(audio, opts, progress)
+    turns = turns_of(d, audio, opts, progress)
     names = match_known(d.embed, audio, turns, opts.known) if opts.known else None
     t = assign(t, turns, keep_words, names)
     for name in opts.missing:
@@ -296,3 +301,87 @@ def enrolled(
             )
         known.append((name, VoicePrint(np.frombuffer(vector, dtype=np.float32).copy())))
     return tuple(known), tuple(missing)
+
+
+def turns_of(d, audio: np.ndarray, opts: DiarizeOptions, progress=None, chunk_s: float = CHUNK_S) -> list:
+    """The diarizer's turns of a whole recording. Up to 1.5 × `chunk_s` in one pass;
+    longer ones in equal pieces of about `chunk_s`, each diarized alone, then every
+    piece's speakers joined across pieces by the voice print of their own turns
+    (`join_speakers`), so the peak memory is one piece's, not the file's. Progress runs
+    over all pieces."""
+    from .engines.diarization import Turn
+
+    n = len(audio)
+    if n <= 1.5 * chunk_s * SAMPLE_RATE:
+        return d.process(audio, opts, progress)
+    pieces = max(2, round(n / (chunk_s * SAMPLE_RATE)))
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    # a piece may hold fewer speakers than the file: only the upper bound applies to it
+    local = DiarizeOptions(max_speakers=opts.num_speakers or opts.max_speakers, threshold=opts.threshold)
+    found: list[tuple[int, list]] = []  # (piece, its turns)
+    prints: list[np.ndarray | None] = []  # per (piece, local speaker), in `keys` order
+    keys: list[tuple[int, int]] = []
+    for i in range(pieces):
+        part = audio[bounds[i] : bounds[i + 1]]
+
+        def step(f: float, i: int = i) -> None:
+            if progress is not None:
+                progress((i + f) / pieces)
+
+        turns = d.process(part, local, step)
+        found.append((i, turns))
+        for k in sorted({t.speaker for t in turns}):
+            v = voice_of(part, turns, k)
+            if len(v) < SAMPLE_RATE // 2:  # no half second alone: all of its turns, overlaps and all
+                v = np.concatenate(
+                    [part[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == k]
+                )
+            keys.append((i, k))
+            prints.append(d.embed(v) if len(v) >= SAMPLE_RATE // 4 else None)
+    label = join_speakers(prints, opts)
+    speaker = dict(zip(keys, label, strict=True))
+    out: list[Turn] = []
+    for i, turns in found:
+        at = bounds[i] / SAMPLE_RATE
+        out.extend(Turn(t.start + at, t.end + at, speaker[(i, t.speaker)]) for t in turns)
+    if progress is not None:
+        progress(1.0)
+    return sorted(out, key=lambda t: (t.start, t.end))
+
+
+def join_speakers(prints: list, opts: DiarizeOptions) -> list[int]:
+    """Cluster labels of the pieces' speakers: average-linkage agglomerative clustering
+    on cosine distance, merging while the closest pair is nearer than the threshold and
+    within the requested count (`num_speakers`, else `min_speakers`/`max_speakers`). A
+    speaker with no print (under a quarter second of speech) stays on its own."""
+    from .engines.diarization import cosine
+
+    groups: list[list[int]] = [[i] for i in range(len(prints))]
+    with_print = [g for g in groups if prints[g[0]] is not None]
+    floor = opts.num_speakers or opts.min_speakers or 1
+    ceil = opts.num_speakers or opts.max_speakers or len(prints)
+    dist = {
+        (i, j): 1.0 - cosine(prints[i], prints[j])
+        for i in range(len(prints))
+        for j in range(i + 1, len(prints))
+        if prints[i] is not None and prints[j] is not None
+    }
+
+    def linkage(a: list[int], b: list[int]) -> float:
+        return float(np.mean([dist[(min(x, y), max(x, y))] for x in a for y in b]))
+
+    while len(with_print) > 1:
+        pairs = [
+            (linkage(a, b), ai, bi) for ai, a in enumerate(with_print) for bi, b in enumerate(with_print) if ai < bi
+        ]
+        best, ai, bi = min(pairs)
+        if len(with_print) <= floor or (best >= opts.threshold and len(with_print) <= ceil):
+            break
+        with_print[ai] = with_print[ai] + with_print[bi]
+        del with_print[bi]
+    label = [0] * len(prints)
+    clusters = with_print + [g for g in groups if prints[g[0]] is None]
+    for c, members in enumerate(clusters):
+        for m in members:
+            label[m] = c
+    return label
