@@ -358,8 +358,9 @@ def join_speakers(prints: list, opts: DiarizeOptions) -> list[int]:
 
     groups: list[list[int]] = [[i] for i in range(len(prints))]
     with_print = [g for g in groups if prints[g[0]] is not None]
-    floor = opts.num_speakers or opts.min_speakers or 1
-    ceil = opts.num_speakers or opts.max_speakers or len(prints)
+    alone = len(groups) - len(with_print)  # count as speakers of their own
+    floor = max(1, (opts.num_speakers or opts.min_speakers or 1) - alone)
+    ceil = max(1, (opts.num_speakers or opts.max_speakers or len(prints)) - alone)
     dist = {
         (i, j): 1.0 - cosine(prints[i], prints[j])
         for i in range(len(prints))
