@@ -172,7 +172,7 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     known = known_speakers(form["opts"].known_speaker_names, references) if references else ()
     if known:
         form["opts"] = form["opts"].model_copy(update={"diarize": True})
-    if fmt == "diarized_json" or form["opts"].diarize:
+    if fmt == "diarized_json" or known or form["opts"].known_speaker_names:
         if form["opts"].channels == "split":
             raise ApiError(400, "diarized_json takes channels=mix, not 'split'", param="channels", code="invalid_value")
         if task != "transcribe":
