@@ -23,7 +23,7 @@ from tingxie.engines import ModelError
 from tingxie.engines.diarization import Diarizer, Turn, available
 from tingxie.engines.diarization import find as diarization_models
 from tingxie.request import TranscriptionOptions, from_cli
-from tingxie.types import DiarizeOptions, OptionsError, Segment, Transcript, Word
+from tingxie.types import DiarizeOptions, OptionsError, Segment, Transcript, VoicePrint, Word
 
 sherpa_onnx = pytest.importorskip("sherpa_onnx", reason="diarization runs on sherpa-onnx (the sherpa extra)")
 
@@ -36,6 +36,15 @@ def test_options_declared_once_reach_cli_and_stored_jobs():
     again = TranscriptionOptions.parse(opts.stored())  # a stored job's options read back
     assert again.diarization() == opts.diarization()
     assert TranscriptionOptions.parse({}).diarization() is None
+
+
+def test_known_speaker_names_declared_once_imply_diarize_and_are_stored():
+    opts = TranscriptionOptions.parse({"known_speaker_names[]": [" 张三 ", "Bob"]})  # the form's name
+    assert opts.diarize and opts.known_speaker_names == ["张三", "Bob"]
+    assert TranscriptionOptions.parse(opts.stored()).known_speaker_names == ["张三", "Bob"]  # a job keeps them
+    for bad in (["a", "a"], ["a", "b", "c", "d", "e"], [""], ["x" * 65]):
+        with pytest.raises(OptionsError, match="known_speaker_names"):
+            TranscriptionOptions.parse({"known_speaker_names": bad})
 
 
 @pytest.mark.parametrize(
@@ -167,6 +176,35 @@ def test_known_speakers_matched_by_voice(tiny):
     )
     assert [(sp.id, sp.name) for sp in t.speakers] == [("SPEAKER_1", "低"), ("SPEAKER_2", "高")]
     assert t.text == "低: first\n高: second\n低: again"
+    # an enrolled voice's stored print is compared as it is
+    prints = tuple((name, VoicePrint(d.embed(audio))) for name, audio in known)
+    assert diarize.match_known(d.embed, x, turns, prints, threshold=0.3) == names
+
+
+def test_long_recording_diarized_in_pieces_keeps_one_label_per_voice(tiny):
+    found = registry.find_diarization(tiny)
+    assert found is not None
+    d = Diarizer(found.segmentation, found.embedding)
+    x = np.concatenate([_voices()] * 3)  # A|B|A three times, 57 s: pieces of ~11 s cut through turns
+    seen: list[float] = []
+    turns = diarize.turns_of(d, x, DiarizeOptions(num_speakers=2), seen.append, chunk_s=11.0)
+
+    def who(at: float) -> int:
+        return next(t.speaker for t in turns if t.start <= at <= t.end)
+
+    a = {who(r * 19 + at) for r in range(3) for at in (3.0, 16.5)}
+    b = {who(r * 19 + 10.0) for r in range(3)}
+    assert len(a) == 1 and len(b) == 1 and a != b  # one label per voice across all pieces
+    assert seen == sorted(seen) and seen[-1] == 1.0  # progress moves through the pieces
+
+
+def test_pieces_speakers_joined_by_voice_print_within_the_asked_count():
+    rng = np.random.default_rng(0)
+    e1, e2 = rng.normal(size=192), rng.normal(size=192)
+    prints = [e1, e2, e1 + 0.1 * rng.normal(size=192), None, e2 + 0.1 * rng.normal(size=192)]
+    assert diarize.join_speakers(prints, DiarizeOptions()) == [0, 1, 0, 2, 1]  # None: on its own
+    assert diarize.join_speakers(prints, DiarizeOptions(num_speakers=1))[:3] == [0, 0, 0]
+    assert len(set(diarize.join_speakers(prints, DiarizeOptions(min_speakers=4)))) == 4
 
 
 def test_missing_or_broken_models_are_named(tmp_path, tiny):
@@ -231,10 +269,10 @@ def test_real_known_speaker_named_and_a_stranger_not(corpus_dir):
 
 
 # -- the server -----------------------------------------------------------------------------
-def wait_job(url: str, job_id: str, timeout: float = 300) -> dict:
+def wait_job(url: str, job_id: str, timeout: float = 300, headers: dict | None = None) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        j = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+        j = httpx.get(f"{url}/api/jobs/{job_id}", headers=headers, timeout=30).json()
         if j["state"] in ("done", "failed", "cancelled"):
             return j
         time.sleep(0.5)
@@ -283,13 +321,19 @@ def test_cli_diarize_gives_speaker_turns(tmp_path, tiny, dialogue):
     assert r.returncode == 2 and "tingxie models --prepare diarization" in r.stderr  # before any work
     for f in tiny.rglob("*.onnx"):
         (home / "models" / f.name).write_bytes(f.read_bytes())  # loose files: found all the same
-    r = cli("--diarize", "--language", "en", "--format", "json,txt")
+    r = cli("--speaker", "Alice")
+    assert r.returncode == 2 and "--speaker takes NAME=clip.wav" in r.stderr
+    from tingxie.audio import decode
+
+    clip = write_wav(tmp_path / "alice.wav", decode(dialogue)[: 16000 * 3])
+    r = cli("--diarize", "--language", "en", "--format", "json,txt", "--speaker", f"Alice={clip}")
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "out" / "dialogue.json").read_text())
-    assert d["speakers"][0] == {"id": "SPEAKER_1", "name": "SPEAKER_1"} and d["segments"][0]["speaker"] == "SPEAKER_1"
+    assert d["speakers"][0]["id"] == "SPEAKER_1" and d["segments"][0]["speaker"] == "SPEAKER_1"
+    assert d["options"]["diarize"]["known_speaker_names"] == ["Alice"]  # looked for (the tiny prints rarely match)
     assert "words" not in d["segments"][0] or d["segments"][0]["words"] is None  # not asked for
     assert d["options"]["diarize"]["threshold"] == 0.5 and "diarize" in d["options"]["stage_seconds"]
-    assert (tmp_path / "out" / "dialogue.txt").read_text().startswith("SPEAKER_1: ")
+    assert (tmp_path / "out" / "dialogue.txt").read_text().split(":")[0] in ("SPEAKER_1", "Alice")
 
 
 def test_no_models_answers_400_naming_the_command(tmp_path, dialogue):
@@ -384,6 +428,167 @@ def test_job_speakers_renamed_in_every_export(server, dialogue):
     assert "<v 张三>" in httpx.get(f"{server.url}/api/jobs/{job_id}/result?format=vtt", timeout=30).text
     got = httpx.get(f"{server.url}/api/jobs/{job_id}", timeout=30).json()
     assert got["result"]["speakers"][0]["name"] == "张三" and got["text"].startswith("张三: ")
+
+
+# -- enrolled voices ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, tiny):
+    """A server with the tiny models and two API keys (a, b)."""
+    from tingxie.store import Store
+
+    home = tmp_path_factory.mktemp("home-voices")
+    for f in tiny.rglob("*.onnx"):
+        (home / "models").mkdir(exist_ok=True)
+        (home / "models" / f.name).write_bytes(f.read_bytes())
+    with Store(f"sqlite:///{home / 'tingxie.db'}") as st:
+        keys = [st.create_key(name)[1] for name in ("a", "b")]
+    with Server(home) as srv:
+        srv.keys = [{"Authorization": f"Bearer {k}"} for k in keys]
+        yield srv
+
+
+def _enrol(url, key, name, path, **data):
+    with open(path, "rb") as f:
+        return httpx.post(
+            url + "/api/speakers",
+            headers=key,
+            data={"name": name, **data},
+            files={"audio": (path.name, f)},
+            timeout=120,
+        )
+
+
+def _stored_voices(srv) -> list[Path]:
+    d = srv.home / "audio" / "speakers"
+    return [p for p in d.rglob("*") if p.is_file()] if d.exists() else []
+
+
+def test_enrolled_voices_belong_to_one_key_and_refusals_leave_nothing(keyed, dialogue, synth_speech, tmp_path):
+    url, (a, b) = keyed.url, keyed.keys
+    clip = synth_speech("Good morning, shall we start the meeting now?", tmp_path / "alice.wav")
+    r = _enrol(url, a, "Alice", clip)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "Alice" and r.json()["has_audio"] is False and r.json()["seconds"] >= 2
+    assert "embedding" not in r.text
+    # refused: nothing stored (no row, no file)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"RIFF not really a wave file" * 50)
+    refusals = [
+        (_enrol(url, a, "Alice", clip), "already enrolled"),
+        (_enrol(url, a, " ", clip), "name must be"),
+        (_enrol(url, a, "Quiet", write_wav(tmp_path / "quiet.wav", np.zeros(48000, np.float32))), "no speech"),
+        (_enrol(url, a, "Brief", synth_speech("Hi.", tmp_path / "hi.wav")), "of speech in the audio"),
+        (_enrol(url, a, "Junk", junk, keep_audio="true"), "junk.wav"),
+    ]
+    for resp, why in refusals:
+        assert resp.status_code == 400 and why in resp.json()["error"]["message"], resp.text
+    assert [v["name"] for v in httpx.get(url + "/api/speakers", headers=a, timeout=30).json()["speakers"]] == ["Alice"]
+    assert _stored_voices(keyed) == []
+    # another key neither sees, uses nor deletes it
+    assert httpx.get(url + "/api/speakers", headers=b, timeout=30).json() == {"speakers": []}
+    with open(dialogue, "rb") as f:
+        r = httpx.post(
+            url + "/v1/audio/transcriptions",
+            headers=b,
+            files={"file": ("d.wav", f)},
+            data={"known_speaker_names[]": "Alice", "response_format": "diarized_json"},
+            timeout=300,
+        )
+    assert r.status_code == 400 and "'Alice'" in r.json()["error"]["message"]
+    with open(dialogue, "rb") as f:
+        r = httpx.post(
+            url + "/api/jobs",
+            headers=b,
+            files={"files": ("d.wav", f)},
+            data={"known_speaker_names[]": "Alice"},
+            timeout=60,
+        )
+    assert r.status_code == 400 and "'Alice'" in r.text
+    assert httpx.get(url + "/api/jobs", headers=b, timeout=30).json()["jobs"] == []  # nothing stored
+    assert httpx.delete(url + "/api/speakers/Alice", headers=b, timeout=30).status_code == 404
+    # its owner names it: in a request and in a job (looked up when the job runs)
+    with open(dialogue, "rb") as f:
+        r = httpx.post(
+            url + "/v1/audio/transcriptions",
+            headers=a,
+            files={"file": ("d.wav", f)},
+            data={"known_speaker_names[]": "Alice", "response_format": "diarized_json", "language": "en"},
+            timeout=300,
+        )
+    assert r.status_code == 200, r.text
+    # the tiny voice prints cannot tell espeak voices apart at the real threshold (the real
+    # models name the speaker: test_real_enrolled_voice_named_in_every_output)
+    assert {s["speaker"] for s in r.json()["segments"]} <= {"Alice", "SPEAKER_1", "SPEAKER_2", "SPEAKER_3"}
+    with open(dialogue, "rb") as f:
+        r = httpx.post(
+            url + "/api/jobs",
+            headers=a,
+            files={"files": ("d.wav", f)},
+            data={"known_speaker_names[]": "Alice", "language": "en"},
+            timeout=60,
+        )
+    assert r.status_code == 202, r.text
+    job = wait_job(url, r.json()["jobs"][0]["id"], headers=a)
+    assert job["state"] == "done", job.get("error")
+    assert job["options"]["known_speaker_names"] == ["Alice"] and job["options"]["diarize"] is True
+    assert job["result"]["options"]["diarize"]["known_speaker_names"] == ["Alice"]
+    # kept audio is deleted with its voice
+    r = _enrol(url, a, "Bob", clip, keep_audio="true")
+    assert r.status_code == 201 and r.json()["has_audio"] is True and len(_stored_voices(keyed)) == 1
+    assert httpx.delete(url + "/api/speakers/Bob", headers=a, timeout=30).json() == {"name": "Bob", "deleted": True}
+    assert _stored_voices(keyed) == []
+    assert httpx.delete(url + "/api/speakers/Alice", headers=a, timeout=30).status_code == 200
+    assert httpx.get(url + "/api/speakers", headers=a, timeout=30).json() == {"speakers": []}
+    with open(dialogue, "rb") as f:
+        r = httpx.post(
+            url + "/v1/audio/transcriptions",
+            headers=a,
+            files={"file": ("d.wav", f)},
+            data={"known_speaker_names[]": "Alice"},
+            timeout=300,
+        )
+    assert r.status_code == 400 and "no enrolled voice named 'Alice'" in r.text
+
+
+@pytest.mark.skipif(
+    REAL is None, reason=f"real diarization models not prepared in {MODELS} (tingxie models --prepare diarization)"
+)
+def test_real_enrolled_voice_named_in_every_output(tmp_path, corpus_dir):
+    from tingxie.audio import decode
+
+    assert REAL is not None
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for f in (REAL.segmentation, REAL.embedding):
+        (home / "models" / f.parent.name).symlink_to(f.parent)
+    her = [decode(corpus_dir / f"aishell_sample_BAC009S0150W{n}.wav") for n in ("0133", "0205")]
+    other = decode(corpus_dir / "pocketsphinx_librivox_0870.wav")
+    gap = np.zeros(8000, np.float32)
+    meeting = write_wav(tmp_path / "meeting.wav", np.concatenate([her[0], gap, other, gap, her[1]]))
+    with Server(home) as srv:
+        r = _enrol(srv.url, {}, "王芳", corpus_dir / "aishell_sample_BAC009S0150W0241.wav")  # another utterance
+        assert r.status_code == 201, r.text
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="none", max_retries=0, timeout=300)
+        with open(meeting, "rb") as f:
+            d = c.audio.transcriptions.create(
+                model="whisper-base",
+                file=f,
+                response_format="diarized_json",
+                extra_body={"known_speaker_names": ["王芳"]},
+            )
+        said = [s.speaker for s in d.segments]
+        assert said[0] == "王芳" and said[-1] == "王芳" and any(s != "王芳" for s in said)  # the stranger is not named
+        with open(meeting, "rb") as f:
+            r = httpx.post(
+                srv.url + "/api/jobs",
+                files={"files": ("m.wav", f)},
+                data={"known_speaker_names[]": "王芳"},
+                timeout=60,
+            )
+        job_id = r.json()["jobs"][0]["id"]
+        assert wait_job(srv.url, job_id)["state"] == "done"
+        assert httpx.get(f"{srv.url}/api/jobs/{job_id}/result?format=txt", timeout=30).text.startswith("王芳: ")
+        assert "<v 王芳>" in httpx.get(f"{srv.url}/api/jobs/{job_id}/result?format=vtt", timeout=30).text
 
 
 # -- scoring --------------------------------------------------------------------------------

@@ -64,9 +64,9 @@ def _include_name(name, type_, parent_names) -> bool:
 def test_migrations_apply_match_models_and_downgrade(db_url: str) -> None:
     s = Store(db_url)
     try:
-        assert {"jobs", "api_keys", "workers", "alembic_version"} <= _tables(s)
+        assert {"jobs", "api_keys", "workers", "speakers", "alembic_version"} <= _tables(s)
         with s.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
             ctx = MigrationContext.configure(conn, opts={"include_name": _include_name, "compare_type": True})
             assert compare_metadata(ctx, Base.metadata) == []  # migrations and models agree
             if s.dialect == "sqlite":
@@ -78,7 +78,7 @@ def test_migrations_apply_match_models_and_downgrade(db_url: str) -> None:
         with s.engine.connect() as conn:
             command.downgrade(alembic_config(conn), "base")
             conn.commit()
-        assert not {"jobs", "api_keys", "workers"} & _tables(s)
+        assert not {"jobs", "api_keys", "workers", "speakers"} & _tables(s)
         s.upgrade()
         assert s.create_job(filename="a.wav")["state"] == "queued"
     finally:
@@ -95,7 +95,7 @@ def test_concurrent_upgrade_from_several_processes(db_url: str) -> None:
     s = Store(db_url, migrate=False)
     try:
         with s.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0001"]
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
         assert s.create_job(filename="x.wav")["state"] == "queued"
     finally:
         s.close()
@@ -543,3 +543,24 @@ def test_take_over_and_give_back_are_guarded_on_the_holder(store: Store) -> None
     j = store.get_job(job["id"])
     assert (j["state"], j["worker"]) == ("queued", None)
     assert not store.take_over_job(job["id"], None, "w9#c")  # queued is not running: claim it instead
+
+
+# --------------------------------------------------------------------------- enrolled voices
+
+
+def test_enrolled_voices_are_scoped_by_owner(store: Store) -> None:
+    v = store.add_speaker("k1", "张三", b"\0" * 768, "campplus.onnx", 4.25)
+    assert {k: v[k] for k in ("name", "seconds", "has_audio")} == {"name": "张三", "seconds": 4.25, "has_audio": False}
+    with pytest.raises(OptionsError, match="already enrolled"):
+        store.add_speaker("k1", "张三", b"\1" * 768, "campplus.onnx", 3.0)
+    store.add_speaker("k2", "张三", b"\1" * 768, "campplus.onnx", 3.0, "/audio/speakers/x.wav")  # their own 张三
+    assert store.speaker_prints("k1", ["张三", "nobody"]) == {"张三": (b"\0" * 768, "campplus.onnx")}
+    assert store.list_speakers("") == [] and store.speaker_prints("", ["张三"]) == {}
+    assert store.delete_speaker("k1", "张三") == {"name": "张三", "audio_path": None}
+    assert store.delete_speaker("k1", "张三") is None
+    assert [(s["name"], s["has_audio"]) for s in store.list_speakers("k2")] == [("张三", True)]
+    for n in range(3):
+        store.add_speaker("k3", f"v{n}", b"", "m", 2.0, limit=3)
+    with pytest.raises(OptionsError, match="at most 3 enrolled voices"):
+        store.add_speaker("k3", "v3", b"", "m", 2.0, limit=3)
+    assert len(store.list_speakers("k3")) == 3

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__, cli_server, request
@@ -35,6 +36,25 @@ def _output_names(files: list[str], out_dir: Path, ext: str) -> list[Path]:
     return names
 
 
+def _known_speakers(given: list[str]) -> tuple[tuple[str, object], ...]:
+    """`--speaker NAME=clip.wav`: a few seconds of a person's voice; a diarized speaker
+    matching it is given the name (the CLI's known_speaker_names[] with references)."""
+    from . import audio as audio_mod
+    from .diarize import MAX_ENROL_S
+    from .types import AudioError
+
+    out = []
+    for item in given:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path:
+            raise OptionsError(f"--speaker takes NAME=clip.wav, not {item!r}", "speaker")
+        try:
+            out.append((name.strip(), audio_mod.decode(path, max_seconds=MAX_ENROL_S)))
+        except (AudioError, OSError) as e:
+            raise OptionsError(f"--speaker {name.strip()}: {path} is not usable audio ({e})", "speaker") from e
+    return tuple(out)
+
+
 def cmd_transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -49,6 +69,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if bad or not formats:
         raise OptionsError(f"unknown output format {', '.join(bad) or '(none)'}; choose from {', '.join(FORMATS)}")
     opts = request.from_cli(args)  # raises OptionsError before any work
+    known = _known_speakers(args.speaker or [])
+    if known:
+        opts = request.TranscriptionOptions.parse({**opts.stored(), "known_speaker_names": [n for n, _ in known]})
     decode, vad, text = opts.pipeline()
     settings = from_overrides(args)
     manager = ModelManager(settings, warm_up=False)
@@ -101,7 +124,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             text,
             on_progress=progress,
             channels=opts.channels,
-            diarize=opts.diarization(),
+            diarize=replace(d, known=known) if (d := opts.diarization()) else None,
         ):
             name = args.files[outcome.index]
             advance(outcome.index, durations[outcome.index])  # a failed or shorter-than-probed file counts as done
@@ -187,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--output-dir", "-o", default=".")
     t.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     request.add_cli_arguments(t)
+    t.add_argument(
+        "--speaker",
+        action="append",
+        metavar="NAME=CLIP",
+        help="diarize: a known speaker and a few seconds of their voice; matching turns carry the name (repeatable)",
+    )
     _add_engine_args(t)
     t.set_defaults(func=cmd_transcribe)
 

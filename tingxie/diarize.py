@@ -16,7 +16,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .types import SAMPLE_RATE, DiarizeOptions, Segment, Speaker, Transcript, Word
+from .types import SAMPLE_RATE, DiarizeOptions, OptionsError, Segment, Speaker, Transcript, VoicePrint, Word
 
 # Known speakers: a diarized speaker takes a known speaker's name when the cosine
 # similarity of their voice prints reaches this (CAM++ zh-en): the middle of the
@@ -24,6 +24,17 @@ from .types import SAMPLE_RATE, DiarizeOptions, Segment, Speaker, Transcript, Wo
 # accepts, 15 % false rejects (bench/results/speaker_match.md).
 MATCH_THRESHOLD = 0.65
 MAX_VOICE_S = 20.0  # of a speaker's own (not overlapped) turns, longest first, for a voice print
+
+# Enrolling a voice (POST /api/speakers): the speech Silero finds in the clip makes the
+# print; under MIN_ENROL_SPEECH_S the print is too unsteady to compare (the match
+# threshold was measured with 5 s references, bench/speaker_match.py).
+MIN_ENROL_SPEECH_S = 2.0
+MAX_ENROL_S = 30.0
+
+# Long recordings are diarized in pieces of about this length, and the pieces' speakers
+# joined by voice print (turns_of), so the diarizer's memory stays that of one piece
+# instead of growing with the file (sherpa-onnx clusters every window of a file at once).
+CHUNK_S = 600.0
 
 # A segment without word times is split at a turn change only when each side has at
 # least this much of the segment (shorter overlaps are edges of the neighbours' turns).
@@ -201,7 +212,7 @@ def voice_of(audio: np.ndarray, turns, speaker: int) -> np.ndarray:
 def match_known(embed, audio: np.ndarray, turns, known, threshold: float = MATCH_THRESHOLD) -> dict[int, str]:
     """Which diarized speakers are which known speakers: pairs by falling similarity,
     each speaker and each name used once, none below `threshold`."""
-    refs = [(name, embed(voice)) for name, voice in known]
+    refs = [(name, v.vector if isinstance(v, VoicePrint) else embed(v)) for name, v in known]
     prints = {}
     for k in sorted({t.speaker for t in turns}):
         v = voice_of(audio, turns, k)
@@ -231,6 +242,147 @@ def run(
     from .settings import get_settings
 
     d = diarizer(get_settings().models_dir, threads=1)
-    turns = d.process(audio, opts, progress)
+    turns = turns_of(d, audio, opts, progress)
     names = match_known(d.embed, audio, turns, opts.known) if opts.known else None
-    return assign(t, turns, keep_words, names)
+    t = assign(t, turns, keep_words, names)
+    for name in opts.missing:
+        t.warnings.append(f"the enrolled voice {name!r} was deleted before this ran: not looked for")
+    return t
+
+
+def enrol_print(audio: np.ndarray, models_dir) -> tuple[np.ndarray, float, str]:
+    """(voice print, seconds of speech, embedding model name) of a clip of one person:
+    the speech Silero finds in it, embedded; OptionsError (400) when there is too little."""
+    from .engines.diarization import diarizer
+    from .vad import detect_speech
+
+    spans = detect_speech(np.ascontiguousarray(audio, dtype=np.float32))
+    if not spans:
+        raise OptionsError("no speech found in the audio: enrol a few seconds of the person speaking", "audio")
+    speech = np.concatenate([audio[s.start : s.end] for s in spans])
+    seconds = len(speech) / SAMPLE_RATE
+    if seconds < MIN_ENROL_SPEECH_S:
+        raise OptionsError(
+            f"only {seconds:.1f} s of speech in the audio: enrol at least {MIN_ENROL_SPEECH_S:g} s", "audio"
+        )
+    d = diarizer(models_dir)
+    return d.embed(speech), seconds, d.embedding.name
+
+
+def enrolled(
+    store, owner: str, names, models_dir, at_run: bool = False
+) -> tuple[tuple[tuple[str, VoicePrint], ...], tuple[str, ...]]:
+    """(known, missing): the voice prints `owner` enrolled under `names`. A name not
+    enrolled is a 400 naming it when a request asks; when a queued job runs (`at_run`) a
+    voice deleted meanwhile is only missing. A print of another embedding model cannot be
+    compared: enrol again."""
+    from .engines import registry
+
+    if not names:
+        return (), ()
+    found = registry.find_diarization(models_dir)
+    model = found.embedding.name if found is not None else None
+    rows = store.speaker_prints(owner, list(names))
+    known, missing = [], []
+    for name in names:
+        if name not in rows:
+            if not at_run:
+                raise OptionsError(
+                    f"no enrolled voice named {name!r} (GET /api/speakers lists them; POST /api/speakers enrols one)",
+                    "known_speaker_names[]",
+                )
+            missing.append(name)
+            continue
+        vector, enrolled_with = rows[name]
+        if model is not None and enrolled_with != model:
+            raise OptionsError(
+                f"the voice {name!r} was enrolled with another speaker-embedding model; enrol it again",
+                "known_speaker_names[]",
+            )
+        known.append((name, VoicePrint(np.frombuffer(vector, dtype=np.float32).copy())))
+    return tuple(known), tuple(missing)
+
+
+def turns_of(d, audio: np.ndarray, opts: DiarizeOptions, progress=None, chunk_s: float = CHUNK_S) -> list:
+    """The diarizer's turns of a whole recording. Up to 1.5 × `chunk_s` in one pass;
+    longer ones in equal pieces of about `chunk_s`, each diarized alone, then every
+    piece's speakers joined across pieces by the voice print of their own turns
+    (`join_speakers`), so the peak memory is one piece's, not the file's. Progress runs
+    over all pieces."""
+    from .engines.diarization import Turn
+
+    n = len(audio)
+    if n <= 1.5 * chunk_s * SAMPLE_RATE:
+        return d.process(audio, opts, progress)
+    pieces = max(2, round(n / (chunk_s * SAMPLE_RATE)))
+    bounds = [n * i // pieces for i in range(pieces + 1)]
+    # a piece may hold fewer speakers than the file: only the upper bound applies to it
+    local = DiarizeOptions(max_speakers=opts.num_speakers or opts.max_speakers, threshold=opts.threshold)
+    found: list[tuple[int, list]] = []  # (piece, its turns)
+    prints: list[np.ndarray | None] = []  # per (piece, local speaker), in `keys` order
+    keys: list[tuple[int, int]] = []
+    for i in range(pieces):
+        part = audio[bounds[i] : bounds[i + 1]]
+
+        def step(f: float, i: int = i) -> None:
+            if progress is not None:
+                progress((i + f) / pieces)
+
+        turns = d.process(part, local, step)
+        found.append((i, turns))
+        for k in sorted({t.speaker for t in turns}):
+            v = voice_of(part, turns, k)
+            if len(v) < SAMPLE_RATE // 2:  # no half second alone: all of its turns, overlaps and all
+                v = np.concatenate(
+                    [part[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in turns if t.speaker == k]
+                )
+            keys.append((i, k))
+            prints.append(d.embed(v) if len(v) >= SAMPLE_RATE // 4 else None)
+    label = join_speakers(prints, opts)
+    speaker = dict(zip(keys, label, strict=True))
+    out: list[Turn] = []
+    for i, turns in found:
+        at = bounds[i] / SAMPLE_RATE
+        out.extend(Turn(t.start + at, t.end + at, speaker[(i, t.speaker)]) for t in turns)
+    if progress is not None:
+        progress(1.0)
+    return sorted(out, key=lambda t: (t.start, t.end))
+
+
+def join_speakers(prints: list, opts: DiarizeOptions) -> list[int]:
+    """Cluster labels of the pieces' speakers: average-linkage agglomerative clustering
+    on cosine distance, merging while the closest pair is nearer than the threshold and
+    within the requested count (`num_speakers`, else `min_speakers`/`max_speakers`). A
+    speaker with no print (under a quarter second of speech) stays on its own."""
+    from .engines.diarization import cosine
+
+    groups: list[list[int]] = [[i] for i in range(len(prints))]
+    with_print = [g for g in groups if prints[g[0]] is not None]
+    alone = len(groups) - len(with_print)  # count as speakers of their own
+    floor = max(1, (opts.num_speakers or opts.min_speakers or 1) - alone)
+    ceil = max(1, (opts.num_speakers or opts.max_speakers or len(prints)) - alone)
+    dist = {
+        (i, j): 1.0 - cosine(prints[i], prints[j])
+        for i in range(len(prints))
+        for j in range(i + 1, len(prints))
+        if prints[i] is not None and prints[j] is not None
+    }
+
+    def linkage(a: list[int], b: list[int]) -> float:
+        return float(np.mean([dist[(min(x, y), max(x, y))] for x in a for y in b]))
+
+    while len(with_print) > 1:
+        pairs = [
+            (linkage(a, b), ai, bi) for ai, a in enumerate(with_print) for bi, b in enumerate(with_print) if ai < bi
+        ]
+        best, ai, bi = min(pairs)
+        if len(with_print) <= floor or (best >= opts.threshold and len(with_print) <= ceil):
+            break
+        with_print[ai] = with_print[ai] + with_print[bi]
+        del with_print[bi]
+    label = [0] * len(prints)
+    clusters = with_print + [g for g in groups if prints[g[0]] is None]
+    for c, members in enumerate(clusters):
+        for m in members:
+            label[m] = c
+    return label

@@ -14,7 +14,7 @@ import queue
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +28,7 @@ from .reaper import Node, reap, storage_problem
 from .request import TranscriptionOptions
 from .scheduler import BATCH
 from .transcribe import transcribe
-from .types import AudioError, OptionsError, Transcript
+from .types import AudioError, DiarizeOptions, OptionsError, Transcript
 
 if TYPE_CHECKING:
     from .store import Store
@@ -80,6 +80,19 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _with_enrolled(store, job: dict, opts: TranscriptionOptions) -> DiarizeOptions | None:
+    """The job's diarization with the voice prints of the enrolled names it asked for,
+    looked up now (so a Celery worker does it too) in its owner's voices."""
+    d = opts.diarization()
+    if d is None or not opts.known_speaker_names:
+        return d
+    from .diarize import enrolled
+    from .settings import get_settings
+
+    known, missing = enrolled(store, job.get("owner") or "", opts.known_speaker_names, get_settings().models_dir, True)
+    return replace(d, known=known, missing=missing)
+
+
 def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: bool = True) -> str:
     """Run one job to its end state; returns that state. Raises only for errors worth
     retrying (the caller decides); bad input ends as `failed` with the reason."""
@@ -115,7 +128,7 @@ def run_job(store, manager: ModelManager, job_id: str, worker: str = "", claim: 
             owner=owner,
             on_progress=progress,
             channels=opts.channels,
-            diarize=opts.diarization(),
+            diarize=_with_enrolled(store, job, opts),
         )
     except (AudioError, OptionsError, PermanentError) as e:
         # name the file as the user uploaded it, not by its storage path or name

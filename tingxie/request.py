@@ -19,6 +19,8 @@ from .types import DecodeOptions, DiarizeOptions, OptionsError, TextOptions, Vad
 
 _VAD = VadOptions()
 _DIARIZE = DiarizeOptions()
+MAX_KNOWN_SPEAKERS = 4  # names one request may look for (OpenAI's bound)
+MAX_SPEAKER_NAME = 64  # characters of an enrolled or known speaker's name
 
 
 def _in_validator(parse: Callable[[Any], Any], value: Any) -> Any:
@@ -135,6 +137,30 @@ class TranscriptionOptions(_Common):
         description="diarize: clustering threshold (cosine distance); higher finds fewer speakers",
     )
 
+    known_speaker_names: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("known_speaker_names", "known_speaker_names[]"),
+        description="diarize: names of enrolled voices (POST /api/speakers) to look for; on /v1/audio/transcriptions"
+        " with known_speaker_references[] the people those clips are of. A matching speaker is given the name;"
+        f" implies diarize (at most {MAX_KNOWN_SPEAKERS})",
+    )
+
+    @field_validator("known_speaker_names", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> list[str]:
+        if v is None or v == "":
+            return []
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list) or not all(isinstance(n, str) for n in v):
+            raise ValueError("must be a list of names")
+        names = [n.strip() for n in v]
+        if not all(names) or any(len(n) > MAX_SPEAKER_NAME for n in names):
+            raise ValueError(f"option known_speaker_names: each name 1–{MAX_SPEAKER_NAME} characters")
+        if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names):
+            raise ValueError(f"option known_speaker_names: at most {MAX_KNOWN_SPEAKERS} distinct names")
+        return names
+
     @field_validator("num_speakers", "min_speakers", "max_speakers", mode="before")
     @classmethod
     def _count(cls, v: Any) -> Any:
@@ -142,6 +168,8 @@ class TranscriptionOptions(_Common):
 
     @model_validator(mode="after")
     def _speakers(self) -> Self:
+        if self.known_speaker_names:  # looking for named people is diarizing
+            self.diarize = True
         counted = [n for n in ("num_speakers", "min_speakers", "max_speakers") if getattr(self, n) is not None]
         if counted and not self.diarize:
             raise ValueError(f"option {counted[0]} needs diarize=true")
@@ -284,13 +312,12 @@ def as_form(
             continue
         default = f.get_default(call_default_factory=True)
         kind = f.annotation if f.annotation in (int, float, bool) else str | None
+        form = Form(default, description=f.description)
         if name == "hotwords":
-            default = None
-        params.append(
-            inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=Form(default, description=f.description)
-            )
-        )
+            form = Form(None, description=f.description)
+        if name == "known_speaker_names":  # a repeated field, named as OpenAI names it
+            kind, form = list[str] | None, Form(None, alias="known_speaker_names[]", description=f.description)
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=form))
 
     def dependency(**fields: Any) -> TranscriptionOptions:
         return model.parse(fields)
@@ -310,6 +337,8 @@ def add_cli_arguments(p: argparse.ArgumentParser, model: type[BaseModel] = Trans
     for title in _CLI_GROUPS.values():
         groups[title] = p.add_argument_group(title)
     for name, f in model.model_fields.items():
+        if name == "known_speaker_names":
+            continue  # the CLI has no enrolled voices: `--speaker NAME=clip.wav` (cli.py) gives clips
         group = groups[_CLI_GROUPS.get(name.split("_")[0], "")]
         flag = "--" + name.replace("_", "-")
         help_ = f.description

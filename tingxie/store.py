@@ -1,4 +1,5 @@
-"""Persistence: jobs (history + queue state), API keys and worker heartbeats.
+"""Persistence: jobs (history + queue state), API keys, worker heartbeats and enrolled
+voices.
 
 One schema, one set of Alembic migrations (`tingxie/migrations`) for SQLite (the
 default, a file under $TINGXIE_HOME) and PostgreSQL (scale-out). Every method returns
@@ -50,6 +51,7 @@ UNFINISHED = ("queued", "running")
 FINISHED = ("done", "failed", "cancelled")
 CALLBACK_STATES = ("pending", "delivered", "failed")
 MAX_PAGE = 10_000
+MAX_SPEAKERS = 100  # enrolled voices per owner: a bound on what one key can store
 PREVIEW_CHARS = 80
 _PG_MIGRATION_LOCK = 0x74696E67786965  # "tingxie": one advisory lock key for upgrades
 _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -145,10 +147,28 @@ class Worker(Base):
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
+class EnrolledSpeaker(Base):
+    """A voice enrolled by name (POST /api/speakers): its voice print, never shown; the
+    audio only when the user asked to keep it. One owner's names are theirs alone."""
+
+    __tablename__ = "speakers"
+
+    owner: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    embedding: Mapped[bytes] = mapped_column(sa.LargeBinary)  # float32, the embedding model's dimension
+    model: Mapped[str] = mapped_column(
+        sa.String(255)
+    )  # the embedding model's file name: prints of another do not compare
+    seconds: Mapped[float] = mapped_column(sa.Float)  # of speech the print was made from
+    audio_path: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 # Declarative `__table__` is typed FromClause in SQLAlchemy's stubs; it is a Table.
 JOBS: sa.Table = Job.__table__  # type: ignore[assignment]
 KEYS: sa.Table = ApiKey.__table__  # type: ignore[assignment]
 WORKERS: sa.Table = Worker.__table__  # type: ignore[assignment]
+SPEAKERS: sa.Table = EnrolledSpeaker.__table__  # type: ignore[assignment]
 _JOB_FIELDS = frozenset(c.name for c in JOBS.columns)
 _LIST_COLUMNS = [c for c in JOBS.columns if c.name not in ("result", "text")]
 
@@ -776,6 +796,82 @@ class Store:
         authentication off (see server/auth.py)."""
         with self._tx() as conn:
             return conn.execute(sa.select(KEYS.c.id).limit(1)).first() is not None
+
+    # ---- enrolled voices
+
+    def add_speaker(
+        self,
+        owner: str,
+        name: str,
+        embedding: bytes,
+        model: str,
+        seconds: float,
+        audio_path: str | None = None,
+        limit: int = MAX_SPEAKERS,
+    ) -> dict[str, Any]:
+        """Enrol a voice; OptionsError (400) for a name the owner already uses or an
+        owner at `limit`, so nothing refused is stored."""
+        taken = OptionsError(
+            f"a voice named {name!r} is already enrolled; delete it first or choose another name", "name"
+        )
+        row = {
+            "owner": owner,
+            "name": name,
+            "embedding": embedding,
+            "model": model,
+            "seconds": float(seconds),
+            "audio_path": audio_path,
+            "created_at": _now(),
+        }
+        try:
+            with self._tx(write=True) as conn:
+                held = conn.execute(sa.select(SPEAKERS.c.name).where(SPEAKERS.c.owner == owner)).scalars().all()
+                if name in held:
+                    raise taken
+                if len(held) >= limit:
+                    raise OptionsError(f"at most {limit} enrolled voices per key; delete one first", "name")
+                conn.execute(sa.insert(SPEAKERS).values(**row))
+        except sa.exc.IntegrityError:  # the same name enrolled at the same moment (PostgreSQL)
+            raise taken from None
+        return self._speaker(row)
+
+    @staticmethod
+    def _speaker(row: Any) -> dict[str, Any]:
+        m = row if isinstance(row, dict) else row._mapping
+        created = m["created_at"]
+        return {
+            "name": m["name"],
+            "created_at": _iso(created) if isinstance(created, datetime) else created,
+            "seconds": round(float(m["seconds"]), 2),
+            "has_audio": m["audio_path"] is not None,
+        }
+
+    def list_speakers(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's enrolled voices by name (never the prints)."""
+        cols = [SPEAKERS.c.name, SPEAKERS.c.created_at, SPEAKERS.c.seconds, SPEAKERS.c.audio_path]
+        stmt = sa.select(*cols).where(SPEAKERS.c.owner == owner).order_by(SPEAKERS.c.name)
+        with self._tx() as conn:
+            return [self._speaker(r) for r in conn.execute(stmt).all()]
+
+    def speaker_prints(self, owner: str, names: list[str]) -> dict[str, tuple[bytes, str]]:
+        """name → (voice print, embedding model) of those of `names` the owner enrolled."""
+        if not names:
+            return {}
+        stmt = sa.select(SPEAKERS.c.name, SPEAKERS.c.embedding, SPEAKERS.c.model).where(
+            SPEAKERS.c.owner == owner, SPEAKERS.c.name.in_(list(names))
+        )
+        with self._tx() as conn:
+            return {r.name: (bytes(r.embedding), r.model) for r in conn.execute(stmt).all()}
+
+    def delete_speaker(self, owner: str, name: str) -> dict[str, Any] | None:
+        """Delete and return the row (its audio_path for the caller to remove), or None."""
+        where = (SPEAKERS.c.owner == owner) & (SPEAKERS.c.name == name)
+        with self._tx(write=True) as conn:
+            r = conn.execute(sa.select(SPEAKERS.c.name, SPEAKERS.c.audio_path).where(where)).first()
+            if r is None:
+                return None
+            conn.execute(sa.delete(SPEAKERS).where(where))
+        return dict(r._mapping)
 
     # ---- workers
 

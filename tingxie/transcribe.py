@@ -455,8 +455,9 @@ def _transcribe_diarized(
     much work as the transcription, so a bar keeps moving through it.
 
     The diarizer takes the whole file decoded again at 16 kHz (1 h = 230 MB float32),
-    not the speech-only audio the transcription kept: the turns need true times; its
-    own memory grows ~15 MB per minute (engines/diarization)."""
+    not the speech-only audio the transcription kept: the turns need true times; the
+    diarizer itself works on ~10-minute pieces (diarize.turns_of), so its memory does not
+    grow with the file."""
     from . import diarize as diarize_mod
     from .engines.diarization import available
 

@@ -152,16 +152,27 @@ class DiarizeOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     threshold: float = 0.5
-    # known speakers to look for: (name, 16 kHz mono audio of their voice); a speaker
-    # whose voice matches one is given that name (OpenAI's known_speaker_names[])
+    # known speakers to look for: (name, 16 kHz mono audio of their voice, or the
+    # VoicePrint of an enrolled voice); a speaker whose voice matches one is given that
+    # name (OpenAI's known_speaker_names[])
     known: tuple[tuple[str, Any], ...] = field(default=(), compare=False, repr=False)
+    # enrolled names a job asked for that were deleted before it ran (a warning, not a failure)
+    missing: tuple[str, ...] = field(default=(), compare=False)
 
     def record(self) -> dict[str, Any]:
         """What a transcript's options keep (names, not voices)."""
         d = {k: getattr(self, k) for k in ("num_speakers", "min_speakers", "max_speakers", "threshold")}
-        if self.known:
-            d["known_speaker_names"] = [name for name, _ in self.known]
+        if self.known or self.missing:
+            d["known_speaker_names"] = [name for name, _ in self.known] + list(self.missing)
         return d
+
+
+@dataclass(frozen=True)
+class VoicePrint:
+    """An enrolled voice's stored embedding (diarize.enrolled): compared as it is, where
+    a reference clip is embedded first."""
+
+    vector: Any
 
 
 @dataclass

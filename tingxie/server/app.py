@@ -130,10 +130,11 @@ def create_app(settings: Settings | None = None, start_queue: bool = True) -> Fa
     app.add_middleware(BrowserGuardMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
 
-    from . import funasr_api, jobs_api, openai_api, realtime_api, stream_api, system_api
+    from . import funasr_api, jobs_api, openai_api, realtime_api, speakers_api, stream_api, system_api
 
     app.include_router(openai_api.router)
     app.include_router(jobs_api.router)
+    app.include_router(speakers_api.router)
     app.include_router(system_api.router)
     app.include_router(stream_api.router)
     app.include_router(funasr_api.router)

@@ -133,6 +133,12 @@ async def create_jobs(
         from ..engines.diarization import available
 
         available(state.settings.models_dir)  # no models: 400 naming how to add them
+        if opts.known_speaker_names:  # enrolled by this key, or a 400 naming the name; looked up again when run
+            from ..diarize import enrolled
+
+            await run_in_threadpool(
+                enrolled, state.store, who.key_id, opts.known_speaker_names, state.settings.models_dir
+            )
     if callback_url:
         try:
             await run_in_threadpool(

@@ -22,10 +22,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from .. import audio as audio_mod
+from .. import diarize as diarize_mod
 from .. import output
 from ..engines.base import WindowResult, check_options
 from ..jobs import finish_with, open_sync_job, user_error
-from ..request import TranscriptionOptions, as_form
+from ..request import MAX_KNOWN_SPEAKERS, TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
 from ..text import is_cjk
 from ..transcribe import finish_segments, transcribe
@@ -172,10 +173,12 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
     if stream and form["opts"].channels == "split":
         # the deltas are one text in window order; split channels are a dialogue in time order
         raise ApiError(400, "stream=true takes channels=mix, not 'split'", param="channels", code="invalid_value")
-    known = known_speakers(form.pop("known_speaker_names", None), form.pop("known_speaker_references", None))
+    references = form.pop("known_speaker_references", None)
+    # names with references: those clips; names alone: the caller's enrolled voices (below)
+    known = known_speakers(form["opts"].known_speaker_names, references) if references else ()
     if known:
         form["opts"] = form["opts"].model_copy(update={"diarize": True})
-    if fmt == "diarized_json" or known:
+    if fmt == "diarized_json" or known or form["opts"].known_speaker_names:
         if form["opts"].channels == "split":
             raise ApiError(400, "diarized_json takes channels=mix, not 'split'", param="channels", code="invalid_value")
         if task != "transcribe":
@@ -203,6 +206,10 @@ async def _transcribe_upload(request: Request, who: Principal, file: UploadFile,
         from ..engines.diarization import available
 
         available(state.settings.models_dir)  # no models: 400 naming how to add them, nothing stored
+        if opts.known_speaker_names and not known:  # an unknown name: 400 naming it, nothing stored
+            known, _ = await run_in_threadpool(
+                diarize_mod.enrolled, state.store, who.key_id, opts.known_speaker_names, state.settings.models_dir
+            )
     sched = state.manager.scheduler(model_id)
     if sched.depth()["interactive"] >= state.settings.interactive_queue_limit:
         raise Overloaded(f"{sched.depth()['interactive']} windows already wait in the interactive lane")
@@ -458,10 +465,6 @@ def _form_fields():
             Form(description="server-sent events: transcript.text.delta as windows finish, then transcript.text.done"),
         ] = False,
         include: Annotated[list[str] | None, Form(alias="include[]")] = None,
-        known_speaker_names: Annotated[
-            list[str] | None,
-            Form(alias="known_speaker_names[]", description="diarize: names of speakers to look for (at most 4)"),
-        ] = None,
         known_speaker_references: Annotated[
             list[str] | None,
             Form(
@@ -478,14 +481,12 @@ def _form_fields():
             timestamp_granularities=timestamp_granularities,
             stream=stream,
             include=include,
-            known_speaker_names=known_speaker_names,
             known_speaker_references=known_speaker_references,
         )
 
     return fields
 
 
-MAX_KNOWN_SPEAKERS = 4
 MAX_REFERENCE_S = 30.0
 
 

@@ -53,7 +53,7 @@ _ANY = {
 }
 _WITH_KEY = {401: "no API key, or one that is invalid or revoked"}
 _WITH_INPUT = {400: "invalid request: a parameter, field or file is wrong (the message and `param` name it)"}
-_WITH_PATH = {404: "no such job, batch or model (or not this key's)"}
+_WITH_PATH = {404: "no such job, batch, model or enrolled voice (or not this key's)"}
 _WITH_BODY = {
     413: "the upload or its audio is over the server's limit (the message names it)",
     507: "the server's disk is full: nothing of the request was kept",
@@ -308,6 +308,25 @@ class VadPreview(BaseModel):
     speech_ratio: float
     frame_seconds: float
     probabilities: list[float]
+
+
+# -- enrolled voices ----------------------------------------------------------------------------
+class EnrolledVoice(BaseModel):
+    """A voice enrolled by name; its print is never shown."""
+
+    name: str
+    created_at: str
+    seconds: float = Field(description="seconds of speech the voice print was made from")
+    has_audio: bool = Field(description="the audio was kept (keep_audio=true)")
+
+
+class EnrolledVoices(BaseModel):
+    speakers: list[EnrolledVoice]
+
+
+class EnrolledVoiceDeleted(BaseModel):
+    name: str
+    deleted: bool
 
 
 # -- OpenAI-compatible --------------------------------------------------------------------------

@@ -4,10 +4,10 @@ local speaker into a voice print, and agglomerative clustering joins the prints 
 file's speakers. The models are found and checked by `find.find_diarization` and
 probed in a child process before they are loaded here.
 
-Memory: sherpa-onnx takes the whole file as one float32 array (1 h = 230 MB at 16 kHz)
-and clusters every window's voice prints at once: measured ~100 MB fixed plus ~15 MB
-per minute of audio (about 1 GB for an hour; docs/diarization.md). Chunked diarization
-is not built yet. `tingxie models --prepare diarization` makes the models (prepare.py).
+Memory: sherpa-onnx takes a whole array and clusters every window's voice prints at
+once (measured ~100 MB fixed plus ~15 MB per minute of audio in one pass), so
+diarize.turns_of gives it pieces of ~10 minutes and joins their speakers by voice print
+(docs/diarization.md). `tingxie models --prepare diarization` makes the models (prepare.py).
 """
 
 from __future__ import annotations
