@@ -182,7 +182,7 @@ def test_known_speakers_matched_by_voice(tiny):
 
 
 def test_long_recording_diarized_in_pieces_keeps_one_label_per_voice(tiny):
-    found = registry.find_diarization(tiny)
+    found = diarization_models.find_diarization(tiny)
     assert found is not None
     d = Diarizer(found.segmentation, found.embedding)
     x = np.concatenate([_voices()] * 3)  # A|B|A three times, 57 s: pieces of ~11 s cut through turns

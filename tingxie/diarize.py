@@ -276,11 +276,11 @@ def enrolled(
     enrolled is a 400 naming it when a request asks; when a queued job runs (`at_run`) a
     voice deleted meanwhile is only missing. A print of another embedding model cannot be
     compared: enrol again."""
-    from .engines import registry
+    from .engines.diarization.find import find_diarization
 
     if not names:
         return (), ()
-    found = registry.find_diarization(models_dir)
+    found = find_diarization(models_dir)
     model = found.embedding.name if found is not None else None
     rows = store.speaker_prints(owner, list(names))
     known, missing = [], []
