@@ -76,12 +76,26 @@ def join_with_cuts(
     return np.concatenate(parts), times, cuts
 
 
+# Each digit as the Chinese numeral that reads it. ITN off, Whisper still writes some
+# numbers in digits ("三点三零" comes back "330", "一点五倍" as "15倍"): the clip's speech
+# came back, only the convention differs. Reading digits one by one (no place values, no
+# guess at the decimal point) keeps what they say and adds nothing.
+_DIGITS = str.maketrans("0123456789", "零一二三四五六七八九")
+
+
+def _norm(text: str, language: str) -> str:
+    """Scoring form for per-clip recall: normalize_for_scoring, lower case, and for
+    Chinese each digit read as its numeral (the same for references and transcripts)."""
+    text = normalize_for_scoring(text, language).lower()
+    return text.translate(_DIGITS) if language.startswith("zh") else text
+
+
 def per_clip_texts(refs: list[str], hyp: str, language: str = "zh") -> list[str]:
     """The part of the transcript each reference clip was read as, from aligning the whole
-    transcript against all references joined in order (normalised for scoring)."""
-    norm = [normalize_for_scoring(r, language).lower() for r in refs]
+    transcript against all references joined in order (normalised as `_norm`)."""
+    norm = [_norm(r, language) for r in refs]
     joined = "".join(norm)
-    h = normalize_for_scoring(hyp, language).lower()
+    h = _norm(hyp, language)
     owner = [i for i, r in enumerate(norm) for _ in r]
     parts = [""] * len(refs)
     for op in Levenshtein.opcodes(joined, h):
@@ -94,10 +108,11 @@ def per_clip_texts(refs: list[str], hyp: str, language: str = "zh") -> list[str]
 def per_clip_recall(refs: list[str], hyp: str, language: str = "zh") -> list[float]:
     """For each reference clip, the share of its characters found in the transcript when
     the whole transcript is aligned against all references joined in order (a lost clip
-    scores ≈ 0 whatever the timestamps say)."""
-    norm = [normalize_for_scoring(r, language).lower() for r in refs]
+    scores ≈ 0 whatever the timestamps say). Digits are read as numerals (`_norm`): a
+    clip whose numbers came back in digits is not lost."""
+    norm = [_norm(r, language) for r in refs]
     joined = "".join(norm)
-    h = normalize_for_scoring(hyp, language).lower()
+    h = _norm(hyp, language)
     owner = [i for i, r in enumerate(norm) for _ in r]
     matched = [0] * len(refs)
     for op in Levenshtein.opcodes(joined, h):
