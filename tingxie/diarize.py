@@ -321,12 +321,15 @@ def turns_of(d, audio: np.ndarray, opts: DiarizeOptions, progress=None, chunk_s:
     found: list[tuple[int, list]] = []  # (piece, its turns)
     prints: list[np.ndarray | None] = []  # per (piece, local speaker), in `keys` order
     keys: list[tuple[int, int]] = []
+    reached = [0.0]  # a piece's own progress may restart (one phase after another): never show a step back
     for i in range(pieces):
         part = audio[bounds[i] : bounds[i + 1]]
 
         def step(f: float, i: int = i) -> None:
-            if progress is not None:
-                progress((i + f) / pieces)
+            value = (i + min(max(f, 0.0), 1.0)) / pieces
+            if progress is not None and value > reached[0]:
+                reached[0] = value
+                progress(value)
 
         turns = d.process(part, local, step)
         found.append((i, turns))
