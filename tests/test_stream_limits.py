@@ -173,7 +173,7 @@ def test_a_departed_client_frees_its_slot_and_drops_its_queued_windows_at_once(t
         for i in range(0, len(speech_pcm), n):
             await ws.send(speech_pcm[i : i + n].tobytes())
         deadline = time.time() + 60
-        while _metric(srv, depth) < 6 and time.time() < deadline:
+        while _metric(srv, depth) < 4 and time.time() < deadline:
             await asyncio.sleep(0.2)
         before = _metric(srv, depth)
         ws.transport.abort()  # gone: no stop, no close handshake
@@ -191,7 +191,7 @@ def test_a_departed_client_frees_its_slot_and_drops_its_queued_windows_at_once(t
         before, after, got, sid = asyncio.run(run(ws_url(srv), srv))
         jobs = httpx.get(srv.url + "/api/jobs?kind=stream", timeout=10).json()["jobs"]
         left = httpx.get(f"{srv.url}/api/jobs/{sid}/result", timeout=10).json()
-    assert before >= 6, "the flooding client's windows never queued: the test did not bite"
+    assert before >= 4, "the flooding client's windows never queued: the test did not bite"
     assert after == 0, (before, after)  # nothing of it waits for the model any more
     assert left["options"]["stats"]["dropped_windows"] > 0, left["options"]["stats"]  # dropped, not decoded for nobody
     assert got["finals"] and got["end"]["job_id"]
