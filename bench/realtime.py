@@ -30,7 +30,6 @@ import statistics
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from tingxie import audio as audio_mod  # noqa: E402
 from tingxie.bench.clients import StreamAudio, post_files, stream_level  # noqa: E402
-from tingxie.bench.corpus import SR, Utterance, concat_speech  # noqa: E402
+from tingxie.bench.corpus import Utterance, concat_speech, write_wav  # noqa: E402
 from tingxie.bench.monitor import MachineLoad  # noqa: E402
 from tingxie.bench.report import md_table  # noqa: E402
 from tingxie.bench.score import error_rate  # noqa: E402
@@ -78,11 +77,7 @@ def file_error(url: str, speeches: list[StreamAudio], work: Path, api_key: str |
     rows = []
     for k, s in enumerate(speeches):
         p = work / f"stream_{k:02d}.wav"
-        with wave.open(str(p), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(SR)
-            w.writeframes(s.pcm.tobytes())
+        write_wav(p, s.pcm)
         rows.append({"id": str(k), "path": str(p)})
     r = asyncio.run(post_files(url, rows, 1, api_key, "zh"))
     if r["errors"]:

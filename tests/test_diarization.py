@@ -484,49 +484,30 @@ def test_enrolled_voices_belong_to_one_key_and_refusals_leave_nothing(keyed, dia
         assert resp.status_code == 400 and why in resp.json()["error"]["message"], resp.text
     assert [v["name"] for v in httpx.get(url + "/api/speakers", headers=a, timeout=30).json()["speakers"]] == ["Alice"]
     assert _stored_voices(keyed) == []
+
+    def post_dialogue(to: str, headers: dict, data: dict) -> httpx.Response:
+        """The dialogue as one transcription request or one job, with these fields."""
+        path, field = ("/v1/audio/transcriptions", "file") if to == "transcription" else ("/api/jobs", "files")
+        with open(dialogue, "rb") as f:
+            return httpx.post(url + path, headers=headers, files={field: ("d.wav", f)}, data=data, timeout=300)
+
     # another key neither sees, uses nor deletes it
     assert httpx.get(url + "/api/speakers", headers=b, timeout=30).json() == {"speakers": []}
-    with open(dialogue, "rb") as f:
-        r = httpx.post(
-            url + "/v1/audio/transcriptions",
-            headers=b,
-            files={"file": ("d.wav", f)},
-            data={"known_speaker_names[]": "Alice", "response_format": "diarized_json"},
-            timeout=300,
-        )
+    r = post_dialogue("transcription", b, {"known_speaker_names[]": "Alice", "response_format": "diarized_json"})
     assert r.status_code == 400 and "'Alice'" in r.json()["error"]["message"]
-    with open(dialogue, "rb") as f:
-        r = httpx.post(
-            url + "/api/jobs",
-            headers=b,
-            files={"files": ("d.wav", f)},
-            data={"known_speaker_names[]": "Alice"},
-            timeout=60,
-        )
+    r = post_dialogue("job", b, {"known_speaker_names[]": "Alice"})
     assert r.status_code == 400 and "'Alice'" in r.text
     assert httpx.get(url + "/api/jobs", headers=b, timeout=30).json()["jobs"] == []  # nothing stored
     assert httpx.delete(url + "/api/speakers/Alice", headers=b, timeout=30).status_code == 404
     # its owner names it: in a request and in a job (looked up when the job runs)
-    with open(dialogue, "rb") as f:
-        r = httpx.post(
-            url + "/v1/audio/transcriptions",
-            headers=a,
-            files={"file": ("d.wav", f)},
-            data={"known_speaker_names[]": "Alice", "response_format": "diarized_json", "language": "en"},
-            timeout=300,
-        )
+    r = post_dialogue(
+        "transcription", a, {"known_speaker_names[]": "Alice", "response_format": "diarized_json", "language": "en"}
+    )
     assert r.status_code == 200, r.text
     # the tiny voice prints cannot tell espeak voices apart at the real threshold (the real
     # models name the speaker: test_real_enrolled_voice_named_in_every_output)
     assert {s["speaker"] for s in r.json()["segments"]} <= {"Alice", "SPEAKER_1", "SPEAKER_2", "SPEAKER_3"}
-    with open(dialogue, "rb") as f:
-        r = httpx.post(
-            url + "/api/jobs",
-            headers=a,
-            files={"files": ("d.wav", f)},
-            data={"known_speaker_names[]": "Alice", "language": "en"},
-            timeout=60,
-        )
+    r = post_dialogue("job", a, {"known_speaker_names[]": "Alice", "language": "en"})
     assert r.status_code == 202, r.text
     job = wait_job(url, r.json()["jobs"][0]["id"], headers=a)
     assert job["state"] == "done", job.get("error")
@@ -539,14 +520,7 @@ def test_enrolled_voices_belong_to_one_key_and_refusals_leave_nothing(keyed, dia
     assert _stored_voices(keyed) == []
     assert httpx.delete(url + "/api/speakers/Alice", headers=a, timeout=30).status_code == 200
     assert httpx.get(url + "/api/speakers", headers=a, timeout=30).json() == {"speakers": []}
-    with open(dialogue, "rb") as f:
-        r = httpx.post(
-            url + "/v1/audio/transcriptions",
-            headers=a,
-            files={"file": ("d.wav", f)},
-            data={"known_speaker_names[]": "Alice"},
-            timeout=300,
-        )
+    r = post_dialogue("transcription", a, {"known_speaker_names[]": "Alice"})
     assert r.status_code == 400 and "no enrolled voice named 'Alice'" in r.text
 
 

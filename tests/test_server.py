@@ -133,6 +133,20 @@ def test_video_without_sound_is_named_once_by_the_callers_name(server, tmp_path)
     assert "no audio stream" in message and message.count("meeting.mp4") == 1 and "uploaded file" not in message
 
 
+def test_vad_preview_refuses_a_setting_it_would_ignore(server, speech):
+    files = {"file": ("fox.wav", speech.read_bytes())}
+    # the names before the VAD fields were declared once: a preview that ignored them
+    # would draw spans the transcription with that setting would not cut
+    r = httpx.post(f"{server.url}/api/vad", files=files, data={"threshold": "0.9"}, timeout=60)
+    assert r.status_code == 400
+    assert "'threshold'" in r.json()["error"]["message"] and "vad_threshold" in r.json()["error"]["message"]
+    loose, strict = (
+        httpx.post(f"{server.url}/api/vad", files=files, data={"vad_threshold": t}, timeout=60).json()
+        for t in ("0.3", "0.95")
+    )
+    assert loose["count"] >= 1 and strict["speech_seconds"] < loose["speech_seconds"]
+
+
 def test_too_large_upload_is_refused_while_streaming(server):
     big = b"\0" * (3 * 1024 * 1024)
     r = httpx.post(f"{server.url}/v1/audio/transcriptions", files={"file": ("big.wav", big)}, timeout=60)

@@ -281,7 +281,6 @@ class StreamSession:
         self._arrivals: list[tuple[int, float]] = []  # (sample end, wall time) per frame
         self._open: _Sentence | None = None
         self._count = 0
-        self._partial_busy = False  # an online model's partial in flight (OnlineSession)
         self._finals_q: asyncio.Queue[_Final | None] = asyncio.Queue()
         self._sender = asyncio.ensure_future(self._send_finals())
         self._send_lock = asyncio.Lock()
@@ -823,6 +822,7 @@ class OnlineSession(StreamSession):
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tingxie-online")
         self._cur: _Online | None = None
         self._shown = ""
+        self._partial_busy = False  # a partial in flight: the next waits for it
 
     def _maybe_part(self) -> None:  # the model keeps its own state: nothing to cut
         return

@@ -224,7 +224,7 @@ def add_command(sub, add_engine_args) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .report import summary, write_reports
-    from .run import run, save_recommendation
+    from .run import run, save_recommendation, stream_admission
 
     args.argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "bench" else []
     report = run(args)
@@ -232,6 +232,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     rec = report.get("recommendation")
     if saved and rec and rec.get("swept") is not False:
         rec["saved"] = True
+    if saved and (streams := stream_admission(report)) is not None:
+        report["realtime"]["admitted_streams"] = streams  # what serve now admits
     paths = write_reports(report, Path(args.report))
     print(summary(report))
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -48,11 +48,14 @@ class Corpus:
 
 
 def write_wav(path: Path, x: np.ndarray) -> None:
+    """16 kHz mono PCM16. int16 samples are written as they are (a round trip through
+    float would move some by one step); float samples in [-1, 1] are scaled."""
+    pcm = x if x.dtype == np.int16 else (np.clip(x, -1, 1) * 32767).astype(np.int16)
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(SR)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype(np.int16).tobytes())
+        w.writeframes(pcm.tobytes())
 
 
 def read_manifest(path: Path) -> list[dict]:

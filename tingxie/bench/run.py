@@ -522,7 +522,6 @@ def save_recommendation(report: dict, args: argparse.Namespace) -> Path | None:
         )
     if streams is not None:
         data.update({"max_streams": streams, "streams_measured_at": report["time"]})
-        report["realtime"]["admitted_streams"] = streams
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     tmp.replace(path)

@@ -181,9 +181,20 @@ async def vad_preview(
     file: Annotated[UploadFile, File()],
     options: Annotated[TranscriptionOptions, Depends(as_form(only=VAD_FIELDS))],
 ):
-    """The VAD's fields as /v1/audio/transcriptions declares them (request.py)."""
+    """The VAD's fields as /v1/audio/transcriptions declares them (request.py). Any other
+    field is refused by name: a setting the preview silently ignored would show spans that
+    the transcription, given the same setting, would not cut."""
     from .. import audio as audio_mod
     from .. import vad as vad_mod
+
+    unknown = sorted(k for k in (await request.form()).keys() if k not in (*VAD_FIELDS, "file"))
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown field(s) {', '.join(map(repr, unknown))}: /api/vad takes file and {', '.join(VAD_FIELDS)}",
+            param=unknown[0],
+            code="unknown_field",
+        )
 
     _, opts, _ = options.pipeline()
     assert opts is not None  # `vad` (on/off) is not among the fields taken: on
