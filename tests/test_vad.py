@@ -250,3 +250,31 @@ def test_real_recordings(corpus_dir: Path) -> None:
     offline = detect_speech(x, opts)
     assert_well_formed(offline, x.size, opts.max_speech_s)
     assert_close(stream_spans(x, StreamingVad(opts), seed=3), offline)
+
+
+def _probs(*stretches: tuple[float, float]) -> np.ndarray:
+    """Frame probabilities: (seconds, probability) stretches one after another."""
+    return np.concatenate([np.full(round(s * SR / FRAME), p, np.float32) for s, p in stretches])
+
+
+def test_speech_that_ends_a_recording_quietly_is_kept_not_dropped() -> None:
+    # a falsetto or trailing-off ending: a few frames over the threshold, then voice the
+    # VAD scores under it until the recording ends (no 2 s of silence to close it)
+    probs = _probs((1.0, 0.0), (0.1, 0.6), (1.5, 0.3), (0.5, 0.02))
+    x = np.zeros(len(probs) * FRAME, np.float32)
+    start = int(np.argmax(probs > 0.5)) * FRAME - VadOptions().speech_pad_ms * SR // 1000
+    spans = detect_speech(x, VadOptions(), probs=probs)
+    assert [(s.start, s.end) for s in spans] == [(start, len(x))]
+    # the live detector ends the stream with the same span
+    vad = StreamingVad()
+    vad._model.run = lambda frames: probs[: len(frames)]  # the same scores, no model
+    events = vad.feed(x) + vad.flush()
+    assert [(e.kind, e.sample) for e in events] == [("start", start), ("end", len(x))]
+
+
+def test_a_click_before_the_end_of_a_recording_is_still_dropped() -> None:
+    # the same short burst followed by silence (or hum) is a click, not speech
+    for after in (0.0, 0.1):
+        probs = _probs((1.0, 0.0), (0.1, 0.6), (1.5, after))
+        spans = detect_speech(np.zeros(len(probs) * FRAME, np.float32), VadOptions(), probs=probs)
+        assert spans == []

@@ -400,6 +400,7 @@ class _Hysteresis:
         self.temp_end: int | None = None
         # True once the open span is sure to survive the min_speech check.
         self.confirmed = False
+        self.quiet_peak = 0.0  # the highest probability since the pending silence began
 
     def step(self, i: int, p: float) -> tuple[int, int] | None:
         """Process frame `i`; return a finished (kept) raw span if one ends here."""
@@ -410,19 +411,32 @@ class _Hysteresis:
                 self.start, self.confirmed = s, False
         elif p < self.neg_threshold and self.start is not None:
             if self.temp_end is None:
-                self.temp_end = s
+                self.temp_end, self.quiet_peak = s, 0.0
             if s - self.temp_end >= self.min_silence:
                 return self._end(self.temp_end)
+        if self.temp_end is not None:
+            self.quiet_peak = max(self.quiet_peak, p)
         if self.start is not None and self.temp_end is None and s + FRAME - self.start > self.min_speech:
             # Any later end lies after this frame, so the span is long enough.
             self.confirmed = True
         return None
 
     def close(self, length: int) -> tuple[int, int] | None:
-        """End of audio: close the open span at its pending silence or at `length`."""
+        """End of audio: close the open span at its pending silence or at `length`.
+
+        A last span too short to keep at its pending silence runs to the end of the audio
+        instead of being dropped, when what follows is voiced (a frame at half the threshold
+        or more: silence and hum score near 0) and the whole is longer than min_speech: a
+        recording that ends in quiet or falsetto speech (Silero scores it just under the
+        threshold after a few frames over it) ends with words, not a click, and
+        faster-whisper's VAD keeps them. Running *every* open span to the end, as
+        faster-whisper does, adds trailing silence to ordinary clips and costs calibration
+        Mandarin (docs/accuracy.md)."""
         if self.start is None:
             return None
-        return self._end(self.temp_end if self.temp_end is not None else length)
+        start, voiced = self.start, self.temp_end is not None and self.quiet_peak >= self.threshold / 2
+        kept = self._end(self.temp_end if self.temp_end is not None else length)
+        return kept or ((start, length) if voiced and length - start > self.min_speech else None)
 
     def _end(self, end: int) -> tuple[int, int] | None:
         start = self.start
