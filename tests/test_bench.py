@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,17 @@ def test_bundled_speech_is_the_default_audio(tmp_path):
     assert sum(len(u.audio) for u in corpus.utterances) / 16000 > 30
     notice = (BUNDLED / "NOTICE").read_text(encoding="utf-8")
     assert "BSD-2" in notice and "Carnegie Mellon University" in notice
+
+
+def test_a_short_stream_stands_for_more_than_one_clip(tmp_path):
+    # the quick run's 10 s stream was the cards clip twice (drawn with replacement): its
+    # finals' WER then spoke of that one clip's digits, not of the bundled speech
+    from tingxie.bench.clients import stream_audio
+
+    corpus = load_corpus(None, None, tmp_path)
+    for seed in range(8):
+        reference = stream_audio(corpus, 10, seed).reference
+        assert all(len(re.findall(rf"(?<!\S){re.escape(u.text)}(?!\S)", reference)) <= 1 for u in corpus.utterances)
 
 
 def test_one_configuration_gives_one_figure(tmp_path):

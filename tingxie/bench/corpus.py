@@ -165,15 +165,22 @@ def load_corpus(
 
 
 def concat_speech(
-    utts: list[Utterance], seconds: float, rng: random.Random, pause=(0.5, 3.0)
+    utts: list[Utterance], seconds: float, rng: random.Random, pause=(0.5, 3.0), once: bool = False
 ) -> tuple[np.ndarray, str, str]:
-    """`seconds` of utterances joined by pauses; returns audio, reference text, language."""
+    """`seconds` of utterances joined by pauses; returns audio, reference text, language.
+    `once`: each utterance used once before any is used again (a short recording drawn
+    with replacement can be one clip twice, and stand for nothing else of the corpus)."""
     parts: list[np.ndarray] = []
     texts: list[str] = []
     total, lang = 0, ""
     limit = int(seconds * SR)
+    deck: list[Utterance] = []
     while True:
-        u = rng.choice(utts)
+        if once:
+            deck = deck or rng.sample(utts, len(utts))
+            u = deck.pop()
+        else:
+            u = rng.choice(utts)
         gap = np.zeros(int(rng.uniform(*pause) * SR), np.float32)
         if total + len(u.audio) > limit and parts:
             break
