@@ -125,18 +125,6 @@ def _vad_open_end():
     return _patched(vad._Hysteresis, close=close)
 
 
-def _vad_short_end_kept():
-    from tingxie import vad
-
-    def close(self, length):  # a last span too short to keep runs to the end of the audio instead
-        if self.start is None:
-            return None
-        start, end = self.start, self.temp_end if self.temp_end is not None else length
-        return self._end(end) or ((start, length) if length > start else None)
-
-    return _patched(vad._Hysteresis, close=close)
-
-
 def _whisper_logprob():
     from tingxie.engines.whisper import engine
 
@@ -192,7 +180,6 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
     "vad-open-end": ("speech still open at the end of the audio runs to its end, as faster-whisper's VAD", _vad_open_end, {}),
     "vad-end-of-audio": ("open speech runs to the end of the audio, kept however short (faster-whisper's end rule and min_speech 0)", _vad_open_end, {"min_speech_ms": 0}),
     "vad-as-faster-whisper": ("faster-whisper's VAD rules: open end, min_speech 0, pad 400 ms", _vad_open_end, {"min_speech_ms": 0, "speech_pad_ms": 400}),
-    "vad-short-end-kept": ("a last span too short to keep (min_speech) runs to the end of the audio instead of being dropped", _vad_short_end_kept, {}),
     "vad-pad-400-min-0": ("faster-whisper's speech_pad 400 ms and min_speech 0 ms together", contextlib.nullcontext, {"speech_pad_ms": 400, "min_speech_ms": 0}),
     "vad-pad-400": ("VAD speech_pad 400 ms, faster-whisper's (tingxie 300)", contextlib.nullcontext, {"speech_pad_ms": 400}),
     "vad-min-speech-0": ("VAD min_speech 0 ms, faster-whisper's (tingxie 200)", contextlib.nullcontext, {"min_speech_ms": 0}),

@@ -29,7 +29,7 @@ MAX_VOICE_S = 20.0  # of a speaker's own (not overlapped) turns, longest first, 
 # print; under MIN_ENROL_SPEECH_S the print is too unsteady to compare (the match
 # threshold was measured with 5 s references, bench/speaker_match.py).
 MIN_ENROL_SPEECH_S = 2.0
-MAX_ENROL_S = 30.0
+MAX_ENROL_S = 30.0  # of any clip of one person's voice: enrolled, or a request's reference
 
 # Long recordings are diarized in pieces of about this length, and the pieces' speakers
 # joined by voice print (turns_of), so the diarizer's memory stays that of one piece

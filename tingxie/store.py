@@ -164,6 +164,18 @@ class EnrolledSpeaker(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+def _name_taken(name: str) -> OptionsError:
+    return OptionsError(f"a voice named {name!r} is already enrolled; delete it first or choose another name", "name")
+
+
+def _refuse_enrolment(held: list[str], name: str, limit: int) -> None:
+    """OptionsError (400) for a name the owner already uses, or an owner holding `limit`."""
+    if name in held:
+        raise _name_taken(name)
+    if len(held) >= limit:
+        raise OptionsError(f"at most {limit} enrolled voices per key; delete one first", "name")
+
+
 # Declarative `__table__` is typed FromClause in SQLAlchemy's stubs; it is a Table.
 JOBS: sa.Table = Job.__table__  # type: ignore[assignment]
 KEYS: sa.Table = ApiKey.__table__  # type: ignore[assignment]
@@ -810,10 +822,7 @@ class Store:
         limit: int = MAX_SPEAKERS,
     ) -> dict[str, Any]:
         """Enrol a voice; OptionsError (400) for a name the owner already uses or an
-        owner at `limit`, so nothing refused is stored."""
-        taken = OptionsError(
-            f"a voice named {name!r} is already enrolled; delete it first or choose another name", "name"
-        )
+        owner at `limit` (`check_enrolment`), so nothing refused is stored."""
         row = {
             "owner": owner,
             "name": name,
@@ -825,15 +834,20 @@ class Store:
         }
         try:
             with self._tx(write=True) as conn:
-                held = conn.execute(sa.select(SPEAKERS.c.name).where(SPEAKERS.c.owner == owner)).scalars().all()
-                if name in held:
-                    raise taken
-                if len(held) >= limit:
-                    raise OptionsError(f"at most {limit} enrolled voices per key; delete one first", "name")
+                _refuse_enrolment(self._speaker_names(conn, owner), name, limit)
                 conn.execute(sa.insert(SPEAKERS).values(**row))
         except sa.exc.IntegrityError:  # the same name enrolled at the same moment (PostgreSQL)
-            raise taken from None
+            raise _name_taken(name) from None
         return self._speaker(row)
+
+    def check_enrolment(self, owner: str, name: str, limit: int = MAX_SPEAKERS) -> None:
+        """The refusals `add_speaker` would give, before the work of making a print."""
+        with self._tx() as conn:
+            _refuse_enrolment(self._speaker_names(conn, owner), name, limit)
+
+    @staticmethod
+    def _speaker_names(conn: Any, owner: str) -> list[str]:
+        return list(conn.execute(sa.select(SPEAKERS.c.name).where(SPEAKERS.c.owner == owner)).scalars().all())
 
     @staticmethod
     def _speaker(row: Any) -> dict[str, Any]:

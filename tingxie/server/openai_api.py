@@ -26,7 +26,7 @@ from .. import diarize as diarize_mod
 from .. import output
 from ..engines.base import WindowResult, check_options
 from ..jobs import finish_with, open_sync_job, user_error
-from ..request import MAX_KNOWN_SPEAKERS, TranscriptionOptions, as_form
+from ..request import TranscriptionOptions, as_form
 from ..scheduler import INTERACTIVE, Overloaded
 from ..text import is_cjk
 from ..transcribe import finish_segments, transcribe
@@ -487,12 +487,10 @@ def _form_fields():
     return fields
 
 
-MAX_REFERENCE_S = 30.0
-
-
 def known_speakers(names: list[str] | None, references: list[str] | None) -> tuple[tuple[str, Any], ...]:
     """OpenAI's known_speaker_names[] with known_speaker_references[] (data: URLs of
-    audio), decoded to 16 kHz; a 400 naming what is wrong."""
+    audio), decoded to 16 kHz; a 400 naming what is wrong. The names come validated
+    (count, distinct, trimmed: TranscriptionOptions.known_speaker_names)."""
     import base64
     import binascii
 
@@ -505,10 +503,6 @@ def known_speakers(names: list[str] | None, references: list[str] | None) -> tup
             f"known_speaker_names[] has {len(names)} names but known_speaker_references[] {len(references)} references",
             param="known_speaker_references[]",
         )
-    if len(names) > MAX_KNOWN_SPEAKERS or len(set(names)) != len(names) or not all(n.strip() for n in names):
-        raise ApiError(
-            400, f"known_speaker_names[]: at most {MAX_KNOWN_SPEAKERS} distinct names", param="known_speaker_names[]"
-        )
     out = []
     for name, ref in zip(names, references, strict=True):
         head, _, data = ref.partition(",")
@@ -519,12 +513,12 @@ def known_speakers(names: list[str] | None, references: list[str] | None) -> tup
                 param="known_speaker_references[]",
             )
         try:
-            audio = audio_mod.decode(base64.b64decode(data, validate=True), max_seconds=MAX_REFERENCE_S)
+            audio = audio_mod.decode(base64.b64decode(data, validate=True), max_seconds=diarize_mod.MAX_ENROL_S)
         except (binascii.Error, ValueError, AudioError) as e:
             raise ApiError(
                 400, f"the reference of {name[:40]!r} is not decodable audio: {e}", param="known_speaker_references[]"
             ) from e
-        out.append((name.strip(), audio))
+        out.append((name, audio))
     return tuple(out)
 
 

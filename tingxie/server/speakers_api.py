@@ -20,7 +20,6 @@ from .. import audio as audio_mod
 from .. import diarize
 from ..jobs import user_error
 from ..request import MAX_SPEAKER_NAME
-from ..store import MAX_SPEAKERS
 from ..types import AudioError, OptionsError
 from . import schemas
 from .auth import Principal, principal
@@ -76,13 +75,7 @@ async def enrol_speaker(
     from ..engines.diarization import available
 
     available(state.settings.models_dir)  # no models: 400 naming how to add them
-    held = await run_in_threadpool(state.store.list_speakers, who.key_id)  # cheap refusals before any work
-    if any(v["name"] == name for v in held):
-        raise OptionsError(
-            f"a voice named {name!r} is already enrolled; delete it first or choose another name", "name"
-        )
-    if len(held) >= MAX_SPEAKERS:
-        raise OptionsError(f"at most {MAX_SPEAKERS} enrolled voices per key; delete one first", "name")
+    await run_in_threadpool(state.store.check_enrolment, who.key_id, name)  # cheap refusals before any work
     _, path, _ = await run_in_threadpool(store_upload, audio, state.settings.audio_dir / "speakers")
     try:
         return await run_in_threadpool(_enrol, state, who.key_id, name, path, audio.filename, keep_audio)
