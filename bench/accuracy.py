@@ -63,7 +63,7 @@ def serial(rows: list[dict], whisper) -> dict[str, str]:
     return out
 
 
-def tingxie(rows: list[dict], sched, vad=None) -> dict[str, str]:
+def tingxie(rows: list[dict], sched, vad=None, decode: dict | None = None) -> dict[str, str]:
     from tingxie.transcribe import transcribe_many
     from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
@@ -71,7 +71,11 @@ def tingxie(rows: list[dict], sched, vad=None) -> dict[str, str]:
     for lang in sorted({r["lang"] for r in rows}):
         rs = [r for r in rows if r["lang"] == lang]
         for o in transcribe_many(
-            [r["path"] for r in rs], sched, DecodeOptions(language=lang), vad or VadOptions(), TextOptions(itn=False)
+            [r["path"] for r in rs],
+            sched,
+            DecodeOptions(language=lang, **(decode or {})),
+            vad or VadOptions(),
+            TextOptions(itn=False),
         ):
             if o.error:
                 raise SystemExit(f"tingxie failed on {rs[o.index]['id']}: {o.error}")
@@ -171,24 +175,28 @@ class _TextWithout:
         return (lambda *a, **k: None) if name == "junk_reason" else getattr(self._m, name)
 
 
-# name → (what it switches, a context manager factory, VadOptions overrides)
-VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], dict]] = {
-    "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}),
-    "no-window-gain": ("model hears the recording as recorded even when a window is quiet", _no_window_gain, {}),
-    "window-gain-25": ("windows whose speech is below −25 dBFS lifted to −18 with one gain (AISHELL's level lifted)", _window_gain_25, {}),
-    "vad-unlevelled": ("the VAD hears the recording unlevelled, as faster-whisper's", _unlevelled_vad, {}),
-    "vad-open-end": ("speech still open at the end of the audio runs to its end, as faster-whisper's VAD", _vad_open_end, {}),
-    "vad-end-of-audio": ("open speech runs to the end of the audio, kept however short (faster-whisper's end rule and min_speech 0)", _vad_open_end, {"min_speech_ms": 0}),
-    "vad-as-faster-whisper": ("faster-whisper's VAD rules: open end, min_speech 0, pad 400 ms", _vad_open_end, {"min_speech_ms": 0, "speech_pad_ms": 400}),
-    "vad-pad-400-min-0": ("faster-whisper's speech_pad 400 ms and min_speech 0 ms together", contextlib.nullcontext, {"speech_pad_ms": 400, "min_speech_ms": 0}),
-    "vad-pad-400": ("VAD speech_pad 400 ms, faster-whisper's (tingxie 300)", contextlib.nullcontext, {"speech_pad_ms": 400}),
-    "vad-min-speech-0": ("VAD min_speech 0 ms, faster-whisper's (tingxie 200)", contextlib.nullcontext, {"min_speech_ms": 0}),
-    "whisper-logprob": ("fallback rule on Whisper's sum/(tokens+1) log-probability", _whisper_logprob, {}),
-    "token-budget-448": ("max_length 448 whatever the window's length, faster-whisper's", _full_token_budget, {}),
-    "30s-input": ("every window encoded at 30 s (no own-length Mandarin windows)", _thirty_second_input, {}),
-    "no-continuation": ("no second pass over what a window's decode left out", _no_continuation, {}),
-    "no-retry": ("no retry of VAD speech that no segment covers", _no_retry, {}),
-    "no-junk-guard": ("no junk guard (text.junk_reason)", _no_junk_guard, {}),
+# name → (what it switches, a context manager factory, VadOptions overrides, DecodeOptions overrides)
+VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], dict, dict]] = {
+    "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}, {}),
+    "no-window-gain": ("model hears the recording as recorded even when a window is quiet", _no_window_gain, {}, {}),
+    "window-gain-25": ("windows whose speech is below −25 dBFS lifted to −18 with one gain (AISHELL's level lifted)", _window_gain_25, {}, {}),
+    "vad-unlevelled": ("the VAD hears the recording unlevelled, as faster-whisper's", _unlevelled_vad, {}, {}),
+    "vad-open-end": ("speech still open at the end of the audio runs to its end, as faster-whisper's VAD", _vad_open_end, {}, {}),
+    "vad-end-of-audio": ("open speech runs to the end of the audio, kept however short (faster-whisper's end rule and min_speech 0)", _vad_open_end, {"min_speech_ms": 0}, {}),
+    "vad-as-faster-whisper": ("faster-whisper's VAD rules: open end, min_speech 0, pad 400 ms", _vad_open_end, {"min_speech_ms": 0, "speech_pad_ms": 400}, {}),
+    "vad-pad-400-min-0": ("faster-whisper's speech_pad 400 ms and min_speech 0 ms together", contextlib.nullcontext, {"speech_pad_ms": 400, "min_speech_ms": 0}, {}),
+    "vad-pad-400": ("VAD speech_pad 400 ms, faster-whisper's (tingxie 300)", contextlib.nullcontext, {"speech_pad_ms": 400}, {}),
+    "vad-min-speech-0": ("VAD min_speech 0 ms, faster-whisper's (tingxie 200)", contextlib.nullcontext, {"min_speech_ms": 0}, {}),
+    "whisper-logprob": ("fallback rule on Whisper's sum/(tokens+1) log-probability", _whisper_logprob, {}, {}),
+    "token-budget-448": ("max_length 448 whatever the window's length, faster-whisper's", _full_token_budget, {}, {}),
+    "30s-input": ("every window encoded at 30 s (no own-length Mandarin windows)", _thirty_second_input, {}, {}),
+    "no-continuation": ("no second pass over what a window's decode left out", _no_continuation, {}, {}),
+    "no-retry": ("no retry of VAD speech that no segment covers", _no_retry, {}, {}),
+    "no-junk-guard": ("no junk guard (text.junk_reason)", _no_junk_guard, {}, {}),
+    "beam-6": ("beam width 6 (faster-whisper's and tingxie's default 5)", contextlib.nullcontext, {}, {"beam_size": 6}),
+    "beam-8": ("beam width 8", contextlib.nullcontext, {}, {"beam_size": 8}),
+    "beam-10": ("beam width 10 (the request schema's largest)", contextlib.nullcontext, {}, {"beam_size": 10}),
+    "zh-prompt": ("Mandarin prompted with a Simplified sentence (以下是普通话的句子。), a common Whisper recipe", contextlib.nullcontext, {}, {"initial_prompt": "以下是普通话的句子。"}),
 }  # fmt: skip
 
 
@@ -250,11 +258,11 @@ def main() -> int:
         if not args.no_tingxie and not args.load:
             runs.append(("tingxie", lambda: tingxie(rows, sched)))
         for n in [n for n in names if n not in hyps]:  # a loaded variant is not run again
-            _, patch, vad = VARIANTS[n]
+            _, patch, vad, decode = VARIANTS[n]
 
-            def run(patch=patch, vad=vad) -> dict[str, str]:
+            def run(patch=patch, vad=vad, decode=decode) -> dict[str, str]:
                 with patch():
-                    return tingxie(rows, sched, VadOptions(**vad))
+                    return tingxie(rows, sched, VadOptions(**vad), decode)
 
             runs.append((n, run))
         for n, h in hyps.items():  # a loaded method run on one language only is scored on that one
