@@ -21,7 +21,7 @@ EXTRAS="[test]" bash scripts/install.sh
 # three workers (pytest-xdist), a test file per worker so module fixtures (servers, clusters)
 # start once: much of the suite waits on servers and real-time streams, not on the CPU, so a
 # third worker on two cores fills that wait (measured on 2 cores: 351 s of tests vs 381 s
-# with two workers, same CPU). TEST_WORKERS=0 runs in one process. --no-loadscope-reorder: files go out in the order
+# with two workers, same CPU; a fresh-clone .ci/run with four: 1228 s vs 1178 s with three, session 14). TEST_WORKERS=0 runs in one process. --no-loadscope-reorder: files go out in the order
 # tests/conftest.py gives (longest first), not xdist's (most tests first, which left the
 # longest files for the end).
 exec .venv/bin/python -m pytest -n "${TEST_WORKERS:-3}" --dist loadfile --no-loadscope-reorder "$@"
