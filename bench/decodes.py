@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import core  # noqa: E402
+from accuracy import _patched  # noqa: E402
 
 from tingxie.bench.monitor import MachineLoad  # noqa: E402
 from tingxie.bench.score import error_rate  # noqa: E402
@@ -41,22 +43,23 @@ from tingxie.bench.score import error_rate  # noqa: E402
 KINDS = ("first", "continuation", "retry", "fallback")
 
 
-def watch(sched, transcribe_mod) -> tuple[dict, list, list]:
-    """Wrap the engine's decode and the retry packer; returns (per-kind counters,
-    batches, first decodes that fell back), filled as the run goes."""
+def watch(sched) -> tuple[dict, list, list, Callable]:
+    """Wrap the engine's decode (this run's engine only); returns (per-kind counters,
+    batches, first decodes that fell back), filled as the run goes, and the retry packer
+    to put in place of `windows.pack` while the run lasts."""
+    from tingxie import transcribe, windows
     from tingxie.engines.whisper.result import hints
 
     engine = sched.engine.engine
     retry_windows: set[int] = set()
-    pack = transcribe_mod.windows_mod.pack
+    pack = windows.pack
 
     def packing(*a, **k):
         out = pack(*a, **k)
-        if k.get("limit_s") == transcribe_mod.RETRY_MAX_S:  # recover() cuts its retries this way
+        if k.get("limit_s") == transcribe.RETRY_MAX_S:  # recover() cuts its retries this way
             retry_windows.update(id(w) for w in out)
         return out
 
-    transcribe_mod.windows_mod = _With(transcribe_mod.windows_mod, pack=packing)
     kinds: dict[str, collections.Counter] = {k: collections.Counter() for k in KINDS}
     batches: list[dict] = []
     fell_back: list[dict] = []
@@ -95,39 +98,29 @@ def watch(sched, transcribe_mod) -> tuple[dict, list, list]:
         return results
 
     engine.decode = watched
-    return kinds, batches, fell_back
-
-
-class _With:
-    """A module with some of its names replaced (for this process only)."""
-
-    def __init__(self, module, **names) -> None:
-        self._m, self._names = module, names
-
-    def __getattr__(self, name):
-        return self._names.get(name) or getattr(self._m, name)
+    return kinds, batches, fell_back, packing
 
 
 def one_run(rows: list[dict], batch_size: int) -> dict:
-    import importlib
-
+    from tingxie import windows
     from tingxie.manager import ModelManager
     from tingxie.settings import Settings
+    from tingxie.transcribe import transcribe_many
     from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
-    transcribe_mod = importlib.reload(importlib.import_module("tingxie.transcribe"))  # unwatched each run
     manager = ModelManager(Settings(batch_size=batch_size), warm_up=False)
     try:
         sched = manager.scheduler()
-        kinds, batches, fell_back = watch(sched, transcribe_mod)
+        kinds, batches, fell_back, packing = watch(sched)
         t0 = time.perf_counter()
         texts = {}
-        for o in transcribe_mod.transcribe_many(
-            [r["path"] for r in rows], sched, DecodeOptions(language="zh"), VadOptions(), TextOptions(itn=False)
-        ):
-            if o.error or o.transcript is None:
-                raise SystemExit(f"{rows[o.index]['id']}: {o.error}")
-            texts[rows[o.index]["id"]] = "".join(s.raw_text for s in o.transcript.segments)
+        with _patched(windows, pack=packing):
+            for o in transcribe_many(
+                [r["path"] for r in rows], sched, DecodeOptions(language="zh"), VadOptions(), TextOptions(itn=False)
+            ):
+                if o.error or o.transcript is None:
+                    raise SystemExit(f"{rows[o.index]['id']}: {o.error}")
+                texts[rows[o.index]["id"]] = "".join(s.raw_text for s in o.transcript.segments)
         wall = time.perf_counter() - t0
     finally:
         manager.close()
