@@ -12,7 +12,7 @@ import pytest
 
 from tingxie.device import choose
 from tingxie.engines import ModelError, check_options, describe, detect_family, registry, validate
-from tingxie.types import DecodeOptions, OptionsError
+from tingxie.types import DecodeOptions, OptionsError, Segment
 from tingxie.windows import Piece, Window
 
 sherpa_onnx = pytest.importorskip(
@@ -396,6 +396,7 @@ def test_long_windows_are_encoded_at_their_own_length_only_in_chinese():
 def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detected):
     """A window of a file (language auto) whose text stops at 10 s of 28 s: the rest is
     decoded again in the language detected for the window, as Whisper's seek loop does,
+    from a second inside the last segment (a word its last timestamp cut is heard whole),
     and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
     length (cheaper, accuracy held), an English one at Whisper's 30 s."""
     from tingxie.engines.whisper.engine import own_length
@@ -415,8 +416,75 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     r = complete(w, first, submit)
     assert [s.raw_text for s in r.segments] == ["第一句", "第二句"] and r.decodes == 2
     (rest,) = submitted
-    assert rest.start == 10.0 and rest.seconds == 18.0 and rest.options.language == detected
+    assert rest.start == 9.0 and rest.seconds == 19.0 and rest.options.language == detected
     assert own_length(rest) == (detected == "zh")
+    assert r.segments[1].start == 10.0  # the new text starts where the text before ended
+
+
+def _said(words: list[tuple[str, float, float]]) -> Segment:
+    from tingxie.types import Word
+
+    text = "".join(w for w, _, _ in words).strip()
+    return Segment(0, words[0][1], words[-1][2], text, text, [Word(a, b, w, 0.9) for w, a, b in words])
+
+
+def test_a_word_cut_by_the_last_timestamp_comes_back_once():
+    """eval-extra mfa_cold_corpus, as decoded: the window's text stopped at "…this is
+    probably" with its last timestamp at 23.19 s, inside "good" (23.04-23.32 s), and
+    the continuation that started there lost "good". The continuation starts a second
+    earlier and says "I think it's probably good. Alright, thanks.": what ends by
+    23.19 s is cut, "good" stays, and the words go unless the request asked for them."""
+    from tingxie.engines.whisper.recognizer import overlap_cut
+
+    before = [Segment(0, 15.1, 23.188, "and I think this is probably", "and I think this is probably")]
+    cont = _said(
+        [
+            (" I", 22.19, 22.36),
+            (" think", 22.36, 22.54),
+            (" it's", 22.54, 22.78),
+            (" probably", 22.78, 23.04),
+            (" good.", 23.04, 23.32),
+            (" Alright,", 23.9, 24.04),
+            (" thanks.", 24.28, 24.5),
+        ]
+    )
+    (kept,) = overlap_cut(before, [cont], "en", keep_words=False)
+    assert kept.text == kept.raw_text == "good. Alright, thanks." and kept.words is None
+    assert kept.start == 23.188 and kept.end == 24.5
+    (with_words,) = overlap_cut(before, [cont], "en", keep_words=True)
+    assert [w.word for w in with_words.words or []] == [" good.", " Alright,", " thanks."]
+
+
+def test_a_continuation_that_only_repeats_is_dropped_and_a_reheard_word_is_cut():
+    """Mandarin, Traditional in one decode and Simplified in the other: 社会热点 heard
+    again as 我也弱点 (all of it before the text before ended) is cut whole; 新趨勢 repeating
+    新趋势 across the end is cut as a repeat; the next sentence stays."""
+    from tingxie.engines.whisper.recognizer import overlap_cut
+
+    before = [Segment(0, 160.0, 171.72, "成为了社会热点。", "成为了社会热点。")]
+    reheard = _said([("我也", 170.72, 170.84), ("弱", 170.84, 171.08), ("点", 171.08, 171.38)])
+    hello = _said([("你好", 171.38, 173.62), ("世界", 173.62, 174.26)])
+    assert [s.text for s in overlap_cut(before, [reheard, hello], "zh", False)] == ["你好世界"]
+    before = [Segment(0, 40.0, 49.9, "新科技、新趋势", "新科技、新趋势")]
+    trend = _said([("新", 49.05, 49.43), ("趨", 49.43, 49.71), ("勢", 49.71, 49.95), ("之前", 49.95, 52.9)])
+    (kept,) = overlap_cut(before, [trend], "zh", False)
+    assert kept.text == "之前" and kept.start == 49.95
+
+
+@pytest.mark.parametrize(
+    "before, after, language, kept",
+    [
+        ("so that any", "So that any semblance of my speech", "en", "semblance of my speech"),
+        ("articulated by speech.", "speech.", "en", None),
+        ("第一句", "第二句", "zh", "第二句"),  # two characters alike, nothing repeated
+        ("和大家一起畅聊", "畅聊新消费", "zh", "新消费"),
+    ],
+)
+def test_without_word_times_only_an_exact_repeat_is_cut(before, after, language, kept):
+    from tingxie.engines.whisper.recognizer import overlap_cut
+
+    out = overlap_cut([Segment(0, 0.0, 5.0, before, before)], [Segment(0, 4.0, 8.0, after, after)], language, False)
+    assert [s.text for s in out] == ([kept] if kept else [])
 
 
 @pytest.mark.parametrize(

@@ -132,6 +132,27 @@ def test_quiet_validation_clips_are_never_lost(sched, corpus_dir, tmp_path):
     assert _lost(refs, t.text) == [], (cuts, [round(r, 2) for r in per_clip_recall(refs, t.text)])
 
 
+def test_the_word_where_whisper_stopped_early_comes_back_once(sched):
+    """eval-extra's mfa_cold_corpus (25.7 s, English): Whisper stops its window at
+    "…I think this is probably" with the timestamp inside "good"; the continuation of
+    what it left out must bring "good" back, and say nothing of the window's text again."""
+    extra = (Path(__file__).resolve().parent.parent / ".." / "shared" / "eval-extra").resolve()
+    item = next(
+        (json.loads(x) for x in (extra / "manifest.jsonl").read_text().splitlines() if "mfa_cold_corpus" in x)
+        if (extra / "manifest.jsonl").is_file()
+        else iter(()),
+        None,
+    )
+    if item is None:
+        pytest.skip(f"eval-extra's mfa_cold_corpus not present under {extra}")
+    t = transcribe(
+        str(extra / item["audio"]), sched, DecodeOptions(language="en"), VadOptions(), TextOptions(itn=False), BATCH
+    )
+    words = re.sub(r"[^a-z' ]", " ", t.text.lower()).split()
+    assert "probably good" in " ".join(words), t.text
+    assert " ".join(words).count("i think") == 1, t.text  # the overlap said once
+
+
 def test_a_files_text_does_not_depend_on_what_else_is_transcribed(sched, clips, corpus_dir, tmp_path, monkeypatch):
     """Long Mandarin windows are encoded at their own length. Padded to a longer
     neighbour's length in a shared batch they read differently, so the same file came

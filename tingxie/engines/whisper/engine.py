@@ -412,8 +412,9 @@ class Engine:
                 )
             )
         gaps = [long_gaps(w) for w in windows]
+        # a continuation's words tell what it repeats of the text before (recognizer.overlap_cut)
         wanted = [
-            w.options.word_timestamps or any(crosses_gap(s, g) for s in r.segments)
+            w.options.word_timestamps or hints(w).continuation or any(crosses_gap(s, g) for s in r.segments)
             for w, r, g in zip(windows, out, gaps, strict=False)
         ]
         if any(wanted):

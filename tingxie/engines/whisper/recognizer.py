@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ... import windows as windows_mod
+from ...text import is_cjk, t2s
+from ...types import Segment
 from ...windows import Window
 from ..base import Capabilities, ModelSpec, Submit, WindowResult
 from .result import WhisperHints, WhisperResult, falls_back, hints
@@ -107,6 +109,17 @@ def load_whisper(
 # Speech left undecoded at the end of a window worth a second pass (seconds).
 MIN_REMAINDER_S = 1.5
 MAX_PASSES = 3
+# A continuation starts this far before where the window's decode stopped. Whisper's last
+# timestamp often falls inside the last word (eval-extra mfa_cold_corpus: "…this is
+# probably" closed at 23.19 s, inside "good", 23.04–23.32 s) and leaves that word out; a
+# decode that starts mid-word drops it too, so the word was lost. Starting earlier, the
+# continuation hears the word whole; what it says again is cut (`overlap_cut`).
+CONTINUATION_OVERLAP_S = 1.0
+# How far into a continuation's text its repeat of the text before can reach, in words or
+# Chinese characters: a second of speech is 2-4 English words or 3-6 characters.
+OVERLAP_UNITS = 8
+# How far past the end of the text before a repeated word's aligned end may fall.
+OVERLAP_TOLERANCE_S = 0.1
 
 
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
@@ -151,16 +164,25 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         if window.options.language
         else replace(window, options=replace(window.options, language=result.language))
     )
+    heard = 0.0  # where a continuation that only repeated the text before stopped
     for _ in range(MAX_PASSES):
         if not result.segments:
             break
-        rest = windows_mod.remainder(w, result.segments[-1].end)
-        if rest is None or rest.seconds < MIN_REMAINDER_S:
+        last = result.segments[-1]
+        upto = max(last.end, heard)
+        left = windows_mod.remainder(w, upto)
+        if left is None or left.seconds < MIN_REMAINDER_S:
             break
-        rest = replace(rest, hints=WhisperHints(continuation=True))
+        # the overlap stays inside the last segment (never a decode of more than it), and
+        # once a continuation only repeated, the next starts where it stopped
+        start = upto if heard > last.end else max(last.end - CONTINUATION_OVERLAP_S, (last.start + last.end) / 2)
+        rest = replace(windows_mod.remainder(w, start) or left, hints=WhisperHints(continuation=True))
         more = with_fallback(rest, submit(rest), submit)
-        if not more.segments:
+        said_to = more.segments[-1].end if more.segments else upto
+        more.segments = overlap_cut(result.segments, more.segments, result.language, w.options.word_timestamps)
+        if not more.segments and said_to <= upto:
             break
+        heard = said_to
         result.segments.extend(more.segments)
         result.tokens += more.tokens
         result.decodes += more.decodes
@@ -176,3 +198,95 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
             decodes=result.decodes,
         )
     return result
+
+
+def _units(text: str, cjk: bool) -> list[str]:
+    """Words (lower case, no punctuation), or each character (in Simplified script) for
+    Chinese and Japanese: one decode may write a phrase in Traditional, the next in
+    Simplified."""
+    if cjk:
+        return [c for c in t2s(text) if c.isalnum()]
+    return [u for u in ("".join(c for c in w if c.isalnum() or c == "'").lower() for w in text.split()) if u]
+
+
+def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep_words: bool) -> list[Segment]:
+    """`after` (a continuation's segments, with their words) without what it repeats of
+    `before`'s end.
+
+    The continuation starts CONTINUATION_OVERLAP_S inside the last segment, so it says
+    that segment's last words again, not always alike ("I think this is probably" came
+    back as "I think it's probably good"; 社会热点 as 我也弱点). Its words that end by the
+    time `before` ended (OVERLAP_TOLERANCE_S later, for the alignment's error) are cut,
+    and a word across that time too when it repeats `before`'s last word; the rest keeps
+    the words it was said with. Without words (an alignment that gave none), only an
+    exact repeat of `before`'s last words is cut (`repeated_units`). `keep_words`: the
+    request asked for word times; otherwise they are dropped once used."""
+    if not before or not after:
+        return after
+    cjk = is_cjk(language)
+    end = before[-1].end
+    tail = _units(" ".join(s.text for s in before[-2:]), cjk)
+    out: list[Segment] = []
+    if after[0].words:
+        for seg in after:
+            words = list(seg.words or [])
+            if out or not words:  # a segment without words (split at a gap) goes by its end
+                if out or seg.end > end + OVERLAP_TOLERANCE_S:
+                    out.append(seg)
+                continue
+            while words and words[0].end <= end + OVERLAP_TOLERANCE_S:
+                words.pop(0)
+            across = _units(words[0].word, cjk) if words and words[0].start < end else []
+            if across and tail[-len(across) :] == across:
+                words.pop(0)
+            if not words:
+                continue  # all of it said before: the next segment is looked at
+            if len(words) < len(seg.words or []):
+                text = "".join(w.word for w in words).strip()
+                seg = replace(seg, start=words[0].start, text=text, raw_text=text, words=words)
+            out.append(seg)
+    else:
+        # without times only an exact repeat is cut (a Chinese one of two characters or
+        # more): 第一句 then 第二句 share two characters and repeat nothing
+        drop = repeated_units(tail, _units(" ".join(s.text for s in after), cjk), 2 if cjk else 1)
+        for seg in after:
+            units = _units(seg.text, cjk)
+            if out or not drop:
+                out.append(seg)
+            elif len(units) <= drop:
+                drop -= len(units)
+            else:
+                out.append(_without_first(seg, drop, cjk))
+                drop = 0
+    if out:  # the new text starts where the text before ended, not inside it
+        out[0] = replace(out[0], start=max(out[0].start, min(end, out[0].end)))
+    if not keep_words:
+        out = [replace(s, words=None) for s in out]
+    return out
+
+
+def repeated_units(tail: list[str], head: list[str], least: int) -> int:
+    """The most units (at least `least`, at most OVERLAP_UNITS) that `head` starts with
+    and `tail` ends with; 0 when none."""
+    for k in range(min(len(tail), len(head), OVERLAP_UNITS), least - 1, -1):
+        if tail[-k:] == head[:k]:
+            return k
+    return 0
+
+
+def _without_first(seg: Segment, n: int, cjk: bool) -> Segment:
+    """The segment less its first `n` units (words, or Chinese characters)."""
+    text, seen, i = seg.text, 0, 0
+    while i < len(text) and seen < n:
+        if cjk:
+            seen += text[i].isalnum()
+            i += 1
+        else:
+            while i < len(text) and text[i].isspace():
+                i += 1
+            start = i
+            while i < len(text) and not text[i].isspace():
+                i += 1
+            seen += bool(_units(text[start:i], False))
+    rest = text[i:].lstrip(" ,.;:!?，。、；：！？")
+    return replace(seg, text=rest, raw_text=rest)
