@@ -469,6 +469,11 @@ def test_a_continuation_that_only_repeats_is_dropped_and_a_reheard_word_is_cut()
     trend = _said([("新", 49.05, 49.43), ("趨", 49.43, 49.71), ("勢", 49.71, 49.95), ("之前", 49.95, 52.9)])
     (kept,) = overlap_cut(before, [trend], "zh", False)
     assert kept.text == "之前" and kept.start == 49.95
+    # a repeat whose cut leaves only its full stop is dropped whole, not kept as "."
+    before = [Segment(0, 0.2, 15.2, "to do for them.", "to do for them.")]
+    stop = _said([(" them", 14.6, 15.0), (".", 15.0, 15.6)])
+    more = _said([(" This", 15.9, 16.2), (" is", 16.2, 16.4)])
+    assert [s.text for s in overlap_cut(before, [stop, more], "en", False)] == ["This is"]
 
 
 @pytest.mark.parametrize(

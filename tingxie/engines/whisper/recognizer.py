@@ -239,8 +239,8 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
             across = _units(words[0].word, cjk) if words and words[0].start < end else []
             if across and tail[-len(across) :] == across:
                 words.pop(0)
-            if not words:
-                continue  # all of it said before: the next segment is looked at
+            if not any(ch.isalnum() for w in words for ch in w.word):
+                continue  # all of it said before (a mark may be left): the next segment is looked at
             if len(words) < len(seg.words or []):
                 text = "".join(w.word for w in words).strip()
                 seg = replace(seg, start=words[0].start, text=text, raw_text=text, words=words)
