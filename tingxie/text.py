@@ -253,6 +253,12 @@ def has_ideographs(text: str) -> bool:
     return bool(_IDEO_RE.search(text))
 
 
+def has_words(text: str) -> bool:
+    """Whether a model's text says anything: "…", "- -" and a lone "." are what models
+    write for silence and noise."""
+    return any(ch.isalnum() for ch in text)
+
+
 def written_marks(text: str) -> str:
     """Punctuation inside one Chinese clause as Chinese is written: full-width marks
     next to Chinese (你好,世界 → 你好，世界), an ASCII mark left inside English and

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...text import has_words
 from ...types import SAMPLE_RATE, DecodeOptions, Segment, Word
 from ...windows import Piece, Window
 from ..base import Capabilities, ModelError, ModelSpec, TaggedResult, WindowResult
@@ -134,7 +135,7 @@ def segments_from_tokens(
     segments = []
     for g in groups:
         text = _join([x for x, _, _ in g])
-        if not any(ch.isalnum() for ch in text):
+        if not has_words(text):
             continue
         a = w.to_absolute(g[0][1])
         b = w.to_absolute(g[-1][2], is_end=True)
@@ -338,7 +339,7 @@ class FunAsrNanoLlm(_Offline):
 
     def _convert(self, w: Window, res) -> WindowResult:
         text = res.text.strip()
-        segs = [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if any(c.isalnum() for c in text) else []
+        segs = [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if has_words(text) else []
         return TaggedResult(segs, w.options.language or _script_language(text), 1.0, tokens=len(res.tokens))
 
 
@@ -414,9 +415,7 @@ class StreamingParaformer:
             s = self.open_stream()
             s.accept(w.samples())
             text = s.finish()
-            segs = (
-                [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if any(c.isalnum() for c in text) else []
-            )
+            segs = [Segment(0, round(w.start, 3), round(w.end, 3), text, text)] if has_words(text) else []
             out.append(TaggedResult(segs, w.options.language or _script_language(text), 1.0))
         return out
 

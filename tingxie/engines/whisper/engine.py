@@ -19,7 +19,7 @@ import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from ...text import is_chinese
+from ...text import has_words, is_chinese
 from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import WindowResult
@@ -488,7 +488,7 @@ class Engine:
         segments: list[Segment] = []
         for _k, (start, end, tokens) in enumerate(pieces):
             text = tok.decode(tokens).strip()
-            if not any(ch.isalnum() for ch in text):
+            if not has_words(text):
                 continue  # "…", "- -": what Whisper writes for silence and noise
             flags = []
             a = w.to_absolute(min(start, w.seconds))

@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ... import windows as windows_mod
-from ...text import is_cjk, t2s
+from ...bench.score import normalize_for_scoring
+from ...text import has_words, is_cjk
 from ...types import Segment
 from ...windows import Window
 from ..base import Capabilities, ModelSpec, Submit, WindowResult
@@ -200,13 +201,12 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
     return result
 
 
-def _units(text: str, cjk: bool) -> list[str]:
-    """Words (lower case, no punctuation), or each character (in Simplified script) for
-    Chinese and Japanese: one decode may write a phrase in Traditional, the next in
-    Simplified."""
-    if cjk:
-        return [c for c in t2s(text) if c.isalnum()]
-    return [u for u in ("".join(c for c in w if c.isalnum() or c == "'").lower() for w in text.split()) if u]
+def _units(text: str, language: str) -> list[str]:
+    """The text as scoring compares it (Simplified script, no punctuation, lower case):
+    its characters for Chinese and Japanese, else its words. One decode may write a
+    phrase in Traditional, the next in Simplified."""
+    form = normalize_for_scoring(text, language)
+    return list(form) if is_cjk(language) else form.split()
 
 
 def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep_words: bool) -> list[Segment]:
@@ -223,9 +223,8 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
     request asked for word times; otherwise they are dropped once used."""
     if not before or not after:
         return after
-    cjk = is_cjk(language)
     end = before[-1].end
-    tail = _units(" ".join(s.text for s in before[-2:]), cjk)
+    tail = _units(" ".join(s.text for s in before[-2:]), language)
     out: list[Segment] = []
     if after[0].words:
         for seg in after:
@@ -236,10 +235,10 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
                 continue
             while words and words[0].end <= end + OVERLAP_TOLERANCE_S:
                 words.pop(0)
-            across = _units(words[0].word, cjk) if words and words[0].start < end else []
+            across = _units(words[0].word, language) if words and words[0].start < end else []
             if across and tail[-len(across) :] == across:
                 words.pop(0)
-            if not any(ch.isalnum() for w in words for ch in w.word):
+            if not has_words("".join(w.word for w in words)):
                 continue  # all of it said before (a mark may be left): the next segment is looked at
             if len(words) < len(seg.words or []):
                 text = "".join(w.word for w in words).strip()
@@ -248,15 +247,15 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
     else:
         # without times only an exact repeat is cut (a Chinese one of two characters or
         # more): 第一句 then 第二句 share two characters and repeat nothing
-        drop = repeated_units(tail, _units(" ".join(s.text for s in after), cjk), 2 if cjk else 1)
+        drop = repeated_units(tail, _units(" ".join(s.text for s in after), language), 2 if is_cjk(language) else 1)
         for seg in after:
-            units = _units(seg.text, cjk)
+            units = _units(seg.text, language)
             if out or not drop:
                 out.append(seg)
             elif len(units) <= drop:
                 drop -= len(units)
             else:
-                out.append(_without_first(seg, drop, cjk))
+                out.append(_without_first(seg, drop, language))
                 drop = 0
     if out:  # the new text starts where the text before ended, not inside it
         out[0] = replace(out[0], start=max(out[0].start, min(end, out[0].end)))
@@ -274,12 +273,12 @@ def repeated_units(tail: list[str], head: list[str], least: int) -> int:
     return 0
 
 
-def _without_first(seg: Segment, n: int, cjk: bool) -> Segment:
-    """The segment less its first `n` units (words, or Chinese characters)."""
+def _without_first(seg: Segment, n: int, language: str) -> Segment:
+    """The segment less its first `n` units (`_units`: characters or words)."""
     text, seen, i = seg.text, 0, 0
     while i < len(text) and seen < n:
-        if cjk:
-            seen += text[i].isalnum()
+        if is_cjk(language):
+            seen += len(_units(text[i], language))
             i += 1
         else:
             while i < len(text) and text[i].isspace():
@@ -287,6 +286,6 @@ def _without_first(seg: Segment, n: int, cjk: bool) -> Segment:
             start = i
             while i < len(text) and not text[i].isspace():
                 i += 1
-            seen += bool(_units(text[start:i], False))
+            seen += len(_units(text[start:i], language))
     rest = text[i:].lstrip(" ,.;:!?，。、；：！？")
     return replace(seg, text=rest, raw_text=rest)
