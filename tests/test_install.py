@@ -211,6 +211,17 @@ def test_quick_bench_on_the_plain_install_without_espeak(offline_install, tmp_pa
     assert t["repeats"] == 3 and not t["errors"] and t["audio_hours_per_day"] > 0
     assert t["accuracy_percent"]["en"] < 50  # the bundled speech is transcribed, not just timed
     assert "cost" not in d  # no prices given: no cost section
+    # live streams and short requests against the local server it started
+    rt = d["realtime"]
+    assert rt["levels"] and rt["server_resources"]["peak_rss_mb"] > 0
+    for x in rt["levels"]:
+        assert x["finals"] >= x["streams"]  # every stream's sentences came back final
+        assert x["first_update_p95"] > 0 and x["final_p95"] > 0
+        assert 0 <= x["error_pct"] < 60  # accuracy beside speed: the finals say what was spoken
+    assert d["requests"] and all(x["ok"] == x["requests"] > 0 and not x["errors"] for x in d["requests"])
+    assert all(x["requests_per_s"] > 0 and x["latency_p95"] > 0 for x in d["requests"])
+    ml = d["machine_load"]
+    assert 0 <= ml["steal_percent"] <= 100 and isinstance(ml["trustworthy"], bool)
     # the quick run compares no settings: it names serve's defaults as such and stores nothing
     rec = d["recommendation"]
     assert rec["swept"] is False and "not compared in this run" in rec["why"]
