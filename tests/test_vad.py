@@ -278,3 +278,26 @@ def test_a_click_before_the_end_of_a_recording_is_still_dropped() -> None:
         probs = _probs((1.0, 0.0), (0.1, 0.6), (1.5, after))
         spans = detect_speech(np.zeros(len(probs) * FRAME, np.float32), VadOptions(), probs=probs)
         assert spans == []
+
+
+def test_a_last_word_scored_between_the_thresholds_stays_in_its_span() -> None:
+    # falsetto, whispered or trailing-off words: Silero scores them above threshold-0.15
+    # but under the threshold once the speech before has dipped below (mfa_falsetto's
+    # "pitched", 0.38–0.46); they end the span, they are not cut off by the pad
+    pad = VadOptions().speech_pad_ms * SR // 1000
+    probs = _probs((1.0, 0.0), (1.0, 0.8), (0.2, 0.1), (0.2, 0.42), (2.5, 0.02), (1.0, 0.8), (2.5, 0.0))
+    frames = lambda seconds: round(seconds * SR / FRAME)  # noqa: E731 — as _probs counts them
+    word_end = (2 * frames(1.0) + 2 * frames(0.2)) * FRAME  # the end of the 0.42 stretch
+    x = np.zeros(len(probs) * FRAME, np.float32)
+    spans = detect_speech(x, VadOptions(), probs=probs)
+    assert len(spans) == 2 and spans[0].end == word_end + pad, spans
+    # and after a quiet with nothing between the thresholds, the span ends where the quiet begins
+    plain = _probs((1.0, 0.0), (1.0, 0.8), (2.5, 0.02))
+    (span,) = detect_speech(np.zeros(len(plain) * FRAME, np.float32), VadOptions(), probs=plain)
+    assert span.end == 2 * frames(1.0) * FRAME + pad
+    # the live detector ends the sentence at the same sample
+    vad = StreamingVad()
+    vad._model.run = lambda frames: probs[vad._frames : vad._frames + len(frames)]
+    events = vad.feed(x) + vad.flush()
+    ends = [e.sample for e in events if e.kind == "end"]
+    assert ends[0] == spans[0].end and len(ends) == 2, events

@@ -271,10 +271,11 @@ class StreamingVad:
 
     @property
     def silence_since(self) -> int | None:
-        """Where the open span's trailing quiet began (raw, unpadded), or None while
-        speech goes on. If the span ends at this quiet, its end event will be this plus
-        `pad` (or the stream position, if that is earlier)."""
-        return self._hyst.temp_end if self.in_speech else None
+        """Where the open span ends if its trailing quiet lasts (raw, unpadded: the quiet's
+        start, or its last frame of maybe-speech), or None while speech goes on. If the span
+        ends at this quiet, its end event will be this plus `pad` (or the stream position,
+        if that is earlier)."""
+        return self._hyst.quiet_from if self.in_speech else None
 
     @property
     def pad(self) -> int:
@@ -385,10 +386,14 @@ class StreamingVad:
 class _Hysteresis:
     """Silero's speech/silence state machine over frame probabilities.
 
-    Speech starts at a frame ≥ threshold; it ends at the first frame below
-    threshold-0.15 once `min_silence_ms` of such quiet has followed with no frame
-    ≥ threshold; spans not longer than min_speech_ms are dropped. Samples are raw
-    (unpadded) frame boundaries.
+    Speech starts at a frame ≥ threshold; it ends once `min_silence_ms` of quiet has
+    followed (counted from the first frame below threshold-0.15, with no frame ≥ threshold
+    since), at the end of the last frame in that quiet still at threshold-0.15 or more — or
+    at the quiet's first frame when there is none. Silero ends it at the quiet's first frame
+    in any case, and so lost a last word it scores between the two thresholds (falsetto,
+    whispered, trailing off: `mfa_falsetto`'s "pitched" at 0.38–0.46, docs/accuracy.md);
+    "maybe speech" right after speech belongs to it. Spans not longer than min_speech_ms
+    are dropped. Samples are raw (unpadded) frame boundaries.
     """
 
     def __init__(self, opts: VadOptions, min_silence_ms: int) -> None:
@@ -397,7 +402,8 @@ class _Hysteresis:
         self.min_silence = min_silence_ms * SAMPLE_RATE // 1000
         self.min_speech = opts.min_speech_ms * SAMPLE_RATE // 1000
         self.start: int | None = None
-        self.temp_end: int | None = None
+        self.temp_end: int | None = None  # where the pending quiet began
+        self.voice_end: int | None = None  # the end of its last frame at neg_threshold or more
         # True once the open span is sure to survive the min_speech check.
         self.confirmed = False
         self.quiet_peak = 0.0  # the highest probability since the pending silence began
@@ -406,20 +412,29 @@ class _Hysteresis:
         """Process frame `i`; return a finished (kept) raw span if one ends here."""
         s = i * FRAME
         if p >= self.threshold:
-            self.temp_end = None
+            self.temp_end = self.voice_end = None
             if self.start is None:
                 self.start, self.confirmed = s, False
         elif p < self.neg_threshold and self.start is not None:
             if self.temp_end is None:
                 self.temp_end, self.quiet_peak = s, 0.0
             if s - self.temp_end >= self.min_silence:
-                return self._end(self.temp_end)
+                return self._end(max(self.temp_end, self.voice_end or 0))
+        elif self.temp_end is not None:
+            self.voice_end = s + FRAME
         if self.temp_end is not None:
             self.quiet_peak = max(self.quiet_peak, p)
         if self.start is not None and self.temp_end is None and s + FRAME - self.start > self.min_speech:
             # Any later end lies after this frame, so the span is long enough.
             self.confirmed = True
         return None
+
+    @property
+    def quiet_from(self) -> int | None:
+        """Where the open span ends if its pending quiet lasts (None: no pending quiet)."""
+        if self.temp_end is None:
+            return None
+        return self.temp_end if self.voice_end is None else max(self.temp_end, self.voice_end)
 
     def close(self, length: int) -> tuple[int, int] | None:
         """End of audio: close the open span at its pending silence or at `length`.
@@ -435,13 +450,14 @@ class _Hysteresis:
         if self.start is None:
             return None
         start, voiced = self.start, self.temp_end is not None and self.quiet_peak >= self.threshold / 2
-        kept = self._end(self.temp_end if self.temp_end is not None else length)
+        quiet = self.quiet_from
+        kept = self._end(quiet if quiet is not None else length)
         return kept or ((start, length) if voiced and length - start > self.min_speech else None)
 
     def _end(self, end: int) -> tuple[int, int] | None:
         start = self.start
         assert start is not None
-        self.start, self.temp_end, self.confirmed = None, None, False
+        self.start, self.temp_end, self.voice_end, self.confirmed = None, None, None, False
         return (start, end) if end - start > self.min_speech else None
 
 
