@@ -259,6 +259,24 @@ def has_words(text: str) -> bool:
     return any(ch.isalnum() for ch in text)
 
 
+def comparison_form(text: str, language: str) -> str:
+    """The form two texts of one language are compared in — references and hypotheses
+    when scoring (see the eval README), a continuation and the text before it when
+    cutting a repeat (engines/whisper/recognizer.overlap_cut):
+    NFKC; for Chinese Simplified script, no punctuation and no spaces (CER counts
+    characters); otherwise lower case, punctuation removed except apostrophes inside
+    words, single spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    if is_cjk(language):
+        if is_chinese(language):
+            text = t2s(text)
+        return "".join(c for c in text if not c.isspace() and not unicodedata.category(c).startswith("P"))
+    text = text.lower().replace("’", "'").replace("‘", "'")
+    text = "".join(c if c == "'" or not unicodedata.category(c).startswith("P") else " " for c in text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    return " ".join(text.split())
+
+
 def written_marks(text: str) -> str:
     """Punctuation inside one Chinese clause as Chinese is written: full-width marks
     next to Chinese (你好,世界 → 你好，世界), an ASCII mark left inside English and

@@ -403,7 +403,7 @@ class _Hysteresis:
         self.min_speech = opts.min_speech_ms * SAMPLE_RATE // 1000
         self.start: int | None = None
         self.temp_end: int | None = None  # where the pending quiet began
-        self.voice_end: int | None = None  # the end of its last frame at neg_threshold or more
+        self.voice_end: int | None = None  # the end of its last frame at neg_threshold or more (after temp_end)
         # True once the open span is sure to survive the min_speech check.
         self.confirmed = False
         self.quiet_peak = 0.0  # the highest probability since the pending silence began
@@ -419,7 +419,7 @@ class _Hysteresis:
             if self.temp_end is None:
                 self.temp_end, self.quiet_peak = s, 0.0
             if s - self.temp_end >= self.min_silence:
-                return self._end(max(self.temp_end, self.voice_end or 0))
+                return self._end(self.voice_end or self.temp_end)
         elif self.temp_end is not None:
             self.voice_end = s + FRAME
         if self.temp_end is not None:
@@ -432,9 +432,7 @@ class _Hysteresis:
     @property
     def quiet_from(self) -> int | None:
         """Where the open span ends if its pending quiet lasts (None: no pending quiet)."""
-        if self.temp_end is None:
-            return None
-        return self.temp_end if self.voice_end is None else max(self.temp_end, self.voice_end)
+        return self.voice_end or self.temp_end
 
     def close(self, length: int) -> tuple[int, int] | None:
         """End of audio: close the open span at its pending silence or at `length`.

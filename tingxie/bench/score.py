@@ -5,28 +5,12 @@ bench` scores on a plain install: no test extra at run time."""
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 import numpy as np
 
-from tingxie.text import is_chinese, is_cjk, t2s
+from tingxie.text import comparison_form, is_cjk
 
-
-def normalize_for_scoring(text: str, language: str) -> str:
-    """The form references and hypotheses are compared in (see the eval README):
-    NFKC; for Chinese Simplified script, no punctuation and no spaces (CER counts
-    characters); otherwise lower case, punctuation removed except apostrophes inside
-    words, single spaces."""
-    text = unicodedata.normalize("NFKC", text)
-    if is_cjk(language):
-        if is_chinese(language):
-            text = t2s(text)
-        return "".join(c for c in text if not c.isspace() and not unicodedata.category(c).startswith("P"))
-    text = text.lower().replace("’", "'").replace("‘", "'")
-    text = "".join(c if c == "'" or not unicodedata.category(c).startswith("P") else " " for c in text)
-    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
-    return " ".join(text.split())
+# scoring compares in the text stage's comparison form (the eval README's normalisation)
+normalize_for_scoring = comparison_form
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

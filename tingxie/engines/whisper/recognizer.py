@@ -9,8 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ... import windows as windows_mod
-from ...bench.score import normalize_for_scoring
-from ...text import has_words, is_cjk
+from ...text import comparison_form, has_words, is_cjk
 from ...types import Segment
 from ...windows import Window
 from ..base import Capabilities, ModelSpec, Submit, WindowResult
@@ -205,7 +204,7 @@ def _units(text: str, language: str) -> list[str]:
     """The text as scoring compares it (Simplified script, no punctuation, lower case):
     its characters for Chinese and Japanese, else its words. One decode may write a
     phrase in Traditional, the next in Simplified."""
-    form = normalize_for_scoring(text, language)
+    form = comparison_form(text, language)
     return list(form) if is_cjk(language) else form.split()
 
 
