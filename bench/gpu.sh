@@ -30,7 +30,7 @@ PY
 [ -n "$LIBS" ] && export LD_LIBRARY_PATH="$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 "$PY" -c 'import ctranslate2, sys; n = ctranslate2.get_cuda_device_count(); sys.exit(0 if n else "no CUDA device visible to CTranslate2: see the README (CUDA)")'
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
-COMMON=(bench -q --device cuda --files 16 --duration 60 --repeats 2
+COMMON=(bench -q --device cuda --files 16 --duration 60 --repeats 2 --reference-runs 2
   --batch-sizes 8,16,32 --instances 1,2 --streams 4,16,32 --stream-seconds 10
   --concurrency 4,16 --slo-ms 1000 ${EVAL:+--eval-set "$EVAL"})
 timeout 290 "$PY" -m tingxie "${COMMON[@]}" --compute-type int8_float16 --no-reference \

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -52,9 +54,41 @@ def cost_figures(
     return d
 
 
-def slo_capacity(levels: list[dict], slo_ms: float) -> int:
-    """Largest stream count whose final p95 meets the SLO (0: none does)."""
-    ok = [
-        r["streams"] for r in levels if r["finals"] and r["final_p95"] is not None and r["final_p95"] * 1000 <= slo_ms
-    ]
-    return max(ok, default=0)
+def within_target(points: list[tuple[int, float | None]], target_s: float) -> tuple[int, str]:
+    """The most concurrent clients (streams or requests) whose p95 latency meets the
+    target, from levels measured at increasing counts: `points` are (count, p95 seconds),
+    p95 None for a level that failed (errors, no finals). Returns the count and how it
+    was found.
+
+    Between the last level that meets the target and the first that misses it, the count
+    is interpolated on the two p95s (rounded down) instead of read off the grid: a grid
+    count jumps between its levels (8 or 4 streams) whenever the edge lies near one, and
+    a slow second of the host decides which, while the crossing moves only as much as the
+    latencies do. Levels after the first miss do not count (a noisy pass above a miss is
+    not capacity)."""
+    pts = sorted(points)
+    prev: tuple[int, float] | None = None
+    for n, p95 in pts:
+        if p95 is None or p95 > target_s:
+            if prev is None:
+                return 0, f"{n} already misses it" + (f" (p95 {p95:g} s)" if p95 is not None else " (failed)")
+            lo, lo_p95 = prev
+            if p95 is None or p95 <= lo_p95:
+                return lo, f"{n} failed" if p95 is None else f"{n} misses it (p95 {p95:g} s)"
+            cross = lo + (n - lo) * (target_s - lo_p95) / (p95 - lo_p95)
+            count = min(n - 1, max(lo, math.floor(cross)))
+            return count, f"interpolated between {lo} (p95 {lo_p95:g} s) and {n} (p95 {p95:g} s)"
+        prev = (n, p95)
+    if prev is None:
+        return 0, "no level measured"
+    return prev[0], f"the most tried (p95 {prev[1]:g} s); more may fit"
+
+
+def stream_points(levels: list[dict]) -> list[tuple[int, float | None]]:
+    """(streams, final p95) per real-time level; a level without finals failed."""
+    return [(r["streams"], r["final_p95"] if r["finals"] else None) for r in levels]
+
+
+def request_points(levels: list[dict]) -> list[tuple[int, float | None]]:
+    """(concurrency, latency p95) per request level; a level with a failed request failed."""
+    return [(r["concurrency"], r["latency_p95"] if r["ok"] == r["requests"] else None) for r in levels]

@@ -117,6 +117,26 @@ class MachineLoad:
 
     TRUST_OTHERS_SHARE = 0.10  # others' CPU, as a share of all cores
     TRUST_STEAL_PCT = 5.0
+    # headline figures should hold to ±10 %: identical repeats further apart than that
+    # range (20 % of their median) show a machine whose speed changed under the run,
+    # which neither others' CPU nor steal reveals on every host (a noisy neighbour on
+    # shared cores, a throttled CPU)
+    TRUST_REPEAT_SPREAD_PCT = 20.0
+
+    def judge_repeats(self, load: dict, measured: list[dict]) -> None:
+        """Mark `load` (to_dict's) untrustworthy when one configuration's repeats spread
+        more than TRUST_REPEAT_SPREAD_PCT, naming it."""
+        for r in measured:
+            spread = r.get("spread_percent")
+            if r.get("repeats", 1) > 1 and spread is not None and spread > self.TRUST_REPEAT_SPREAD_PCT:
+                why = (
+                    f"the same run (batch {r.get('batch_size')} × {r.get('instances')}) took "
+                    f"{min(r['wall_seconds_all']):g}–{max(r['wall_seconds_all']):g} s over {r['repeats']} repeats "
+                    f"({spread:g} % apart): the machine's speed changed during the run"
+                )
+                load["trustworthy"] = False
+                load["why_not"] = "; ".join(x for x in (load.get("why_not"), why) if x)
+                return
 
     def __init__(self, interval: float = 1.0):
         self.interval = interval

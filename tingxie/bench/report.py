@@ -184,7 +184,8 @@ def headline(report: dict) -> list[str]:
         n = rt["max_streams_within_slo"]
         out.append(
             f"live streams: {n} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
-            + (f" (the most tried; more may fit: --streams {tried},{2 * tried})" if n == tried else "")
+            + (f" ({rt['within_slo_how']})" if rt.get("within_slo_how") else "")
+            + (f" — try --streams {tried},{2 * tried}" if n == tried else "")
             + (
                 f"; `tingxie serve` here admits {rt['admitted_streams']} and refuses more"
                 if rt.get("admitted_streams")
@@ -198,7 +199,8 @@ def headline(report: dict) -> list[str]:
         top = max(rq, key=lambda r: r["requests_per_s"])
         out.append(
             f"short requests: {n} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
-            + (" (the most tried)" if n == tried else "")
+            + (f" ({report['requests_within_slo_how']})" if report.get("requests_within_slo_how") else "")
+            + (f" — try --concurrency {tried},{2 * tried}" if n == tried else "")
             + f"; {top['requests_per_s']} requests/s at {top['concurrency']}"
         )
     if report.get("recommendation"):
@@ -212,7 +214,7 @@ def headline(report: dict) -> list[str]:
     if ml and "others_cpu_cores" in ml:
         out.append(
             f"machine load during the run ({ml['wall_seconds'] / 60:.1f} min): other processes {ml['others_cpu_cores']} of {ml['cpus']} CPUs, steal {ml['steal_percent']} %"
-            + (" — figures trustworthy" if ml["trustworthy"] else " — FIGURES NOT TRUSTWORTHY (contended machine)")
+            + (" — figures trustworthy" if ml["trustworthy"] else f" — FIGURES NOT TRUSTWORTHY: {ml['why_not']}")
         )
     return out
 
@@ -398,7 +400,9 @@ def render_html(report: dict) -> str:
         rt = report["realtime"]
         parts.append(
             f"<h2>Real-time streams</h2><p>{rt['audio_s_per_stream']} s of paced audio per stream; largest count within final p95 ≤ "
-            f"{rt['slo_ms']:g} ms: <b>{rt['max_streams_within_slo']}</b></p>"
+            f"{rt['slo_ms']:g} ms: <b>{rt['max_streams_within_slo']}</b>"
+            + (f" ({html.escape(rt['within_slo_how'])})" if rt.get("within_slo_how") else "")
+            + "</p>"
             + html_table(rt["levels"], STREAM_COLS, "realtime")
         )
     st = stage_rows(report)

@@ -20,7 +20,7 @@ from ..text import is_cjk
 from ..types import OptionsError
 from .clients import post_files, request_level, stream_audio, stream_level
 from .corpus import SR, accuracy, load_corpus, recordings, short_files
-from .figures import capacity_figures, cost_figures, pct, slo_capacity
+from .figures import capacity_figures, cost_figures, pct, request_points, stream_points, within_target
 from .monitor import MachineLoad, Monitor
 
 
@@ -223,10 +223,19 @@ def unswept_recommendation(default: tuple[int, int], threads: int | None) -> dic
     }
 
 
-def request_capacity(levels: list[dict], slo_ms: float) -> int:
-    """Most concurrent short requests whose p95 latency meets the target (0: none does)."""
-    ok = [r["concurrency"] for r in levels if r["ok"] == r["requests"] and (r["latency_p95"] or 1e9) * 1000 <= slo_ms]
-    return max(ok, default=0)
+def edge_note(points: list[tuple[int, float | None]], target_s: float, what: str, option: str) -> str | None:
+    """A note when the target lies within 15 % of what the lowest level's p95 already
+    takes (one request or stream alone): then the count is 0 or more by chance, not by
+    capacity, and the operator should set a target this machine can meet."""
+    if not points:
+        return None
+    n, p95 = min(points, key=lambda x: x[0])
+    if p95 is None or abs(p95 - target_s) > 0.15 * target_s:
+        return None
+    return (
+        f"{what}: the target ({target_s:g} s) is about what {n} alone takes here (p95 {p95:g} s), "
+        f"so the count depends on chance; set {option} to the latency you need"
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -255,6 +264,7 @@ def run(args: argparse.Namespace) -> dict:
         with load:
             _measure(args, report, language, work, load, tqdm, cpu_cores())
         report["machine_load"] = load.to_dict()
+        load.judge_repeats(report["machine_load"], report.get("batch", []) + report.get("sweep", []))
         if report["machine_load"].get("trustworthy") is False:
             report["notes"].insert(
                 0,
@@ -340,8 +350,17 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
         sweep_keys = [(args.files[0], b, i, "tingxie") for i in ins for b in bss]
     keys += [k for k in sweep_keys if k not in keys]
     remote_files = args.files if ("batch" in args.modes and not local) else []
+    # the serial reference is the comparison, not a capacity figure: its runs sit in the
+    # middle of the repeats (A B A, not A A B), so the quick run's minutes go to capacity
+    ref_runs = min(args.reference_runs, args.repeats)
+    ref_first = (args.repeats - ref_runs) // 2
+
+    def measured_in(rep: int, k: Key) -> bool:
+        return k[3] != "reference" or ref_first <= rep < ref_first + ref_runs
+
     steps = (
-        args.repeats * (len(keys) + len(remote_files))
+        sum(measured_in(rep, k) for rep in range(args.repeats) for k in keys)
+        + args.repeats * len(remote_files)
         + (len(args.streams) if "realtime" in args.modes else 0)
         + (len(args.concurrency) if "requests" in args.modes else 0)
     )
@@ -367,8 +386,8 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
     runs: dict[Key, list[dict]] = {k: [] for k in keys}
     remote_runs: dict[int, list[dict]] = {n: [] for n in remote_files}
     try:
-        for _ in range(args.repeats):
-            for k in keys:
+        for rep in range(args.repeats):
+            for k in (k for k in keys if measured_in(rep, k)):
                 n, b, i, pipeline = k
                 step(f"{n} files, {'serial' if pipeline == 'reference' else f'batch {b} × {i}'}")
                 if pipeline == "reference":
@@ -432,7 +451,11 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                 )
                 bar.update()
             report["requests_slo_ms"] = args.request_slo_ms
-            report["max_requests_within_slo"] = request_capacity(report["requests"], args.request_slo_ms)
+            pts = request_points(report["requests"])
+            n, how = within_target(pts, args.request_slo_ms / 1000)
+            report["max_requests_within_slo"], report["requests_within_slo_how"] = n, how
+            if note := edge_note(pts, args.request_slo_ms / 1000, "short requests", "--request-slo-ms"):
+                report["notes"].append(note)
         if "realtime" in args.modes:
             u = need_server()
             speech = stream_audio(corpus, args.stream_seconds, args.seed)
@@ -453,7 +476,11 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                     bar.update()
             if server:
                 report["realtime"]["server_resources"] = mon.to_dict()
-            report["realtime"]["max_streams_within_slo"] = slo_capacity(report["realtime"]["levels"], args.slo_ms)
+            pts = stream_points(report["realtime"]["levels"])
+            n, how = within_target(pts, args.slo_ms / 1000)
+            report["realtime"]["max_streams_within_slo"], report["realtime"]["within_slo_how"] = n, how
+            if note := edge_note(pts, args.slo_ms / 1000, "live streams", "--slo-ms"):
+                report["notes"].append(note)
     finally:
         bar.close()
         if server:
@@ -488,7 +515,7 @@ def save_recommendation(report: dict, args: argparse.Namespace) -> Path | None:
         return None
     if (report.get("machine_load") or {}).get("trustworthy") is False:
         if rec:
-            rec["not_saved"] = "figures not trustworthy (contended machine): `tingxie serve` keeps its settings"
+            rec["not_saved"] = "figures not trustworthy: `tingxie serve` keeps its settings"
         return None
     settings = from_overrides(args)
     m = report["machine"]
