@@ -93,6 +93,7 @@ def request_level(
         "latency_p50": pct(r["latencies"], 50),
         "latency_p95": pct(r["latencies"], 95),
         "audio_s_per_wall_s": round(audio / r["wall"], 2),
+        "latencies": sorted(round(x, 3) for x in r["latencies"]),  # for the count's interval
     }
 
 
@@ -170,6 +171,7 @@ async def stream_level(
         "first_update_p95": pct(first, 95),
         "final_p50": pct(final, 50),
         "final_p95": pct(final, 95),
+        "final_latencies": sorted(round(x, 3) for x in final),  # for the count's interval
         "lag_p95": pct(lag, 95),
         "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
         "finals": len(final),

@@ -84,11 +84,38 @@ def within_target(points: list[tuple[int, float | None]], target_s: float) -> tu
     return prev[0], f"the most tried (p95 {prev[1]:g} s); more may fit"
 
 
+def within_target_interval(
+    samples: list[tuple[int, list[float] | None]], target_s: float, resamples: int = 400, seed: int = 0
+) -> tuple[int, int]:
+    """How sure the count is: within_target over bootstrap resamples of each level's
+    latencies, as its 10th–90th percentile. A p95 of 30–50 latencies is nearly their
+    second-largest, and live finals' latencies have two modes (a final that arrives while
+    every instance is mid-decode waits a whole decode), so on a loaded machine one run's
+    count can sit anywhere in this range; the report shows it beside the count."""
+    rng = np.random.default_rng(seed)
+    counts = []
+    for _ in range(resamples):
+        pts = [(n, pct(list(rng.choice(xs, len(xs))), 95) if xs else None) for n, xs in samples]
+        counts.append(within_target(pts, target_s)[0])
+    lo, hi = np.percentile(counts, [10, 90])
+    return int(lo), int(hi)
+
+
 def stream_points(levels: list[dict]) -> list[tuple[int, float | None]]:
     """(streams, final p95) per real-time level; a level without finals failed."""
     return [(r["streams"], r["final_p95"] if r["finals"] else None) for r in levels]
 
 
+def stream_samples(levels: list[dict]) -> list[tuple[int, list[float] | None]]:
+    """(streams, every final's latency) per real-time level, None for a failed level."""
+    return [(r["streams"], r.get("final_latencies") or None) for r in levels]
+
+
 def request_points(levels: list[dict]) -> list[tuple[int, float | None]]:
     """(concurrency, latency p95) per request level; a level with a failed request failed."""
     return [(r["concurrency"], r["latency_p95"] if r["ok"] == r["requests"] else None) for r in levels]
+
+
+def request_samples(levels: list[dict]) -> list[tuple[int, list[float] | None]]:
+    """(concurrency, every request's latency) per level, None for a level with a failure."""
+    return [(r["concurrency"], r.get("latencies") if r["ok"] == r["requests"] else None) for r in levels]

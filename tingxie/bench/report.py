@@ -157,6 +157,14 @@ def cost_lines(report: dict) -> list[str]:
     return lines
 
 
+def interval_text(interval: list[int] | tuple[int, int] | None, what: str) -> str:
+    """The count's 10–90 % range over resamples of the latencies it came from."""
+    if not interval:
+        return ""
+    lo, hi = interval
+    return f"; {lo}–{hi} over resamples of its {what}" if lo != hi else f"; {lo} over every resample of its {what}"
+
+
 def headline(report: dict) -> list[str]:
     """The answer, first: what this server handles on the model and device it ran on."""
     m = report["machine"]
@@ -185,6 +193,7 @@ def headline(report: dict) -> list[str]:
         out.append(
             f"live streams: {n} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
             + (f" ({rt['within_slo_how']})" if rt.get("within_slo_how") else "")
+            + interval_text(rt.get("within_slo_interval"), "finals")
             + (f" — try --streams {tried},{2 * tried}" if n == tried else "")
             + (
                 f"; `tingxie serve` here admits {rt['admitted_streams']} and refuses more"
@@ -200,6 +209,7 @@ def headline(report: dict) -> list[str]:
         out.append(
             f"short requests: {n} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
             + (f" ({report['requests_within_slo_how']})" if report.get("requests_within_slo_how") else "")
+            + interval_text(report.get("requests_within_slo_interval"), "requests")
             + (f" — try --concurrency {tried},{2 * tried}" if n == tried else "")
             + f"; {top['requests_per_s']} requests/s at {top['concurrency']}"
         )

@@ -20,7 +20,17 @@ from ..text import is_cjk
 from ..types import OptionsError
 from .clients import post_files, request_level, stream_audio, stream_level
 from .corpus import SR, accuracy, load_corpus, recordings, short_files
-from .figures import capacity_figures, cost_figures, pct, request_points, stream_points, within_target
+from .figures import (
+    capacity_figures,
+    cost_figures,
+    pct,
+    request_points,
+    request_samples,
+    stream_points,
+    stream_samples,
+    within_target,
+    within_target_interval,
+)
 from .monitor import MachineLoad, Monitor
 
 
@@ -454,6 +464,9 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             pts = request_points(report["requests"])
             n, how = within_target(pts, args.request_slo_ms / 1000)
             report["max_requests_within_slo"], report["requests_within_slo_how"] = n, how
+            report["requests_within_slo_interval"] = within_target_interval(
+                request_samples(report["requests"]), args.request_slo_ms / 1000
+            )
             if note := edge_note(pts, args.request_slo_ms / 1000, "short requests", "--request-slo-ms"):
                 report["notes"].append(note)
         if "realtime" in args.modes:
@@ -479,6 +492,9 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             pts = stream_points(report["realtime"]["levels"])
             n, how = within_target(pts, args.slo_ms / 1000)
             report["realtime"]["max_streams_within_slo"], report["realtime"]["within_slo_how"] = n, how
+            report["realtime"]["within_slo_interval"] = within_target_interval(
+                stream_samples(report["realtime"]["levels"]), args.slo_ms / 1000
+            )
             if note := edge_note(pts, args.slo_ms / 1000, "live streams", "--slo-ms"):
                 report["notes"].append(note)
     finally:
