@@ -119,6 +119,55 @@ def test_interactive_lane_goes_first_and_batch_owners_take_turns():
         s.close()
 
 
+class HoldPartials(FakeEngine):
+    """Holds every batch of partials until released; anything else decodes at once."""
+
+    def __init__(self):
+        super().__init__(hold_first=True)
+        self.partials_started = 0
+
+    def decode(self, windows):
+        names = [w.options.initial_prompt for w in windows]
+        if all(n.startswith("partial") for n in names):
+            with self._lock:
+                self.partials_started += 1
+            return super().decode(windows)
+        with self._lock:
+            self.batches.append(names)
+        return [
+            WindowResult([Segment(0, w.start, w.end, n, n)], "en", 1.0) for w, n in zip(windows, names, strict=True)
+        ]
+
+
+def test_partials_leave_an_instance_free_for_a_final():
+    """Live streams' partials never hold every instance: a final (or a short request) that
+    comes while partials are being decoded starts on the instance they leave free instead
+    of waiting a whole batch of partials. Without it, finals' latency had two modes and the
+    bench's stream count moved by half between runs."""
+    engine = HoldPartials()
+    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=2)
+    try:
+        partials = [s.submit(window(f"partial-{i}"), PARTIAL if i else FIRST_PARTIAL, f"live-{i}") for i in range(3)]
+        wait_until(lambda: engine.partials_started >= 1)
+        final = s.submit(window("final"), INTERACTIVE, "live-9")
+        assert text(final) == "final"  # decoded while the partials are still held
+        assert engine.partials_started == 1  # the free instance went to the final, not to a partial
+        engine.release.set()
+        assert [text(f) for f in partials] == ["partial-0", "partial-1", "partial-2"]
+    finally:
+        engine.release.set()
+        s.close()
+
+
+def test_one_instance_still_decodes_partials():
+    engine = FakeEngine()
+    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=1)
+    try:
+        assert text(s.submit(window("partial-0"), PARTIAL, "live")) == "partial-0"
+    finally:
+        s.close()
+
+
 def test_interactive_admission_control_refuses_beyond_the_limit_and_loses_nothing_accepted():
     engine = FakeEngine(hold_first=True)
     s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=1, interactive_limit=2)

@@ -3,7 +3,8 @@
 Four lanes, served in order: `interactive` (synchronous requests, real-time finals),
 `first_partial` (a live sentence's first partial: what tells a speaker they are heard),
 `partial` (later partials of a sentence: useful, but never worth delaying a final or
-another sentence's first words), then `batch` (jobs, CLI runs). Within a lane owners take turns, so a 500-file batch
+another sentence's first words), then `batch` (jobs, CLI runs). Partials alone never hold
+every instance: with more than one, one stays free for the next final. Within a lane owners take turns, so a 500-file batch
 cannot starve another user's job and a 3-minute request cannot hold back a short one. `instances` worker threads each take a
 batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
 whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
@@ -45,6 +46,14 @@ class Overloaded(Exception):
     """The interactive lane is full: the caller should retry later (HTTP 503)."""
 
 
+# Partials never hold every instance: a final (or a short request) that comes while
+# every instance decodes partials waits a whole batch of them, which gave live finals'
+# latency two modes. With more than one instance, batches of these lanes alone leave one
+# free. Measured (docs/streaming.md, "An instance kept for finals"): validation Mandarin,
+# 16 streams, final p95 4.9 → 2.9–4.5 s and first-partial p95 8.6 → 4.1 s; 8 unchanged.
+PARTIAL_LANES = (FIRST_PARTIAL, PARTIAL)
+
+
 @dataclass
 class _Item:
     window: Window
@@ -52,6 +61,7 @@ class _Item:
     owner: str
     key: tuple
     enqueued: float
+    lane: str = BATCH
 
 
 @dataclass
@@ -117,6 +127,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._closed = False
         self._busy = 0
+        self._partial_busy = 0  # instances decoding batches of partials only
         self._threads = [
             threading.Thread(target=self._worker, name=f"tingxie-instance-{i}", daemon=True)
             for i in range(self.instances)
@@ -133,7 +144,7 @@ class Scheduler:
         """Queue one window; the future resolves to its WindowResult."""
         fut: Future = Future()
         engine = self.engine
-        item = _Item(window, fut, owner, engine.batch_key(window), time.monotonic())
+        item = _Item(window, fut, owner, engine.batch_key(window), time.monotonic(), lane)
         with self._cond:
             if self._closed:
                 raise RuntimeError("scheduler is closed")
@@ -206,6 +217,8 @@ class Scheduler:
         audio = 0.0
         cap: float | None = None  # audio seconds per batch, when it serves someone waiting
         for lane in LANES:
+            if lane in PARTIAL_LANES and not self._partials_may_start():
+                continue
             queues = self._lanes[lane]
             if not batch and lane != BATCH and queues:
                 cap = INTERACTIVE_BATCH_AUDIO_S
@@ -232,10 +245,19 @@ class Scheduler:
                         break
         return batch
 
+    def _partials_may_start(self) -> bool:
+        """Whether a batch of partials may take an instance: always with one instance
+        (nothing to keep free), else while another stays free for finals."""
+        return self.instances == 1 or self._partial_busy < self.instances - 1
+
+    def _takeable(self) -> int:
+        """Waiting windows a free instance may take now."""
+        return sum(self._count(lane) for lane in LANES if lane not in PARTIAL_LANES or self._partials_may_start())
+
     def _worker(self) -> None:
         while True:
             with self._cond:
-                while not self._closed and self._pending() == 0:
+                while not self._closed and self._takeable() == 0:
                     self._cond.wait()
                 if self._closed:
                     return
@@ -250,14 +272,19 @@ class Scheduler:
                 # instance everything while another waits; a long queue still fills
                 # whole batches.
                 idle = max(1, self.instances - self._busy)
-                batch = self._take(min(self.max_batch_size, max(1, -(-self._pending() // idle))))
+                batch = self._take(min(self.max_batch_size, max(1, -(-self._takeable() // idle))))
+                partials_only = bool(batch) and all(b.lane in PARTIAL_LANES for b in batch)
                 self._busy += 1
+                self._partial_busy += partials_only
             try:
                 if batch:
                     self._run([b for b in batch if b.future.set_running_or_notify_cancel()])
             finally:
                 with self._cond:
                     self._busy -= 1
+                    self._partial_busy -= partials_only
+                    if partials_only:
+                        self._cond.notify()  # waiting partials may go on
 
     def _run(self, batch: list[_Item]) -> None:
         if not batch:
