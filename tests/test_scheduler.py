@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from helpers import wait_until
 
-from tingxie import scheduler as scheduler_mod
 from tingxie import windows as windows_mod
 from tingxie.engines.whisper.engine import WindowResult
 from tingxie.engines.whisper.reference import FifoLock
@@ -120,20 +119,18 @@ def test_interactive_lane_goes_first_and_batch_owners_take_turns():
         s.close()
 
 
-class Hold(FakeEngine):
-    """Holds every batch of windows named `prefix…` until released; anything else
-    decodes at once."""
+class HoldPartials(FakeEngine):
+    """Holds every batch of partials until released; anything else decodes at once."""
 
-    def __init__(self, prefix: str = "partial"):
+    def __init__(self):
         super().__init__(hold_first=True)
-        self.prefix = prefix
-        self.held_started = 0
+        self.partials_started = 0
 
     def decode(self, windows):
         names = [w.options.initial_prompt for w in windows]
-        if all(n.startswith(self.prefix) for n in names):
+        if all(n.startswith("partial") for n in names):
             with self._lock:
-                self.held_started += 1
+                self.partials_started += 1
             return super().decode(windows)
         with self._lock:
             self.batches.append(names)
@@ -147,58 +144,16 @@ def test_partials_leave_an_instance_free_for_a_final():
     comes while partials are being decoded starts on the instance they leave free instead
     of waiting a whole batch of partials. Without it, finals' latency had two modes and the
     bench's stream count moved by half between runs."""
-    engine = Hold("partial")
+    engine = HoldPartials()
     s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=2)
     try:
         partials = [s.submit(window(f"partial-{i}"), PARTIAL if i else FIRST_PARTIAL, f"live-{i}") for i in range(3)]
-        wait_until(lambda: engine.held_started >= 1)
+        wait_until(lambda: engine.partials_started >= 1)
         final = s.submit(window("final"), INTERACTIVE, "live-9")
         assert text(final) == "final"  # decoded while the partials are still held
-        assert engine.held_started == 1  # the free instance went to the final, not to a partial
+        assert engine.partials_started == 1  # the free instance went to the final, not to a partial
         engine.release.set()
         assert [text(f) for f in partials] == ["partial-0", "partial-1", "partial-2"]
-    finally:
-        engine.release.set()
-        s.close()
-
-
-def test_batch_work_leaves_an_instance_free_while_someone_is_live(monkeypatch):
-    """A batch job running beside a dictation: while live work came in the last
-    LIVE_HOLD_S seconds, batch work takes all instances but one, so the stream's final
-    is decoded at once instead of after a whole batch; without live work, and once the
-    hold ends, batch work uses every instance again."""
-    monkeypatch.setattr(scheduler_mod, "LIVE_HOLD_S", 60.0)
-    engine = Hold("job")
-    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=2)
-    try:
-        assert text(s.submit(window("partial-0"), PARTIAL, "live")) == "partial-0"  # someone is live
-        jobs = [s.submit(window(f"job-{i}"), BATCH, "batch") for i in range(3)]
-        wait_until(lambda: engine.held_started >= 1)
-        final = s.submit(window("final"), INTERACTIVE, "live")
-        assert text(final) == "final"  # on the instance the batch left free
-        assert engine.held_started == 1
-        engine.release.set()
-        assert [text(f) for f in jobs] == ["job-0", "job-1", "job-2"]
-    finally:
-        engine.release.set()
-        s.close()
-    # nobody live: a batch job takes both instances
-    engine = Hold("job")
-    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=2)
-    try:
-        jobs = [s.submit(window(f"job-{i}"), BATCH, "batch") for i in range(3)]
-        wait_until(lambda: engine.held_started == 2)
-    finally:
-        engine.release.set()
-        s.close()
-    # the hold ends by itself: held-back batch work goes on without any new submission
-    monkeypatch.setattr(scheduler_mod, "LIVE_HOLD_S", 0.5)
-    engine = Hold("job")
-    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=2)
-    try:
-        assert text(s.submit(window("partial-0"), PARTIAL, "live")) == "partial-0"
-        jobs = [s.submit(window(f"job-{i}"), BATCH, "batch") for i in range(3)]
-        wait_until(lambda: engine.held_started == 2, timeout=30)
     finally:
         engine.release.set()
         s.close()
