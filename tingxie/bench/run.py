@@ -248,6 +248,23 @@ def edge_note(points: list[tuple[int, float | None]], target_s: float, what: str
     )
 
 
+def count_within(
+    points: list[tuple[int, float | None]],
+    samples: list[tuple[int, list[float] | None]],
+    target_s: float,
+    what: str,
+    option: str,
+    notes: list[str],
+) -> tuple[int, str, tuple[int, int]]:
+    """One capacity count for streams or requests: the count within the target, how it
+    was read, its range over resamples; a note when the target sits at one client's own
+    latency."""
+    n, how = within_target(points, target_s)
+    if note := edge_note(points, target_s, what, option):
+        notes.append(note)
+    return n, how, within_target_interval(samples, target_s)
+
+
 def run(args: argparse.Namespace) -> dict:
     """Everything `tingxie bench` measures; returns the report dict (see write_reports).
 
@@ -461,14 +478,18 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                 )
                 bar.update()
             report["requests_slo_ms"] = args.request_slo_ms
-            pts = request_points(report["requests"])
-            n, how = within_target(pts, args.request_slo_ms / 1000)
-            report["max_requests_within_slo"], report["requests_within_slo_how"] = n, how
-            report["requests_within_slo_interval"] = within_target_interval(
-                request_samples(report["requests"]), args.request_slo_ms / 1000
+            (
+                report["max_requests_within_slo"],
+                report["requests_within_slo_how"],
+                report["requests_within_slo_interval"],
+            ) = count_within(
+                request_points(report["requests"]),
+                request_samples(report["requests"]),
+                args.request_slo_ms / 1000,
+                "short requests",
+                "--request-slo-ms",
+                report["notes"],
             )
-            if note := edge_note(pts, args.request_slo_ms / 1000, "short requests", "--request-slo-ms"):
-                report["notes"].append(note)
         if "realtime" in args.modes:
             u = need_server()
             speech = stream_audio(corpus, args.stream_seconds, args.seed)
@@ -489,14 +510,15 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                     bar.update()
             if server:
                 report["realtime"]["server_resources"] = mon.to_dict()
-            pts = stream_points(report["realtime"]["levels"])
-            n, how = within_target(pts, args.slo_ms / 1000)
-            report["realtime"]["max_streams_within_slo"], report["realtime"]["within_slo_how"] = n, how
-            report["realtime"]["within_slo_interval"] = within_target_interval(
-                stream_samples(report["realtime"]["levels"]), args.slo_ms / 1000
+            rt = report["realtime"]
+            rt["max_streams_within_slo"], rt["within_slo_how"], rt["within_slo_interval"] = count_within(
+                stream_points(rt["levels"]),
+                stream_samples(rt["levels"]),
+                args.slo_ms / 1000,
+                "live streams",
+                "--slo-ms",
+                report["notes"],
             )
-            if note := edge_note(pts, args.slo_ms / 1000, "live streams", "--slo-ms"):
-                report["notes"].append(note)
     finally:
         bar.close()
         if server:
