@@ -33,7 +33,7 @@ from realtime import recordings, utterances  # noqa: E402
 
 from tingxie.bench.clients import stream_level  # noqa: E402
 from tingxie.bench.corpus import concat_speech, write_wav  # noqa: E402
-from tingxie.bench.monitor import MachineLoad  # noqa: E402
+from tingxie.bench.monitor import MachineLoad, load_sentence  # noqa: E402
 from tingxie.bench.report import md_table  # noqa: E402
 from tingxie.localserver import LocalServer  # noqa: E402
 
@@ -100,11 +100,7 @@ def main() -> int:
     md = (
         f"# Live streams beside a batch job ({a.half} half, Mandarin)\n\n"
         f"`{meta['command']}` — {meta['time']}; batch job {meta['batch']}; streams {a.seconds:g} s each; machine: "
-        f"other processes {ml.get('others_cpu_cores')} of {ml.get('cpus')} CPUs, steal {ml.get('steal_percent')} %"
-        + ("" if ml.get("trustworthy", True) else f" — FIGURES NOT TRUSTWORTHY: {ml.get('why_not')}")
-        + ".\n\n"
-        + md_table(rows, COLS)
-        + "\n"
+        f"{load_sentence(ml)}.\n\n" + md_table(rows, COLS) + "\n"
     )
     (out / "mixed.md").write_text(md)
     print(md)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from tingxie import audio as audio_mod  # noqa: E402
 from tingxie.bench.clients import StreamAudio, post_files, stream_level  # noqa: E402
 from tingxie.bench.corpus import Utterance, concat_speech, write_wav  # noqa: E402
-from tingxie.bench.monitor import MachineLoad  # noqa: E402
+from tingxie.bench.monitor import MachineLoad, load_sentence  # noqa: E402
 from tingxie.bench.report import md_table  # noqa: E402
 from tingxie.bench.score import error_rate  # noqa: E402
 from tingxie.bench.split import half_of, shared_sets  # noqa: E402
@@ -162,10 +162,7 @@ def main() -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "realtime.json").write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs_out}, indent=2))
-    trust = (
-        f"other processes {ml.get('others_cpu_cores')} of {ml.get('cpus')} CPUs, steal {ml.get('steal_percent')} %"
-        + ("" if ml.get("trustworthy", True) else " — FIGURES NOT TRUSTWORTHY (contended machine)")
-    )
+    trust = load_sentence(ml)
     md = (
         f"# Real-time streams ({a.half} half, {meta['audio_s_per_stream']} s of Mandarin per stream, paced)\n\n"
         f"`{meta['command']}` — {meta['time']}; {len(speeches)} different recordings built from "

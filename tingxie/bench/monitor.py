@@ -211,3 +211,12 @@ class MachineLoad:
         else:
             d.update({"trustworthy": None, "why_not": "no /proc/stat: the machine's load was not measured"})
         return d
+
+
+def load_sentence(load: dict) -> str:
+    """MachineLoad.to_dict as the benchmarks' reports say it: others' CPU and steal, and
+    why the figures are not to be trusted when they are not."""
+    return (
+        f"other processes {load.get('others_cpu_cores')} of {load.get('cpus')} CPUs, steal {load.get('steal_percent')} %"
+        + ("" if load.get("trustworthy", True) else f" — FIGURES NOT TRUSTWORTHY: {load.get('why_not')}")
+    )
