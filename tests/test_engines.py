@@ -421,6 +421,99 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     assert r.segments[1].start == 10.0  # the new text starts where the text before ended
 
 
+def test_a_continuation_is_prompted_with_the_text_before_it():
+    """Whisper's seek loop prompts each window with the text before it; a continuation
+    is the one decode of tingxie's that follows another in the same window, so it is
+    prompted the same way (eval gentle_lucier_long: unprompted, the continuation read
+    "the room" as "the realm" two sentences after "room"). The segment the continuation
+    starts inside is left out of the prompt — prompted with it, Whisper took the overlap
+    for said and skipped the word the last timestamp cut — and text sampled at a high
+    temperature prompts nothing, as in faster-whisper."""
+    from tingxie.engines.whisper.recognizer import complete
+    from tingxie.engines.whisper.result import WhisperResult, hints
+
+    audio = np.zeros(28 * 16000, np.float32)
+    w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language="en"))
+    said = [
+        Segment(0, 0.0, 6.0, " I am sitting in a room.", " I am sitting in a room."),
+        Segment(0, 6.0, 10.0, "Again and", "Again and"),
+    ]
+    submitted: list[Window] = []
+
+    def submit(win: Window) -> WhisperResult:
+        submitted.append(win)
+        return WhisperResult([Segment(0, win.start, win.end, "again.", "again.")], "en", 0.9, avg_logprob=-0.2)
+
+    complete(w, WhisperResult(list(said), "en", 0.9, avg_logprob=-0.2), submit)
+    assert hints(submitted[0]).continuation and hints(submitted[0]).previous == "I am sitting in a room."
+    submitted.clear()
+    complete(w, WhisperResult(list(said), "en", 0.9, avg_logprob=-0.2, temperature=0.8), submit)
+    assert hints(submitted[0]).previous == ""
+
+
+def test_after_a_continuation_that_only_repeated_the_next_starts_where_the_text_ended():
+    """Validation long set: a continuation that only said the last segment again came
+    back as one segment without a closing timestamp, so it "ran" to the window's end,
+    and the rest of the window (a sentence and a half) was never decoded. The next try
+    starts where the text ended, and what it says is kept."""
+    from tingxie.engines.whisper.recognizer import complete
+    from tingxie.engines.whisper.result import WhisperResult
+    from tingxie.types import Word
+
+    audio = np.zeros(20 * 16000, np.float32)
+    w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language="zh"))
+    first = WhisperResult(
+        [Segment(0, 0.0, 10.0, "受到了黑神化的启发", "受到了黑神化的启发")], "zh", 0.9, avg_logprob=-0.2
+    )
+    starts: list[float] = []
+
+    def submit(win: Window) -> WhisperResult:
+        starts.append(win.start)
+        if len(starts) == 1:  # the repeat, unterminated: its segment ends with the window
+            words = [Word(9.0, 9.4, "启", 0.9), Word(9.4, 9.8, "发", 0.9)]
+            return WhisperResult([Segment(0, win.start, win.end, "启发", "启发", words)], "zh", 0.9, avg_logprob=-0.2)
+        words = [Word(11.0, 12.0, "你好", 0.9), Word(12.0, 13.0, "世界", 0.9)]
+        return WhisperResult([Segment(0, 11.0, 13.0, "你好世界", "你好世界", words)], "zh", 0.9, avg_logprob=-0.2)
+
+    r = complete(w, first, submit)
+    assert starts[:2] == [9.0, 10.0]
+    assert [s.raw_text for s in r.segments] == ["受到了黑神化的启发", "你好世界"]
+    assert r.decodes == len(starts) + 1  # every decode counted, the repeat too
+
+
+def test_a_continuation_that_copies_its_prompt_is_heard_again_without_it():
+    """Calibration long set: over the 1.5 s of quiet left at a window's end, a prompted
+    continuation wrote 对收入群体的救助和对收入 — a stretch of its prompt, not speech.
+    Heard again without the prompt it says nothing, and nothing is added; speech that
+    truly repeats the prompt is said again unprompted and kept."""
+    from tingxie.engines.whisper.recognizer import complete, copies_prompt
+    from tingxie.engines.whisper.result import WhisperResult, hints
+
+    prompt = "这不仅是对低收入群体的救助和对收入分配的调节"
+    assert copies_prompt([Segment(0, 0, 1, "对收入群体的救助和对收入", "")], prompt, "zh")
+    assert not copies_prompt([Segment(0, 0, 1, "好首先说一下刚才", "")], prompt, "zh")
+    assert not copies_prompt([Segment(0, 0, 1, "收入", "")], prompt, "zh")  # too short to tell
+    # the overlap said again and nothing after it (quiet set: no closing timestamp, and
+    # the three sentences after it went undecoded) counts too: the text before includes it
+    assert copies_prompt([Segment(0, 0, 1, "最真實的狀態了", "")], "因為這都是直播間最真實的狀態", "zh")
+
+    audio = np.zeros(20 * 16000, np.float32)
+    w = Window(audio, [Piece(0, 0, len(audio))], DecodeOptions(language="zh"))
+    before = [Segment(0, 0.0, 8.0, prompt, prompt), Segment(0, 8.0, 10.0, "可以举办成功", "可以举办成功")]
+    for spoken in ([], ["对收入群体的救助"]):
+        prompts: list[str] = []
+
+        def submit(win: Window, spoken=spoken, prompts=prompts) -> WhisperResult:
+            prompts.append(hints(win).previous)
+            text = "对收入群体的救助" if hints(win).previous else "".join(spoken)
+            segs = [Segment(0, 10.5, 12.0, text, text)] if text else []
+            return WhisperResult(segs, "zh", 0.9, avg_logprob=-0.3)
+
+        r = complete(w, WhisperResult(list(before), "zh", 0.9, avg_logprob=-0.2), submit)
+        assert prompts[:2] == [prompt, ""]
+        assert [s.raw_text for s in r.segments[2:]] == spoken
+
+
 def _said(words: list[tuple[str, float, float]]) -> Segment:
     from tingxie.types import Word
 

@@ -19,7 +19,7 @@ import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from ...text import has_words, is_chinese
+from ...text import has_words, is_chinese, is_cjk
 from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import WindowResult
@@ -305,14 +305,20 @@ class Engine:
         return min(FRAMES, max(MIN_FRAMES, -(-frames // 100) * 100))
 
     def prompt_prefix(self, window: Window) -> list[int]:
-        """Previous-text tokens: hotwords and the initial prompt bias the decoder."""
+        """Previous-text tokens: hotwords and the initial prompt bias the decoder, and a
+        continuation hears the text decoded before it in its window (faster-whisper's
+        `condition_on_previous_text`: without it a continuation read "the room" as "the
+        realm" a sentence after the window had said "room" twice)."""
         opts = window.options
         text = " ".join(x for x in [opts.initial_prompt or "", " ".join(opts.hotwords)] if x.strip())
-        if not text:
+        previous = hints(window).previous.strip()
+        if not text and not previous:
             return []
         tok = self.tokenizer("en")
-        ids = tok.encode(" " + text.strip())[-(MAX_TOKENS // 2 - 1) :]
-        return [tok.sot_prev] + ids
+        ids = tok.encode(" " + text.strip()) if text else []
+        if previous:
+            ids += tok.encode(previous if is_cjk(opts.language) else " " + previous)
+        return [tok.sot_prev] + ids[-(MAX_TOKENS // 2 - 1) :]
 
     def batch_key(self, window: Window, prefix_len: int) -> tuple:
         """Windows that may share one generate call: CTranslate2 needs the same beam

@@ -4,6 +4,7 @@ for a window's result (temperature fallback, continuation of what it left out)."
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -123,6 +124,12 @@ OVERLAP_TOLERANCE_S = 0.1
 
 
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+# faster-whisper's `prompt_reset_on_temperature`: text sampled hotter prompts nothing.
+PROMPT_RESET_TEMPERATURE = 0.5
+# A prompted continuation whose text is this share of a stretch of its prompt (and at
+# least this many units long) is heard again without the prompt (copies_prompt).
+COPY_SHARE = 0.8
+COPY_MIN_UNITS = 4
 
 
 def with_fallback(window: Window, result: WindowResult, submit: Submit) -> WindowResult:
@@ -135,6 +142,7 @@ def with_fallback(window: Window, result: WindowResult, submit: Submit) -> Windo
         options = replace(window.options, temperature=temp, language=result.language)
         hot = replace(window, options=options, hints=replace(hints(window), encoded=result.encoded))
         r = _whisper(submit(hot))
+        r.temperature = temp
         r.language_probability = result.language_probability
         tried.append(r)
         if not r.needs_fallback:
@@ -164,30 +172,59 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         if window.options.language
         else replace(window, options=replace(window.options, language=result.language))
     )
-    heard = 0.0  # where a continuation that only repeated the text before stopped
+    repeated = False  # the last continuation only said again what was said before
+    # the text that prompts the next continuation starts here: as in Whisper's seek loop,
+    # text sampled at a high temperature is doubtful and prompts nothing
+    since = len(result.segments) if _sampled_hot(result) else 0
     for _ in range(MAX_PASSES):
         if not result.segments:
             break
         last = result.segments[-1]
-        upto = max(last.end, heard)
-        left = windows_mod.remainder(w, upto)
+        left = windows_mod.remainder(w, last.end)
         if left is None or left.seconds < MIN_REMAINDER_S:
             break
-        # the overlap stays inside the last segment (never a decode of more than it), and
-        # once a continuation only repeated, the next starts where it stopped
-        start = upto if heard > last.end else max(last.end - CONTINUATION_OVERLAP_S, (last.start + last.end) / 2)
-        rest = replace(windows_mod.remainder(w, start) or left, hints=WhisperHints(continuation=True))
-        more = with_fallback(rest, submit(rest), submit)
-        said_to = more.segments[-1].end if more.segments else upto
+        # a continuation starts inside the last segment (never before its middle), so a
+        # word the last timestamp cut is heard whole; after one that only repeated, the
+        # next starts where the text ended. (Where the repeat stopped is no guide: a
+        # repeat without a closing timestamp runs to the window's end, and the rest of
+        # the window — a whole sentence on the validation long set — went undecoded.)
+        start = last.end if repeated else max(last.end - CONTINUATION_OVERLAP_S, (last.start + last.end) / 2)
+        # the prompt stops before the segment the continuation starts inside: prompted
+        # with "… I think this is probably", Whisper took the overlap for said and wrote
+        # ". Alright, thanks." over "probably good. Alright, thanks."
+        said = result.segments[since:] if repeated else result.segments[since:-1]
+        previous = _joined(said, result.language)
+        rest = replace(
+            windows_mod.remainder(w, start) or left, hints=WhisperHints(continuation=True, previous=previous)
+        )
+        decodes = [with_fallback(rest, submit(rest), submit)]
+        if previous and copies_prompt(
+            decodes[0].segments, _joined(result.segments[since:], result.language), result.language
+        ):
+            # Whisper's known failure with a prompt: over a breath or trailing quiet it
+            # writes the prompt again (对收入群体的救助… on the calibration long set), or
+            # says the overlap again and stops as if the window were done (最真實的狀態了,
+            # no closing timestamp, and three sentences after it never decoded: quiet
+            # set). Heard without the prompt, real speech says the same and goes on.
+            rest = replace(rest, hints=WhisperHints(continuation=True))
+            decodes.append(with_fallback(rest, submit(rest), submit))
+        more = decodes[-1]
+        for d in decodes:
+            result.tokens += d.tokens
+            result.decodes += d.decodes
+            for k, v in d.timings.items():
+                result.timings[k] = result.timings.get(k, 0.0) + v
+        said_something = bool(more.segments)
         more.segments = overlap_cut(result.segments, more.segments, result.language, w.options.word_timestamps)
-        if not more.segments and said_to <= upto:
-            break
-        heard = said_to
+        if not more.segments:
+            if repeated or not said_something:
+                break  # nothing new from where the text ended either, or nothing at all
+            repeated = True
+            continue
+        repeated = False
         result.segments.extend(more.segments)
-        result.tokens += more.tokens
-        result.decodes += more.decodes
-        for k, v in more.timings.items():
-            result.timings[k] = result.timings.get(k, 0.0) + v
+        if _sampled_hot(more):
+            since = len(result.segments)
         w = rest
         result = WhisperResult(
             result.segments,
@@ -198,6 +235,25 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
             decodes=result.decodes,
         )
     return result
+
+
+def copies_prompt(segments: list[Segment], previous: str, language: str) -> bool:
+    """Whether a continuation's text is mostly (COPY_SHARE of its units, in runs of two
+    or more) a stretch of the text before it: its prompt, or the segment it overlaps."""
+    said = _units(" ".join(s.text for s in segments), language)
+    if len(said) < COPY_MIN_UNITS:
+        return False
+    blocks = difflib.SequenceMatcher(None, _units(previous, language), said, autojunk=False).get_matching_blocks()
+    return sum(b.size for b in blocks if b.size >= 2) >= COPY_SHARE * len(said)
+
+
+def _sampled_hot(r: WindowResult) -> bool:
+    return isinstance(r, WhisperResult) and r.temperature > PROMPT_RESET_TEMPERATURE
+
+
+def _joined(segments: list[Segment], language: str) -> str:
+    """Segments' text as the model wrote it, one string (a continuation's prompt)."""
+    return ("" if is_cjk(language) else " ").join(s.raw_text.strip() for s in segments)
 
 
 def _units(text: str, language: str) -> list[str]:

@@ -28,6 +28,7 @@ class WhisperResult(WindowResult):
 
     avg_logprob: float = 0.0
     compression_ratio: float = 0.0
+    temperature: float = 0.0  # the fallback's, when the kept decode was sampled
     # the window's encoder output, kept only while a fallback may decode it again
     encoded: np.ndarray | None = field(default=None, repr=False)
 
@@ -47,11 +48,14 @@ class WhisperResult(WindowResult):
 @dataclass(frozen=True)
 class WhisperHints:
     """Whisper's notes on a window (Window.hints): `continuation`, what Whisper left out
-    at the end of another window, decoded again (recognizer.complete); `encoded`, the
+    at the end of another window, decoded again (recognizer.complete); `previous`, the
+    text decoded before it in that window, which prompts the continuation as Whisper's
+    seek loop prompts each window with the text before it; `encoded`, the
     encoder's output for exactly these samples when a temperature fallback decodes the
     window again: the audio has not changed, so only the decoder needs to run."""
 
     continuation: bool = False
+    previous: str = ""
     encoded: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
