@@ -301,3 +301,28 @@ def test_a_last_word_scored_between_the_thresholds_stays_in_its_span() -> None:
     events = vad.feed(x) + vad.flush()
     ends = [e.sample for e in events if e.kind == "end"]
     assert ends[0] == spans[0].end and len(ends) == 2, events
+
+
+def test_a_new_speaker_after_a_long_one_is_heard_from_the_start() -> None:
+    """Silero's recurrent state, carried from one speaker's 27 s, scored the next
+    speaker's first 12 s under 0.1 (eval-extra's mfa_acoustic_corpus, a pause, then
+    mfa_cold_corpus: "uh so this is the sick corpus…" was lost in a joined recording).
+    After two seconds without a trace of speech the state starts afresh, as every file
+    starts, and the second speaker is found from the start. Fed in small pieces, as a
+    live stream feeds it, the detector scores the same."""
+    extra = (Path(__file__).resolve().parent.parent / ".." / "shared" / "eval-extra").resolve()
+    first, second = extra / "mfa_acoustic_corpus.wav", extra / "mfa_cold_corpus.wav"
+    if not (first.is_file() and second.is_file()):
+        pytest.skip(f"eval-extra's mfa_acoustic_corpus / mfa_cold_corpus not present under {extra}")
+    a, b = decode(str(first)), decode(str(second))
+    x = np.concatenate([a, np.zeros(SR // 2, np.float32), b])
+    offset = (len(a) + SR // 2) / SR
+    spans = [s for s in detect_speech(x, VadOptions()) if s.end / SR > offset]
+    assert spans and spans[0].start / SR - offset < 3.0, [(s.start / SR - offset, s.end / SR - offset) for s in spans]
+    from tingxie.vad import _Model
+
+    frames = x[: len(x) // FRAME * FRAME].reshape(-1, FRAME)
+    whole = speech_probabilities(frames.reshape(-1))
+    model, cuts = _Model(), list(range(0, len(frames), 37)) + [len(frames)]  # pieces across every block edge
+    fed = np.concatenate([model.run(frames[i:j]) for i, j in zip(cuts, cuts[1:], strict=False)])
+    assert np.allclose(fed, whole, atol=1e-5)

@@ -26,7 +26,10 @@ from tingxie.types import SAMPLE_RATE, OptionsError, SpeechSpan, VadOptions
 
 FRAME = 512  # samples per probability (32 ms at 16 kHz); fixed by the model
 CONTEXT = 64  # samples of the previous frame the model sees before each frame
-_BATCH = 1024  # frames per session.run: ~33 s of audio, small peak memory
+# The model runs this many frames (2 s) at a time; after a run whose every frame scored
+# under RESET_BELOW its recurrent state starts afresh (_Model.run).
+RESET_FRAMES = 62
+RESET_BELOW = 0.15
 _NEAR_MIN = 0.05  # frames this close to the quietest one count as equally quiet
 _CUT_ZONE = 0.3  # over-long speech is cut within the last 30 % before the limit
 
@@ -75,14 +78,18 @@ class _Model:
         self.c = np.zeros((1, 1, 128), dtype=np.float32)
         self.context = np.zeros(CONTEXT, dtype=np.float32)
         self.leveler = Leveler()  # quiet speech is lifted first: Silero misses it otherwise
+        self.position = 0  # frames run so far
+        self.block_max = 0.0  # the highest score in the current block of RESET_FRAMES
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Probabilities for `frames` of shape (n, 512), continuing the stream."""
         session = _get_session()
         frames = self.leveler.apply(frames)
         out = []
-        for i in range(0, len(frames), _BATCH):
-            chunk = frames[i : i + _BATCH]
+        i = 0
+        while i < len(frames):
+            # blocks of RESET_FRAMES counted from the stream's start, however it is fed
+            chunk = frames[i : i + RESET_FRAMES - self.position % RESET_FRAMES]
             x = np.empty((len(chunk), CONTEXT + FRAME), dtype=np.float32)
             x[:, CONTEXT:] = chunk
             x[0, :CONTEXT] = self.context
@@ -90,6 +97,18 @@ class _Model:
             p, self.h, self.c = session.run(None, {"input": x, "h": self.h, "c": self.c})
             self.context = chunk[-1, -CONTEXT:].copy()
             out.append(np.asarray(p, dtype=np.float32).reshape(-1))
+            self.block_max = max(self.block_max, float(out[-1].max()))
+            self.position += len(chunk)
+            i += len(chunk)
+            if self.position % RESET_FRAMES == 0:
+                if self.block_max < RESET_BELOW:
+                    # Two seconds without a trace of speech: start afresh. The state
+                    # carried from one speaker kept the next one's 20 s of speech under
+                    # 0.1 (validation English joined into one recording); from a fresh
+                    # state, as every file starts, the same audio scored 0.2-0.9.
+                    self.h = np.zeros_like(self.h)
+                    self.c = np.zeros_like(self.c)
+                self.block_max = 0.0
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
