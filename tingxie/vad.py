@@ -29,7 +29,7 @@ CONTEXT = 64  # samples of the previous frame the model sees before each frame
 # The model runs this many frames (2 s) at a time; after a run whose every frame scored
 # under RESET_BELOW its recurrent state starts afresh (_Model.run).
 RESET_FRAMES = 62
-RESET_BELOW = 0.15
+RESET_BELOW = 0.3
 _NEAR_MIN = 0.05  # frames this close to the quietest one count as equally quiet
 _CUT_ZONE = 0.3  # over-long speech is cut within the last 30 % before the limit
 
@@ -102,7 +102,7 @@ class _Model:
             i += len(chunk)
             if self.position % RESET_FRAMES == 0:
                 if self.block_max < RESET_BELOW:
-                    # Two seconds without a trace of speech: start afresh. The state
+                    # Two seconds with nothing that could be speech: start afresh. The state
                     # carried from one speaker kept the next one's 20 s of speech under
                     # 0.1 (validation English joined into one recording); from a fresh
                     # state, as every file starts, the same audio scored 0.2-0.9.
