@@ -5,6 +5,7 @@ No timing thresholds: speed is what the bench reports, not what tests assert."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ from tingxie.bench.figures import (
     capacity_figures,
     cost_figures,
     request_points,
+    search_levels,
     stream_points,
     within_target,
     within_target_interval,
@@ -80,18 +82,21 @@ def test_cost_figures_worked_example():
 
 
 def test_capacity_within_a_target_follows_the_latencies_not_the_grid():
-    """The count between the last level that meets the target and the first that misses
+    """The figure between the last level that meets the target and the first that misses
     it moves with the latencies: the same server measured twice, its 8-stream p95 a
-    little either side of 2 s, gives neighbouring counts, not 8 one time and 4 the next."""
+    little either side of 2 s, gives 8.7 and 7.5 streams, not 8 one time and 4 the next;
+    and the fraction stays, so 2.9 and 3.1 requests read as one figure measured twice."""
     once = [(1, 0.6), (4, 1.2), (8, 1.9), (12, 2.5)]
     again = [(1, 0.6), (4, 1.3), (8, 2.1), (12, 2.6)]
-    n1, how = within_target(once, 2.0)
-    n2, _ = within_target(again, 2.0)
-    assert (n1, n2) == (8, 7) and "between 8 (p95 1.9 s) and 12 (p95 2.5 s)" in how
-    assert within_target([(1, 0.6), (4, 1.2), (8, 1.5)], 2.0) == (8, "the most tried (p95 1.5 s); more may fit")
-    assert within_target([(1, 2.4), (2, 3.0)], 2.0)[0] == 0  # one alone already misses it
+    w1, w2 = within_target(once, 2.0), within_target(again, 2.0)
+    assert (w1.count, w2.count) == (8, 7) and (w1.estimate, w2.estimate) == (8.7, 7.5)
+    assert "between 8 (p95 1.9 s) and 12 (p95 2.5 s)" in w1.how
+    assert within_target([(1, 1.0), (2, 1.9), (4, 3.2)], 3.0).estimate == 3.7
+    top = within_target([(1, 0.6), (4, 1.2), (8, 1.5)], 2.0)
+    assert (top.count, top.estimate, top.how) == (8, 8.0, "the most tried (p95 1.5 s); more may fit")
+    assert within_target([(1, 2.4), (2, 3.0)], 2.0).count == 0  # one alone already misses it
     # a level that failed (no finals, a refused request) is a miss, never interpolated
-    assert within_target(
+    failed = within_target(
         stream_points(
             [
                 {"streams": 1, "finals": 3, "final_p95": 0.8},
@@ -99,7 +104,8 @@ def test_capacity_within_a_target_follows_the_latencies_not_the_grid():
             ]
         ),
         3.0,
-    ) == (1, "4 failed")
+    )
+    assert (failed.count, failed.estimate, failed.how) == (1, 1.0, "4 failed")
     assert (
         within_target(
             request_points(
@@ -109,11 +115,42 @@ def test_capacity_within_a_target_follows_the_latencies_not_the_grid():
                 ]
             ),
             3.0,
-        )[0]
+        ).count
         == 1
     )
     # a pass above a miss is noise, not capacity
-    assert within_target([(1, 0.5), (4, 2.5), (8, 1.9)], 2.0)[0] == 3
+    assert within_target([(1, 0.5), (4, 2.5), (8, 1.9)], 2.0).count == 3
+
+
+def test_the_search_brackets_the_crossing_on_a_slow_and_a_fast_machine():
+    """A fixed grid of 1, 4, 8, 12 streams says "12, more may fit" on a machine that holds
+    20, and reads the crossing only as finely as its last step. The search measures 1,
+    then doubles from 8 while the target is met and halves the bracket once: the crossing
+    is found within 4 streams on both machines, in four levels, and a level the run's time
+    cannot afford is not started (the figure is then a floor)."""
+
+    def machine(capacity: float):
+        measured: list[int] = []
+
+        def p95(n: int) -> float:  # final latency rises past the target at `capacity` streams
+            measured.append(n)
+            return 0.4 + 1.6 * (n / capacity) ** 3
+
+        return measured, p95
+
+    for capacity, levels, bracket in ((10.0, [1, 8, 16, 12], (8, 12)), (20.0, [1, 8, 16, 32, 24], (16, 24))):
+        measured, p95 = machine(capacity)
+        points = search_levels(p95, 2.0, start=8, bisections=1)
+        assert measured == levels and [n for n, _ in points] == sorted(levels)
+        w = within_target(points, 2.0)
+        assert bracket[0] <= w.estimate < bracket[1] and w.count == math.floor(w.estimate)
+    measured, p95 = machine(3.0)
+    assert [n for n, _ in search_levels(p95, 2.0, start=8, bisections=1)] == [1, 4, 8]
+    measured, p95 = machine(0.5)  # one alone misses it: nothing more to learn
+    assert search_levels(p95, 2.0, start=8) == [(1, p95(1))] and measured == [1, 1]
+    measured, p95 = machine(1000.0)
+    points = search_levels(p95, 2.0, start=8, affordable=lambda n: n <= 32)
+    assert measured == [1, 8, 16, 32] and within_target(points, 2.0).how.endswith("more may fit")
 
 
 @pytest.mark.parametrize(
@@ -236,7 +273,7 @@ def test_a_running_server_by_url(tmp_path):
     (b,) = d["batch"]
     assert b["mode"] == "server"
     check_capacity_row(b, 2, 6)
-    assert d["requests"][0]["ok"] == 4
+    assert d["requests"][0]["ok"] == 6  # 3 per client, at least 6: a p95 that is not just the slowest
     assert d["realtime"]["levels"][0]["finals"] >= 1
     assert "sweep" not in d  # a remote server's settings cannot be swept
     assert "<table" in report.read_text(encoding="utf-8")
@@ -296,6 +333,19 @@ def test_a_short_stream_stands_for_more_than_one_clip(tmp_path):
         assert all(len(re.findall(rf"(?<!\S){re.escape(u.text)}(?!\S)", reference)) <= 1 for u in corpus.utterances)
 
 
+def test_a_level_of_n_streams_holds_n_streams_at_once():
+    """Streams start a little apart so that their sentences do not end together, but all
+    within the first 4 s of a 16 s stream: starts 0.37 s apart whatever the count put 32
+    streams' starts over 11.5 s, and that level carried 19 streams on average while its
+    figure said 32."""
+    from tingxie.bench.clients import stream_start
+
+    for n in (1, 4, 12, 32, 200):
+        starts = [stream_start(i, n) for i in range(n)]
+        assert starts == sorted(starts) and len(set(starts)) == n  # apart: sentences do not align
+        assert starts[-1] <= 4.0  # every stream is sending from the 4th second on
+
+
 def test_the_count_comes_with_the_range_its_latencies_allow():
     """Live finals' latencies have two modes (a final that comes while every instance is
     mid-decode waits a whole decode): with 2 slow finals in 32 the p95 sits between the
@@ -303,11 +353,11 @@ def test_the_count_comes_with_the_range_its_latencies_allow():
     gives the range over resamples of the finals beside the count. Far from the target,
     the range closes on the count."""
     bimodal = [(4, [0.8] * 16), (8, [1.0] * 30 + [3.0] * 2), (12, [1.1] * 42 + [3.0] * 6)]
-    n, _ = within_target([(k, float(np.percentile(xs, 95))) for k, xs in bimodal], 2.0)
+    w = within_target([(k, float(np.percentile(xs, 95))) for k, xs in bimodal], 2.0)
     lo, hi = within_target_interval(bimodal, 2.0)
-    assert lo < hi and lo <= n <= hi
+    assert lo < hi and lo <= w.estimate <= hi
     calm = [(1, [0.5] * 4), (4, [0.6] * 16), (8, [0.7] * 32)]
-    assert within_target_interval(calm, 2.0) == (8, 8)
+    assert within_target_interval(calm, 2.0) == (8.0, 8.0)
 
 
 def test_repeats_far_apart_make_the_figures_untrustworthy():

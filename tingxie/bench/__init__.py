@@ -158,9 +158,10 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--streams",
         type=_int_list("--streams"),
-        default=[1, 4, 8, 12],
-        help="concurrent real-time streams (default 1,4,8,12; the count within the target is interpolated "
-        "between the last level that meets it and the first that misses it)",
+        default=None,
+        help="concurrent real-time streams to measure (default: a search — 1, then 8 doubling while the "
+        "target is met, then one level between; within about 100 s). The figure is where the final p95 "
+        "crosses the target, interpolated between the last level that meets it and the first that misses it",
     )
     m.add_argument(
         "--stream-seconds",
@@ -177,8 +178,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     m.add_argument(
         "--concurrency",
         type=_int_list("--concurrency"),
-        default=[1, 2, 4],
-        help="concurrent synchronous requests (default 1,2,4)",
+        default=None,
+        help="concurrent synchronous requests to measure (default: 1, then 2 doubling while the target is met)",
     )
     m.add_argument(
         "--request-slo-ms",
@@ -188,7 +189,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         "on a 2-core CPU, so a 2 s target would count chance)",
     )
     m.add_argument(
-        "--requests", type=int, default=0, help="requests per concurrency level (default 2 × concurrency, at least 4)"
+        "--requests", type=int, default=0, help="requests per concurrency level (default 3 × concurrency, at least 6)"
     )
     s = b.add_argument_group("server")
     s.add_argument("--url", type=_url, help="measure a running deployment over its API instead of starting one")

@@ -16,6 +16,18 @@ from ..text import is_cjk
 from .corpus import SR, Corpus, concat_speech
 from .figures import pct
 
+# Streams start this far apart, so that sentences do not end together across streams,
+# all within the first few seconds: a level of N streams must hold N streams at once.
+# (Starts 0.37 s apart whatever N put 32 streams' starts over 11.5 s of a 16 s stream:
+# that level carried 19 streams on average, and its count claimed 32.)
+STREAM_STAGGER_S = 0.37
+STREAM_STARTS_WITHIN_S = 4.0
+
+
+def stream_start(i: int, streams: int) -> float:
+    """When stream i of `streams` starts, in seconds after the first."""
+    return i * min(STREAM_STAGGER_S, STREAM_STARTS_WITHIN_S / streams)
+
 
 @dataclass
 class StreamAudio:
@@ -158,10 +170,15 @@ async def stream_level(
     speeches = speech if isinstance(speech, list) else [speech]
     mine = [speeches[i % len(speeches)] for i in range(streams)]
     t0 = time.monotonic()
-    res = await asyncio.gather(
-        *[one_stream(ws_url, mine[i].pcm, options, 0.37 * i, api_key=api_key) for i in range(streams)]
+    done = await asyncio.gather(
+        *[one_stream(ws_url, mine[i].pcm, options, stream_start(i, streams), api_key=api_key) for i in range(streams)],
+        return_exceptions=True,
     )
     wall = time.monotonic() - t0
+    # a stream the server refused (at its admission limit) or dropped fails the level
+    refused = [f"{type(x).__name__}: {x}"[:200] for x in done if isinstance(x, BaseException)]
+    res = [x for x in done if not isinstance(x, BaseException)]
+    mine = [m for m, x in zip(mine, done, strict=True) if not isinstance(x, BaseException)]
     first = [x for r in res for x in r["first"]]
     final = [x for r in res for x in r["final"]]
     lag = [x for r in res for x in r["lag"]]
@@ -175,7 +192,9 @@ async def stream_level(
         "lag_p95": pct(lag, 95),
         "audio_s_per_wall_s": round(sum(r["audio_s"] for r in res) / wall, 2),
         "finals": len(final),
-        "error_pct": _finals_error(mine, res),
+        "refused": len(refused),
+        "errors": refused[:3],
+        "error_pct": _finals_error(mine, res) if res else None,
     }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,61 +56,113 @@ def cost_figures(
     return d
 
 
-def within_target(points: list[tuple[int, float | None]], target_s: float) -> tuple[int, str]:
+@dataclass(frozen=True)
+class Within:
+    """How many concurrent clients (streams or requests) meet a latency target."""
+
+    count: int  # whole clients: what `serve` should admit
+    estimate: float  # where the p95 crosses the target: the figure two runs are compared by
+    how: str  # how it was found, for the report
+
+
+def within_target(points: list[tuple[int, float | None]], target_s: float) -> Within:
     """The most concurrent clients (streams or requests) whose p95 latency meets the
     target, from levels measured at increasing counts: `points` are (count, p95 seconds),
-    p95 None for a level that failed (errors, no finals). Returns the count and how it
-    was found.
+    p95 None for a level that failed (errors, no finals).
 
-    Between the last level that meets the target and the first that misses it, the count
-    is interpolated on the two p95s (rounded down) instead of read off the grid: a grid
-    count jumps between its levels (8 or 4 streams) whenever the edge lies near one, and
-    a slow second of the host decides which, while the crossing moves only as much as the
-    latencies do. Levels after the first miss do not count (a noisy pass above a miss is
-    not capacity)."""
+    Between the last level that meets the target and the first that misses it, the
+    crossing is interpolated on the two p95s instead of read off the grid: a grid count
+    jumps between its levels (8 or 4 streams) whenever the edge lies near one, and a slow
+    second of the host decides which, while the crossing moves only as much as the
+    latencies do. The estimate keeps the fraction (2.9 and 3.1 requests are one figure
+    measured twice; 2 and 3 would read as 40 % apart); the count is its whole part.
+    Levels after the first miss do not count (a noisy pass above a miss is not capacity)."""
     pts = sorted(points)
     prev: tuple[int, float] | None = None
     for n, p95 in pts:
         if p95 is None or p95 > target_s:
             if prev is None:
-                return 0, f"{n} already misses it" + (f" (p95 {p95:g} s)" if p95 is not None else " (failed)")
+                return Within(
+                    0, 0.0, f"{n} already misses it" + (f" (p95 {p95:g} s)" if p95 is not None else " (failed)")
+                )
             lo, lo_p95 = prev
             if p95 is None or p95 <= lo_p95:
-                return lo, f"{n} failed" if p95 is None else f"{n} misses it (p95 {p95:g} s)"
-            cross = lo + (n - lo) * (target_s - lo_p95) / (p95 - lo_p95)
+                return Within(lo, float(lo), f"{n} failed" if p95 is None else f"{n} misses it (p95 {p95:g} s)")
+            cross = min(float(n), max(float(lo), lo + (n - lo) * (target_s - lo_p95) / (p95 - lo_p95)))
             count = min(n - 1, max(lo, math.floor(cross)))
-            return count, f"interpolated between {lo} (p95 {lo_p95:g} s) and {n} (p95 {p95:g} s)"
+            how = f"interpolated between {lo} (p95 {lo_p95:g} s) and {n} (p95 {p95:g} s)"
+            return Within(count, round(cross, 1), how)
         prev = (n, p95)
     if prev is None:
-        return 0, "no level measured"
-    return prev[0], f"the most tried (p95 {prev[1]:g} s); more may fit"
+        return Within(0, 0.0, "no level measured")
+    return Within(prev[0], float(prev[0]), f"the most tried (p95 {prev[1]:g} s); more may fit")
 
 
 def within_target_interval(
     samples: list[tuple[int, list[float] | None]], target_s: float, resamples: int = 400, seed: int = 0
-) -> tuple[int, int]:
-    """How sure the count is: within_target over bootstrap resamples of each level's
+) -> tuple[float, float]:
+    """How sure the estimate is: within_target over bootstrap resamples of each level's
     latencies, as its 10th–90th percentile. A p95 of 30–50 latencies is nearly their
     second-largest, and live finals' latencies have two modes (a final that arrives while
     every instance is mid-decode waits a whole decode), so on a loaded machine one run's
-    count can sit anywhere in this range; the report shows it beside the count."""
+    figure can sit anywhere in this range; the report shows it beside the figure."""
     rng = np.random.default_rng(seed)
-    counts = []
+    estimates = []
     for _ in range(resamples):
         pts = [(n, pct(list(rng.choice(xs, len(xs))), 95) if xs else None) for n, xs in samples]
-        counts.append(within_target(pts, target_s)[0])
-    lo, hi = np.percentile(counts, [10, 90])
-    return int(lo), int(hi)
+        estimates.append(within_target(pts, target_s).estimate)
+    lo, hi = np.percentile(estimates, [10, 90])
+    return round(float(lo), 1), round(float(hi), 1)
+
+
+def search_levels(
+    measure: Callable[[int], float | None],
+    target_s: float,
+    start: int,
+    bisections: int = 0,
+    affordable: Callable[[int], bool] = lambda n: True,
+) -> list[tuple[int, float | None]]:
+    """Measure concurrency levels until the target's crossing is bracketed: 1 (one client
+    alone), then `start`, doubling while the target is met, then `bisections` levels
+    halving the bracket. `measure(n)` returns the level's p95 (None: it failed);
+    `affordable(n)` says whether the run's time allows level n. Returns (level, p95).
+
+    A fixed grid (1, 4, 8, 12 streams) tops out on a faster machine ("12, more may fit")
+    and brackets the crossing only as finely as its steps; the search finds it on any
+    machine, 4 streams wide where the grid's last step was, in as many levels."""
+    points: dict[int, float | None] = {}
+
+    def met(n: int) -> bool:
+        p = points[n]
+        return p is not None and p <= target_s
+
+    n: int | None = 1
+    while n is not None and (n == 1 or affordable(n)):
+        points[n] = measure(n)
+        if not met(1):
+            break
+        misses = [k for k in points if not met(k)]
+        hi = min(misses) if misses else None
+        lo = max(k for k in points if met(k) and (hi is None or k < hi))
+        if hi is None:
+            n = max(start, 2 * lo)
+        elif bisections > 0 and hi - lo > 1:
+            bisections -= 1
+            n = (lo + hi) // 2
+        else:
+            n = None
+    return sorted(points.items())
 
 
 def stream_points(levels: list[dict]) -> list[tuple[int, float | None]]:
-    """(streams, final p95) per real-time level; a level without finals failed."""
-    return [(r["streams"], r["final_p95"] if r["finals"] else None) for r in levels]
+    """(streams, final p95) per real-time level; a level without finals, or with a stream
+    the server refused or dropped, failed."""
+    return [(r["streams"], r["final_p95"] if r["finals"] and not r.get("refused") else None) for r in levels]
 
 
 def stream_samples(levels: list[dict]) -> list[tuple[int, list[float] | None]]:
     """(streams, every final's latency) per real-time level, None for a failed level."""
-    return [(r["streams"], r.get("final_latencies") or None) for r in levels]
+    return [(r["streams"], None if r.get("refused") else r.get("final_latencies") or None) for r in levels]
 
 
 def request_points(levels: list[dict]) -> list[tuple[int, float | None]]:

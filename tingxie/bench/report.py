@@ -157,12 +157,24 @@ def cost_lines(report: dict) -> list[str]:
     return lines
 
 
-def interval_text(interval: list[int] | tuple[int, int] | None, what: str) -> str:
-    """The count's 10–90 % range over resamples of the latencies it came from."""
+def interval_text(interval: list[float] | tuple[float, float] | None, what: str) -> str:
+    """The figure's 10–90 % range over resamples of the latencies it came from."""
     if not interval:
         return ""
     lo, hi = interval
-    return f"; {lo}–{hi} over resamples of its {what}" if lo != hi else f"; {lo} over every resample of its {what}"
+    return (
+        f"; {lo:g}–{hi:g} over resamples of its {what}" if lo != hi else f"; {lo:g} over every resample of its {what}"
+    )
+
+
+def clients_text(estimate: float | None, count: int, tried: int) -> str:
+    """A streams/requests figure: where the p95 crosses the target (one decimal: the
+    figure two runs are compared by), its whole part, or a floor when every level met it."""
+    if count == tried:
+        return f"≥ {tried}"
+    if estimate is None or estimate == count:
+        return str(count)
+    return f"{estimate:g} (so {count} whole)"
 
 
 def headline(report: dict) -> list[str]:
@@ -191,7 +203,7 @@ def headline(report: dict) -> list[str]:
         tried = max(r["streams"] for r in rt["levels"])
         n = rt["max_streams_within_slo"]
         out.append(
-            f"live streams: {n} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
+            f"live streams: {clients_text(rt.get('within_slo_estimate'), n, tried)} concurrent within final-latency p95 ≤ {rt['slo_ms']:g} ms"
             + (f" ({rt['within_slo_how']})" if rt.get("within_slo_how") else "")
             + interval_text(rt.get("within_slo_interval"), "finals")
             + (f" — try --streams {tried},{2 * tried}" if n == tried else "")
@@ -207,7 +219,7 @@ def headline(report: dict) -> list[str]:
         n = report.get("max_requests_within_slo", 0)
         top = max(rq, key=lambda r: r["requests_per_s"])
         out.append(
-            f"short requests: {n} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
+            f"short requests: {clients_text(report.get('requests_within_slo_estimate'), n, tried)} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
             + (f" ({report['requests_within_slo_how']})" if report.get("requests_within_slo_how") else "")
             + interval_text(report.get("requests_within_slo_interval"), "requests")
             + (f" — try --concurrency {tried},{2 * tried}" if n == tried else "")
@@ -409,8 +421,8 @@ def render_html(report: dict) -> str:
     if report.get("realtime"):
         rt = report["realtime"]
         parts.append(
-            f"<h2>Real-time streams</h2><p>{rt['audio_s_per_stream']} s of paced audio per stream; largest count within final p95 ≤ "
-            f"{rt['slo_ms']:g} ms: <b>{rt['max_streams_within_slo']}</b>"
+            f"<h2>Real-time streams</h2><p>{rt['audio_s_per_stream']} s of paced audio per stream; streams within final p95 ≤ "
+            f"{rt['slo_ms']:g} ms: <b>{clients_text(rt.get('within_slo_estimate'), rt['max_streams_within_slo'], max(r['streams'] for r in rt['levels']))}</b>"
             + (f" ({html.escape(rt['within_slo_how'])})" if rt.get("within_slo_how") else "")
             + "</p>"
             + html_table(rt["levels"], STREAM_COLS, "realtime")

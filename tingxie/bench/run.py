@@ -18,7 +18,7 @@ import numpy as np
 from ..localserver import LocalServer
 from ..text import is_cjk
 from ..types import OptionsError
-from .clients import post_files, request_level, stream_audio, stream_level
+from .clients import post_files, request_level, stream_audio, stream_level, stream_start
 from .corpus import SR, accuracy, load_corpus, recordings, short_files
 from .figures import (
     capacity_figures,
@@ -26,12 +26,22 @@ from .figures import (
     pct,
     request_points,
     request_samples,
+    search_levels,
     stream_points,
     stream_samples,
     within_target,
     within_target_interval,
 )
 from .monitor import MachineLoad, Monitor
+
+# The searches' limits (tingxie/bench/figures.search_levels): requests per level are
+# enough that the p95 is not just the slowest of four; the real-time search stops doubling
+# once its next level would take it past this many seconds, so the quick run stays within
+# three minutes on 2 cores (a GPU's hundreds of streams need --streams).
+REQUESTS_PER_CLIENT = 3
+REQUESTS_AT_LEAST = 6
+STREAM_SEARCH_S = 115.0
+BENCH_MAX_STREAMS = 4096
 
 
 def run_batch_local(
@@ -255,14 +265,21 @@ def count_within(
     what: str,
     option: str,
     notes: list[str],
-) -> tuple[int, str, tuple[int, int]]:
-    """One capacity count for streams or requests: the count within the target, how it
-    was read, its range over resamples; a note when the target sits at one client's own
-    latency."""
-    n, how = within_target(points, target_s)
+) -> dict:
+    """One capacity figure for streams or requests: the crossing of the target (the
+    figure), the whole clients within it (what `serve` admits), how it was read, its range
+    over resamples; a note when the target sits at one client's own latency."""
+    w = within_target(points, target_s)
     if note := edge_note(points, target_s, what, option):
         notes.append(note)
-    return n, how, within_target_interval(samples, target_s)
+    lo, hi = within_target_interval(samples, target_s)
+    return {"count": w.count, "estimate": w.estimate, "how": w.how, "interval": [lo, hi]}
+
+
+def level_seconds(streams: int, stream_seconds: float) -> float:
+    """About how long one real-time level takes: its audio, paced, after the last
+    stream's staggered start (clients.stream_level), and the last final."""
+    return stream_seconds + stream_start(streams - 1, streams) + 3.0
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -388,8 +405,8 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
     steps = (
         sum(measured_in(rep, k) for rep in range(args.repeats) for k in keys)
         + args.repeats * len(remote_files)
-        + (len(args.streams) if "realtime" in args.modes else 0)
-        + (len(args.concurrency) if "requests" in args.modes else 0)
+        + (len(args.streams or [1, 8, 16, 12]) if "realtime" in args.modes else 0)  # a search's usual levels
+        + (len(args.concurrency or [1, 2, 4]) if "requests" in args.modes else 0)
     )
     bar = tqdm(total=steps, desc="bench", unit="run", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
 
@@ -403,7 +420,9 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
         nonlocal server, url
         if url is None:
             step("starting server")
-            server = LocalServer(engine_server_args(args)).start()
+            # the bench measures what the engine holds, not serve's admission limit
+            # (which an earlier bench may have set from what it measured)
+            server = LocalServer(engine_server_args(args), env={"TINGXIE_MAX_STREAMS": str(BENCH_MAX_STREAMS)}).start()
             if server.proc:
                 load.watch(server.proc.pid)
             url = server.url
@@ -471,18 +490,22 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             u = need_server()
             shorts = short_files(corpus, work / "short")
             report["requests"] = []
-            for c in args.concurrency:
+
+            def request_p95(c: int) -> float | None:
                 step(f"{c} concurrent requests")
-                report["requests"].append(
-                    request_level(u, shorts, c, args.requests or max(4, 2 * c), args.api_key, language)
-                )
+                n_requests = args.requests or max(REQUESTS_AT_LEAST, REQUESTS_PER_CLIENT * c)
+                r = request_level(u, shorts, c, n_requests, args.api_key, language)
+                report["requests"].append(r)
                 bar.update()
+                return request_points([r])[0][1]
+
+            if args.concurrency:
+                for c in args.concurrency:
+                    request_p95(c)
+            else:  # closed-loop latency grows in step with clients past saturation: no bisection
+                search_levels(request_p95, args.request_slo_ms / 1000, start=2)
             report["requests_slo_ms"] = args.request_slo_ms
-            (
-                report["max_requests_within_slo"],
-                report["requests_within_slo_how"],
-                report["requests_within_slo_interval"],
-            ) = count_within(
+            w = count_within(
                 request_points(report["requests"]),
                 request_samples(report["requests"]),
                 args.request_slo_ms / 1000,
@@ -490,28 +513,44 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                 "--request-slo-ms",
                 report["notes"],
             )
+            report["max_requests_within_slo"] = w["count"]
+            report["requests_within_slo_estimate"] = w["estimate"]
+            report["requests_within_slo_how"] = w["how"]
+            report["requests_within_slo_interval"] = w["interval"]
         if "realtime" in args.modes:
             u = need_server()
             speech = stream_audio(corpus, args.stream_seconds, args.seed)
             # scored as the batch rows are: numbers as the model wrote them (the references
             # spell them out), so finals and files compare on the same text
             opts = {"itn": False, **({"language": language} if language else {})}
-            report["realtime"] = {
+            rt = report["realtime"] = {
                 "slo_ms": args.slo_ms,
                 "audio_s_per_stream": round(len(speech.pcm) / SR, 1),
                 "levels": [],
             }
+            searched_since = time.monotonic()
+
+            def stream_p95(n: int) -> float | None:
+                step(f"{n} streams")
+                level = asyncio.run(stream_level(u.replace("http", "ws", 1), speech, n, opts, args.api_key))
+                rt["levels"].append(level)
+                bar.update()
+                return stream_points([level])[0][1]
+
+            def affordable(n: int) -> bool:
+                spent = time.monotonic() - searched_since
+                return spent + level_seconds(n, args.stream_seconds) <= STREAM_SEARCH_S
+
             with Monitor(server.proc.pid if server and server.proc else None) as mon:
-                for n in args.streams:
-                    step(f"{n} streams")
-                    report["realtime"]["levels"].append(
-                        asyncio.run(stream_level(u.replace("http", "ws", 1), speech, n, opts, args.api_key))
-                    )
-                    bar.update()
+                if args.streams:
+                    for n in args.streams:
+                        stream_p95(n)
+                else:
+                    search_levels(stream_p95, args.slo_ms / 1000, start=8, bisections=1, affordable=affordable)
+            rt["levels"].sort(key=lambda r: r["streams"])
             if server:
-                report["realtime"]["server_resources"] = mon.to_dict()
-            rt = report["realtime"]
-            rt["max_streams_within_slo"], rt["within_slo_how"], rt["within_slo_interval"] = count_within(
+                rt["server_resources"] = mon.to_dict()
+            w = count_within(
                 stream_points(rt["levels"]),
                 stream_samples(rt["levels"]),
                 args.slo_ms / 1000,
@@ -519,6 +558,10 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                 "--slo-ms",
                 report["notes"],
             )
+            rt["max_streams_within_slo"] = w["count"]
+            rt["within_slo_estimate"] = w["estimate"]
+            rt["within_slo_how"] = w["how"]
+            rt["within_slo_interval"] = w["interval"]
     finally:
         bar.close()
         if server:
