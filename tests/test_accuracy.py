@@ -17,8 +17,12 @@ from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
 # measured 17.81 / 5.56 since the model hears the recording as recorded (docs/accuracy.md:
 # per-frame levelling read this set's Mandarin 1.2 points better and the validation half
-# worse); the margin absorbs run-to-run differences of a word or two
-THRESHOLDS = {"zh": 0.190, "en": 0.070}
+# worse); the margin absorbs run-to-run differences of a word or two. The same code read
+# this set's English at 7.54 % on an AVX-512 host (session 19: CTranslate2's kernels there
+# hear gentle_lucier_long's "my speech" as "money's speech", and faster-whisper's own
+# decode moves alike, 9.89 → 10.99 % on the calibration half), so English has the margin
+# of a word or two above that.
+THRESHOLDS = {"zh": 0.190, "en": 0.090}
 
 
 @pytest.mark.eval

@@ -569,6 +569,24 @@ def test_a_continuation_that_only_repeats_is_dropped_and_a_reheard_word_is_cut()
     assert [s.text for s in overlap_cut(before, [stop, more], "en", False)] == ["This is"]
 
 
+def test_a_phrase_said_again_but_aligned_after_the_end_is_cut():
+    """eval gentle_lucier_long, as decoded on an AVX-512 host: the text before ended "I
+    regard this activity not so much." at 78.85 s, and the continuation said "not so
+    much." again with its words aligned after 78.85 s, so the time rule kept it and the
+    reader got the phrase twice. A word-for-word repeat of two units or more of the text
+    before's end is cut wherever it was aligned; one shared word is not a repeat."""
+    from tingxie.engines.whisper.recognizer import overlap_cut
+
+    before = [Segment(0, 73.17, 78.85, "I regard this activity not so much.", "I regard this activity not so much.")]
+    again = _said([(" not", 78.9, 79.3), (" so", 79.3, 79.6), (" much.", 79.6, 80.5), (" As", 80.6, 80.8)])
+    (kept,) = overlap_cut(before, [again], "en", False)
+    assert kept.text == "As"
+    once = _said([(" much", 79.0, 79.4), (" better", 79.4, 80.0)])
+    assert [s.text for s in overlap_cut(before, [once], "en", False)] == ["much better"]
+    only = _said([(" not", 78.9, 79.3), (" so", 79.3, 79.6), (" much.", 79.6, 80.5)])
+    assert overlap_cut(before, [only], "en", False) == []  # only the repeat: nothing new
+
+
 @pytest.mark.parametrize(
     "before, after, language, kept",
     [

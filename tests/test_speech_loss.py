@@ -154,14 +154,18 @@ def test_a_continuation_reads_on_from_the_text_before_it(sched):
     """eval's gentle_lucier_long (100 s, English): the first window stops after "…into
     the room again and again," and its continuation, decoded without the text before it,
     wrote "the resonant frequencies of the realm" and "semblance of man's speech". Prompted
-    with the window's text as Whisper's seek loop prompts, it reads "room" and "my speech"."""
+    with the window's text as Whisper's seek loop prompts, it reads "room". (How the few
+    seconds after it read — "my speech" on one CPU, "money's speech" on an AVX-512 one — is
+    the model's hearing, not the prompt's; what this asserts is the room, and that no
+    phrase is said twice: the continuations' overlap is cut.)"""
     ev = (Path(__file__).resolve().parent.parent / ".." / "shared" / "eval").resolve()
     audio = ev / "gentle_lucier_long.mp3"
     if not audio.is_file():
         pytest.skip(f"eval's gentle_lucier_long not present under {ev}")
     t = transcribe(str(audio), sched, DecodeOptions(language="en"), VadOptions(), TextOptions(itn=False), BATCH)
     said = " ".join(re.sub(r"[^a-z' ]", " ", t.text.lower()).split())
-    assert "frequencies of the room reinforce" in said and "of my speech with" in said, t.text
+    assert "frequencies of the room reinforce" in said and "exception of rhythm" in said, t.text
+    assert said.count("not so much") == 1 and said.count("semblance of") == 1, t.text
 
 
 def test_a_files_text_does_not_depend_on_what_else_is_transcribed(sched, clips, corpus_dir, tmp_path, monkeypatch):

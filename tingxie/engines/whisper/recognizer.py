@@ -293,6 +293,10 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
             across = _units(words[0].word, language) if words and words[0].start < end else []
             if across and tail[-len(across) :] == across:
                 words.pop(0)
+            # the overlap said again word for word, but aligned after the time `before`
+            # ended: "I regard this activity not so much." then "not so much." at 78.85–
+            # 80.53 s (gentle_lucier_long), a phrase the reader got twice
+            words = _without_repeat(tail, words, language)
             if not has_words("".join(w.word for w in words)):
                 continue  # all of it said before (a mark may be left): the next segment is looked at
             if len(words) < len(seg.words or []):
@@ -317,6 +321,19 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
     if not keep_words:
         out = [replace(s, words=None) for s in out]
     return out
+
+
+def _without_repeat(tail: list[str], words: list, language: str) -> list:
+    """`words` without the whole words at their start that repeat `tail`'s end exactly
+    (two units or more: one shared word or character is too common to be a repeat)."""
+    k = repeated_units(tail, _units("".join(w.word for w in words), language), 2)
+    while words and k > 0:
+        n = len(_units(words[0].word, language))
+        if n > k:
+            break  # a word only partly repeated stays
+        k -= n
+        words = words[1:]
+    return words
 
 
 def repeated_units(tail: list[str], head: list[str], least: int) -> int:
