@@ -151,6 +151,11 @@ def test_the_search_brackets_the_crossing_on_a_slow_and_a_fast_machine():
     measured, p95 = machine(1000.0)
     points = search_levels(p95, 2.0, start=8, affordable=lambda n: n <= 32)
     assert measured == [1, 8, 16, 32] and within_target(points, 2.0).how.endswith("more may fit")
+    # the bench's own budget: longer streams get as many levels, not one stream alone
+    from tingxie.bench.run import level_seconds, stream_search_seconds
+
+    for seconds in (16.0, 60.0):
+        assert sum(level_seconds(n, seconds) for n in (1, 8, 16, 32)) <= stream_search_seconds(seconds)
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,8 @@ from .monitor import MachineLoad, Monitor
 
 # The searches' limits (tingxie/bench/figures.search_levels): requests per level are
 # enough that the p95 is not just the slowest of four; the real-time search stops doubling
-# once its next level would take it past STREAM_SEARCH_S, so the quick run stays within
+# once its next level would take it past STREAM_SEARCH_S (for the default 16 s streams;
+# longer streams get as many levels, stream_search_seconds), so the quick run stays within
 # three minutes on 2 cores (a GPU's hundreds of streams need --streams).
 REQUESTS_PER_CLIENT = 3
 REQUESTS_AT_LEAST = 6
@@ -275,6 +276,13 @@ def count_within(
         notes.append(note)
     lo, hi = within_target_interval(samples, target_s)
     return {"count": w.count, "estimate": w.estimate, "how": w.how, "interval": [lo, hi]}
+
+
+def stream_search_seconds(stream_seconds: float) -> float:
+    """The real-time search's time: STREAM_SEARCH_S for 16 s streams, in proportion for
+    longer ones, so that `--stream-seconds 60` still brackets the crossing instead of
+    stopping after one stream alone."""
+    return STREAM_SEARCH_S * max(1.0, level_seconds(8, stream_seconds) / level_seconds(8, 16.0))
 
 
 def level_seconds(streams: int, stream_seconds: float) -> float:
@@ -546,7 +554,7 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
 
             def affordable(n: int) -> bool:
                 spent = time.monotonic() - searched_since
-                return spent + level_seconds(n, args.stream_seconds) <= STREAM_SEARCH_S
+                return spent + level_seconds(n, args.stream_seconds) <= stream_search_seconds(args.stream_seconds)
 
             with Monitor(server.proc.pid if server and server.proc else None) as mon:
                 if args.streams:
