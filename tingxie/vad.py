@@ -74,12 +74,16 @@ class _Model:
     """Recurrent model state for one audio stream (LSTM h/c plus 64 context samples)."""
 
     def __init__(self) -> None:
-        self.h = np.zeros((1, 1, 128), dtype=np.float32)
-        self.c = np.zeros((1, 1, 128), dtype=np.float32)
+        self._fresh_state()
         self.context = np.zeros(CONTEXT, dtype=np.float32)
         self.leveler = Leveler()  # quiet speech is lifted first: Silero misses it otherwise
         self.position = 0  # frames run so far
         self.block_max = 0.0  # the highest score in the current block of RESET_FRAMES
+
+    def _fresh_state(self) -> None:
+        """The LSTM state a stream starts with (and starts again with after a quiet block)."""
+        self.h = np.zeros((1, 1, 128), dtype=np.float32)
+        self.c = np.zeros((1, 1, 128), dtype=np.float32)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Probabilities for `frames` of shape (n, 512), continuing the stream."""
@@ -106,8 +110,7 @@ class _Model:
                     # carried from one speaker kept the next one's 20 s of speech under
                     # 0.1 (validation English joined into one recording); from a fresh
                     # state, as every file starts, the same audio scored 0.2-0.9.
-                    self.h = np.zeros_like(self.h)
-                    self.c = np.zeros_like(self.c)
+                    self._fresh_state()
                 self.block_max = 0.0
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 

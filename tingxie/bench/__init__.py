@@ -160,7 +160,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         type=_int_list("--streams"),
         default=None,
         help="concurrent real-time streams to measure (default: a search — 1, then 8 doubling while the "
-        "target is met, then one level between; within about 100 s). The figure is where the final p95 "
+        "target is met, then one level between; about two minutes for 16 s streams). The figure is where the final p95 "
         "crosses the target, interpolated between the last level that meets it and the first that misses it",
     )
     m.add_argument(
