@@ -202,6 +202,8 @@ def test_root_redirects_to_ui_and_pages_switch(page):
     pages["Recognise"] = "recognise"
     for tab, name in pages.items():
         page.get_by_role("link", name=tab, exact=True).click()
+        # the page switches on the hashchange event, after the click returns
+        page.locator(f"#page-{name}:not([hidden])").wait_for()
         shown = page.locator(".page:not([hidden])")
         assert shown.count() == 1 and shown.get_attribute("id") == f"page-{name}", (tab, shown.get_attribute("id"))
     # language switch is remembered
