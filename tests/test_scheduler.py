@@ -119,6 +119,28 @@ def test_interactive_lane_goes_first_and_batch_owners_take_turns():
         s.close()
 
 
+def test_a_second_decode_of_a_waiting_request_goes_before_other_clients_windows():
+    """A request whose window falls back (or is continued) must not wait for every other
+    client's window again at each of its second decodes: with four clients a 1.6 s clip
+    that fell back five times took 5-8 s instead of 2. Jobs keep plain turns."""
+    engine = FakeEngine(hold_first=True)
+    s = Scheduler(engine, max_batch_size=1, max_wait_ms=0, instances=1)
+    try:
+        s.submit(window("blocker"), BATCH, "x")
+        assert engine.started.wait(10)
+        waiting = [s.submit(window(f"client-{i}"), INTERACTIVE, f"client-{i}") for i in range(3)]
+        again = s.submit(window("fallback"), INTERACTIVE, "slow-request", follow_up=True)
+        jobs = [s.submit(window(f"job-{i}"), BATCH, f"job-{i}") for i in range(2)]
+        job_again = s.submit(window("job-fallback"), BATCH, "job-9", follow_up=True)
+        engine.release.set()
+        for f in [*waiting, again, *jobs, job_again]:
+            f.result(10)
+        order = [b[0] for b in engine.batches[1:]]
+        assert order == ["fallback", "client-0", "client-1", "client-2", "job-0", "job-1", "job-fallback"]
+    finally:
+        s.close()
+
+
 class HoldPartials(FakeEngine):
     """Holds every batch of partials until released; anything else decodes at once."""
 

@@ -3,9 +3,12 @@
 Four lanes, served in order: `interactive` (synchronous requests, real-time finals),
 `first_partial` (a live sentence's first partial: what tells a speaker they are heard),
 `partial` (later partials of a sentence: useful, but never worth delaying a final or
-another sentence's first words), then `batch` (jobs, CLI runs). Partials alone never hold
-every instance: with more than one, one stays free for the next final. Within a lane owners take turns, so a 500-file batch
-cannot starve another user's job and a 3-minute request cannot hold back a short one. `instances` worker threads each take a
+another sentence's first words), then `batch` (jobs, CLI runs). Partials alone never
+hold every instance: with more than one, one stays free for the next final. Within a
+lane owners take turns, so a 500-file batch cannot starve another user's job and a
+3-minute request cannot hold back a short one; in the live lanes a second decode of a
+window someone waits on (fallback, continuation, retry) goes ahead of the turns, so it
+finishes a request instead of queueing it again. `instances` worker threads each take a
 batch and run it on the engine (one CTranslate2 replica each). A batch is formed from
 whatever is waiting, topped up for at most `max_wait_ms`, so a lone request is not held
 back waiting for company.
@@ -140,8 +143,18 @@ class Scheduler:
     def engine(self) -> Recognizer:
         return self._engine() if callable(self._engine) and not hasattr(self._engine, "decode") else self._engine  # type: ignore[return-value]
 
-    def submit(self, window: Window, lane: str = BATCH, owner: str = "", check_capacity: bool = False) -> Future:
-        """Queue one window; the future resolves to its WindowResult."""
+    def submit(
+        self, window: Window, lane: str = BATCH, owner: str = "", check_capacity: bool = False, follow_up: bool = False
+    ) -> Future:
+        """Queue one window; the future resolves to its WindowResult.
+
+        `follow_up`: a second decode of a window someone already waits on (a temperature
+        fallback, a continuation, speech decoded again). In the live lanes it goes first,
+        ahead of its owner's turn: sent to the back of the turns each time, a short
+        request whose window falls back through five temperatures waited for every other
+        client's window five times over (a 1.6 s clip: 2 s alone, 5-8 s among four
+        clients; the request figure's p95 was that one clip). Each window has a bounded
+        number of them, so an owner cannot hold the front. Jobs keep plain turns."""
         fut: Future = Future()
         engine = self.engine
         item = _Item(window, fut, owner, engine.batch_key(window), time.monotonic(), lane)
@@ -153,7 +166,12 @@ class Scheduler:
                 waiting = sum(self._count(x) for x in LIVE_LANES)
                 if waiting >= self.interactive_limit:
                     raise Overloaded(f"{waiting} windows already wait in the interactive lane")
-            queues.setdefault(owner, collections.deque()).append(item)
+            q = queues.setdefault(owner, collections.deque())
+            if follow_up and lane in LIVE_LANES:
+                q.appendleft(item)
+                queues.move_to_end(owner, last=False)
+            else:
+                q.append(item)
             self._cond.notify()
         return fut
 

@@ -234,9 +234,9 @@ def recover(
         spans = [SpeechSpan(p.start, p.start + p.length) for p in part.pieces]
         parts += windows_mod.pack(window.source, spans, opts, limit_s=RETRY_MAX_S, probs=window.probs)
     found: list[Segment] = []
-    futures = [scheduler.submit(p, lane, owner) for p in parts]  # full 30 s input: compact=False
+    futures = [scheduler.submit(p, lane, owner, follow_up=True) for p in parts]  # full 30 s input: compact=False
     for part, f in zip(parts, futures, strict=True):
-        r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner).result())
+        r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner, follow_up=True).result())
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
         result.tokens += r.tokens
@@ -284,7 +284,7 @@ def finish_window(
     `recover` (junk set aside, speech left without text decoded again). Its extra
     decodes go through `scheduler` in `lane` as `owner`. Blocking: call it off the event
     loop."""
-    refined = refine(engine, window, result, lambda w: scheduler.submit(w, lane, owner).result())
+    refined = refine(engine, window, result, lambda w: scheduler.submit(w, lane, owner, follow_up=True).result())
     return recover(engine, window, refined, scheduler, lane, owner)
 
 

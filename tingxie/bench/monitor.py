@@ -203,9 +203,9 @@ class MachineLoad:
             )
             reasons = []
             if others > self.TRUST_OTHERS_SHARE * cores:
-                reasons.append(f"other processes used {others:.2f} of {cores} CPUs on average")
+                reasons.append(f"other processes used {others:.2f} of {cores} CPUs on average during the run")
             if d["steal_percent"] > self.TRUST_STEAL_PCT:
-                reasons.append(f"the hypervisor took {d['steal_percent']} % of CPU time (steal)")
+                reasons.append(f"the hypervisor took {d['steal_percent']} % of CPU time (steal) during the run")
             d["trustworthy"] = not reasons
             d["why_not"] = "; ".join(reasons)
         else:

@@ -41,6 +41,11 @@ from .monitor import MachineLoad, Monitor
 # three minutes on 2 cores (a GPU's hundreds of streams need --streams).
 REQUESTS_PER_CLIENT = 3
 REQUESTS_AT_LEAST = 6
+# Every request level sends the same clips, each as often (whole rounds of at most this
+# many): six requests at one and two clients were the first six clips while twelve at
+# four were all of them, so the levels compared different clips, and the 7 s clip's
+# latency sat in one level's p95 and not in the next.
+REQUEST_CLIPS = 12
 STREAM_SEARCH_S = 115.0
 REQUEST_SEARCH_S = 60.0  # no level starts after this many seconds of the request search
 BENCH_MAX_STREAMS = 4096
@@ -321,7 +326,7 @@ def run(args: argparse.Namespace) -> dict:
         if report["machine_load"].get("trustworthy") is False:
             report["notes"].insert(
                 0,
-                "FIGURES NOT TRUSTWORTHY: " + report["machine_load"]["why_not"] + " during the run; "
+                "FIGURES NOT TRUSTWORTHY: " + report["machine_load"]["why_not"] + "; "
                 "rerun on a quiet machine for the machine's capacity",
             )
         cost = cost_section(report, args)
@@ -497,12 +502,13 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             report["recommendation"] = unswept_recommendation(default, m.get("default_threads_per_instance"))
         if "requests" in args.modes:
             u = need_server()
-            shorts = short_files(corpus, work / "short")
+            shorts = short_files(corpus, work / "short")[:REQUEST_CLIPS]
             report["requests"] = []
 
             def request_p95(c: int) -> float | None:
                 step(f"{c} concurrent requests")
-                n_requests = args.requests or max(REQUESTS_AT_LEAST, REQUESTS_PER_CLIENT * c)
+                at_least = max(REQUESTS_AT_LEAST, REQUESTS_PER_CLIENT * c)
+                n_requests = args.requests or len(shorts) * -(-at_least // len(shorts))  # whole rounds
                 r = request_level(u, shorts, c, n_requests, args.api_key, language)
                 report["requests"].append(r)
                 bar.update()
