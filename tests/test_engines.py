@@ -395,10 +395,10 @@ def test_long_windows_are_encoded_at_their_own_length_only_in_chinese():
 @pytest.mark.parametrize("detected", ["zh", "en"])
 def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detected):
     """A window of a file (language auto) whose text stops at 10 s of 28 s: the rest is
-    decoded again in the language detected for the window, as Whisper's seek loop does,
-    from a second inside the last segment (a word its last timestamp cut is heard whole),
-    and its text is appended; a Chinese continuation of ≥ 10 s is encoded at its own
-    length (cheaper, accuracy held), an English one at Whisper's 30 s."""
+    decoded again in the language detected for the window, from where the text ended, as
+    Whisper's seek loop does, and its text is appended; a Chinese continuation of ≥ 10 s
+    is encoded at its own length (cheaper, accuracy held), an English one at Whisper's
+    30 s."""
     from tingxie.engines.whisper.engine import own_length
     from tingxie.engines.whisper.recognizer import complete
     from tingxie.engines.whisper.result import WhisperResult
@@ -416,7 +416,7 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
     r = complete(w, first, submit)
     assert [s.raw_text for s in r.segments] == ["第一句", "第二句"] and r.decodes == 2
     (rest,) = submitted
-    assert rest.start == 9.0 and rest.seconds == 19.0 and rest.options.language == detected
+    assert rest.start == 10.0 and rest.seconds == 18.0 and rest.options.language == detected
     assert own_length(rest) == (detected == "zh")
     assert r.segments[1].start == 10.0  # the new text starts where the text before ended
 
@@ -424,11 +424,10 @@ def test_what_whisper_left_out_is_decoded_again_in_the_detected_language(detecte
 def test_a_continuation_is_prompted_with_the_text_before_it():
     """Whisper's seek loop prompts each window with the text before it; a continuation
     is the one decode of tingxie's that follows another in the same window, so it is
-    prompted the same way (eval gentle_lucier_long: unprompted, the continuation read
-    "the room" as "the realm" two sentences after "room"). The segment the continuation
-    starts inside is left out of the prompt — prompted with it, Whisper took the overlap
-    for said and skipped the word the last timestamp cut — and text sampled at a high
-    temperature prompts nothing, as in faster-whisper."""
+    prompted the same way, with all of the window's text (eval gentle_lucier_long:
+    unprompted, the continuation read "the room" as "the realm" two sentences after
+    "room"; prompted without the last sentence, "my speech" as "money's speech"). Text
+    sampled at a high temperature prompts nothing, as in faster-whisper."""
     from tingxie.engines.whisper.recognizer import complete
     from tingxie.engines.whisper.result import WhisperResult, hints
 
@@ -445,17 +444,16 @@ def test_a_continuation_is_prompted_with_the_text_before_it():
         return WhisperResult([Segment(0, win.start, win.end, "again.", "again.")], "en", 0.9, avg_logprob=-0.2)
 
     complete(w, WhisperResult(list(said), "en", 0.9, avg_logprob=-0.2), submit)
-    assert hints(submitted[0]).continuation and hints(submitted[0]).previous == "I am sitting in a room."
+    assert hints(submitted[0]).continuation and hints(submitted[0]).previous == "I am sitting in a room. Again and"
     submitted.clear()
     complete(w, WhisperResult(list(said), "en", 0.9, avg_logprob=-0.2, temperature=0.8), submit)
     assert hints(submitted[0]).previous == ""
 
 
-def test_after_a_continuation_that_only_repeated_the_next_starts_where_the_text_ended():
-    """Validation long set: a continuation that only said the last segment again came
-    back as one segment without a closing timestamp, so it "ran" to the window's end,
-    and the rest of the window (a sentence and a half) was never decoded. The next try
-    starts where the text ended, and what it says is kept."""
+def test_a_continuation_that_only_says_the_text_before_again_ends_the_passes():
+    """A continuation whose every word repeats the end of the text before (aligned where
+    that text ended) adds nothing and is not decoded again from the same place; one
+    that goes on past the repeat keeps only what is new."""
     from tingxie.engines.whisper.recognizer import complete
     from tingxie.engines.whisper.result import WhisperResult
     from tingxie.types import Word
@@ -465,20 +463,23 @@ def test_after_a_continuation_that_only_repeated_the_next_starts_where_the_text_
     first = WhisperResult(
         [Segment(0, 0.0, 10.0, "受到了黑神化的启发", "受到了黑神化的启发")], "zh", 0.9, avg_logprob=-0.2
     )
-    starts: list[float] = []
+    for goes_on in (False, True):
+        starts: list[float] = []
 
-    def submit(win: Window) -> WhisperResult:
-        starts.append(win.start)
-        if len(starts) == 1:  # the repeat, unterminated: its segment ends with the window
-            words = [Word(9.0, 9.4, "启", 0.9), Word(9.4, 9.8, "发", 0.9)]
-            return WhisperResult([Segment(0, win.start, win.end, "启发", "启发", words)], "zh", 0.9, avg_logprob=-0.2)
-        words = [Word(11.0, 12.0, "你好", 0.9), Word(12.0, 13.0, "世界", 0.9)]
-        return WhisperResult([Segment(0, 11.0, 13.0, "你好世界", "你好世界", words)], "zh", 0.9, avg_logprob=-0.2)
+        def submit(win: Window, goes_on=goes_on, starts=starts) -> WhisperResult:
+            starts.append(win.start)
+            words = [Word(9.6, 9.8, "启", 0.9), Word(9.8, 10.0, "发", 0.9)]
+            if goes_on:
+                words += [Word(11.0, 12.0, "你好", 0.9), Word(12.0, 13.0, "世界", 0.9)]
+            text = "".join(x.word for x in words)
+            return WhisperResult([Segment(0, win.start, win.end, text, text, words)], "zh", 0.9, avg_logprob=-0.2)
 
-    r = complete(w, first, submit)
-    assert starts[:2] == [9.0, 10.0]
-    assert [s.raw_text for s in r.segments] == ["受到了黑神化的启发", "你好世界"]
-    assert r.decodes == len(starts) + 1  # every decode counted, the repeat too
+        r = complete(w, WhisperResult(list(first.segments), "zh", 0.9, avg_logprob=-0.2), submit)
+        assert starts[0] == 10.0
+        assert [s.raw_text for s in r.segments] == ["受到了黑神化的启发"] + (["你好世界"] if goes_on else [])
+        assert r.decodes == len(starts) + 1  # every decode counted, the repeat too
+        if not goes_on:
+            assert starts == [10.0]  # not heard again from where it was heard already
 
 
 def test_a_continuation_that_copies_its_prompt_is_heard_again_without_it():
@@ -510,7 +511,7 @@ def test_a_continuation_that_copies_its_prompt_is_heard_again_without_it():
             return WhisperResult(segs, "zh", 0.9, avg_logprob=-0.3)
 
         r = complete(w, WhisperResult(list(before), "zh", 0.9, avg_logprob=-0.2), submit)
-        assert prompts[:2] == [prompt, ""]
+        assert prompts[:2] == [prompt + "可以举办成功", ""]
         assert [s.raw_text for s in r.segments[2:]] == spoken
 
 
@@ -523,10 +524,10 @@ def _said(words: list[tuple[str, float, float]]) -> Segment:
 
 def test_a_word_cut_by_the_last_timestamp_comes_back_once():
     """eval-extra mfa_cold_corpus, as decoded: the window's text stopped at "…this is
-    probably" with its last timestamp at 23.19 s, inside "good" (23.04-23.32 s), and
-    the continuation that started there lost "good". The continuation starts a second
-    earlier and says "I think it's probably good. Alright, thanks.": what ends by
-    23.19 s is cut, "good" stays, and the words go unless the request asked for them."""
+    probably" with its last timestamp at 23.19 s, inside "good" (23.04-23.32 s). A
+    continuation that says the last words again ("I think it's probably good. Alright,
+    thanks.", aligned from 22.19 s): what ends by 23.19 s is cut, "good" stays, and the
+    words go unless the request asked for them."""
     from tingxie.engines.whisper.recognizer import overlap_cut
 
     before = [Segment(0, 15.1, 23.188, "and I think this is probably", "and I think this is probably")]

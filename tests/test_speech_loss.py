@@ -147,7 +147,7 @@ def test_the_word_where_whisper_stopped_early_comes_back_once(sched):
     )
     words = re.sub(r"[^a-z' ]", " ", t.text.lower()).split()
     assert "probably good" in " ".join(words), t.text
-    assert " ".join(words).count("i think") == 1, t.text  # the overlap said once
+    assert " ".join(words).count("i think") == 1, t.text  # said once
 
 
 def test_a_continuation_reads_on_from_the_text_before_it(sched):
@@ -157,7 +157,7 @@ def test_a_continuation_reads_on_from_the_text_before_it(sched):
     with the window's text as Whisper's seek loop prompts, it reads "room". (How the few
     seconds after it read — "my speech" on one CPU, "money's speech" on an AVX-512 one — is
     the model's hearing, not the prompt's; what this asserts is the room, and that no
-    phrase is said twice: the continuations' overlap is cut.)"""
+    phrase is said twice: what a continuation says again of the text before is cut.)"""
     ev = (Path(__file__).resolve().parent.parent / ".." / "shared" / "eval").resolve()
     audio = ev / "gentle_lucier_long.mp3"
     if not audio.is_file():

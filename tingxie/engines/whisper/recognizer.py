@@ -110,12 +110,13 @@ def load_whisper(
 # Speech left undecoded at the end of a window worth a second pass (seconds).
 MIN_REMAINDER_S = 1.5
 MAX_PASSES = 3
-# A continuation starts this far before where the window's decode stopped. Whisper's last
-# timestamp often falls inside the last word (eval-extra mfa_cold_corpus: "…this is
-# probably" closed at 23.19 s, inside "good", 23.04–23.32 s) and leaves that word out; a
-# decode that starts mid-word drops it too, so the word was lost. Starting earlier, the
-# continuation hears the word whole; what it says again is cut (`overlap_cut`).
-CONTINUATION_OVERLAP_S = 1.0
+# A continuation starts where the window's text ended and is prompted with all of it, as
+# Whisper's seek loop does. (Sessions 15-19 started it a second inside the last segment,
+# prompted without that segment, so that a word the last timestamp cut was heard whole;
+# chosen again on calibration in session 20: the overlap re-heard its second as other
+# words — "articulated by speech." came back "In this speech," — and the short
+# continuations lacked the last sentence's context ("money's speech" for "my speech").
+# Calibration Mandarin long set 19.43 → 18.95 % CER, 8 → 6 continuations; docs/accuracy.md.)
 # How far into a continuation's text its repeat of the text before can reach, in words or
 # Chinese characters: a second of speech is 2-4 English words or 3-6 characters.
 OVERLAP_UNITS = 8
@@ -172,38 +173,22 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
         if window.options.language
         else replace(window, options=replace(window.options, language=result.language))
     )
-    repeated = False  # the last continuation only said again what was said before
     # the text that prompts the next continuation starts here: as in Whisper's seek loop,
     # text sampled at a high temperature is doubtful and prompts nothing
     since = len(result.segments) if _sampled_hot(result) else 0
     for _ in range(MAX_PASSES):
         if not result.segments:
             break
-        last = result.segments[-1]
-        left = windows_mod.remainder(w, last.end)
+        left = windows_mod.remainder(w, result.segments[-1].end)
         if left is None or left.seconds < MIN_REMAINDER_S:
             break
-        # a continuation starts inside the last segment (never before its middle), so a
-        # word the last timestamp cut is heard whole; after one that only repeated, the
-        # next starts where the text ended. (Where the repeat stopped is no guide: a
-        # repeat without a closing timestamp runs to the window's end, and the rest of
-        # the window — a whole sentence on the validation long set — went undecoded.)
-        start = last.end if repeated else max(last.end - CONTINUATION_OVERLAP_S, (last.start + last.end) / 2)
-        # the prompt stops before the segment the continuation starts inside: prompted
-        # with "… I think this is probably", Whisper took the overlap for said and wrote
-        # ". Alright, thanks." over "probably good. Alright, thanks."
-        said = result.segments[since:] if repeated else result.segments[since:-1]
-        previous = _joined(said, result.language)
-        rest = replace(
-            windows_mod.remainder(w, start) or left, hints=WhisperHints(continuation=True, previous=previous)
-        )
+        previous = _joined(result.segments[since:], result.language)
+        rest = replace(left, hints=WhisperHints(continuation=True, previous=previous))
         decodes = [with_fallback(rest, submit(rest), submit)]
-        if previous and copies_prompt(
-            decodes[0].segments, _joined(result.segments[since:], result.language), result.language
-        ):
+        if previous and copies_prompt(decodes[0].segments, previous, result.language):
             # Whisper's known failure with a prompt: over a breath or trailing quiet it
             # writes the prompt again (对收入群体的救助… on the calibration long set), or
-            # says the overlap again and stops as if the window were done (最真實的狀態了,
+            # says the prompt's end again and stops as if the window were done (最真實的狀態了,
             # no closing timestamp, and three sentences after it never decoded: quiet
             # set). Heard without the prompt, real speech says the same and goes on.
             rest = replace(rest, hints=WhisperHints(continuation=True))
@@ -214,14 +199,9 @@ def complete(window: Window, result: WindowResult, submit: Submit) -> WindowResu
             result.decodes += d.decodes
             for k, v in d.timings.items():
                 result.timings[k] = result.timings.get(k, 0.0) + v
-        said_something = bool(more.segments)
         more.segments = overlap_cut(result.segments, more.segments, result.language, w.options.word_timestamps)
         if not more.segments:
-            if repeated or not said_something:
-                break  # nothing new from where the text ended either, or nothing at all
-            repeated = True
-            continue
-        repeated = False
+            break  # nothing new from where the text ended (or only what was said before)
         result.segments.extend(more.segments)
         if _sampled_hot(more):
             since = len(result.segments)
@@ -268,14 +248,15 @@ def overlap_cut(before: list[Segment], after: list[Segment], language: str, keep
     """`after` (a continuation's segments, with their words) without what it repeats of
     `before`'s end.
 
-    The continuation starts CONTINUATION_OVERLAP_S inside the last segment, so it says
-    that segment's last words again, not always alike ("I think this is probably" came
-    back as "I think it's probably good"; 社会热点 as 我也弱点). Its words that end by the
-    time `before` ended (OVERLAP_TOLERANCE_S later, for the alignment's error) are cut,
-    and a word across that time too when it repeats `before`'s last word; the rest keeps
-    the words it was said with. Without words (an alignment that gave none), only an
-    exact repeat of `before`'s last words is cut (`repeated_units`). `keep_words`: the
-    request asked for word times; otherwise they are dropped once used."""
+    A continuation starts where `before`'s text ended, but not always after the words it
+    said: Whisper's last timestamp can fall inside the last word (eval-extra
+    mfa_cold_corpus: 23.19 s, inside "good", 23.04-23.32 s), and a prompted decode may say
+    its prompt's last words again. Its words that end by the time `before` ended
+    (OVERLAP_TOLERANCE_S later, for the alignment's error) are cut, a word across that
+    time too when it repeats `before`'s last word, and an exact repeat of `before`'s last
+    words wherever it was aligned; the rest keeps the words it was said with. Without
+    words (an alignment that gave none), only an exact repeat is cut (`repeated_units`).
+    `keep_words`: the request asked for word times; otherwise they are dropped once used."""
     if not before or not after:
         return after
     end = before[-1].end
