@@ -278,7 +278,7 @@ def test_a_running_server_by_url(tmp_path):
     (b,) = d["batch"]
     assert b["mode"] == "server"
     check_capacity_row(b, 2, 6)
-    # a whole round of the 12 bundled clips (at least 6 requests, 3 per client): every
+    # a whole round of the 12 bundled clips (at least 6 requests, 6 per client): every
     # level sends the same clips, so levels differ in load, not in which clips they timed
     assert d["requests"][0]["ok"] == d["requests"][0]["requests"] == 12
     assert d["realtime"]["levels"][0]["finals"] >= 1
