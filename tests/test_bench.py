@@ -151,6 +151,14 @@ def test_the_search_brackets_the_crossing_on_a_slow_and_a_fast_machine():
     measured, p95 = machine(1000.0)
     points = search_levels(p95, 2.0, start=8, affordable=lambda n: n <= 32)
     assert measured == [1, 8, 16, 32] and within_target(points, 2.0).how.endswith("more may fit")
+    # requests start at 2 (one client alone is the slowest level to measure) and measure
+    # one alone only when two miss
+    measured, p95 = machine(3.0)
+    assert [n for n, _ in search_levels(p95, 2.0, start=2, alone_first=False)] == [2, 4] and measured == [2, 4]
+    measured, p95 = machine(1.5)
+    assert [n for n, _ in search_levels(p95, 2.0, start=2, alone_first=False)] == [1, 2]
+    measured, p95 = machine(0.5)
+    assert search_levels(p95, 2.0, start=2, alone_first=False) == [(1, p95(1)), (2, p95(2))]
     # the bench's own budget: longer streams get as many levels, not one stream alone
     from tingxie.bench.run import level_seconds, stream_search_seconds
 

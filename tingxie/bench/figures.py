@@ -121,11 +121,15 @@ def search_levels(
     start: int,
     bisections: int = 0,
     affordable: Callable[[int], bool] = lambda n: True,
+    alone_first: bool = True,
 ) -> list[tuple[int, float | None]]:
     """Measure concurrency levels until the target's crossing is bracketed: 1 (one client
     alone), then `start`, doubling while the target is met, then `bisections` levels
     halving the bracket. `measure(n)` returns the level's p95 (None: it failed);
     `affordable(n)` says whether the run's time allows level n. Returns (level, p95).
+    `alone_first=False` starts at `start` and measures one client alone only when
+    `start` misses (requests: a level of one client alone is the slowest to measure, and
+    the crossing lies above it on any machine that serves two at once).
 
     A fixed grid (1, 4, 8, 12 streams) tops out on a faster machine ("12, more may fit")
     and brackets the crossing only as finely as its steps; the search finds it on any
@@ -136,14 +140,18 @@ def search_levels(
         p = points[n]
         return p is not None and p <= target_s
 
-    n: int | None = 1
+    n: int | None = 1 if alone_first else max(1, start)
     while n is not None and (n == 1 or affordable(n)):
         points[n] = measure(n)
-        if not met(1):
+        if 1 in points and not met(1):
             break
         misses = [k for k in points if not met(k)]
         hi = min(misses) if misses else None
-        lo = max(k for k in points if met(k) and (hi is None or k < hi))
+        below = [k for k in points if met(k) and (hi is None or k < hi)]
+        if not below:  # the first level missed: one client alone is what is left to learn
+            n = 1
+            continue
+        lo = max(below)
         if hi is None:
             n = max(start, 2 * lo)
         elif bisections > 0 and hi - lo > 1:

@@ -43,6 +43,7 @@ from .monitor import MachineLoad, Monitor
 # GPU's hundreds of streams need --streams).
 REQUESTS_PER_CLIENT = 6
 REQUESTS_AT_LEAST = 6
+REQUESTS_AT_MOST = 24  # a level of 8 clients with 48 took the quick run past three minutes
 # Every request level sends the same clips, each as often (whole rounds of at most this
 # many): six requests at one and two clients were the first six clips while twelve at
 # four were all of them, so the levels compared different clips, and the 7 s clip's
@@ -510,7 +511,8 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
             def request_p95(c: int) -> float | None:
                 step(f"{c} concurrent requests")
                 at_least = max(REQUESTS_AT_LEAST, REQUESTS_PER_CLIENT * c)
-                n_requests = args.requests or len(shorts) * -(-at_least // len(shorts))  # whole rounds
+                rounds = min(-(-at_least // len(shorts)), max(1, REQUESTS_AT_MOST // len(shorts)))
+                n_requests = args.requests or len(shorts) * rounds  # whole rounds
                 r = request_level(u, shorts, c, n_requests, args.api_key, language)
                 report["requests"].append(r)
                 bar.update()
@@ -526,6 +528,7 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
                     args.request_slo_ms / 1000,
                     start=2,
                     affordable=lambda c: time.monotonic() - since < REQUEST_SEARCH_S,
+                    alone_first=False,
                 )
             report["requests_slo_ms"] = args.request_slo_ms
             w = count_within(
