@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from .engines.base import Recognizer, WindowResult  # noqa: F401  (WindowResult: what the futures resolve to)
+from .engines.base import Recognizer, Submit, WindowResult  # noqa: F401  (WindowResult: what the futures resolve to)
 from .windows import Window
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,11 @@ class Scheduler:
                 q.append(item)
             self._cond.notify()
         return fut
+
+    def second_looks(self, lane: str, owner: str) -> Submit:
+        """What a window's finishing step (`engines.base.refine`, `transcribe.recover`)
+        decodes through: blocking, as `owner` in `lane`, each decode a `follow_up`."""
+        return lambda w: self.submit(w, lane, owner, follow_up=True).result()
 
     def admit_audio(self, seconds: float) -> float:
         """Admit a request of `seconds` of audio or raise Overloaded (HTTP 503): the

@@ -531,9 +531,7 @@ class StreamSession:
 
         def finish() -> WindowResult:
             if self._whole_sentences():
-                return refine(
-                    engine, part.window, first, lambda w: sched.submit(w, INTERACTIVE, self.id, follow_up=True).result()
-                )
+                return refine(engine, part.window, first, sched.second_looks(INTERACTIVE, self.id))
             return finish_window(engine, part.window, first, sched, INTERACTIVE, self.id)
 
         r = await asyncio.get_running_loop().run_in_executor(_FINISHING, finish)

@@ -236,7 +236,7 @@ def recover(
     found: list[Segment] = []
     futures = [scheduler.submit(p, lane, owner, follow_up=True) for p in parts]  # full 30 s input: compact=False
     for part, f in zip(parts, futures, strict=True):
-        r = refine(engine, part, f.result(), lambda w: scheduler.submit(w, lane, owner, follow_up=True).result())
+        r = refine(engine, part, f.result(), scheduler.second_looks(lane, owner))
         for k in r.timings:
             result.timings[k] = result.timings.get(k, 0.0) + r.timings[k]
         result.tokens += r.tokens
@@ -284,7 +284,7 @@ def finish_window(
     `recover` (junk set aside, speech left without text decoded again). Its extra
     decodes go through `scheduler` in `lane` as `owner`. Blocking: call it off the event
     loop."""
-    refined = refine(engine, window, result, lambda w: scheduler.submit(w, lane, owner, follow_up=True).result())
+    refined = refine(engine, window, result, scheduler.second_looks(lane, owner))
     return recover(engine, window, refined, scheduler, lane, owner)
 
 
