@@ -14,7 +14,7 @@ import numpy as np
 
 from ..text import is_cjk
 from .corpus import SR, Corpus, concat_speech
-from .figures import pct
+from .figures import MEAN, pct
 
 # Streams start this far apart, so that sentences do not end together across streams,
 # all within the first few seconds: a level of N streams must hold N streams at once.
@@ -91,7 +91,7 @@ def request_level(
     api_key: str | None = None,
     language: str | None = None,
 ) -> dict:
-    """`n_requests` short files (cycled) at `concurrency`: requests/s, latency p50/p95."""
+    """`n_requests` short files (cycled) at `concurrency`: requests/s, latency mean/p50/p95."""
     reqs = [dict(rows[k % len(rows)], id=f"{rows[k % len(rows)]['id']}#{k}") for k in range(n_requests)]
     r = asyncio.run(post_files(url, reqs, concurrency, api_key, language))
     audio = sum(x["duration"] for x in reqs)
@@ -102,6 +102,7 @@ def request_level(
         "errors": r["errors"][:3],
         "wall_seconds": round(r["wall"], 4),
         "requests_per_s": round(len(r["latencies"]) / r["wall"], 3),
+        "latency_mean": MEAN.of(r["latencies"]),
         "latency_p50": pct(r["latencies"], 50),
         "latency_p95": pct(r["latencies"], 95),
         "audio_s_per_wall_s": round(audio / r["wall"], 2),

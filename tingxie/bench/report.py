@@ -49,6 +49,7 @@ REQ_COLS = [
     ("requests", "requests"),
     ("ok", "ok"),
     ("requests_per_s", "requests/s"),
+    ("latency_mean", "latency mean s"),
     ("latency_p50", "latency p50 s"),
     ("latency_p95", "latency p95 s"),
     ("audio_s_per_wall_s", "audio s / s"),
@@ -218,12 +219,14 @@ def headline(report: dict) -> list[str]:
         tried = max(r["concurrency"] for r in rq)
         n = report.get("max_requests_within_slo", 0)
         top = max(rq, key=lambda r: r["requests_per_s"])
+        statistic = report.get("requests_slo_statistic", "p95")  # reports before the mean say p95
         out.append(
-            f"short requests: {clients_text(report.get('requests_within_slo_estimate'), n, tried)} concurrent within latency p95 ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
+            f"short requests: {clients_text(report.get('requests_within_slo_estimate'), n, tried)} concurrent within latency {statistic} ≤ {report.get('requests_slo_ms', 0) / 1000:g} s"
             + (f" ({report['requests_within_slo_how']})" if report.get("requests_within_slo_how") else "")
             + interval_text(report.get("requests_within_slo_interval"), "requests")
             + (f" — try --concurrency {tried},{2 * tried}" if n == tried else "")
             + f"; {top['requests_per_s']} requests/s at {top['concurrency']}"
+            + (f" (p95 {top['latency_p95']:g} s)" if statistic != "p95" and top.get("latency_p95") else "")
         )
     if report.get("recommendation"):
         r = report["recommendation"]
@@ -373,7 +376,11 @@ def charts(report: dict) -> list[str]:
                 "seconds",
                 {
                     "p95": [(r["concurrency"], r["latency_p95"]) for r in rq],
+                    "mean": [(r["concurrency"], r["latency_mean"]) for r in rq if r.get("latency_mean") is not None],
                     "p50": [(r["concurrency"], r["latency_p50"]) for r in rq],
+                    f"target {report.get('requests_slo_ms', 0) / 1000:g} s": [
+                        (r["concurrency"], report.get("requests_slo_ms", 0) / 1000) for r in rq
+                    ],
                 },
             )
         )
