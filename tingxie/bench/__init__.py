@@ -159,8 +159,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         "--streams",
         type=_int_list("--streams"),
         default=None,
-        help="concurrent real-time streams to measure (default: a search — 1, then 8 doubling while the "
-        "target is met, then one level between; about two minutes for 16 s streams). The figure is where the final p95 "
+        help="concurrent real-time streams to measure (default: a search — 8 doubling while the "
+        "target is met, then one level between, 1 only when 8 miss; under two minutes for 16 s streams). The figure is where the final p95 "
         "crosses the target, interpolated between the last level that meets it and the first that misses it",
     )
     m.add_argument(
