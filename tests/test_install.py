@@ -219,7 +219,7 @@ def test_quick_bench_on_the_plain_install_without_espeak(offline_install, tmp_pa
         assert x["first_update_p95"] > 0 and x["final_p95"] > 0
         assert 0 <= x["error_pct"] < 60  # accuracy beside speed: the finals say what was spoken
     assert d["requests"] and all(x["ok"] == x["requests"] > 0 and not x["errors"] for x in d["requests"])
-    assert all(x["requests_per_s"] > 0 and x["latency_p95"] > 0 for x in d["requests"])
+    assert all(x["requests_per_s"] > 0 and x["latency_p95"] >= x["latency_mean"] > 0 for x in d["requests"])
     ml = d["machine_load"]
     assert 0 <= ml["steal_percent"] <= 100 and isinstance(ml["trustworthy"], bool)
     # the quick run compares no settings: it names serve's defaults as such and stores nothing
