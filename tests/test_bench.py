@@ -434,6 +434,26 @@ def test_repeats_far_apart_make_the_figures_untrustworthy():
     assert unsteady["trustworthy"] is False and "10.1–14.1 s over 3 repeats" in unsteady["why_not"]
 
 
+def test_the_batch_figure_is_the_repeats_audio_over_their_time():
+    """A machine with a fast and a slow state (this VM: 21 and 27 ms for one fixed
+    workload, in stretches of 10–40 s) puts each 6–8 s repeat in one or the other. The
+    median of three then reads whichever state two repeats fell in (7.5 or 6.0 s: 25 %
+    apart for the same machine); the figure is the repeats' audio over their time, which
+    moves by the share of repeats in each state, and the range shows both."""
+    from tingxie.bench.run import aggregate
+
+    def runs(walls):
+        return [{"files": 5, "audio_seconds": 150.0, "wall_seconds": w, "accuracy_percent": {"en": 10.0 + w}}
+                for w in walls]  # fmt: skip
+
+    one_fast, two_fast = aggregate(runs([7.6, 6.0, 7.5])), aggregate(runs([5.9, 7.5, 6.0]))
+    a, b = one_fast["audio_hours_per_day"], two_fast["audio_hours_per_day"]
+    assert a == round(24 * 150 / (21.1 / 3), 1) and abs(a - b) / min(a, b) < 0.10
+    assert one_fast["audio_hours_per_day_range"] == [round(24 * 150 / 7.6, 1), round(24 * 150 / 6.0, 1)]
+    assert one_fast["accuracy_percent"] == {"en": 17.5}  # the median run's text, not a blend
+    assert one_fast["repeats"] == 3 and one_fast["spread_percent"] == round(100 * 1.6 / (21.1 / 3), 1)
+
+
 def test_recommendation_keeps_the_default_within_the_spread():
     from tingxie.bench.run import choose_recommendation
 

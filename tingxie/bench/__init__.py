@@ -145,8 +145,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
         "--repeats",
         type=_count("--repeats"),
         default=3,
-        help="runs of each batch configuration, interleaved; figures are medians with their range (default 3: "
-        "one slow run does not move the median)",
+        help="runs of each batch configuration, spread over the run; figures are their audio over their time, "
+        "with their range (default 3)",
     )
     m.add_argument(
         "--reference-runs",

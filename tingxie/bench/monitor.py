@@ -118,7 +118,7 @@ class MachineLoad:
     TRUST_OTHERS_SHARE = 0.10  # others' CPU, as a share of all cores
     TRUST_STEAL_PCT = 5.0
     # headline figures should hold to ±10 %: identical repeats further apart than that
-    # range (20 % of their median) show a machine whose speed changed under the run,
+    # range (20 % of their mean) show a machine whose speed changed under the run,
     # which neither others' CPU nor steal reveals on every host (a noisy neighbour on
     # shared cores, a throttled CPU)
     TRUST_REPEAT_SPREAD_PCT = 20.0

@@ -208,16 +208,23 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def aggregate(runs: list[dict]) -> dict:
-    """One figure from the repeats of one configuration: the run with the median wall
-    time (its accuracy, stages and resources), and the spread of all of them."""
+    """One figure from the repeats of one configuration: their audio over their time
+    (the mean wall time), with the run of the median wall time's accuracy, stages and
+    resources, and the spread of all of them.
+
+    The mean, not the median: this 2-core VM runs in two speed states (a fixed workload
+    26–30 ms for 30–40 s, 21–22 ms for about 12 s between), and a 6–8 s repeat lands in
+    one of them, so the median of three reads one state or the other (consecutive runs
+    up to 24 % apart over 15 runs), while the mean averages them as a day of work does
+    (at most 14 % apart, 8 of 11 pairs within 10 %: bench/results/capacity-runs.md)."""
     walls = sorted(r["wall_seconds"] for r in runs)
     mid = sorted(runs, key=lambda r: r["wall_seconds"])[(len(runs) - 1) // 2]
-    med = float(np.median(walls))
+    mean = float(np.mean(walls))
     d = dict(mid)
-    d.update(capacity_figures(mid["files"], mid["audio_seconds"], med))
+    d.update(capacity_figures(mid["files"], mid["audio_seconds"], mean))
     d["repeats"] = len(runs)
     d["wall_seconds_all"] = [round(w, 3) for w in walls]
-    d["spread_percent"] = round(100 * (walls[-1] - walls[0]) / med, 1) if med else None
+    d["spread_percent"] = round(100 * (walls[-1] - walls[0]) / mean, 1) if mean else None
     d["audio_hours_per_day_range"] = [
         capacity_figures(mid["files"], mid["audio_seconds"], w)["audio_hours_per_day"] for w in (walls[-1], walls[0])
     ]
@@ -342,7 +349,7 @@ def run(args: argparse.Namespace) -> dict:
 
     Every configuration is measured `--repeats` times, the repeats interleaved (A B C A B
     C) so that a change in the machine's load falls on all of them alike; each figure is
-    the median with its range. A configuration is measured once per run and shown
+    their mean (aggregate) with its range. A configuration is measured once per run and shown
     wherever it appears (the batch table's tingxie row is the sweep's default row)."""
     from tqdm import tqdm
 
@@ -616,7 +623,7 @@ def _measure(args, report: dict, language, work: Path, load: MachineLoad, tqdm, 
         # back to back: this 2-core VM's speed moves by a quarter within a minute, and
         # three repeats in the run's first 40 s gave 521 and 688 hours a day in two runs
         # whose stream and request figures, measured over the next two minutes, agreed to
-        # 1 and 3 %. Spread, the median samples the machine over the minutes the other
+        # 1 and 3 %. Spread, the repeats sample the machine over the minutes the other
         # figures do, and repeats far apart say its speed changed during the run. (The
         # server started for the searches idles, holding its model, while a repeat runs.)
         searches = [
