@@ -454,6 +454,20 @@ def test_the_batch_figure_is_the_repeats_audio_over_their_time():
     assert one_fast["repeats"] == 3 and one_fast["spread_percent"] == round(100 * 1.6 / (21.1 / 3), 1)
 
 
+def test_the_batch_repeats_are_spread_between_the_searches():
+    """Three repeats in the run's first 40 s read one speed of the machine while the
+    searches measured another: one repeat goes before the request search, one (with the
+    serial reference, which sits in the middle repeat) between the searches, one after the
+    streams; with fewer repeats the first and the last, with more the rest in between."""
+    from tingxie.bench.run import spread
+
+    assert spread(range(3), 3) == [[0], [1], [2]]
+    assert spread(range(2), 3) == [[0], [], [1]]
+    assert spread(range(1), 3) == [[0], [], []]
+    assert spread(range(5), 3) == [[0, 1], [2], [3, 4]]
+    assert spread(range(3), 1) == [[0, 1, 2]]  # batch alone: back to back
+
+
 def test_recommendation_keeps_the_default_within_the_spread():
     from tingxie.bench.run import choose_recommendation
 
