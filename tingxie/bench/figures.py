@@ -142,8 +142,9 @@ def search_levels(
 ) -> list[tuple[int, float | None]]:
     """Measure concurrency levels until the target's crossing is bracketed: 1 (one client
     alone), then `start`, doubling while the target is met, then `bisections` levels
-    halving the bracket. `measure(n)` returns the level's p95 (None: it failed);
-    `affordable(n)` says whether the run's time allows level n. Returns (level, p95).
+    halving the bracket. `measure(n)` returns the level's latency as the figure reads it
+    (p95 or mean; None: it failed); `affordable(n)` says whether the run's time allows
+    level n. Returns (level, latency).
     `alone_first=False` starts at `start` and measures one client alone only when
     `start` misses (requests: a level of one client alone is the slowest to measure, and
     the crossing lies above it on any machine that serves two at once).
@@ -194,11 +195,10 @@ def stream_samples(levels: list[dict]) -> list[tuple[int, list[float] | None]]:
 # A request level is 12–24 requests (a stream level 30–130 finals): their p95 is one of
 # the two slowest, which clip the slowest request was and what it queued behind, and
 # between two quick runs on one quiet machine it moved the figure 17 % (2.78 vs 3.20 s
-# at 4 clients, 12 runs: 3.3–4.6 requests) while the mean at every level held to 1 %
+# at 4 clients; 12 runs: 3.3–4.6 requests) while the mean at every level held to 1 %
 # (2.10 / 2.10 s; read on their means, the same 12 runs give 3.2–3.8, the low one a
-# slower machine). In a closed loop the
-# mean is clients over throughput (Little's law), which is what a level measures well;
-# the p95 stays in the table and the headline beside it.
+# slower machine). In a closed loop the mean is clients over throughput (Little's law),
+# which is what a level measures well; the p95 stays in the table and the headline.
 REQUEST_STATISTIC = MEAN
 
 
