@@ -175,6 +175,12 @@ class _TextWithout:
         return (lambda *a, **k: None) if name == "junk_reason" else getattr(self._m, name)
 
 
+def _prior_weight(weight: float):
+    from tingxie.engines.whisper import word_prior
+
+    return lambda: _patched(word_prior, PRIOR_WEIGHT=weight)
+
+
 # name → (what it switches, a context manager factory, VadOptions overrides, DecodeOptions overrides)
 VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], dict, dict]] = {
     "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}, {}),
@@ -196,6 +202,12 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
     "beam-6": ("beam width 6 (faster-whisper's and tingxie's default 5)", contextlib.nullcontext, {}, {"beam_size": 6}),
     "beam-8": ("beam width 8", contextlib.nullcontext, {}, {"beam_size": 8}),
     "beam-10": ("beam width 10 (the request schema's largest)", contextlib.nullcontext, {}, {"beam_size": 10}),
+    "no-word-prior": ("a Chinese window keeps its beam's likeliest hypothesis, as faster-whisper (no word prior)", _prior_weight(0.0), {}, {}),
+    "word-prior-0.05": ("word prior weight 0.05", _prior_weight(0.05), {}, {}),
+    "word-prior-0.1": ("word prior weight 0.1", _prior_weight(0.1), {}, {}),
+    "word-prior-0.15": ("word prior weight 0.15", _prior_weight(0.15), {}, {}),
+    "word-prior-0.2": ("word prior weight 0.2", _prior_weight(0.2), {}, {}),
+    "word-prior-0.3": ("word prior weight 0.3", _prior_weight(0.3), {}, {}),
     "zh-prompt": ("Mandarin prompted with a Simplified sentence (以下是普通话的句子。), a common Whisper recipe", contextlib.nullcontext, {}, {"initial_prompt": "以下是普通话的句子。"}),
 }  # fmt: skip
 

@@ -23,6 +23,7 @@ from ...text import has_words, is_chinese, is_cjk
 from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import WindowResult
+from . import word_prior
 from .result import COMPRESSION_LIMIT, LOW_LOGPROB, WhisperResult, falls_back, hints
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ class Engine:
         for compact in (True, False):
             w = Window(noise, [Piece(0, 0, len(noise))], DecodeOptions(language="en", beam_size=1), compact)
             self.decode([w])
+        word_prior.PRIOR.load()  # the first Chinese window would otherwise read the dictionary
 
     @property
     def whisper(self):
@@ -379,6 +381,13 @@ class Engine:
             if opts.temperature > 0
             else {}
         )
+        # a Chinese window keeps the beam's hypotheses: the word prior chooses among them
+        rescore = [
+            word_prior.PRIOR_WEIGHT > 0 and opts.temperature == 0 and opts.beam_size > 1 and lang == "zh"
+            for lang, _ in languages
+        ]
+        if any(rescore):
+            sampling["num_hypotheses"] = opts.beam_size
         results = self.model.generate(
             enc,
             prompts,
@@ -397,10 +406,14 @@ class Engine:
 
         out: list[WhisperResult] = []
         tokens_of: dict[int, list[int]] = {}  # id(segment) → its text tokens, for word alignment
-        for w, r, (lang, lang_p), prompt in zip(windows, results, languages, prompts, strict=False):
-            best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
-            seq = r.sequences_ids[best]
+        for w, r, (lang, lang_p), prompt, by_prior in zip(windows, results, languages, prompts, rescore, strict=False):
             tok = self.tokenizer(lang, w.options.task)
+            if by_prior:
+                texts = [tok.decode([t for t in ids if t < tok.eot]) for ids in r.sequences_ids]
+                best = word_prior.choose(texts, list(r.scores), [len(ids) for ids in r.sequences_ids])
+            else:
+                best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
+            seq = r.sequences_ids[best]
             avg_logprob = window_logprob(r.scores[best], len(seq)) if r.scores else 0.0
             cap = min(max_len // 2, max_len - len(prompt) + 1)  # what CTranslate2 generates at most
             segs = self._segments(

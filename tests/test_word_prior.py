@@ -1,0 +1,60 @@
+"""The word prior that chooses among a Chinese window's beam hypotheses
+(tingxie/engines/whisper/word_prior.py): it must prefer real words to their homophones,
+read both scripts alike, and never choose a hypothesis that says less."""
+
+from __future__ import annotations
+
+import pytest
+
+from tingxie.engines.whisper import word_prior
+from tingxie.engines.whisper.word_prior import PRIOR, choose
+
+# (what was said, what whisper-base wrote first on the eval set): homophones it heard
+HOMOPHONES = [
+    ("在发放渠道中也容易出现流失", "在发放曲道中也容易出现流失"),
+    ("其手机市场份额锐减", "其手机市场分额锐减"),
+    ("新工厂将提供至少十五万个就业机会", "新工厂将提供至少十五万个救验机会"),
+    ("新股发行其实不用有什么增量的东西", "辛古发型其实不用有什么增量的东西"),
+]
+
+
+@pytest.mark.parametrize(("said", "heard"), HOMOPHONES)
+def test_words_that_exist_are_likelier_than_their_homophones(said, heard):
+    assert PRIOR.logprob(said) > PRIOR.logprob(heard)
+
+
+def test_the_prior_reads_traditional_and_punctuated_text_as_simplified():
+    assert PRIOR.logprob("在發放渠道中，也容易出現流失。") == PRIOR.logprob("在发放渠道中也容易出现流失")
+
+
+def test_a_homophone_a_little_likelier_to_the_model_loses_to_the_word():
+    said, heard = HOMOPHONES[0]
+    # the beam ranks the homophone first by a hair (scores: log-probability per token)
+    assert choose([heard, said], [-0.30, -0.31], [14, 14]) == 1
+
+
+def test_a_clear_acoustic_preference_is_kept():
+    said, heard = HOMOPHONES[0]
+    assert choose([heard, said], [-0.30, -0.90], [14, 14]) == 0
+
+
+def test_a_hypothesis_that_stops_early_is_never_chosen_however_likely_its_words():
+    """A unigram prior rates fewer words likelier: chosen freely, a hypothesis that ended
+    after the first sentence replaced one that went on for 20 s (long validation set)."""
+    whole = "之前刚刚对居民派发了现金返还还有一个就是要跟大家纠正一点"
+    early = "之前刚刚对居民派发现金返还"
+    assert PRIOR.logprob(early) > PRIOR.logprob(whole)
+    # the beam ranked the whole first; both took 60 tokens (timestamps among them), so by
+    # score and prior alone the early stop would win
+    assert choose([whole, early], [-0.29, -0.30], [60, 60]) == 0
+
+
+def test_numbers_in_digits_or_characters_are_alternatives_of_one_length():
+    # 10年 / 十年: a run of digits is one unit, so either may be chosen
+    assert word_prior.units("10年后的需求") == word_prior.units("十年后的需求")
+
+
+def test_without_a_weight_the_likeliest_hypothesis_is_kept(monkeypatch):
+    said, heard = HOMOPHONES[0]
+    monkeypatch.setattr(word_prior, "PRIOR_WEIGHT", 0.0)
+    assert choose([said, heard], [-0.31, -0.30], [14, 14]) == 1
