@@ -208,6 +208,9 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
     "word-prior-0.15": ("word prior weight 0.15", _prior_weight(0.15), {}, {}),
     "word-prior-0.2": ("word prior weight 0.2", _prior_weight(0.2), {}, {}),
     "word-prior-0.3": ("word prior weight 0.3", _prior_weight(0.3), {}, {}),
+    "word-prior-0.5": ("word prior weight 0.5", _prior_weight(0.5), {}, {}),
+    "word-prior-0.7": ("word prior weight 0.7", _prior_weight(0.7), {}, {}),
+    "word-prior-1.0": ("word prior weight 1.0", _prior_weight(1.0), {}, {}),
     "zh-prompt": ("Mandarin prompted with a Simplified sentence (以下是普通话的句子。), a common Whisper recipe", contextlib.nullcontext, {}, {"initial_prompt": "以下是普通话的句子。"}),
 }  # fmt: skip
 

@@ -4,10 +4,13 @@ read both scripts alike, and never choose a hypothesis that says less."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tingxie.engines.whisper import word_prior
 from tingxie.engines.whisper.word_prior import PRIOR, choose
+from tingxie.text import comparison_form
 
 # (what was said, what whisper-base wrote first on the eval set): homophones it heard
 HOMOPHONES = [
@@ -58,3 +61,31 @@ def test_without_a_weight_the_likeliest_hypothesis_is_kept(monkeypatch):
     said, heard = HOMOPHONES[0]
     monkeypatch.setattr(word_prior, "PRIOR_WEIGHT", 0.0)
     assert choose([said, heard], [-0.31, -0.30], [14, 14]) == 1
+
+
+def test_a_chinese_window_is_transcribed_from_the_hypothesis_the_prior_chose(sched, corpus_dir, monkeypatch):
+    """Through the real pipeline, on real Mandarin (espeak-ng's Mandarin is too far from
+    speech for whisper-base): each file's window hands its beam's hypotheses to the prior,
+    and the transcript is the one it chose; an English file's window is not asked."""
+    from tingxie.transcribe import transcribe_many
+    from tingxie.types import DecodeOptions, TextOptions, VadOptions
+
+    rows = [json.loads(x) for x in (corpus_dir / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    zh = [corpus_dir / r["audio"] for r in rows if r["id"].startswith("aishell_")][:2]
+    en = [corpus_dir / r["audio"] for r in rows if r["lang"] == "en"][:1]
+    seen: list[tuple[list[str], int]] = []
+
+    def spy(texts, scores, lengths):
+        k = choose(texts, scores, lengths)
+        seen.append((texts, k))
+        return k
+
+    monkeypatch.setattr(word_prior, "choose", spy)
+    opts = (VadOptions(), TextOptions(itn=False))
+    outs = sorted(transcribe_many(zh, sched, DecodeOptions(language="zh"), *opts), key=lambda o: o.index)
+    assert len(seen) == len(zh) and all(len(texts) == 5 for texts, _ in seen)  # the beam's five hypotheses
+    chosen = sorted(comparison_form(texts[k], "zh") for texts, k in seen)
+    assert sorted(comparison_form(o.transcript.text, "zh") for o in outs) == chosen
+    seen.clear()
+    [out] = list(transcribe_many(en, sched, DecodeOptions(language="en"), *opts))
+    assert out.transcript.text and not seen
