@@ -33,23 +33,23 @@ def test_the_prior_reads_traditional_and_punctuated_text_as_simplified():
 def test_a_homophone_a_little_likelier_to_the_model_loses_to_the_word():
     said, heard = HOMOPHONES[0]
     # the beam ranks the homophone first by a hair (scores: log-probability per token)
-    assert choose([heard, said], [-0.30, -0.31], [14, 14]) == 1
+    assert choose([heard, said], [-0.30, -0.31]) == 1
 
 
 def test_a_clear_acoustic_preference_is_kept():
     said, heard = HOMOPHONES[0]
-    assert choose([heard, said], [-0.30, -0.90], [14, 14]) == 0
+    assert choose([heard, said], [-0.30, -0.90]) == 0
 
 
 def test_a_hypothesis_that_stops_early_is_never_chosen_however_likely_its_words():
-    """A unigram prior rates fewer words likelier: chosen freely, a hypothesis that ended
-    after the first sentence replaced one that went on for 20 s (long validation set)."""
-    whole = "之前刚刚对居民派发了现金返还还有一个就是要跟大家纠正一点"
-    early = "之前刚刚对居民派发现金返还"
-    assert PRIOR.logprob(early) > PRIOR.logprob(whole)
-    # the beam ranked the whole first; both took 60 tokens (timestamps among them), so by
-    # score and prior alone the early stop would win
-    assert choose([whole, early], [-0.29, -0.30], [60, 60]) == 0
+    """The beam holds hypotheses that end early. Chosen freely, one that stopped after its
+    first sentence replaced one that went on for 20 s (long validation set): the prior may
+    choose which words, never how many."""
+    whole = "之前刚刚对居民派发了现金返还陕北民谣黑神话的启发"
+    early = "之前刚刚对居民派发了现金返还"
+    # rarer words follow: per character, the early stop is the likelier text
+    assert PRIOR.logprob(early) / word_prior.units(early) > PRIOR.logprob(whole) / word_prior.units(whole)
+    assert choose([whole, early], [-0.29, -0.30]) == 0  # the beam ranked the whole first
 
 
 def test_numbers_in_digits_or_characters_are_alternatives_of_one_length():
@@ -60,7 +60,7 @@ def test_numbers_in_digits_or_characters_are_alternatives_of_one_length():
 def test_without_a_weight_the_likeliest_hypothesis_is_kept(monkeypatch):
     said, heard = HOMOPHONES[0]
     monkeypatch.setattr(word_prior, "PRIOR_WEIGHT", 0.0)
-    assert choose([said, heard], [-0.31, -0.30], [14, 14]) == 1
+    assert choose([said, heard], [-0.31, -0.30]) == 1
 
 
 def test_a_chinese_window_is_transcribed_from_the_hypothesis_the_prior_chose(sched, corpus_dir, monkeypatch):
@@ -75,8 +75,8 @@ def test_a_chinese_window_is_transcribed_from_the_hypothesis_the_prior_chose(sch
     en = [corpus_dir / r["audio"] for r in rows if r["lang"] == "en"][:1]
     seen: list[tuple[list[str], int]] = []
 
-    def spy(texts, scores, lengths):
-        k = choose(texts, scores, lengths)
+    def spy(texts, scores):
+        k = choose(texts, scores)
         seen.append((texts, k))
         return k
 
