@@ -42,7 +42,10 @@ if [ -n "${PLATFORM:-}${PY_VERSION:-}" ]; then
       TARGET+=(--platform "manylinux1_${arch}")
     fi
   done
-  "${PIP[@]}" download -q -d "$DIR" "${TARGET[@]}" "$SPEC @ file://$WHEEL" "${EXTRA_REQS[@]}" pip 2>&1 | quiet
+  # pure-Python dependencies PyPI has only as source (jieba) are built here into
+  # py3-none-any wheels, which install on any target; the download then finds them in DIR
+  "${PIP[@]}" wheel -q --no-deps -w "$DIR" jieba 2>&1 | quiet
+  "${PIP[@]}" download -q -d "$DIR" --find-links "$DIR" "${TARGET[@]}" "$SPEC @ file://$WHEEL" "${EXTRA_REQS[@]}" pip 2>&1 | quiet
 else
   # pip wheel also turns any sdist-only dependency into a wheel for this platform
   "${PIP[@]}" wheel -q -w "$DIR" "$SPEC @ file://$WHEEL" "${EXTRA_REQS[@]}" pip 2>&1 | quiet

@@ -22,10 +22,11 @@ never writes a word the model did not.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import threading
-from importlib import resources
+from pathlib import Path
 
 from ...text import comparison_form
 
@@ -34,6 +35,15 @@ PRIOR_WEIGHT = 0.3
 # unknown word (a count of 1), however long, so "iPhone" costs what one rare word costs
 # and a number written in digits what one written in characters without a dictionary word.
 _RUN = re.compile(r"[0-9A-Za-z]+|.", re.S)
+
+
+def dictionary_path() -> Path:
+    """jieba's word list, found without importing jieba: its package imports
+    pkg_resources (200 ms and a deprecation warning) and builds a segmenter we do not use."""
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("jieba is not installed: it is a dependency of tingxie (scripts/install.sh)")
+    return Path(spec.submodule_search_locations[0]) / "dict.txt"
 
 
 class WordPrior:
@@ -52,7 +62,7 @@ class WordPrior:
             with self._lock:
                 if self._table is None:
                     counts: dict[str, int] = {}
-                    with resources.files("jieba").joinpath("dict.txt").open(encoding="utf-8") as f:
+                    with dictionary_path().open(encoding="utf-8") as f:
                         for line in f:
                             word, count, *_ = line.split(" ")
                             counts[word] = int(count)
