@@ -231,7 +231,7 @@ OBSERVE = """() => {
 def test_batch_progress_moves_for_a_long_file_and_time_left_falls(page, server, audio):
     """A batch of two short files and one long recording (≈ 50 s, two windows): the long file's bar moves
     before it is done (progress is audio decoded, window by window), the time left says
-    "estimating" before it has data, then falls and never counts up."""
+    "estimating" before it has data, then falls with the clock and never counts up."""
     page.goto(page.base + "/ui/#batch")
     page.wait_for_selector("#batch-options[data-models=loaded]")
     page.select_option("#batch-options select[name=language]", "en")
@@ -248,7 +248,9 @@ def test_batch_progress_moves_for_a_long_file_and_time_left_falls(page, server, 
     # consecutive duplicates are the same estimate re-rendered
     shown = [e for i, e in enumerate(etas) if i == 0 or e != etas[i - 1]]
     assert len(shown) >= 2, f"time left never had two estimates: {seen[-5:]}"
-    assert all(b <= a for a, b in zip(shown, shown[1:], strict=False)), f"time left counted up: {shown}"
+    # it counts down with the clock between measurements; only a count-down that ran out (1 s)
+    # while work was left gives way to a longer measurement
+    assert all(b <= a or a <= 1 for a, b in zip(shown, shown[1:], strict=False)), f"time left counted up: {shown}"
     assert shown[-1] < shown[0], shown
     first_eta_text = next(s["etaText"] for s in seen if s["etaText"] and s["etaText"] != "–")
     assert first_eta_text == "estimating…", f"time left shown before any throughput was measured: {first_eta_text}"
