@@ -109,19 +109,23 @@ def main() -> int:
         f"recordings of validation-half Mandarin (eval's validation sources and eval-extra), {QUIET} clips per "
         "recording attenuated by 20–40 dB (peak ≥ −40 dBFS) and one at a whispered level (peak −38…−40 dBFS); "
         "tingxie batch lane, language zh, ITN off; whisper-base int8 on CPU "
-        f"({wall:.0f} s on a shared 2-core machine). Per-clip CER from aligning the whole transcript against "
-        "the references in order; *lost*: under a third of the clip's characters found.",
+        f"({wall:.0f} s on a shared 2-core machine). *found*: the share of the clip's characters the "
+        "alignment of the whole transcript against the references (in order) finds; *lost*: under a third "
+        "found. *CER*: against the stretch of transcript the alignment assigns to the clip; where the clip "
+        "boundaries in the transcript are guessed, that stretch carries a neighbour's first or last "
+        "characters, so a clip read right can show a CER near or over 100 %.",
         "",
         f"**Lost: {len(lost)} of {len(rows)} clips** ({sum(r['lost'] for r in quiet_rows)} of "
         f"{len(quiet_rows)} attenuated).",
         "",
-        "| recording | clip | at (s) | attenuation (dB) | CER % | lost? |",
-        "|---|---|---|---|---|---|",
+        "| recording | clip | at (s) | attenuation (dB) | found % | CER % | lost? |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         att = f"{r['attenuation_db']:.1f}" + (" (whispered level)" if r["whispered"] else "")
         lines.append(
-            f"| {r['recording']} | {r['clip']} | {r['at_s']} | {att} | {r['cer']} | {'LOST' if r['lost'] else 'no'} |"
+            f"| {r['recording']} | {r['clip']} | {r['at_s']} | {att} | {100 * r['recall']:.0f} | {r['cer']} "
+            f"| {'LOST' if r['lost'] else 'no'} |"
         )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
