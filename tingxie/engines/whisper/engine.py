@@ -255,7 +255,8 @@ class Engine:
         for compact in (True, False):
             w = Window(noise, [Piece(0, 0, len(noise))], DecodeOptions(language="en", beam_size=1), compact)
             self.decode([w])
-        word_prior.PRIOR.load()  # the first Chinese window would otherwise read the dictionary
+        if self.multilingual:  # the first Chinese window would otherwise read the dictionary
+            word_prior.PRIOR.load()
 
     @property
     def whisper(self):
