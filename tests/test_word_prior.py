@@ -52,6 +52,15 @@ def test_a_hypothesis_that_stops_early_is_never_chosen_however_likely_its_words(
     assert choose([whole, early], [-0.29, -0.30]) == 0  # the beam ranked the whole first
 
 
+def test_a_hotword_the_model_heard_is_kept_against_common_words():
+    """A hotword is often a name or a term the dictionary rates rare (达摩院, against
+    大模型's common words); the request asked for it, so the prior never trades it away."""
+    said, common = "欢迎体验达摩院推出的模型", "欢迎体验大模型推出的模型"
+    assert PRIOR.logprob(common) > PRIOR.logprob(said)
+    assert choose([said, common], [-0.300, -0.301]) == 1  # without the hotword, the prior decides
+    assert choose([said, common], [-0.300, -0.301], ["达摩院"]) == 0
+
+
 def test_numbers_in_digits_or_characters_are_alternatives_of_one_length():
     # 10年 / 十年: a run of digits is one unit, so either may be chosen
     assert word_prior.units("10年后的需求") == word_prior.units("十年后的需求")
@@ -75,8 +84,8 @@ def test_a_chinese_window_is_transcribed_from_the_hypothesis_the_prior_chose(sch
     en = [corpus_dir / r["audio"] for r in rows if r["lang"] == "en"][:1]
     seen: list[tuple[list[str], int]] = []
 
-    def spy(texts, scores):
-        k = choose(texts, scores)
+    def spy(texts, scores, hotwords=()):
+        k = choose(texts, scores, hotwords)
         seen.append((texts, k))
         return k
 

@@ -411,7 +411,7 @@ class Engine:
             tok = self.tokenizer(lang, w.options.task)
             if by_prior:
                 texts = [tok.decode([t for t in ids if t < tok.eot]) for ids in r.sequences_ids]
-                best = word_prior.choose(texts, list(r.scores))
+                best = word_prior.choose(texts, list(r.scores), w.options.hotwords)
             else:
                 best = max(range(len(r.sequences_ids)), key=lambda k: r.scores[k] if r.scores else 0.0)
             seq = r.sequences_ids[best]

@@ -99,20 +99,26 @@ def units(text: str) -> int:
     return len(_RUN.findall(comparison_form(text, "zh")))
 
 
-def choose(texts: list[str], scores: list[float]) -> int:
+def choose(texts: list[str], scores: list[float], hotwords: list[str] | tuple[str, ...] = ()) -> int:
     """The index of the hypothesis to keep: CTranslate2's score (per token) plus the
     weighted word prior per character, among the hypotheses as long as the likeliest
     (one unit more or less: 10年 / 十年). The beam holds hypotheses that end early, and
     one chosen freely dropped a 20 s sentence (long validation set, a prior per token):
     the prior may choose which words, never how many. Hypotheses that differ only in
-    their timestamps share a text: each text's prior is computed once."""
+    their timestamps share a text: each text's prior is computed once.
+
+    The request's hotwords the likeliest hypothesis holds are kept: a hotword is often a
+    name or a term the dictionary lacks, which the prior would trade for common words."""
     top = max(range(len(texts)), key=lambda k: scores[k])
     size = units(texts[top])
+    top_form = comparison_form(texts[top], "zh")
+    forms = [f for w in hotwords if (f := comparison_form(w, "zh"))]
+    kept = [f for f in forms if f in top_form]
     prior: dict[str, float] = {}
     best, best_value = top, -math.inf
     for k, (text, score) in enumerate(zip(texts, scores, strict=True)):
         n = units(text)
-        if abs(n - size) > 1:
+        if abs(n - size) > 1 or not all(f in comparison_form(text, "zh") for f in kept):
             continue
         if text not in prior:
             prior[text] = PRIOR.logprob(text) / max(n, 1)
