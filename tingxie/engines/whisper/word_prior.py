@@ -75,8 +75,11 @@ class WordPrior:
         """The log-probability of the likeliest split of `text` into dictionary words
         (Simplified script, punctuation and spaces ignored); a character no word covers
         counts as an unknown word."""
+        return self.logprob_of(_units(text))
+
+    def logprob_of(self, units: list[str]) -> float:
+        """`logprob` of a text already split into units (`_units`)."""
         logp, longest, unknown = self.load()
-        units = _RUN.findall(comparison_form(text, "zh"))
         n = len(units)
         best = [0.0] * (n + 1)  # best[i]: the likeliest split of units[i:]
         for i in range(n - 1, -1, -1):
@@ -93,10 +96,17 @@ class WordPrior:
 PRIOR = WordPrior()
 
 
+def _units(text: str) -> list[str]:
+    """The text as the prior reads it: its comparison form (Simplified, no punctuation or
+    spaces), one unit per character and per run of Latin letters or digits. The units
+    joined give the comparison form back."""
+    return _RUN.findall(comparison_form(text, "zh"))
+
+
 def units(text: str) -> int:
     """How many characters (a run of Latin letters or digits counting as one) the prior
     sees in `text`."""
-    return len(_RUN.findall(comparison_form(text, "zh")))
+    return len(_units(text))
 
 
 def choose(texts: list[str], scores: list[float], hotwords: list[str] | tuple[str, ...] = ()) -> int:
@@ -105,24 +115,18 @@ def choose(texts: list[str], scores: list[float], hotwords: list[str] | tuple[st
     (one unit more or less: 10年 / 十年). The beam holds hypotheses that end early, and
     one chosen freely dropped a 20 s sentence (long validation set, a prior per token):
     the prior may choose which words, never how many. Hypotheses that differ only in
-    their timestamps share a text: each text's prior is computed once.
+    their timestamps share a text: each text is read and rated once.
 
     The request's hotwords the likeliest hypothesis holds are kept: a hotword is often a
     name or a term the dictionary lacks, which the prior would trade for common words."""
     top = max(range(len(texts)), key=lambda k: scores[k])
-    size = units(texts[top])
-    top_form = comparison_form(texts[top], "zh")
-    forms = [f for w in hotwords if (f := comparison_form(w, "zh"))]
-    kept = [f for f in forms if f in top_form]
-    prior: dict[str, float] = {}
-    best, best_value = top, -math.inf
-    for k, (text, score) in enumerate(zip(texts, scores, strict=True)):
-        n = units(text)
-        if abs(n - size) > 1 or not all(f in comparison_form(text, "zh") for f in kept):
-            continue
-        if text not in prior:
-            prior[text] = PRIOR.logprob(text) / max(n, 1)
-        value = score + PRIOR_WEIGHT * prior[text]
-        if value > best_value:
-            best, best_value = k, value
-    return best
+    split = {text: _units(text) for text in dict.fromkeys(texts)}
+    size = len(split[texts[top]])
+    top_form = "".join(split[texts[top]])
+    kept = [f for w in hotwords if (f := comparison_form(w, "zh")) and f in top_form]
+    weighted: dict[str, float] = {}  # an eligible text's weighted prior per character
+    for text, u in split.items():
+        if abs(len(u) - size) <= 1 and all(f in "".join(u) for f in kept):
+            weighted[text] = PRIOR_WEIGHT * PRIOR.logprob_of(u) / max(len(u), 1)
+    # the likeliest is always eligible; ties go to the earlier hypothesis
+    return max((k for k, t in enumerate(texts) if t in weighted), key=lambda k: scores[k] + weighted[texts[k]])
