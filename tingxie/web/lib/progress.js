@@ -23,8 +23,8 @@ export class Eta {
   // undefined while estimating, else seconds left.
   update(decoded, total, now = Date.now() / 1000) {
     if (!(total > 0) || decoded >= total) return (this.shown = null);
-    const s = this.samples;
-    if (s.length && decoded < s[s.length - 1][1]) this.reset(); // a retry started over
+    if (this.samples.length && decoded < this.samples[this.samples.length - 1][1]) this.reset(); // a retry started over
+    const s = this.samples; // read after a reset, which replaces the array
     const advanced = !s.length || decoded > s[s.length - 1][1];
     s.push([now, decoded]);
     while (s.length > 2 && now - s[0][0] > this.windowS) s.shift();
