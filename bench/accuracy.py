@@ -2,6 +2,7 @@
 
     python bench/accuracy.py                      # tingxie and serial on eval + eval-extra
     python bench/accuracy.py --variants all       # also each decode difference switched, one at a time
+    python bench/accuracy.py --lang zh --long 6   # also six three-minute Mandarin recordings per half
 
 The halves come from tingxie.bench.split (by source and speaker; ../shared/eval-extra is
 wholly validation): constants are chosen on calibration, claims quote validation. Both
@@ -10,8 +11,11 @@ language given and ITN off (references spell numbers):
   serial   WhisperModel.transcribe(audio, beam_size=5, vad_filter=True), one file at a time
   tingxie  transcribe_many over all files at once (the CLI, jobs and workers)
 A variant is tingxie with one of its differences from serial switched (VARIANTS); the
-table it prints is docs/accuracy.md's. Writes bench/results/accuracy.md and accuracy.json
-with per-clip texts.
+table it prints is docs/accuracy.md's. `--long N` adds N three-minute Mandarin recordings
+per half, joined from that half's clips with 0.5–3 s pauses (the builder `bench/core.py`
+and `tingxie bench` use), scored as their own column: a change that helps one-sentence
+clips can still derail a window of many sentences. Writes bench/results/accuracy.md and
+accuracy.json with per-clip texts.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ import importlib
 import json
 import math
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))  # core.py: the joined recordings
 
 from tingxie.bench.score import error_rate  # noqa: E402
 from tingxie.bench.split import half_of, shared_sets  # noqa: E402
@@ -53,6 +59,25 @@ def load_rows(shared: Path) -> list[dict]:
     return rows
 
 
+def kind(row: dict) -> str:
+    """The column a row is scored in: its language, or "zh long" for a joined recording."""
+    return f"{row['lang']} long" if row["set"] == "long" else row["lang"]
+
+
+KINDS = ("en", "zh", "zh long")
+
+
+def long_rows(shared: Path, n: int, folder: Path) -> list[dict]:
+    """N three-minute Mandarin recordings per half, as rows of their half (set "long")."""
+    import core
+
+    out = []
+    for half, items in core.halves(shared).items():
+        for r in core.build_long(items, n, 180.0, folder, half):
+            out.append({**r, "half": half, "set": "long"})
+    return out
+
+
 def serial(rows: list[dict], whisper) -> dict[str, str]:
     from tingxie.audio import decode
 
@@ -68,8 +93,9 @@ def tingxie(rows: list[dict], sched, vad=None, decode: dict | None = None) -> di
     from tingxie.types import DecodeOptions, TextOptions, VadOptions
 
     out: dict[str, str] = {}
-    for lang in sorted({r["lang"] for r in rows}):
-        rs = [r for r in rows if r["lang"] == lang]
+    for group in sorted({kind(r) for r in rows}):  # joined recordings apart: batches as without them
+        rs = [r for r in rows if kind(r) == group]
+        lang = rs[0]["lang"]
         for o in transcribe_many(
             [r["path"] for r in rs],
             sched,
@@ -212,14 +238,16 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
 
 
 def rates(rows: list[dict], hyps: dict[str, str]) -> dict[str, dict[str, float | None]]:
-    """{half: {lang: error rate %}} for calibration, validation and the whole set."""
+    """{half: {kind: error rate %}} for calibration, validation and the whole set."""
     out: dict[str, dict[str, float | None]] = {}
     for half in ("calibration", "validation", "whole"):
         out[half] = {}
-        for lang in ("en", "zh"):
-            rs = [r for r in rows if r["lang"] == lang and half in ("whole", r["half"]) and r["id"] in hyps]
-            out[half][lang] = (
-                round(100 * error_rate([r["text"] for r in rs], [hyps[r["id"]] for r in rs], lang), 2) if rs else None
+        for k in KINDS:
+            rs = [r for r in rows if kind(r) == k and half in ("whole", r["half"]) and r["id"] in hyps]
+            out[half][k] = (
+                round(100 * error_rate([r["text"] for r in rs], [hyps[r["id"]] for r in rs], rs[0]["lang"]), 2)
+                if rs
+                else None
             )
     return out
 
@@ -230,6 +258,7 @@ def main() -> int:
     ap.add_argument("--variants", default="", help="comma-separated names from VARIANTS, or 'all'")
     ap.add_argument("--no-serial", action="store_true", help="skip the serial baseline (variants only)")
     ap.add_argument("--lang", default="", help="only this language (en or zh)")
+    ap.add_argument("--long", type=int, default=0, help="three-minute Mandarin recordings per half (0: none)")
     ap.add_argument("--no-tingxie", action="store_true", help="skip tingxie as it is (serial or variants only)")
     ap.add_argument(
         "--load",
@@ -239,6 +268,7 @@ def main() -> int:
     )
     ap.add_argument("--partial", default="", help="write each method's texts to this JSON file as it finishes")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--name", default="", help="write accuracy_NAME.md/.json (default: accuracy, or accuracy_variants)")
     args = ap.parse_args()
 
     importlib.import_module("tingxie.transcribe")  # the whole pipeline loaded before anything runs
@@ -247,6 +277,8 @@ def main() -> int:
     from tingxie.types import VadOptions
 
     rows = [r for r in load_rows(Path(args.shared)) if not args.lang or r["lang"] == args.lang]
+    if rows and args.long and args.lang in ("", "zh"):
+        rows += long_rows(Path(args.shared), args.long, Path(tempfile.mkdtemp(prefix="tingxie-accuracy-")))
     if not rows:
         print(f"no real speech under {args.shared} (eval/manifest.jsonl)", file=sys.stderr)
         return 2
@@ -291,41 +323,43 @@ def main() -> int:
         manager.close()
 
     table = {name: rates(rows, h) for name, h in hyps.items()}
+    halves_ = ("calibration", "validation", "whole")
+    kinds = [k for k in KINDS if any(kind(r) == k for r in rows)]
     counts = {
-        half: {
-            lang: sum(1 for r in rows if r["lang"] == lang and half in ("whole", r["half"])) for lang in ("en", "zh")
-        }
-        for half in ("calibration", "validation", "whole")
+        h: {k: sum(1 for r in rows if kind(r) == k and h in ("whole", r["half"])) for k in kinds} for h in halves_
     }
 
     def cell(v: float | None) -> str:
         return "–" if v is None else f"{v:.2f}"
 
+    def column(h: str, k: str) -> str:
+        what = "WER" if k == "en" else "CER"
+        return f"{h} {k} {what} ({counts[h][k]})"
+
+    options = (
+        (f" --lang {args.lang}" if args.lang else "")
+        + (f" --variants {args.variants}" if names else "")
+        + (f" --long {args.long}" if args.long else "")
+    )
     lines = [
         f"# Accuracy on both halves: tingxie vs serial faster-whisper ({time.strftime('%Y%m%d-%H%M%S')})",
         "",
-        "`python bench/accuracy.py" + (f" --variants {args.variants}" if names else "") + "` — whisper-base int8, "
+        f"`python bench/accuracy.py{options}` — whisper-base int8, "
         "CPU, language given, ITN off; corpus WER (en) / CER (zh) %. Halves from `tingxie/bench/split.py` "
         "(eval-extra is wholly validation); constants are chosen on calibration, claims quote validation. "
         "*serial*: faster-whisper `transcribe(beam_size=5, vad_filter=True)`; *tingxie*: `transcribe_many` "
-        "(the CLI, jobs, workers); other rows: tingxie with one difference switched (docs/accuracy.md).",
+        "(the CLI, jobs, workers); other rows: tingxie with one difference switched (docs/accuracy.md); "
+        "*zh long*: three-minute recordings joined from the half's Mandarin clips.",
         "",
-        "| method | " + " | ".join(f"{h} en WER ({counts[h]['en']})" for h in counts) + " | "
-        + " | ".join(f"{h} zh CER ({counts[h]['zh']})" for h in counts) + " |",
-        "|---|" + "---|" * 6,
+        "| method | " + " | ".join(column(h, k) for k in kinds for h in halves_) + " |",
+        "|---|" + "---|" * (len(kinds) * len(halves_)),
     ]  # fmt: skip
     for name, r in table.items():
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cell(r[h]["en"]) for h in counts)
-            + " | "
-            + " | ".join(cell(r[h]["zh"]) for h in counts)
-            + " |"
-        )
+        lines.append(f"| {name} | " + " | ".join(cell(r[h][k]) for k in kinds for h in halves_) + " |")
     lines += ["", "Variants:", ""] + [f"- *{n}*: {VARIANTS[n][0]}" for n in names]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if not names else "_variants"
+    suffix = f"_{args.name}" if args.name else "" if not names else "_variants"
     (out / f"accuracy{suffix}.md").write_text("\n".join(lines) + "\n")
     report = {
         "rates": table,

@@ -213,6 +213,35 @@ def test_speech_lost_under_a_prompt_is_recovered_without_it(sched, clips, corpus
     assert t.warnings == []
 
 
+def test_speech_a_segment_claims_but_never_says_is_decoded_again(sched, clips, corpus_dir, tmp_path, monkeypatch):
+    """Under a prompt, whisper-base wrote one sentence for 36 s of joined Mandarin
+    utterances and its times claimed all 36 s, so no speech looked uncovered and the
+    rest was lost. Here every prompted decode does that: one segment over the whole
+    window holding only its first sentence. The speech it skipped is decoded again
+    without the prompt and every clip comes back, the first one once."""
+    engine = sched.engine
+    real = engine.decode
+
+    def one_sentence_for_the_whole_window(windows):
+        out = real(windows)
+        for w, r in zip(windows, out, strict=False):
+            if w.options.initial_prompt and len(r.segments) > 1:
+                first = r.segments[0]
+                first.end = r.segments[-1].end
+                r.segments = [first]
+        return out
+
+    monkeypatch.setattr(engine, "decode", one_sentence_for_the_whole_window)
+    items = [clips[c] for c in JOINED[:4]]
+    audio, _ = join(corpus_dir, items, seed=5)
+    t = _zh(write_wav(tmp_path / "four.wav", audio), sched, initial_prompt="以下是普通话的句子。")
+    refs = [m["text"] for m in items]
+    assert _lost(refs, t.text) == [], [(s.start, s.end, s.text, s.flags) for s in t.segments]
+    assert error_rate(["".join(refs)], [t.text], "zh") < 0.3, t.text  # said once, not twice
+    assert any("retried" in s.flags for s in t.segments)
+    assert t.warnings == []
+
+
 def test_speech_that_stays_empty_is_flagged_and_counted(sched, clips, corpus_dir, monkeypatch):
     engine = sched.engine
     real = engine.decode

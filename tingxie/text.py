@@ -647,6 +647,12 @@ _UNIT = re.compile(f"[{_CJK}]|[^\\s{_CJK}]+")  # one CJK character, or one space
 MAX_NGRAM = 15
 
 
+def spoken_units(text: str) -> int:
+    """How much `text` says: its CJK characters and space-separated words (a character is
+    a syllable, a word one to three), punctuation not counted."""
+    return sum(1 for m in _UNIT.finditer(text) if any(c.isalnum() for c in m.group()))
+
+
 def _min_repeats(n: int) -> int:
     """Repeats of an n-unit gram that count as a loop. Speech repeats short things
     (哈哈哈, 对对对对, "very very", 好的好的好的) but not a phrase four times running."""

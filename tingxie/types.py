@@ -111,7 +111,8 @@ class Segment:
     no_speech_prob: float = 0.0
     # "truncated", "repetition_cut"; "no_text": VAD speech here gave no text even when
     # retried (text is empty); "retried": recovered by that retry; "brackets",
-    # "script", "loop": why the model's first text here was taken for junk
+    # "script", "loop": why the model's first text here was taken for junk; "skipped":
+    # its times claimed speech its text never said (transcribe.skipped_speech)
     flags: list[str] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # SenseVoice: {"emotion": ..., "event": ...}
     channel: int | None = None  # channels=split: the file's channel (1-based) this was said on
