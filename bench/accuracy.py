@@ -12,8 +12,9 @@ language given and ITN off (references spell numbers):
   tingxie  transcribe_many over all files at once (the CLI, jobs and workers)
 A variant is tingxie with one of its differences from serial switched (VARIANTS); the
 table it prints is docs/accuracy.md's. `--long N` adds N three-minute Mandarin recordings
-per half, joined from that half's clips with 0.5–3 s pauses (the builder `bench/core.py`
-and `tingxie bench` use), scored as their own column: a change that helps one-sentence
+per half (`--long-seconds 25`: recordings of a few sentences instead), joined from that
+half's clips with 0.5–3 s pauses (the builder `bench/core.py` and `tingxie bench` use),
+scored as their own column: a change that helps one-sentence
 clips can still derail a window of many sentences. Writes bench/results/accuracy.md and
 accuracy.json with per-clip texts.
 """
@@ -67,13 +68,13 @@ def kind(row: dict) -> str:
 KINDS = ("en", "zh", "zh long")
 
 
-def long_rows(shared: Path, n: int, folder: Path) -> list[dict]:
-    """N three-minute Mandarin recordings per half, as rows of their half (set "long")."""
+def long_rows(shared: Path, n: int, folder: Path, seconds: float = 180.0) -> list[dict]:
+    """N joined Mandarin recordings of `seconds` per half, as rows of their half (set "long")."""
     import core
 
     out = []
     for half, items in core.halves(shared).items():
-        for r in core.build_long(items, n, 180.0, folder, half):
+        for r in core.build_long(items, n, seconds, folder, half):
             out.append({**r, "half": half, "set": "long"})
     return out
 
@@ -266,6 +267,9 @@ def main() -> int:
     ap.add_argument("--no-serial", action="store_true", help="skip the serial baseline (variants only)")
     ap.add_argument("--lang", default="", help="only this language (en or zh)")
     ap.add_argument("--long", type=int, default=0, help="three-minute Mandarin recordings per half (0: none)")
+    ap.add_argument(
+        "--long-seconds", type=float, default=180.0, help="length of each --long recording (25: a few sentences)"
+    )
     ap.add_argument("--no-tingxie", action="store_true", help="skip tingxie as it is (serial or variants only)")
     ap.add_argument(
         "--load",
@@ -285,7 +289,8 @@ def main() -> int:
 
     rows = [r for r in load_rows(Path(args.shared)) if not args.lang or r["lang"] == args.lang]
     if rows and args.long and args.lang in ("", "zh"):
-        rows += long_rows(Path(args.shared), args.long, Path(tempfile.mkdtemp(prefix="tingxie-accuracy-")))
+        folder = Path(tempfile.mkdtemp(prefix="tingxie-accuracy-"))
+        rows += long_rows(Path(args.shared), args.long, folder, args.long_seconds)
     if not rows:
         print(f"no real speech under {args.shared} (eval/manifest.jsonl)", file=sys.stderr)
         return 2
@@ -347,6 +352,7 @@ def main() -> int:
         (f" --lang {args.lang}" if args.lang else "")
         + (f" --variants {args.variants}" if names else "")
         + (f" --long {args.long}" if args.long else "")
+        + (f" --long-seconds {args.long_seconds:g}" if args.long and args.long_seconds != 180 else "")
     )
     lines = [
         f"# Accuracy on both halves: tingxie vs serial faster-whisper ({time.strftime('%Y%m%d-%H%M%S')})",
@@ -356,7 +362,7 @@ def main() -> int:
         "(eval-extra is wholly validation); constants are chosen on calibration, claims quote validation. "
         "*serial*: faster-whisper `transcribe(beam_size=5, vad_filter=True)`; *tingxie*: `transcribe_many` "
         "(the CLI, jobs, workers); other rows: tingxie with one difference switched (docs/accuracy.md); "
-        "*zh long*: three-minute recordings joined from the half's Mandarin clips.",
+        f"*zh long*: {args.long_seconds:g} s recordings joined from the half's Mandarin clips (0.5–3 s pauses).",
         "",
         "| method | " + " | ".join(column(h, k) for k in kinds for h in halves_) + " |",
         "|---|" + "---|" * (len(kinds) * len(halves_)),

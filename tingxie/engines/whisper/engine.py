@@ -56,21 +56,25 @@ OWN_LENGTH_MIN_S = 20.0
 CONTINUATION_MIN_S = 10.0
 
 
-# A short Mandarin window with no prompt of its own is primed with a sentence of written
-# Simplified Chinese, a common Whisper recipe: whisper-base then writes Simplified words
-# where it wrote Traditional or homophones (calibration clips 18.1 → 15.7 % CER). On a
-# window of many sentences the same prompt makes it write long punctuated segments whose
-# times jump over speech (calibration three-minute recordings 18.9 → 26.9 %), so only
-# windows shorter than PRIMER_MAX_S, first decodes, are primed; continuations hear the
-# text before them, and retries of lost speech no prompt (DecodeOptions.primer).
+# A Mandarin window of one sentence with no prompt of its own is primed with a sentence of
+# written Simplified Chinese, a common Whisper recipe: whisper-base then writes Simplified
+# words where it wrote Traditional ones or homophones (calibration clips 18.1 → 15.3 %
+# CER). A window of several sentences is not: there the same prompt makes it write long
+# punctuated segments whose times jump over speech (calibration three-minute recordings
+# 18.9 → 26.9 %), and on 25 s recordings of sentences 1.2 s apart (windows of 12–20 s) it
+# read calibration 1 point better but validation 1.8 worse. So only windows under
+# PRIMER_MAX_S (one sentence: AISHELL's are 3–8 s), first decodes, are primed;
+# continuations hear the text before them, retries of lost speech no prompt
+# (DecodeOptions.primer), and live windows (compact) none: there the prompt split the
+# streams' batches and the first partial came 1 s later (16 streams, calibration).
 MANDARIN_PRIMER = "以下是普通话的句子。"
-PRIMER_MAX_S = 20.0
+PRIMER_MAX_S = 10.0
 
 
 def primer(w: Window) -> str:
     """The priming sentence this window hears, or ""."""
     opts = w.options
-    if not opts.primer or opts.initial_prompt or opts.language != "zh" or hints(w).continuation:
+    if not opts.primer or opts.initial_prompt or opts.language != "zh" or hints(w).continuation or w.compact:
         return ""
     return MANDARIN_PRIMER if w.seconds < PRIMER_MAX_S else ""
 
