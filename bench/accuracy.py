@@ -208,12 +208,6 @@ def _prior_weight(weight: float):
     return lambda: _patched(word_prior, PRIOR_WEIGHT=weight)
 
 
-def _no_primer():
-    from tingxie.engines.whisper import engine
-
-    return _patched(engine, PRIMER_MAX_S=0.0)
-
-
 # name → (what it switches, a context manager factory, VadOptions overrides, DecodeOptions overrides)
 VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], dict, dict]] = {
     "frame-levelled": ("model hears level.level (gain per 32 ms frame), as before issue 28", _frame_levelled_input, {}, {}),
@@ -240,8 +234,7 @@ VARIANTS: dict[str, tuple[str, Callable[[], contextlib.AbstractContextManager], 
     "word-prior-0.2": ("word prior weight 0.2", _prior_weight(0.2), {}, {}),
     "word-prior-0.3": ("word prior weight 0.3", _prior_weight(0.3), {}, {}),
     "word-prior-0.5": ("word prior weight 0.5", _prior_weight(0.5), {}, {}),
-    "no-primer": ("no Mandarin window primed with a Simplified sentence (faster-whisper prompts nothing)", _no_primer, {}, {}),
-    "zh-prompt": ("every Mandarin window prompted with the primer (以下是普通话的句子。), long ones and continuations too", contextlib.nullcontext, {}, {"initial_prompt": "以下是普通话的句子。"}),
+    "zh-prompt": ("every Mandarin window prompted with a Simplified sentence (以下是普通话的句子。), a common Whisper recipe", contextlib.nullcontext, {}, {"initial_prompt": "以下是普通话的句子。"}),
 }  # fmt: skip
 
 

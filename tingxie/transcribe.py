@@ -243,9 +243,7 @@ def recover(
     if not lost:  # junk over no speech: bracket junk goes, the rest stays flagged
         result.segments = sorted(kept + [s for s, why in suspect if why != "brackets"], key=lambda s: s.start)
         return result
-    opts = replace(
-        window.options, initial_prompt=None, hotwords=[], primer=False, temperature=0.0, language=language or None
-    )
+    opts = replace(window.options, initial_prompt=None, hotwords=[], temperature=0.0, language=language or None)
     parts: list[windows_mod.Window] = []
     for a, b in lost:
         part = window.part(a - RETRY_PAD_S, b + RETRY_PAD_S, opts)

@@ -74,9 +74,6 @@ class DecodeOptions:
     initial_prompt: str | None = None
     word_timestamps: bool = False
     temperature: float = 0.0
-    # a short Mandarin window without a prompt hears engines/whisper's primer; the retry of
-    # lost speech turns it off (a prompt can make Whisper skip speech)
-    primer: bool = True
 
 
 @dataclass

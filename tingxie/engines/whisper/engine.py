@@ -19,7 +19,7 @@ import ctranslate2
 import numpy as np
 from faster_whisper.transcribe import get_suppressed_tokens
 
-from ...text import comparison_form, has_words, is_chinese, is_cjk
+from ...text import has_words, is_chinese, is_cjk
 from ...types import SAMPLE_RATE, DecodeOptions, DeviceChoice, OptionsError, Segment, Word
 from ...windows import Piece, Window
 from ..base import WindowResult
@@ -54,35 +54,6 @@ OWN_LENGTH_MIN_S = 20.0
 # length: on the eval set and six 3-minute recordings the CER held (eval zh 17.08 → 16.56,
 # long 17.29 → 17.26 %) and the encoder's seconds fell 4 %.
 CONTINUATION_MIN_S = 10.0
-
-
-# A Mandarin window of one sentence with no prompt of its own is primed with a sentence of
-# written Simplified Chinese, a common Whisper recipe: whisper-base then writes Simplified
-# words where it wrote Traditional ones or homophones (calibration clips 18.1 → 15.3 %
-# CER). A window of several sentences is not: there the same prompt makes it write long
-# punctuated segments whose times jump over speech (calibration three-minute recordings
-# 18.9 → 26.9 %), and on 25 s recordings of sentences 1.2 s apart (windows of 12–20 s) it
-# read calibration 1 point better but validation 1.8 worse. So only windows under
-# PRIMER_MAX_S (one sentence: AISHELL's are 3–8 s), first decodes, are primed;
-# continuations hear the text before them, retries of lost speech no prompt
-# (DecodeOptions.primer), and live windows (compact) none: there the prompt split the
-# streams' batches and the first partial came 1 s later (16 streams, calibration).
-MANDARIN_PRIMER = "以下是普通话的句子。"
-PRIMER_MAX_S = 10.0
-
-
-def primer(w: Window) -> str:
-    """The priming sentence this window hears, or ""."""
-    opts = w.options
-    if not opts.primer or opts.initial_prompt or opts.language != "zh" or hints(w).continuation or w.compact:
-        return ""
-    return MANDARIN_PRIMER if w.seconds < PRIMER_MAX_S else ""
-
-
-def reads_primer(text: str) -> bool:
-    """Whether a primed window's text is the primer read back, whole or in part."""
-    form, primer_form = comparison_form(text, "zh"), comparison_form(MANDARIN_PRIMER, "zh")
-    return primer_form in form or (len(form) >= 4 and form in primer_form)
 
 
 def own_length(w: Window) -> bool:
@@ -337,13 +308,12 @@ class Engine:
         return min(FRAMES, max(MIN_FRAMES, -(-frames // 100) * 100))
 
     def prompt_prefix(self, window: Window) -> list[int]:
-        """Previous-text tokens: hotwords and the initial prompt (or the primer) bias the
-        decoder, and a continuation hears the text decoded before it in its window (faster-whisper's
+        """Previous-text tokens: hotwords and the initial prompt bias the decoder, and a
+        continuation hears the text decoded before it in its window (faster-whisper's
         `condition_on_previous_text`: without it a continuation read "the room" as "the
         realm" a sentence after the window had said "room" twice)."""
         opts = window.options
-        prompt = opts.initial_prompt or primer(window)
-        text = " ".join(x for x in [prompt, " ".join(opts.hotwords)] if x.strip())
+        text = " ".join(x for x in [opts.initial_prompt or "", " ".join(opts.hotwords)] if x.strip())
         previous = hints(window).previous.strip()
         if not text and not previous:
             return []
@@ -450,8 +420,6 @@ class Engine:
             segs = self._segments(
                 w, seq, tok, avg_logprob, r.no_speech_prob, hit_budget=len(seq) >= cap - 1, tokens_of=tokens_of
             )
-            if primer(w):  # the primer read back over a breath or noise is not speech (recover retries unprimed)
-                segs = [g for g in segs if not reads_primer(g.raw_text)]
             out.append(
                 WhisperResult(
                     segs,
