@@ -178,12 +178,12 @@ SLOW_UNITS_PER_S = 2.0
 UNHEARD_MIN_S = 3.0
 
 
-def lost_speech(window: windows_mod.Window, segments: list[Segment]) -> list[tuple[float, float]]:
-    """(start, end) in source seconds of the window's VAD speech that no segment
-    covers: at least MIN_LOST_S of speech frames each."""
+def lost_speech(frames: list[tuple[float, float]], segments: list[Segment]) -> list[tuple[float, float]]:
+    """(start, end) in source seconds of the VAD speech (a window's `speech_frames`) that
+    no segment covers: at least MIN_LOST_S of speech frames each."""
     covered = sorted((s.start - COVER_PAD_S, s.end + COVER_PAD_S) for s in segments)
     runs: list[list[float]] = []  # [start, end, speech seconds]
-    for a, b in window.speech_frames():
+    for a, b in frames:
         mid = (a + b) / 2
         if any(lo <= mid <= hi for lo, hi in covered):
             continue
@@ -195,11 +195,12 @@ def lost_speech(window: windows_mod.Window, segments: list[Segment]) -> list[tup
     return [(a, b) for a, b, speech in runs if speech >= MIN_LOST_S]
 
 
-def skipped_speech(window: windows_mod.Window, seg: Segment) -> bool:
-    """Whether a segment's times claim much more VAD speech than its text says: Whisper's
-    timestamps jumped over speech it never wrote (a prompt or hotwords make it do so on
-    long windows), and `lost_speech` alone would count that speech as covered."""
-    speech = sum(max(0.0, min(b, seg.end) - max(a, seg.start)) for a, b in window.speech_frames())
+def skipped_speech(frames: list[tuple[float, float]], seg: Segment) -> bool:
+    """Whether a segment's times claim much more VAD speech (a window's `speech_frames`)
+    than its text says: Whisper's timestamps jumped over speech it never wrote (a prompt
+    or hotwords make it do so on long windows), and `lost_speech` alone would count that
+    speech as covered."""
+    speech = sum(max(0.0, min(b, seg.end) - max(a, seg.start)) for a, b in frames)
     return speech - text_mod.spoken_units(seg.raw_text) / SLOW_UNITS_PER_S >= UNHEARD_MIN_S
 
 
@@ -228,10 +229,11 @@ def recover(
     text again is replaced by it; what still gives no text comes back as an empty
     segment flagged `no_text`, which the result counts as a warning."""
     language = result.language or window.options.language or ""
+    frames = window.speech_frames()  # read once: every segment is measured against them
     kept: list[Segment] = []
     suspect: list[tuple[Segment, str]] = []
     for s in result.segments:
-        reason = text_mod.junk_reason(s.raw_text, language) or ("skipped" if skipped_speech(window, s) else None)
+        reason = text_mod.junk_reason(s.raw_text, language) or ("skipped" if skipped_speech(frames, s) else None)
         if reason:
             suspect.append((s, reason))
         else:
@@ -239,7 +241,7 @@ def recover(
     for s, why in suspect:
         if why not in s.flags:
             s.flags.append(why)
-    lost = lost_speech(window, kept)
+    lost = lost_speech(frames, kept)
     if not lost:  # junk over no speech: bracket junk goes, the rest stays flagged
         result.segments = sorted(kept + [s for s, why in suspect if why != "brackets"], key=lambda s: s.start)
         return result
